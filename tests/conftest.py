@@ -1,0 +1,1 @@
+"""Shared test settings. The `fake_sailthru` fixture comes from the package's pytest plugin."""

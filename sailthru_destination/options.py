@@ -7,12 +7,27 @@ threads, never mutate them.
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ._protocol import is_loopback_url
 
-__all__ = ["DEFAULT_API_URL", "DEFAULT_TRACKING_URL", "AppOptions"]
+_C = TypeVar("_C", bound="_Choice")
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_TRACKING_URL",
+    "AppOptions",
+    "DeleteBehavior",
+    "DestinationOptions",
+    "MatchKey",
+    "OptoutLevel",
+    "SyncMode",
+]
 
 DEFAULT_API_URL = "https://api.sailthru.com"
 DEFAULT_TRACKING_URL = "https://api.sail-track.com"
@@ -71,3 +86,104 @@ class AppOptions:
     def masked_key(self) -> str:
         """The API key with all but its last four characters hidden, for logs."""
         return "*" * max(len(self.api_key) - 4, 0) + self.api_key[-4:]
+
+
+class _Choice(str, Enum):
+    """A string option with a fixed set of values and a helpful error for anything else."""
+
+    @classmethod
+    def parse(cls: type[_C], value: object, option: str) -> _C:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(repr(m.value) for m in cls)
+            raise ValueError(f"{option} must be one of {valid}; got {value!r}") from None
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class MatchKey(_Choice):
+    """Which Sailthru key identifies a user: the match value comes from the record."""
+
+    EMAIL = "email"
+    SID = "sid"
+    EXTID = "extid"
+
+
+class SyncMode(_Choice):
+    """``upsert`` creates or updates users; ``update`` only touches users that already exist."""
+
+    UPSERT = "upsert"
+    UPDATE = "update"
+
+
+class DeleteBehavior(_Choice):
+    """What happens in Sailthru when a profile goes away in the host."""
+
+    NOTHING = "nothing"
+    CLEAR = "clear"
+    DELETE = "delete"
+
+
+class OptoutLevel(_Choice):
+    """Sailthru's ``optout_email`` levels."""
+
+    NONE = "none"
+    ALL = "all"
+    BASIC = "basic"
+    BLAST = "blast"
+
+
+@dataclass(frozen=True)
+class DestinationOptions:
+    """How profiles are exported: matching, sync mode, lists, opt-out, deletes and concurrency.
+
+    ``default_list`` is joined by every exported user; ``list_prefix`` is put in front of
+    every list name made from a host group. ``optout`` is the opt-out level sent with every
+    user (a record may override it). ``var_names`` renames host properties to Sailthru vars.
+    ``lock_dir`` is where the cross-process list-creation lock files live (a per-user temp
+    folder when None). ``delete_attempts`` bounds the delete-verify-retry loop.
+    ``required_consents``: when set, only profiles that consented to at least one of these
+    purposes are exported; the others are skipped with that reason.
+    """
+
+    match_key: MatchKey = MatchKey.EMAIL
+    sync_mode: SyncMode = SyncMode.UPSERT
+    delete_behavior: DeleteBehavior = DeleteBehavior.NOTHING
+    default_list: str | None = None
+    list_prefix: str = ""
+    optout: OptoutLevel | None = None
+    concurrency: int = 8
+    lock_dir: str | None = None
+    var_names: Mapping[str, str] = field(default_factory=dict)
+    delete_attempts: int = 5
+    required_consents: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "match_key", MatchKey.parse(self.match_key, "match_key"))
+        set_(self, "sync_mode", SyncMode.parse(self.sync_mode, "sync_mode"))
+        set_(self, "delete_behavior", DeleteBehavior.parse(self.delete_behavior, "delete_behavior"))
+        if self.optout is not None:
+            set_(self, "optout", OptoutLevel.parse(self.optout, "optout"))
+        for name in ("concurrency", "delete_attempts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
+                raise ValueError(f"{name} must be a whole number from 1 to 256, got {value!r}")
+        if self.default_list is not None and (
+            not isinstance(self.default_list, str) or not self.default_list.strip()
+        ):
+            raise ValueError("default_list must be a non-empty list name or None")
+        if not isinstance(self.list_prefix, str):
+            raise ValueError("list_prefix must be a string")
+        renames = dict(self.var_names)
+        for source, target in renames.items():
+            if not isinstance(source, str) or not isinstance(target, str) or not target.strip():
+                raise ValueError(
+                    f"var_names maps property names to var names; {source!r} -> {target!r} is not"
+                )
+        set_(self, "var_names", MappingProxyType(renames))
+        set_(self, "required_consents", frozenset(self.required_consents))

@@ -1,0 +1,91 @@
+"""Options are validated when built, and never show the secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from sailthru_destination.options import (
+    AppOptions,
+    DeleteBehavior,
+    DestinationOptions,
+    MatchKey,
+    OptoutLevel,
+)
+
+
+def test_app_options_hide_the_secret_from_repr() -> None:
+    app = AppOptions(api_key="key-1234", api_secret="s3cr3t-value")
+    assert "s3cr3t-value" not in repr(app)
+    assert "s3cr3t-value" not in str(app)
+
+
+def test_masked_key_shows_only_the_last_four_characters() -> None:
+    assert AppOptions(api_key="abcdef123456", api_secret="s").masked_key == "********3456"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://api.sailthru.com", "http://10.0.0.5:8080", "http://example.com/"],
+)
+def test_plain_http_api_urls_are_refused_unless_loopback(url: str) -> None:
+    with pytest.raises(ValueError, match="plain http"):
+        AppOptions(api_key="k", api_secret="s", api_url=url)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000", "http://localhost:1", "http://[::1]:9", "https://x.test"]
+)
+def test_https_and_loopback_http_urls_are_accepted(url: str) -> None:
+    assert AppOptions(api_key="k", api_secret="s", api_url=url + "/").api_url == url
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"api_key": ""}, "api_key must be a non-empty string"),
+        ({"api_secret": "  "}, "api_secret must be a non-empty string"),
+        ({"api_url": "ftp://x"}, "http"),
+        ({"read_timeout": 0}, "read_timeout must be a positive number"),
+        ({"connect_timeout": True}, "connect_timeout must be a positive number"),
+        ({"timezone": "Mars/Olympus"}, "IANA time zone"),
+    ],
+)
+def test_bad_app_options_fail_with_a_message_naming_the_option(
+    kwargs: dict[str, object], message: str
+) -> None:
+    base: dict[str, object] = {"api_key": "k", "api_secret": "s"}
+    with pytest.raises(ValueError, match=message):
+        AppOptions(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+def test_destination_options_accept_plain_strings_and_turn_them_into_enums() -> None:
+    opts = DestinationOptions(match_key="extid", delete_behavior="delete", optout="blast")  # type: ignore[arg-type]
+    assert opts.match_key is MatchKey.EXTID
+    assert opts.delete_behavior is DeleteBehavior.DELETE
+    assert opts.optout is OptoutLevel.BLAST
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"match_key": "phone"}, "match_key must be one of 'email', 'sid', 'extid'"),
+        ({"sync_mode": "merge"}, "sync_mode must be one of 'upsert', 'update'"),
+        ({"delete_behavior": "purge"}, "'nothing', 'clear', 'delete'"),
+        ({"optout": "some"}, "optout must be one of 'none', 'all', 'basic', 'blast'"),
+        ({"concurrency": 0}, "concurrency must be a whole number"),
+        ({"delete_attempts": 1000}, "delete_attempts must be a whole number"),
+        ({"default_list": " "}, "default_list"),
+        ({"var_names": {"a": ""}}, "var_names"),
+    ],
+)
+def test_invalid_destination_options_list_the_valid_values(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        DestinationOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_destination_options_cannot_be_mutated_after_construction() -> None:
+    opts = DestinationOptions(var_names={"first": "first_name"})
+    with pytest.raises(TypeError):
+        opts.var_names["x"] = "y"  # type: ignore[index]

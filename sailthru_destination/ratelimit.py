@@ -1,0 +1,179 @@
+"""Pacing of Sailthru calls: one schedule per (method, endpoint), shared by every thread.
+
+Sailthru counts calls per account, endpoint and method, per minute, and answers 429 once the
+count is spent. Rather than bursting and backing off, each :class:`RateLimiter` hands out send
+times spaced ``1 / rate`` apart (a little under the limit, so a one-second window on the server
+never sees more than the limit), whatever the number of threads asking: N threads together
+reach the limit, not each of them.
+
+A limiter learns from the ``X-Rate-Limit-*`` headers of every reply: the account's real limit
+(``Limit`` is per minute), and how much of the minute's budget is left (``Remaining`` until
+``Reset``): when the rest of the budget would not last until the reset, it spreads what is left
+over the seconds that remain. After a 429 it pauses until the reset.
+
+Time comes from the caller (``now`` arguments, an injected clock and sleep) so that tests run
+in milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping
+
+from ._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
+
+__all__ = ["DEFAULT_HEADROOM", "RateLimiter", "RateLimiterRegistry", "shared_limiters"]
+
+# 2.5 % under the limit: thread wake-up jitter and network delays bunch calls a little, and the
+# server counts in a window we do not see.
+DEFAULT_HEADROOM = 0.975
+
+
+class RateLimiter:
+    """Hands out evenly spaced send times for one (method, endpoint) of one account.
+
+    ``rate`` is Sailthru's limit in calls per second; calls are paced at ``rate * headroom``.
+    Thread-safe: a slot is reserved under a lock, the wait happens outside it.
+    """
+
+    def __init__(self, rate: float, *, headroom: float = DEFAULT_HEADROOM) -> None:
+        if rate <= 0 or not math.isfinite(rate):
+            raise ValueError(f"rate must be a positive number of calls per second, got {rate!r}")
+        if not 0 < headroom <= 1:
+            raise ValueError(f"headroom must be in (0, 1], got {headroom!r}")
+        self._lock = threading.Lock()
+        self._rate = float(rate)
+        self._headroom = headroom
+        self._next_slot = -math.inf
+        self._paused_until = -math.inf
+        # Slow-down while the minute's budget runs low: a lower rate until the reset.
+        self._budget_rate: float | None = None
+        self._budget_until = -math.inf
+        self._budget_epoch: float | None = None
+        self._budget_remaining = math.inf
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rate={self._rate:g}/s, headroom={self._headroom:g})"
+
+    @property
+    def rate(self) -> float:
+        """Sailthru's limit for this endpoint, calls per second (learned from replies)."""
+        return self._rate
+
+    def pace(self, now: float) -> float:
+        """The calls per second this limiter lets through at time ``now``."""
+        with self._lock:
+            return self._pace(now)
+
+    def _pace(self, now: float) -> float:
+        pace = self._rate * self._headroom
+        if self._budget_rate is not None and now < self._budget_until:
+            pace = min(pace, self._budget_rate)
+        return pace
+
+    def reserve(self, now: float) -> float:
+        """Book the next send slot; return the time at which the caller may send."""
+        with self._lock:
+            slot = max(now, self._next_slot, self._paused_until)
+            self._next_slot = slot + 1.0 / self._pace(slot)
+            return slot
+
+    def acquire(self, clock: Callable[[], float], sleep: Callable[[float], object]) -> float:
+        """Wait (with ``sleep``) until this caller may send; return the seconds waited."""
+        now = clock()
+        delay = self.reserve(now) - now
+        if delay > 0:
+            sleep(delay)
+            return delay
+        return 0.0
+
+    def pause(self, now: float, seconds: float) -> None:
+        """Let nothing through for ``seconds`` from ``now`` (after a 429)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, now + max(seconds, 0.0))
+
+    def observe(
+        self,
+        now: float,
+        *,
+        limit_per_minute: float | None = None,
+        remaining: float | None = None,
+        reset_in: float | None = None,
+        reset_at: float | None = None,
+    ) -> None:
+        """Learn from one reply's rate-limit headers.
+
+        ``limit_per_minute`` is ``X-Rate-Limit-Limit``; ``remaining`` is
+        ``X-Rate-Limit-Remaining``; ``reset_in`` the seconds until ``X-Rate-Limit-Reset``, whose
+        raw value ``reset_at`` names the minute (replies from one minute share it).
+        """
+        with self._lock:
+            if limit_per_minute is not None and limit_per_minute > 0:
+                self._rate = limit_per_minute / 60.0
+            if remaining is None or reset_in is None:
+                return
+            reset_in = min(max(reset_in, 1e-3), 60.0)
+            epoch = reset_at if reset_at is not None else round(now + reset_in)
+            if epoch != self._budget_epoch:
+                self._budget_epoch = epoch
+                self._budget_remaining = math.inf
+                self._budget_rate = None
+            # Replies arrive out of order: within one minute, the lowest count is the latest.
+            if remaining >= self._budget_remaining:
+                return
+            self._budget_remaining = remaining
+            if remaining <= 0:
+                self._paused_until = max(self._paused_until, now + reset_in)
+                return
+            budget_rate = remaining / reset_in
+            if budget_rate < self._rate * self._headroom:
+                self._budget_rate = budget_rate * self._headroom
+                self._budget_until = now + reset_in
+            else:
+                self._budget_rate = None
+
+
+class RateLimiterRegistry:
+    """The limiters of one or more accounts, one per (account, method, endpoint).
+
+    ``limits`` is a table of calls per second keyed like
+    :data:`sailthru_destination._protocol.DEFAULT_RATE_LIMITS`; it gives each limiter its
+    starting rate until replies tell the account's real one.
+    """
+
+    def __init__(
+        self,
+        limits: Mapping[str, float] | None = None,
+        *,
+        headroom: float = DEFAULT_HEADROOM,
+    ) -> None:
+        self._limits: Mapping[str, float] = dict(limits) if limits else DEFAULT_RATE_LIMITS
+        self._headroom = headroom
+        self._lock = threading.Lock()
+        self._limiters: dict[tuple[str, str, str], RateLimiter] = {}
+
+    def get(self, method: str, endpoint: str, *, account: str = "") -> RateLimiter:
+        """The limiter of ``method`` on ``endpoint`` (for ``account``), created on first use."""
+        key = (account, method.upper(), endpoint.strip("/"))
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            with self._lock:
+                limiter = self._limiters.get(key)
+                if limiter is None:
+                    rate = rate_limit_for(self._limits, key[1], key[2])
+                    limiter = RateLimiter(rate, headroom=self._headroom)
+                    self._limiters[key] = limiter
+        return limiter
+
+
+_SHARED = RateLimiterRegistry()
+
+
+def shared_limiters() -> RateLimiterRegistry:
+    """The process-wide registry: pass it to several SailthruApi objects to share pacing.
+
+    Its starting rates are the documented defaults; limiters are keyed by account (API URL and
+    key), so different accounts do not slow each other down. Use it only with the real clock.
+    """
+    return _SHARED

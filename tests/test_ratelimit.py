@@ -1,0 +1,163 @@
+"""Pacing: evenly spaced slots shared by threads, learned from Sailthru's rate-limit headers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from sailthru_destination.ratelimit import (
+    DEFAULT_HEADROOM,
+    RateLimiter,
+    RateLimiterRegistry,
+    shared_limiters,
+)
+
+
+def _max_in_any_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_slots_are_spaced_one_over_the_paced_rate() -> None:
+    limiter = RateLimiter(100.0, headroom=0.95)
+    slots = [limiter.reserve(10.0) for _ in range(5)]
+    step = 1 / 95.0
+    assert slots == pytest.approx([10.0 + i * step for i in range(5)])
+
+
+def test_an_idle_limiter_does_not_save_up_a_burst() -> None:
+    limiter = RateLimiter(10.0, headroom=1.0)
+    assert limiter.reserve(0.0) == 0.0
+    assert limiter.reserve(100.0) == 100.0
+    assert limiter.reserve(100.0) == pytest.approx(100.1)
+
+
+def test_threads_share_one_schedule_so_together_they_reach_the_limit_not_each() -> None:
+    limiter = RateLimiter(50.0)
+    slots: list[float] = []
+    lock = threading.Lock()
+
+    def book() -> None:
+        mine = [limiter.reserve(0.0) for _ in range(100)]
+        with lock:
+            slots.extend(mine)
+
+    threads = [threading.Thread(target=book) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    slots.sort()
+    assert slots == pytest.approx([i / (50.0 * DEFAULT_HEADROOM) for i in range(800)])
+    assert _max_in_any_window(slots) == 49
+
+
+def test_acquire_sleeps_until_the_reserved_slot() -> None:
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    limiter = RateLimiter(4.0, headroom=1.0)
+    waited = [limiter.acquire(lambda: now[0], sleep) for _ in range(3)]
+    assert waited == [0.0, 0.25, 0.5]
+    assert sleeps == [0.25, 0.5]
+
+
+def test_the_real_limit_is_learned_from_the_limit_header_per_minute() -> None:
+    limiter = RateLimiter(40.0, headroom=1.0)
+    limiter.observe(0.0, limit_per_minute=36000)
+    assert limiter.rate == 600.0
+    assert limiter.pace(0.0) == 600.0
+
+
+def test_a_nearly_spent_minute_spreads_what_is_left_until_the_reset() -> None:
+    limiter = RateLimiter(100.0, headroom=1.0)
+    limiter.observe(0.0, limit_per_minute=6000, remaining=50, reset_in=10.0, reset_at=60.0)
+    assert limiter.pace(0.0) == pytest.approx(5.0)
+    first, second = limiter.reserve(0.0), limiter.reserve(0.0)
+    assert second - first == pytest.approx(0.2)
+    # After the reset, the full rate again.
+    assert limiter.pace(10.5) == 100.0
+
+
+def test_a_healthy_budget_does_not_slow_down() -> None:
+    limiter = RateLimiter(100.0)
+    limiter.observe(0.0, limit_per_minute=6000, remaining=3000, reset_in=30.0, reset_at=60.0)
+    assert limiter.pace(0.0) == pytest.approx(100.0 * DEFAULT_HEADROOM)
+
+
+def test_late_replies_with_more_remaining_do_not_undo_a_slow_down() -> None:
+    limiter = RateLimiter(100.0, headroom=1.0)
+    limiter.observe(0.0, remaining=50, reset_in=10.0, reset_at=60.0)
+    limiter.observe(0.1, remaining=900, reset_in=9.9, reset_at=60.0)
+    assert limiter.pace(0.1) == pytest.approx(5.0)
+    # A new minute (new reset value) starts afresh.
+    limiter.observe(10.0, remaining=6000, reset_in=60.0, reset_at=120.0)
+    assert limiter.pace(10.0) == 100.0
+
+
+def test_no_calls_left_pauses_until_the_reset() -> None:
+    limiter = RateLimiter(100.0, headroom=1.0)
+    limiter.observe(5.0, remaining=0, reset_in=3.0, reset_at=60.0)
+    assert limiter.reserve(5.0) == pytest.approx(8.0)
+
+
+def test_a_pause_holds_every_caller_back() -> None:
+    limiter = RateLimiter(100.0, headroom=1.0)
+    limiter.pause(1.0, 2.0)
+    assert limiter.reserve(1.5) == 3.0
+    assert limiter.reserve(1.5) == pytest.approx(3.01)
+
+
+def test_bad_rates_are_refused() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        RateLimiter(0)
+    with pytest.raises(ValueError, match="headroom"):
+        RateLimiter(10, headroom=1.5)
+
+
+def test_the_registry_keeps_one_limiter_per_account_method_and_endpoint() -> None:
+    registry = RateLimiterRegistry({"POST user": 300, "DELETE": 40, "default": 20})
+    user = registry.get("post", "/user/", account="a")
+    assert registry.get("POST", "user", account="a") is user
+    assert registry.get("POST", "user", account="b") is not user
+    assert user.rate == 300
+    assert registry.get("DELETE", "user").rate == 40
+    assert registry.get("POST", "event").rate == 20
+    assert RateLimiterRegistry().get("GET", "list").rate == 300
+    assert shared_limiters() is shared_limiters()
+
+
+def test_threads_in_real_time_stay_under_the_limit_and_close_to_it() -> None:
+    limit = 200.0
+    limiter = RateLimiter(limit)
+    sends: list[float] = []
+    lock = threading.Lock()
+    start = time.monotonic()
+    stop = start + 1.1
+
+    def work() -> None:
+        while True:
+            limiter.acquire(time.monotonic, time.sleep)
+            now = time.monotonic()
+            if now >= stop:
+                return
+            with lock:
+                sends.append(now)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert _max_in_any_window(sends) <= limit
+    assert len(sends) >= 0.9 * limit * 1.1

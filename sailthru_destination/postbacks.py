@@ -1,0 +1,347 @@
+"""Sailthru postbacks: verify their signature and turn them into typed changes.
+
+Sailthru POSTs form-encoded parameters (``action=optout&email=...&sig=...``) to a URL
+you configure; ``sig`` signs every other value with the API algorithm. This module
+checks the signature in constant time (sailthru-client compares with ``!=``) and
+parses the four actions into frozen dataclasses a host can apply:
+:class:`OptoutChange`, :class:`HardBounce`, :class:`UserUpdate` and :class:`Verify`.
+:func:`make_postback_app` wraps that in a stdlib-only WSGI app.
+
+The secret and the signature never appear in errors or logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ._protocol import signature_matches
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "HardBounce",
+    "OptoutChange",
+    "Postback",
+    "PostbackError",
+    "UserUpdate",
+    "Verify",
+    "make_postback_app",
+    "parse_postback",
+    "verify_postback",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Largest postback body the WSGI app reads (larger ones get HTTP 413)."""
+
+_OPTOUT_LEVELS = frozenset({"all", "basic", "blast"})
+
+
+class PostbackError(ValueError):
+    """A postback that must be refused; ``http_status`` is 403 (signature) or 400."""
+
+    def __init__(self, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+@dataclass(frozen=True)
+class OptoutChange:
+    """The user changed their email opt-out.
+
+    ``optout`` is True for an opt-out, False for an opt-back-in (``optout=0``); when
+    Sailthru leaves it out, an optout postback means an opt-out. ``mode`` is as sent
+    (``all``, ``basic``, ``blast``, ``template`` ...) or None.
+    """
+
+    email: str
+    optout: bool
+    mode: str | None = None
+
+    @property
+    def level(self) -> str | None:
+        """The profile ``optout_email`` level this implies, or None when it is per-template."""
+        if not self.optout:
+            return "none"
+        if self.mode is None:
+            return "all"
+        return self.mode if self.mode in _OPTOUT_LEVELS else None
+
+
+@dataclass(frozen=True)
+class HardBounce:
+    """Mail to ``email`` hard-bounced, from a transactional send or a campaign (blast)."""
+
+    email: str
+    send_id: str | None = None
+    blast_id: str | None = None
+
+
+@dataclass(frozen=True)
+class UserUpdate:
+    """A user profile changed in Sailthru; ``lists`` maps list name to membership."""
+
+    email: str
+    sid: str | None = None
+    optout_email: str | None = None
+    lists: Mapping[str, bool] = field(default_factory=dict)
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verify:
+    """Sailthru checking the postback URL for a send (``action=verify``)."""
+
+    email: str
+    send_id: str
+
+
+Postback = OptoutChange | HardBounce | UserUpdate | Verify
+"""Any parsed postback."""
+
+
+def verify_postback(params: Mapping[str, str], api_secret: str) -> bool:
+    """Whether ``params["sig"]`` signs all the other values with ``api_secret``.
+
+    Constant-time comparison; an empty secret never verifies (anyone could sign).
+    """
+    if not api_secret:
+        return False
+    return signature_matches(params, api_secret)
+
+
+def _required(params: Mapping[str, str], name: str, action: str) -> str:
+    value = params.get(name)
+    if value is None or not value.strip():
+        raise PostbackError(f"{action} postback is missing the required field {name!r}")
+    return value.strip()
+
+
+def _optional(params: Mapping[str, str], name: str) -> str | None:
+    value = params.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _flag(value: Any, name: str) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes"):
+        return True
+    if text in ("0", "false", "no", ""):
+        return False
+    raise PostbackError(f"field {name!r} must be 1 or 0")
+
+
+def _bracket_fields(params: Mapping[str, str], name: str) -> dict[str, Any]:
+    """``name[a]=1&name[b][c]=2`` as ``{"a": "1", "b": {"c": "2"}}``."""
+    result: dict[str, Any] = {}
+    opening = name + "["
+    for key, value in params.items():
+        if not key.startswith(opening) or not key.endswith("]"):
+            continue
+        path = key[len(opening) : -1].split("][")
+        node = result
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise PostbackError(f"field {name!r} mixes a value and nested values")
+            node = child
+        if isinstance(node.get(path[-1]), dict):
+            raise PostbackError(f"field {name!r} mixes a value and nested values")
+        node[path[-1]] = value
+    return result
+
+
+def _structured(params: Mapping[str, str], name: str) -> Any:
+    """A nested field sent as a JSON string (``lists={"A":1}``) or in bracket form."""
+    raw = params.get(name)
+    if raw is not None and raw.strip():
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise PostbackError(f"field {name!r} is neither JSON nor bracket form") from None
+    return _bracket_fields(params, name)
+
+
+def _member(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false")
+    return value not in (None, 0, False)
+
+
+def _lists(params: Mapping[str, str]) -> dict[str, bool]:
+    value = _structured(params, "lists")
+    if isinstance(value, list):  # ["A", "B"]: the lists the user is on
+        if not all(isinstance(item, str) for item in value):
+            raise PostbackError("field 'lists' must name lists with strings")
+        return dict.fromkeys(value, True)
+    if isinstance(value, dict):
+        # {name: 1|0} or, like GET /user, {name: "<signup date>"}: present and truthy is on.
+        return {str(k): _member(v) for k, v in value.items()}
+    if value is None:
+        return {}
+    raise PostbackError("field 'lists' must be an object or an array")
+
+
+def _vars(params: Mapping[str, str]) -> dict[str, Any]:
+    value = _structured(params, "vars")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PostbackError("field 'vars' must be an object")
+    return value
+
+
+def _parse_optout(params: Mapping[str, str]) -> OptoutChange:
+    email = _required(params, "email", "optout")
+    raw = params.get("optout")
+    optout = True if raw is None else _flag(raw, "optout")
+    return OptoutChange(email=email, optout=optout, mode=_optional(params, "mode"))
+
+
+def _parse_hardbounce(params: Mapping[str, str]) -> HardBounce:
+    return HardBounce(
+        email=_required(params, "email", "hardbounce"),
+        send_id=_optional(params, "send_id"),
+        blast_id=_optional(params, "blast_id"),
+    )
+
+
+def _parse_update(params: Mapping[str, str]) -> UserUpdate:
+    return UserUpdate(
+        email=_required(params, "email", "update"),
+        sid=_optional(params, "sid"),
+        optout_email=_optional(params, "optout_email"),
+        lists=_lists(params),
+        vars=_vars(params),
+    )
+
+
+def _parse_verify(params: Mapping[str, str]) -> Verify:
+    return Verify(
+        email=_required(params, "email", "verify"),
+        send_id=_required(params, "send_id", "verify"),
+    )
+
+
+_PARSERS: Mapping[str, Callable[[Mapping[str, str]], Postback]] = {
+    "optout": _parse_optout,
+    "hardbounce": _parse_hardbounce,
+    "update": _parse_update,
+    "verify": _parse_verify,
+}
+
+
+def parse_postback(params: Mapping[str, str], api_secret: str) -> Postback:
+    """The typed change a signed postback carries.
+
+    Raises :class:`PostbackError` with ``http_status`` 403 for a missing or wrong
+    signature (checked first, so unsigned callers learn nothing else), and 400 for a
+    missing action, an unknown action or a missing required field.
+    """
+    if not params.get("sig"):
+        raise PostbackError("postback refused: it carries no signature", http_status=403)
+    if not verify_postback(params, api_secret):
+        raise PostbackError("postback refused: its signature does not match", http_status=403)
+    action = (params.get("action") or "").strip().lower()
+    if not action:
+        raise PostbackError("postback has no 'action'")
+    parser = _PARSERS.get(action)
+    if parser is None:
+        shown = action if len(action) <= 40 else action[:37] + "..."
+        raise PostbackError(
+            f"unknown postback action {shown!r}; expected one of: {', '.join(sorted(_PARSERS))}"
+        )
+    return parser(params)
+
+
+# ---- WSGI ------------------------------------------------------------------------------
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+}
+
+
+def _reply(
+    start_response: StartResponse, status: int, text: str, extra: tuple[tuple[str, str], ...] = ()
+) -> list[bytes]:
+    body = (text + "\n").encode("utf-8")
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        *extra,
+    ]
+    start_response(f"{status} {_REASONS[status]}", headers)
+    return [body]
+
+
+def _read_form(environ: dict[str, Any]) -> dict[str, str]:
+    """The form fields of a POST body; raises PostbackError with the HTTP status to send."""
+    content_type = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+    if content_type not in ("", "application/x-www-form-urlencoded"):
+        raise PostbackError("postbacks must be application/x-www-form-urlencoded", 415)
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        raise PostbackError("the request needs a Content-Length", 411) from None
+    if length < 0:
+        raise PostbackError("the request needs a valid Content-Length", 411)
+    if length > MAX_BODY_BYTES:
+        raise PostbackError(f"postbacks are limited to {MAX_BODY_BYTES} bytes", 413)
+    body = environ["wsgi.input"].read(length) if length else b""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PostbackError("the postback body is not UTF-8") from None
+    fields: dict[str, str] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        if key in fields:
+            raise PostbackError(f"field {key[:40]!r} is given more than once")
+        fields[key] = value
+    return fields
+
+
+def make_postback_app(api_secret: str, handler: Callable[[Postback], None]) -> WsgiApp:
+    """A WSGI app any server can mount at the postback URL configured in Sailthru.
+
+    Accepts POST form bodies only (signed parameters in a query string would end up
+    in access logs). Answers 200 ``ok`` once ``handler`` returned; 403 for a bad or
+    missing signature; 400 for a malformed postback; 405 for other methods; 411, 413
+    (over :data:`MAX_BODY_BYTES`) and 415 for unusable bodies; 500 when ``handler``
+    raises (logged without the secret or signature, so Sailthru retries).
+    """
+    if not api_secret:
+        raise ValueError("make_postback_app needs the API secret to verify postbacks")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() != "POST":
+            return _reply(start_response, 405, "postbacks must be POSTed", (("Allow", "POST"),))
+        try:
+            postback = parse_postback(_read_form(environ), api_secret)
+        except PostbackError as exc:
+            logger.warning("refused a postback (HTTP %d): %s", exc.http_status, exc)
+            return _reply(start_response, exc.http_status, str(exc))
+        try:
+            handler(postback)
+        except Exception:
+            logger.exception("the postback handler failed on a %s", type(postback).__name__)
+            return _reply(start_response, 500, "the postback could not be applied")
+        return _reply(start_response, 200, "ok")
+
+    return app

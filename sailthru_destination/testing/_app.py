@@ -1,0 +1,150 @@
+"""The request pipeline: faults, authentication, rate limits, routing to an endpoint.
+
+The HTTP server hands each request here and writes back whatever reply comes out, in one piece.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._protocol import ErrorCode, signature_matches
+from ._errors import ApiError, error_body
+from ._forms import Form, parse_form
+from ._lists import delete_list, get_list, post_list
+from ._ratelimit import RateLimiter
+from ._state import State
+from ._users import delete_user, get_user, post_user
+
+__all__ = ["ROUTES", "App", "Reply", "Request"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[State, Mapping[str, Any], Form], tuple[int, dict[str, Any]]]
+
+
+def _plain(handler: Callable[[State, Mapping[str, Any]], tuple[int, dict[str, Any]]]) -> Handler:
+    return lambda state, payload, _form: handler(state, payload)
+
+
+# (METHOD, endpoint) -> handler; other modules add theirs (events, commerce, jobs).
+ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "user"): _plain(get_user),
+    ("POST", "user"): _plain(post_user),
+    ("DELETE", "user"): _plain(delete_user),
+    ("GET", "list"): _plain(get_list),
+    ("POST", "list"): _plain(post_list),
+    ("DELETE", "list"): _plain(delete_list),
+}
+
+# Endpoints served without Sailthru's signed parameters: (path prefix, handler).
+RawHandler = Callable[[State, "Request"], "Reply"]
+RAW_ROUTES: dict[str, RawHandler] = {}
+
+
+@dataclass
+class Request:
+    """One HTTP request as the server read it."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass
+class Reply:
+    """One HTTP reply: status, headers and body bytes (JSON unless said otherwise)."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    @classmethod
+    def json(cls, status: int, data: object, headers: dict[str, str] | None = None) -> Reply:
+        """A JSON reply."""
+        return cls(status, json.dumps(data).encode("utf-8"), dict(headers or {}))
+
+
+class App:
+    """Turns requests into replies the way api.sailthru.com would."""
+
+    def __init__(self, state: State, limiter: RateLimiter) -> None:
+        self.state = state
+        self.limiter = limiter
+
+    def handle(self, request: Request) -> Reply | None:
+        """The reply to ``request``, or None to drop the connection without one."""
+        state = self.state
+        if state.latency > 0:
+            time.sleep(state.latency)
+        if state.chance(state.faults.connection_error_rate):
+            return None
+        endpoint = request.path.strip("/")
+        for prefix, raw in RAW_ROUTES.items():
+            if endpoint.startswith(prefix):
+                return raw(state, request)
+        return self._api_call(request, endpoint)
+
+    def _api_call(self, request: Request, endpoint: str) -> Reply:
+        method = request.method
+        form = parse_form(request.query, request.headers.get("Content-Type", ""), request.body)
+        refusal = self._authenticate(form.fields)
+        if refusal is not None:
+            return Reply.json(refusal.status, refusal.body(), self.limiter.peek(method, endpoint))
+        self.record_call(method, endpoint)
+        allowed, headers = self.limiter.take(method, endpoint)
+        if not allowed or self.state.chance(self.state.faults.rate_limit_burst):
+            message = f"Too many {method} requests this minute to /{endpoint} API"
+            return Reply.json(429, error_body(ErrorCode.TOO_MANY_REQUESTS, message), headers)
+        try:
+            status, body = self._route(method, endpoint, form)
+        except ApiError as error:
+            status, body = error.status, error.body()
+        return Reply.json(status, body, headers)
+
+    def record_call(self, method: str, endpoint: str) -> None:
+        """Count a request that reached an endpoint (for ``fake.calls`` / ``call_times``)."""
+        with self.state.lock:
+            self.state.calls[(method, endpoint)] += 1
+            self.state.call_times.append((time.monotonic(), method, endpoint))
+
+    def _authenticate(self, fields: Mapping[str, str]) -> ApiError | None:
+        state = self.state
+        if fields.get("api_key") != state.api_key:
+            return ApiError(401, ErrorCode.INVALID_API_KEY, "Invalid API key")
+        if not signature_matches(fields, state.api_secret):
+            return ApiError(401, ErrorCode.AUTHENTICATION_FAILED, "Authentication failed")
+        return None
+
+    def _route(self, method: str, endpoint: str, form: Form) -> tuple[int, dict[str, Any]]:
+        state = self.state
+        if state.chance(state.faults.server_error_rate):
+            raise ApiError(500, ErrorCode.INTERNAL_ERROR, "Internal error")
+        if endpoint in state.forbidden_endpoints:
+            raise ApiError(403, ErrorCode.OTHER, f"API key not permitted to use the {endpoint} API")
+        handler = ROUTES.get((method, endpoint))
+        if handler is None:
+            if any(name == endpoint for _, name in ROUTES):
+                raise ApiError(405, ErrorCode.UNSUPPORTED_METHOD, f"Unsupported method: {method}")
+            raise ApiError(404, ErrorCode.UNSUPPORTED_METHOD, f"Unknown API: /{endpoint}")
+        payload = _payload(form.fields.get("json"))
+        return handler(state, payload, form)
+
+
+def _payload(raw: str | None) -> Mapping[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, ErrorCode.INVALID_PARAMETER, "Invalid JSON in parameter: json") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, ErrorCode.INVALID_PARAMETER, "Parameter json must be an object")
+    return data

@@ -1,0 +1,249 @@
+"""FakeSailthru: the public face of the fake server (lifecycle, settings and inspection)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from ._app import App
+from ._faults import Faults
+from ._ratelimit import RateLimiter
+from ._server import Server
+from ._state import State
+
+__all__ = ["FakeSailthru"]
+
+
+class FakeSailthru:
+    """A real HTTP server on 127.0.0.1 that sailthru-client cannot tell from api.sailthru.com.
+
+    Use it as a context manager (or ``start()`` / ``stop()``); ``url`` is its base URL, for the
+    API and for the page-view tracking endpoint alike. ``rate_limits`` are requests per second
+    keyed like ``_protocol.DEFAULT_RATE_LIMITS`` (a given table replaces the defaults);
+    ``latency`` is slept per request, ``connect_latency`` once per new connection. Every random
+    choice comes from ``seed``. Jobs complete on their ``job_polls``-th GET (0: at once, None:
+    never) and end in ``error`` when ``job_fails`` is set.
+    """
+
+    def __init__(
+        self,
+        api_key: str = "test-key",
+        api_secret: str = "test-secret",  # noqa: S107 (a test double's default)
+        faults: Faults | None = None,
+        rate_limits: Mapping[str, float] | None = None,
+        latency: float = 0.0,
+        connect_latency: float = 0.0,
+        seed: int = 0,
+        extid_lookup: bool = True,
+        forbidden_endpoints: frozenset[str] = frozenset(),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        job_polls: int | None = 1,
+        job_fails: bool = False,
+    ) -> None:
+        self._state = State(
+            api_key=api_key,
+            api_secret=api_secret,
+            faults=faults or Faults(),
+            seed=seed,
+            extid_lookup=extid_lookup,
+            forbidden_endpoints=frozenset(forbidden_endpoints),
+        )
+        self._state.latency = latency
+        self._state.connect_latency = connect_latency
+        self._state.job_polls = job_polls
+        self._state.job_fails = job_fails
+        self._limiter = RateLimiter(rate_limits)
+        self._host = host
+        self._port = port
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"FakeSailthru(url={self.url if self._server else None!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> FakeSailthru:
+        """Bind and serve in a background thread."""
+        if self._server is not None:
+            return self
+        server = Server(self._host, self._port, App(self._state, self._limiter))
+        self._server = server
+        host, port = server.server_address[:2]
+        self._state.base_url = f"http://{host!s}:{port}"
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="fake-sailthru", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and wait for the serving thread."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakeSailthru:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:54321`` (only while running)."""
+        if self._server is None:
+            raise RuntimeError("the fake Sailthru is not running: use it as a context manager")
+        return self._state.base_url
+
+    # -- settings that may change while running --------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        """The faults being injected; assign a new ``Faults`` to change them."""
+        return self._state.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._state.faults = faults
+
+    @property
+    def latency(self) -> float:
+        """Seconds slept before answering each request."""
+        return self._state.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self._state.latency = seconds
+
+    @property
+    def connect_latency(self) -> float:
+        """Seconds slept once per new connection (TCP + TLS set-up)."""
+        return self._state.connect_latency
+
+    @connect_latency.setter
+    def connect_latency(self, seconds: float) -> None:
+        self._state.connect_latency = seconds
+
+    @property
+    def extid_lookup(self) -> bool:
+        """Whether ``key: extid`` lookups are enabled on the (fake) account."""
+        return self._state.extid_lookup
+
+    @extid_lookup.setter
+    def extid_lookup(self, enabled: bool) -> None:
+        self._state.extid_lookup = enabled
+
+    @property
+    def job_polls(self) -> int | None:
+        """The GET that completes a job: 1 = the first, 0 = done at creation, None = never."""
+        return self._state.job_polls
+
+    @job_polls.setter
+    def job_polls(self, polls: int | None) -> None:
+        self._state.job_polls = polls
+
+    @property
+    def job_fails(self) -> bool:
+        """Whether jobs end in status ``error`` instead of ``completed``."""
+        return self._state.job_fails
+
+    @job_fails.setter
+    def job_fails(self, fails: bool) -> None:
+        self._state.job_fails = fails
+
+    # -- inspection (copies, safe to read while the server runs) ---------------------------------
+
+    @property
+    def users(self) -> dict[str, dict[str, Any]]:
+        """Every profile, by sid."""
+        with self._state.lock:
+            return copy.deepcopy(self._state.users)
+
+    @property
+    def lists(self) -> list[dict[str, Any]]:
+        """Every list record, duplicates of a name included, with their counts."""
+        with self._state.lock:
+            return [self._state.list_view(record) for record in self._state.lists]
+
+    def find_user(
+        self, *, email: str | None = None, sid: str | None = None, extid: str | None = None
+    ) -> dict[str, Any] | None:
+        """One profile by email, sid or extid (a copy), or None."""
+        with self._state.lock:
+            for key, value in (("email", email), ("sid", sid), ("extid", extid)):
+                if value is not None:
+                    return self._state.snapshot(self._state.find_sid(key, value))
+        raise TypeError("find_user() needs one of email=, sid=, extid=")
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every accepted POST /event, in order."""
+        return self._copy_records("events")
+
+    @property
+    def purchases(self) -> list[dict[str, Any]]:
+        """Every completed purchase (carts are on the users, as ``purchase_incomplete``)."""
+        return self._copy_records("purchases")
+
+    @property
+    def returns(self) -> list[dict[str, Any]]:
+        """Every accepted POST /return."""
+        return self._copy_records("returns")
+
+    @property
+    def pageviews(self) -> list[dict[str, Any]]:
+        """Every page view the tracking endpoint accepted."""
+        return self._copy_records("pageviews")
+
+    @property
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job created, with its status."""
+        with self._state.lock:
+            return [copy.deepcopy(job) for job in self._state.jobs.values()]
+
+    @property
+    def calls(self) -> Counter[tuple[str, str]]:
+        """Requests that passed authentication, by (METHOD, endpoint)."""
+        with self._state.lock:
+            return Counter(self._state.calls)
+
+    @property
+    def call_times(self) -> list[tuple[float, str, str]]:
+        """(monotonic time, METHOD, endpoint) of every request that passed authentication."""
+        with self._state.lock:
+            return list(self._state.call_times)
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections the server has accepted (keep-alive reuses one)."""
+        with self._state.lock:
+            return self._state.connections
+
+    def reset(self) -> None:
+        """Forget all data, calls and rate-limit counts (the server keeps running)."""
+        self._state.clear()
+        self._limiter.reset()
+
+    def _copy_records(self, name: str) -> list[dict[str, Any]]:
+        with self._state.lock:
+            records: list[dict[str, Any]] = getattr(self._state, name)
+            return copy.deepcopy(records)

@@ -1,0 +1,73 @@
+"""Rate limits: a sliding one-second window, per-minute headers on every reply, 429 error 43."""
+
+from __future__ import annotations
+
+import time
+
+from sailthru import SailthruClient
+
+from sailthru_destination._protocol import DEFAULT_RATE_LIMITS
+from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.testing._ratelimit import RateLimiter
+
+
+def test_headers_report_the_per_minute_limit_on_every_reply(client: SailthruClient) -> None:
+    ok = client.save_user("a@example.com").get_rate_limit_headers()
+    missing = client.get_user("nobody@example.com").get_rate_limit_headers()
+    assert ok["limit"] == int(DEFAULT_RATE_LIMITS["POST user"] * 60)
+    assert missing["limit"] == int(DEFAULT_RATE_LIMITS["GET"] * 60)
+    assert ok["reset"] % 60 == 0
+    assert 0 < ok["reset"] - time.time() <= 61
+
+
+def test_remaining_goes_down_with_each_call(client: SailthruClient) -> None:
+    first = client.get_lists().get_rate_limit_headers()["remaining"]
+    second = client.get_lists().get_rate_limit_headers()["remaining"]
+    assert second == first - 1
+
+
+def test_over_the_limit_answers_429_error_43() -> None:
+    with FakeSailthru(rate_limits={"DELETE user": 2, "default": 100}) as fake:
+        client = SailthruClient("test-key", "test-secret", api_url=fake.url)
+        answers = [client.api_delete("user", {"id": "a@example.com"}) for _ in range(3)]
+        assert [a.get_status_code() for a in answers] == [404, 404, 429]
+        assert answers[2].get_body() == {
+            "error": 43,
+            "errormsg": "Too many DELETE requests this minute to /user API",
+        }
+        assert answers[2].get_rate_limit_headers()["limit"] == 120
+        assert client.get_lists().is_ok()  # other endpoints have their own count
+
+
+def test_the_window_slides_after_one_second() -> None:
+    now = [100.0]
+    limiter = RateLimiter({"default": 2}, monotonic=lambda: now[0], wall=lambda: 600.0)
+    assert limiter.take("POST", "event")[0]
+    now[0] += 0.5
+    assert limiter.take("POST", "event")[0]
+    assert not limiter.take("POST", "event")[0]
+    now[0] += 0.6  # the first request left the window
+    allowed, headers = limiter.take("POST", "event")
+    assert allowed
+    assert headers == {
+        "X-Rate-Limit-Limit": "120",
+        "X-Rate-Limit-Remaining": "117",
+        "X-Rate-Limit-Reset": "660",
+    }
+
+
+def test_remaining_restarts_at_each_wall_clock_minute() -> None:
+    wall = [600.0]
+    limiter = RateLimiter({"default": 1}, monotonic=lambda: wall[0], wall=lambda: wall[0])
+    assert limiter.take("GET", "list")[1]["X-Rate-Limit-Remaining"] == "59"
+    wall[0] = 661.0
+    headers = limiter.take("GET", "list")[1]
+    assert headers["X-Rate-Limit-Remaining"] == "59"
+    assert headers["X-Rate-Limit-Reset"] == "720"
+
+
+def test_a_given_table_replaces_the_defaults() -> None:
+    limiter = RateLimiter({"user": 5, "default": 1})
+    assert limiter.per_second("POST", "user") == 5
+    assert limiter.per_second("GET", "list") == 1
+    assert RateLimiter(None).per_second("POST", "user") == DEFAULT_RATE_LIMITS["POST user"]

@@ -184,7 +184,7 @@ class _Flattener:
                 self.add(name, value)
             else:
                 self.fail(name, "NaN and infinities are not numbers Sailthru can store", name)
-        elif isinstance(value, Mapping):
+        elif kind is dict:
             self.put_mapping(name, value, depth)
         elif kind is list or kind is tuple:
             self.put_sequence(name, value, depth)
@@ -220,6 +220,8 @@ class _Flattener:
             self.put(name, float(value), depth)
         elif isinstance(value, list | tuple):
             self.put_sequence(name, value, depth)
+        elif isinstance(value, Mapping):
+            self.put_mapping(name, value, depth)
         elif isinstance(value, datetime):
             self.add(name, _datetime_var(name, value, self.tz))
         elif isinstance(value, date):

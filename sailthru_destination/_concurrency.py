@@ -1,0 +1,45 @@
+"""Run one function over a stream of records on a thread pool, in order, with flat memory."""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+__all__ = ["KeyedLocks", "run_in_order"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class KeyedLocks:
+    """A fixed set of locks picked by key, so two changes to one user never run at once."""
+
+    def __init__(self, stripes: int = 256) -> None:
+        self._locks = [threading.Lock() for _ in range(stripes)]
+
+    def for_key(self, key: object) -> threading.Lock:
+        """The lock that guards ``key``."""
+        return self._locks[zlib.crc32(repr(key).encode("utf-8")) % len(self._locks)]
+
+
+def run_in_order(fn: Callable[[T], R], items: Iterable[T], *, concurrency: int) -> Iterator[R]:
+    """Yield ``fn(item)`` for each item in input order, at most ``concurrency`` at once.
+
+    Only about ``2 × concurrency`` items are read ahead, so memory stays flat however
+    long ``items`` is. ``fn`` must not raise for a bad item: it returns its result.
+    """
+    if concurrency <= 1:
+        yield from map(fn, items)
+        return
+    window: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sailthru") as pool:
+        for item in items:
+            window.append(pool.submit(fn, item))
+            if len(window) >= 2 * concurrency:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()

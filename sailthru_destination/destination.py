@@ -1,0 +1,159 @@
+"""SailthruDestination: the one object a host uses to keep Sailthru in sync."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from ._concurrency import KeyedLocks, run_in_order
+from .api import SailthruApi
+from .errors import AuthError, PermissionDenied, SailthruError
+from .lists import ListRegistry
+from .locks import LocalLock, NamedLock
+from .options import DEFAULT_API_URL, AppOptions, DestinationOptions
+from .profiles import ProfileChange, ProfileExporter
+from .results import BatchResult, ConnectionCheck, ExportResult
+
+__all__ = ["SailthruDestination", "test_connection"]
+
+_NO_SUCH_SID = "0" * 24
+
+# One harmless read per endpoint: "not found" or "bad request" proves the key may use it.
+_PROBES: dict[str, dict[str, Any]] = {
+    "user": {"id": _NO_SUCH_SID, "key": "sid", "fields": {"keys": 1}},
+    "list": {},
+    "job": {"job_id": _NO_SUCH_SID},
+    "event": {},
+    "purchase": {"purchase_id": _NO_SUCH_SID, "purchase_key": "sid"},
+    "return": {},
+}
+DEFAULT_CONNECTION_CHECKS = ("user", "list", "job")
+
+
+class SailthruDestination:
+    """Keeps one Sailthru account in sync with a host's profiles, groups, events and orders.
+
+    Thread-safe; use it as a context manager (or call :meth:`close`) to release its
+    connections. ``api`` and ``lock`` let a host share pacing or plug in a lock that
+    spans machines; by default each destination builds its own.
+    """
+
+    def __init__(
+        self,
+        app: AppOptions,
+        options: DestinationOptions | None = None,
+        *,
+        api: SailthruApi | None = None,
+        lock: NamedLock | None = None,
+    ) -> None:
+        self.app = app
+        self.options = options or DestinationOptions()
+        self._api = api or SailthruApi(app, concurrency=self.options.concurrency)
+        self._lock = lock or LocalLock(self.options.lock_dir, scope=app.api_key)
+        self._lists = ListRegistry(self._api, self._lock)
+        self._profiles = ProfileExporter(self._api, self._lists, self.options, app)
+        self._user_locks = KeyedLocks()
+
+    def __repr__(self) -> str:
+        return f"SailthruDestination(api_url={self.app.api_url!r}, key={self.app.masked_key!r})"
+
+    def __enter__(self) -> SailthruDestination:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the pooled connections."""
+        self._api.close()
+
+    @property
+    def api(self) -> SailthruApi:
+        """The API layer: its call log is the record of every call made."""
+        return self._api
+
+    # -- connection --------------------------------------------------------------------------
+
+    def test_connection(
+        self, endpoints: Iterable[str] = DEFAULT_CONNECTION_CHECKS
+    ) -> ConnectionCheck:
+        """Check the credentials and each endpoint's permission; never raises for a refusal."""
+        checks: list[tuple[str, bool, str]] = []
+        for name in endpoints:
+            if name not in _PROBES:
+                known = ", ".join(sorted(_PROBES))
+                raise ValueError(f"no connection check for {name!r}; known: {known}")
+            try:
+                self._api.get(name, _PROBES[name])
+            except AuthError:
+                checks.append(("authentication", False, _AUTH_FAILED))
+                return ConnectionCheck(False, _AUTH_FAILED, tuple(checks))
+            except PermissionDenied:
+                checks.append((name, False, _not_permitted(name)))
+                continue
+            except SailthruError as exc:
+                if exc.retryable:
+                    checks.append((name, False, f"could not reach Sailthru: {exc}"))
+                    continue
+            if not checks:
+                checks.append(("authentication", True, "the API key and secret authenticate"))
+            checks.append((name, True, f"this key may use the {name} endpoint"))
+        ok = all(passed for _, passed, _ in checks)
+        failed = [sentence for _, passed, sentence in checks if not passed]
+        message = "connected: every check passed" if ok else "; ".join(failed)
+        return ConnectionCheck(ok, message, tuple(checks))
+
+    # -- profiles ----------------------------------------------------------------------------
+
+    def export_profile(self, change: ProfileChange) -> ExportResult:
+        """Apply one profile change; never raises for a bad record."""
+        with self._user_locks.for_key(change.key):
+            return self._profiles.export(change)
+
+    def iter_export_profiles(self, changes: Iterable[ProfileChange]) -> Iterator[ExportResult]:
+        """Apply changes concurrently, yielding each result in input order as it is ready."""
+        return self._stream(self.export_profile, changes)
+
+    def export_profiles(self, changes: Iterable[ProfileChange]) -> BatchResult:
+        """Apply a batch of changes concurrently; one result per record, in input order."""
+        return BatchResult.of(self.iter_export_profiles(changes))
+
+    def _stream(
+        self, fn: Callable[[Any], ExportResult], items: Iterable[Any]
+    ) -> Iterator[ExportResult]:
+        return run_in_order(fn, items, concurrency=self.options.concurrency)
+
+
+_AUTH_FAILED = "authentication failed: check the API key and secret"
+
+
+def _not_permitted(endpoint: str) -> str:
+    return f"this key may not use the {endpoint} endpoint: ask Sailthru support to grant it"
+
+
+def test_connection(
+    api_key: str,
+    api_secret: str,
+    api_url: str | None = None,
+    *,
+    endpoints: Iterable[str] = DEFAULT_CONNECTION_CHECKS,
+) -> ConnectionCheck:
+    """Check credentials and endpoint permissions without building a destination first.
+
+    Bad options (such as a plain-http URL) are reported as a failed check, not raised.
+    """
+    try:
+        app = AppOptions(api_key, api_secret, api_url or DEFAULT_API_URL)
+    except ValueError as exc:
+        return ConnectionCheck(False, str(exc), (("options", False, str(exc)),))
+    with SailthruDestination(app) as destination:
+        return destination.test_connection(endpoints)
+
+
+test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

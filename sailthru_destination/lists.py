@@ -1,0 +1,105 @@
+"""Sailthru lists: make sure a list exists, creating each missing one exactly once.
+
+Sailthru creates duplicate lists when several requests that name a new list run
+at once (seen with 20 parallel workers on an initial sync of 1,500 users), so a
+list is never created implicitly by a user update: the registry checks that it
+exists and creates it under the list mutex first. Known lists are cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+
+from .api import SailthruApi
+from .errors import NotFound
+from .locks import NamedLock
+
+__all__ = ["ListRegistry", "membership_changes"]
+
+log = logging.getLogger(__name__)
+
+
+class ListRegistry:
+    """Knows which lists exist in the account and creates missing ones under a mutex."""
+
+    def __init__(self, api: SailthruApi, lock: NamedLock) -> None:
+        self._api = api
+        self._lock = lock
+        self._known: set[str] = set()
+        self._loaded = False
+        self._guard = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ListRegistry(known={len(self._known)})"
+
+    def _load_all(self) -> None:
+        # One GET /list answers for every list that already exists, so an initial sync
+        # into existing lists costs one call, not one per list.
+        with self._guard:
+            if self._loaded:
+                return
+        reply = self._api.get("list", {})
+        names = {str(item["name"]) for item in reply.get("lists") or [] if "name" in item}
+        with self._guard:
+            self._known.update(names)
+            self._loaded = True
+
+    def _is_known(self, name: str) -> bool:
+        with self._guard:
+            return name in self._known
+
+    def _remember(self, name: str) -> None:
+        with self._guard:
+            self._known.add(name)
+
+    def exists(self, name: str) -> bool:
+        """Whether the list exists (from the cache, else asking Sailthru)."""
+        self._load_all()
+        if self._is_known(name):
+            return True
+        try:
+            self._api.get("list", {"list": name})
+        except NotFound:
+            return False
+        self._remember(name)
+        return True
+
+    def ensure(self, name: str) -> None:
+        """Make sure the list exists: created at most once across every worker sharing the lock."""
+        if self.exists(name):
+            return
+        with self._lock.hold(name):
+            # Another worker may have created it while this one waited for the lock.
+            try:
+                self._api.get("list", {"list": name})
+            except NotFound:
+                log.info("creating Sailthru list %r", name)
+                self._api.post("list", {"list": name})
+            self._remember(name)
+
+    def ensure_all(self, names: Iterable[str]) -> None:
+        """:meth:`ensure` for each name."""
+        for name in names:
+            self.ensure(name)
+
+
+def membership_changes(
+    old: Iterable[str], new: Iterable[str], *, always: Iterable[str] = ()
+) -> dict[str, int]:
+    """The ``lists`` payload for a move from ``old`` to ``new`` memberships.
+
+    Joined lists map to 1, left lists to 0; lists in both are not mentioned, except
+    the ``always`` ones (such as the default list) which are always joined.
+    """
+    old_set, new_set = set(old), set(new)
+    changes: dict[str, int] = dict.fromkeys(sorted(old_set - new_set), 0)
+    changes.update(dict.fromkeys(sorted(new_set - old_set), 1))
+    changes.update(dict.fromkeys(always, 1))
+    return changes
+
+
+def joined(changes: Mapping[str, int]) -> list[str]:
+    """The lists a ``lists`` payload joins."""
+    return [name for name, flag in changes.items() if flag]

@@ -1,0 +1,51 @@
+"""Small builders shared by the tests: a destination wired to a fake, without real sleeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sailthru_destination.api import SailthruApi
+from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.options import AppOptions, DestinationOptions
+from sailthru_destination.testing import FakeSailthru
+
+KEY = "test-key"
+SECRET = "test-secret"
+
+
+def make_fake(**kwargs: Any) -> FakeSailthru:
+    """A fake Sailthru with the tests' credentials (start it with ``with``)."""
+    return FakeSailthru(api_key=KEY, api_secret=SECRET, **kwargs)
+
+
+def app_for(fake: FakeSailthru, **overrides: Any) -> AppOptions:
+    """AppOptions pointing at ``fake`` (made by :func:`make_fake`) with its credentials."""
+    values: dict[str, Any] = {
+        "api_key": KEY,
+        "api_secret": SECRET,
+        "api_url": fake.url,
+        "read_timeout": 5.0,
+        **overrides,
+    }
+    return AppOptions(**values)
+
+
+def destination_for(
+    fake: FakeSailthru, lock_dir: Path, *, sleeps: list[float] | None = None, **options: Any
+) -> SailthruDestination:
+    """A destination on ``fake`` whose waits are recorded in ``sleeps`` instead of slept."""
+    recorded = sleeps if sleeps is not None else []
+    app = app_for(fake)
+    opts = DestinationOptions(lock_dir=str(lock_dir), **options)
+    api = SailthruApi(app, sleep=recorded.append, concurrency=opts.concurrency)
+    return SailthruDestination(app, opts, api=api)
+
+
+def posted_payloads(dest: SailthruDestination, endpoint: str = "user") -> list[dict[str, Any]]:
+    """The payloads of the POSTs the destination made to ``endpoint``, in order."""
+    return [
+        dict(r.payload)
+        for r in dest.api.call_log.records()
+        if r.method == "POST" and r.endpoint == endpoint
+    ]

@@ -9,18 +9,20 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from .._protocol import ErrorCode, signature_matches
+from ._commerce import get_purchase, post_event, post_purchase, post_return
 from ._errors import ApiError, error_body
 from ._forms import Form, parse_form
 from ._lists import delete_list, get_list, post_list
 from ._ratelimit import RateLimiter
 from ._state import State
+from ._tracking import PAGEVIEW_ENDPOINT, pageview
 from ._users import delete_user, get_user, post_user
+from ._wire import Reply, Request
 
-__all__ = ["ROUTES", "App", "Reply", "Request"]
+__all__ = ["ROUTES", "App"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,38 +41,11 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "list"): _plain(get_list),
     ("POST", "list"): _plain(post_list),
     ("DELETE", "list"): _plain(delete_list),
+    ("POST", "event"): _plain(post_event),
+    ("POST", "purchase"): _plain(post_purchase),
+    ("GET", "purchase"): _plain(get_purchase),
+    ("POST", "return"): _plain(post_return),
 }
-
-# Endpoints served without Sailthru's signed parameters: (path prefix, handler).
-RawHandler = Callable[[State, "Request"], "Reply"]
-RAW_ROUTES: dict[str, RawHandler] = {}
-
-
-@dataclass
-class Request:
-    """One HTTP request as the server read it."""
-
-    method: str
-    path: str
-    query: str
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@dataclass
-class Reply:
-    """One HTTP reply: status, headers and body bytes (JSON unless said otherwise)."""
-
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
-
-    @classmethod
-    def json(cls, status: int, data: object, headers: dict[str, str] | None = None) -> Reply:
-        """A JSON reply."""
-        return cls(status, json.dumps(data).encode("utf-8"), dict(headers or {}))
-
 
 class App:
     """Turns requests into replies the way api.sailthru.com would."""
@@ -87,9 +62,8 @@ class App:
         if state.chance(state.faults.connection_error_rate):
             return None
         endpoint = request.path.strip("/")
-        for prefix, raw in RAW_ROUTES.items():
-            if endpoint.startswith(prefix):
-                return raw(state, request)
+        if endpoint == PAGEVIEW_ENDPOINT:
+            return pageview(state, self.limiter, self.record_call, request)
         return self._api_call(request, endpoint)
 
     def _api_call(self, request: Request, endpoint: str) -> Reply:

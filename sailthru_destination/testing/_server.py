@@ -16,7 +16,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from ._app import App, Reply, Request
+from ._app import App
+from ._wire import Reply, Request
 
 __all__ = ["Server"]
 

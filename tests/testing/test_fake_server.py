@@ -124,3 +124,4 @@ def test_unknown_endpoint_and_unsupported_method_answer_error_1(
     wrong_method = requests.put(f"{fake_sailthru.url}/user", data=_signed("{}"), timeout=5)
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"] == 1
+    assert client.api_delete("event", {"id": "a@example.com"}).get_status_code() == 405

@@ -1,0 +1,311 @@
+"""Retries: what is retried, how often, how long it waits, and which writes are never repeated."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from collections.abc import Iterator
+
+import pytest
+import requests
+from _api_stub import Reply, stub_server
+from pytest_mock import MockerFixture
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import (
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+)
+
+from sailthru_destination.api import RetryPolicy, SailthruApi
+from sailthru_destination.errors import (
+    AuthError,
+    InvalidRequest,
+    NotFound,
+    OutcomeUnknown,
+    RateLimited,
+    TransientError,
+)
+from sailthru_destination.options import AppOptions
+from sailthru_destination.testing import FakeSailthru, Faults
+
+KEY, SECRET = "test-key", "test-secret"
+WALL_START = 1_800_000_000.0
+
+
+class FakeTime:
+    """A clock, a wall clock and a sleep that only advance when slept."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+        self.on_sleep: list[object] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return WALL_START + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        if self.on_sleep:
+            action = self.on_sleep.pop(0)
+            assert callable(action)
+            action()
+
+
+@pytest.fixture
+def clock() -> FakeTime:
+    return FakeTime()
+
+
+def _api(url: str, clock: FakeTime, retry: RetryPolicy | None = None, **kw: object) -> SailthruApi:
+    return SailthruApi(
+        AppOptions(KEY, SECRET, api_url=url, connect_timeout=0.5, read_timeout=2.0),
+        clock=clock.clock,
+        wall_clock=clock.wall,
+        sleep=clock.sleep,
+        retry=retry or RetryPolicy(max_attempts=4, initial_backoff=0.5, jitter=False),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSailthru]:
+    with FakeSailthru(api_key=KEY, api_secret=SECRET) as fake:
+        yield fake
+
+
+def _attempts(api: SailthruApi) -> list[int]:
+    return [record.attempt for record in api.call_log.records()]
+
+
+def test_server_errors_are_retried_up_to_the_attempt_limit(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(server_error_rate=1.0)
+    with _api(fake.url, clock) as api, pytest.raises(TransientError):
+        api.get("user", {"id": "a@example.com"})
+    assert fake.calls[("GET", "user")] == 4
+    assert clock.slept == [0.5, 1.0, 2.0]
+
+
+def test_backoff_doubles_up_to_the_maximum_and_jitter_only_adds(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(server_error_rate=1.0)
+    policy = RetryPolicy(max_attempts=5, initial_backoff=0.5, max_backoff=1.0, jitter=True)
+    with _api(fake.url, clock, policy) as api, pytest.raises(TransientError):
+        api.get("user", {"id": "a@example.com"})
+    assert len(clock.slept) == 4
+    for slept, base in zip(clock.slept, [0.5, 1.0, 1.0, 1.0]):
+        assert base <= slept <= base + 0.5
+
+
+def test_a_transient_failure_then_success_returns_the_reply(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(server_error_rate=1.0)
+    clock.on_sleep.append(lambda: setattr(fake, "faults", Faults()))
+    with _api(fake.url, clock) as api:
+        assert api.post("user", {"id": "a@example.com"})["ok"] is True
+    assert _attempts(api) == [1, 2]
+
+
+def test_dropped_connections_are_retried_for_idempotent_calls(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(connection_error_rate=1.0)
+    with _api(fake.url, clock) as api, pytest.raises(TransientError) as caught:
+        api.post("user", {"id": "a@example.com"})
+    assert caught.value.status is None
+    assert _attempts(api) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda api: api.get("user", {"id": "nobody@example.com"}), NotFound),
+        (lambda api: api.get("list", {"list": "Missing"}), NotFound),
+        (lambda api: api.get("no-such-api", {}), InvalidRequest),
+        (lambda api: api.post("event", {"id": "a@example.com", "event": "open"}), InvalidRequest),
+    ],
+)
+def test_client_errors_are_never_retried(
+    fake: FakeSailthru, clock: FakeTime, call: object, expected: type[Exception]
+) -> None:
+    with _api(fake.url, clock) as api, pytest.raises(expected):
+        call(api)  # type: ignore[operator]
+    assert sum(fake.calls.values()) == 1
+    assert clock.slept == []
+
+
+def test_auth_errors_are_never_retried(fake: FakeSailthru, clock: FakeTime) -> None:
+    api = SailthruApi(AppOptions(KEY, "wrong", api_url=fake.url), sleep=clock.sleep)
+    with api, pytest.raises(AuthError):
+        api.get("user", {"id": "a@example.com"})
+    assert _attempts(api) == [1]
+    assert clock.slept == []
+
+
+def test_a_rate_limit_burst_is_retried_after_a_short_backoff(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(rate_limit_burst=1.0)
+    clock.on_sleep.append(lambda: setattr(fake, "faults", Faults()))
+    with _api(fake.url, clock) as api:
+        assert api.post("user", {"id": "a@example.com"})["ok"] is True
+    # The minute's budget is not spent (Remaining > 0): no wait for the reset.
+    assert clock.slept == [0.5]
+    assert fake.calls[("POST", "user")] == 2
+
+
+def test_a_spent_minute_waits_until_the_reset_even_beyond_the_max_backoff(
+    clock: FakeTime,
+) -> None:
+    spent = Reply(
+        429,
+        {"error": 43, "errormsg": "Too many POST requests this minute to /user API"},
+        {
+            "X-Rate-Limit-Limit": "600",
+            "X-Rate-Limit-Remaining": "0",
+            "X-Rate-Limit-Reset": str(int(WALL_START + 37)),
+        },
+    )
+    with stub_server(spent, Reply()) as stub, _api(stub.url, clock) as api:
+        assert api.post("user", {"id": "a@example.com"}) == {"ok": True}
+    assert clock.slept == [pytest.approx(37.0)]
+    assert len(stub.requests) == 2
+    # Other callers of that endpoint were held back too.
+    assert api.limiter("POST", "user").reserve(clock.now) >= 37.0
+
+
+def test_a_reset_beyond_the_total_time_limit_gives_up_at_once(clock: FakeTime) -> None:
+    spent = Reply(
+        429,
+        {"error": 43, "errormsg": "Too many"},
+        {"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(int(WALL_START + 50))},
+    )
+    policy = RetryPolicy(max_attempts=5, max_total=30.0)
+    with stub_server(spent) as stub, _api(stub.url, clock, policy) as api:
+        with pytest.raises(RateLimited) as caught:
+            api.post("user", {"id": "a@example.com"})
+    assert caught.value.reset_at == WALL_START + 50
+    assert len(stub.requests) == 1
+    assert clock.slept == []
+
+
+def test_the_total_time_limit_stops_retries_before_the_attempt_limit(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(server_error_rate=1.0)
+    policy = RetryPolicy(max_attempts=10, max_total=2.0, initial_backoff=0.5, jitter=False)
+    with _api(fake.url, clock, policy) as api, pytest.raises(TransientError):
+        api.get("user", {"id": "a@example.com"})
+    assert clock.slept == [0.5, 1.0]  # the next wait (2.0) would end past 2 s
+    assert fake.calls[("GET", "user")] == 3
+
+
+# -- writes that must not be repeated -----------------------------------------------------
+
+
+def _connection_error(reason: Exception) -> requests.exceptions.ConnectionError:
+    return requests.exceptions.ConnectionError(MaxRetryError(None, "/event", reason))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        requests.exceptions.ReadTimeout("read timed out"),
+        requests.exceptions.ConnectionError(
+            ProtocolError("Connection aborted.", http.client.RemoteDisconnected("closed"))
+        ),
+        requests.exceptions.ConnectionError(ProtocolError("reset", ConnectionResetError(104))),
+    ],
+    ids=["read timeout", "dropped after sending", "reset mid-request"],
+)
+@pytest.mark.parametrize("endpoint", ["event", "purchase", "return"])
+def test_a_write_that_may_have_landed_is_not_repeated_and_says_the_outcome_is_unknown(
+    fake: FakeSailthru, clock: FakeTime, mocker: MockerFixture, failure: Exception, endpoint: str
+) -> None:
+    send = mocker.patch.object(HTTPAdapter, "send", side_effect=failure)
+    with _api(fake.url, clock) as api, pytest.raises(OutcomeUnknown) as caught:
+        api.post(endpoint, {"id": "a@example.com", "event": "x"})
+    assert send.call_count == 1
+    assert not caught.value.retryable
+    assert "may or may not have been applied" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        requests.exceptions.ConnectTimeout("connect timed out"),
+        _connection_error(NewConnectionError(None, "Connection refused")),  # type: ignore[arg-type]
+        _connection_error(NameResolutionError("api.sailthru.com", None, OSError("dns"))),  # type: ignore[arg-type]
+    ],
+    ids=["connect timeout", "refused", "dns"],
+)
+def test_a_write_that_never_left_is_retried(
+    fake: FakeSailthru, clock: FakeTime, mocker: MockerFixture, failure: Exception
+) -> None:
+    send = mocker.patch.object(HTTPAdapter, "send", side_effect=failure)
+    with _api(fake.url, clock) as api, pytest.raises(TransientError) as caught:
+        api.post("purchase", {"email": "a@example.com", "items": []})
+    assert send.call_count == 4
+    assert caught.value.retryable
+
+
+def test_a_write_to_a_closed_port_is_retried(clock: FakeTime) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with _api(f"http://127.0.0.1:{port}", clock) as api, pytest.raises(TransientError):
+        api.post("event", {"id": "a@example.com", "event": "signed_up"})
+    assert _attempts(api) == [1, 2, 3, 4]
+
+
+def test_a_real_dropped_connection_on_an_event_is_outcome_unknown(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(connection_error_rate=1.0)
+    with _api(fake.url, clock) as api, pytest.raises(OutcomeUnknown):
+        api.post("event", {"id": "a@example.com", "event": "signed_up"})
+    assert _attempts(api) == [1]
+
+
+def test_writes_that_sailthru_answered_with_5xx_or_429_are_retried(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(server_error_rate=1.0)
+    clock.on_sleep.append(lambda: setattr(fake, "faults", Faults(rate_limit_burst=1.0)))
+    clock.on_sleep.append(lambda: setattr(fake, "faults", Faults()))
+    with _api(fake.url, clock) as api:
+        assert api.post("event", {"id": "a@example.com", "event": "signed_up"}) == {"ok": True}
+    assert _attempts(api) == [1, 2, 3]
+    assert len(fake.events) == 1
+
+
+def test_idempotent_calls_are_retried_after_a_read_timeout(
+    fake: FakeSailthru, clock: FakeTime, mocker: MockerFixture
+) -> None:
+    send = mocker.patch.object(
+        HTTPAdapter, "send", side_effect=requests.exceptions.ReadTimeout("read timed out")
+    )
+    with _api(fake.url, clock) as api, pytest.raises(TransientError):
+        api.post("user", {"id": "a@example.com"})
+    assert send.call_count == 4
+
+
+def test_the_set_of_writes_not_to_repeat_is_configurable(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(connection_error_rate=1.0)
+    with _api(fake.url, clock, non_idempotent={("post", "/user")}) as api:
+        with pytest.raises(OutcomeUnknown):
+            api.post("user", {"id": "a@example.com"})
+        with pytest.raises(TransientError):
+            api.post("event", {"id": "a@example.com", "event": "x"})
+    assert _attempts(api) == [1, 1, 2, 3, 4]

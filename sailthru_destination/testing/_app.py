@@ -15,6 +15,7 @@ from .._protocol import ErrorCode, signature_matches
 from ._commerce import get_purchase, post_event, post_purchase, post_return
 from ._errors import ApiError, error_body
 from ._forms import Form, parse_form
+from ._jobs import EXPORT_PREFIX, download_export, get_job, post_job
 from ._lists import delete_list, get_list, post_list
 from ._ratelimit import RateLimiter
 from ._state import State
@@ -45,7 +46,10 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "purchase"): _plain(post_purchase),
     ("GET", "purchase"): _plain(get_purchase),
     ("POST", "return"): _plain(post_return),
+    ("POST", "job"): post_job,
+    ("GET", "job"): _plain(get_job),
 }
+
 
 class App:
     """Turns requests into replies the way api.sailthru.com would."""
@@ -64,6 +68,8 @@ class App:
         endpoint = request.path.strip("/")
         if endpoint == PAGEVIEW_ENDPOINT:
             return pageview(state, self.limiter, self.record_call, request)
+        if endpoint.startswith(EXPORT_PREFIX):
+            return download_export(state, request)
         return self._api_call(request, endpoint)
 
     def _api_call(self, request: Request, endpoint: str) -> Reply:

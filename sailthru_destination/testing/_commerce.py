@@ -32,15 +32,17 @@ def post_event(state: State, payload: Mapping[str, Any]) -> Reply:
         raise invalid_parameter("Invalid parameter: vars must be an object")
     with state.lock:
         user = _user_for(state, key, ident)
-        state.events.append({
-            "id": ident,
-            "key": key,
-            "sid": user["keys"]["sid"],
-            "event": name,
-            "vars": dict(event_vars),
-            "schedule_time": payload.get("schedule_time"),
-            "time": rfc2822_now(),
-        })
+        state.events.append(
+            {
+                "id": ident,
+                "key": key,
+                "sid": user["keys"]["sid"],
+                "event": name,
+                "vars": dict(event_vars),
+                "schedule_time": payload.get("schedule_time"),
+                "time": rfc2822_now(),
+            }
+        )
     return 200, {"ok": True}
 
 
@@ -108,14 +110,16 @@ def post_return(state: State, payload: Mapping[str, Any]) -> Reply:
     items = _items(payload.get("items"), allow_empty=False, fields=("qty", "price"))
     with state.lock:
         sid = state.find_sid("email", email)
-        state.returns.append({
-            "email": email,
-            "sid": sid,
-            "items": copy.deepcopy(items),
-            "order_id": payload.get("order_id"),
-            "date": payload.get("date"),
-            "time": rfc2822_now(),
-        })
+        state.returns.append(
+            {
+                "email": email,
+                "sid": sid,
+                "items": copy.deepcopy(items),
+                "order_id": payload.get("order_id"),
+                "date": payload.get("date"),
+                "time": rfc2822_now(),
+            }
+        )
     return 200, {"ok": True}
 
 

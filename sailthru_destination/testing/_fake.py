@@ -11,6 +11,7 @@ from typing import Any
 
 from ._app import App
 from ._faults import Faults
+from ._jobs import expire_exports
 from ._ratelimit import RateLimiter
 from ._server import Server
 from ._state import State
@@ -77,8 +78,10 @@ class FakeSailthru:
         host, port = server.server_address[:2]
         self._state.base_url = f"http://{host!s}:{port}"
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="fake-sailthru", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-sailthru",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -170,6 +173,10 @@ class FakeSailthru:
     def job_fails(self, fails: bool) -> None:
         self._state.job_fails = fails
 
+    def expire_export(self, job_id: str | None = None) -> None:
+        """Expire a completed export (all when no id): ``expired: true``, its file 404s."""
+        expire_exports(self._state, job_id)
+
     # -- inspection (copies, safe to read while the server runs) ---------------------------------
 
     @property
@@ -218,7 +225,10 @@ class FakeSailthru:
     def jobs(self) -> list[dict[str, Any]]:
         """Every job created, with its status."""
         with self._state.lock:
-            return [copy.deepcopy(job) for job in self._state.jobs.values()]
+            return [
+                {k: copy.deepcopy(v) for k, v in job.items() if not k.startswith("_")}
+                for job in self._state.jobs.values()
+            ]
 
     @property
     def calls(self) -> Counter[tuple[str, str]]:

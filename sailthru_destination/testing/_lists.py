@@ -28,9 +28,17 @@ def get_list(state: State, payload: Mapping[str, Any]) -> Reply:
             views = [state.list_view(record) for record in state.lists]
             return 200, {
                 "lists": [
-                    {key: view[key] for key in (
-                        "list_id", "name", "email_count", "valid_count", "create_time", "type"
-                    )}
+                    {
+                        key: view[key]
+                        for key in (
+                            "list_id",
+                            "name",
+                            "email_count",
+                            "valid_count",
+                            "create_time",
+                            "type",
+                        )
+                    }
                     for view in views
                 ]
             }

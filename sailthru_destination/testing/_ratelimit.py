@@ -29,8 +29,8 @@ class RateLimiter:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self._limits: Mapping[str, float] = dict(limits) if limits is not None else (
-            DEFAULT_RATE_LIMITS
+        self._limits: Mapping[str, float] = (
+            dict(limits) if limits is not None else (DEFAULT_RATE_LIMITS)
         )
         self._monotonic = monotonic
         self._wall = wall

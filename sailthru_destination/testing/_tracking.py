@@ -51,13 +51,15 @@ def pageview(
         message = "Missing required field: " + ", ".join(_REQUIRED)
         return Reply.json(400, error_body(ErrorCode.INVALID_PARAMETER, message), headers)
     with state.lock:
-        state.pageviews.append({
-            "customer_id": auth[7:].strip(),
-            "userIdKey": data["userIdKey"],
-            "userIdValue": data["userIdValue"],
-            "url": data["url"],
-            "tags": list(data.get("tags") or []),
-            "useStoredTags": data.get("useStoredTags"),
-            "time": rfc2822_now(),
-        })
+        state.pageviews.append(
+            {
+                "customer_id": auth[7:].strip(),
+                "userIdKey": data["userIdKey"],
+                "userIdValue": data["userIdValue"],
+                "url": data["url"],
+                "tags": list(data.get("tags") or []),
+                "useStoredTags": data.get("useStoredTags"),
+                "time": rfc2822_now(),
+            }
+        )
     return Reply.json(200, {"ok": True}, headers)

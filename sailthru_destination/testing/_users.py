@@ -200,9 +200,7 @@ def _apply_vars(user: User, changes: Mapping[str, Any]) -> None:
             user["vars"][name] = value
 
 
-def _apply_lists(
-    state: State, user: User, changes: Mapping[str, Any], missing: set[str]
-) -> None:
+def _apply_lists(state: State, user: User, changes: Mapping[str, Any], missing: set[str]) -> None:
     for raw_name, flag in changes.items():
         name = str(raw_name)
         if not _truthy(flag):

@@ -79,7 +79,7 @@ class FakeSailthru:
         self._state.base_url = f"http://{host!s}:{port}"
         self._thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name="fake-sailthru",
             daemon=True,
         )

@@ -141,7 +141,7 @@ def test_update_job_fetches_its_file_from_a_loopback_url(
     )
     handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
     with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{server.server_address[1]}/update.json"
         response = client.api_post("job", {"job": "update", "url": url})

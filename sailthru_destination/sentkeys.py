@@ -1,0 +1,166 @@
+"""Which events, purchases and returns were already sent, so a re-run sends nothing twice.
+
+Sailthru cannot edit or undo a purchase, and a repeated event triggers its flow again, so
+these writes go out **at most once** per key and store:
+
+1. check and claim: :meth:`SentKeys.claim` atomically records the key as ``pending``
+   (durably, before the call) or says it is already recorded;
+2. send;
+3. settle: ``sent`` after a success, ``unknown`` when the call got no answer
+   (:class:`~sailthru_destination.errors.OutcomeUnknown`), or :meth:`SentKeys.release`
+   when the call surely did not apply (Sailthru refused it, or it never left).
+
+A key found ``pending`` or ``unknown`` is never sent again: a crash between claim and settle,
+or a read timeout, leaves it there, and the record is reported failed "for reconciliation"
+(check Sailthru, e.g. GET /purchase by extid, then :meth:`SentKeys.release` it to send it
+again). We prefer losing a send to a human's review over posting a purchase twice: that is
+the at-most-once choice. Within one process a per-key lock (:func:`send_once`) keeps two
+threads from sending the same key at once; across processes the store's atomic claim does.
+
+:class:`InMemorySentKeys` is the default (one process, forgotten at exit); the runner's
+SQLite state implements the same :class:`SentKeys` protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+from ._concurrency import KeyedLocks
+from .errors import OutcomeUnknown, RecordError
+from .results import ExportResult, Status
+
+__all__ = ["InMemorySentKeys", "KeyState", "SentKeys", "send_once"]
+
+log = logging.getLogger(__name__)
+
+
+class KeyState(str, Enum):
+    """What a store knows about one key."""
+
+    PENDING = "pending"
+    """Claimed for a send that has not settled (in flight, or its process died)."""
+    SENT = "sent"
+    """Sailthru accepted it."""
+    UNKNOWN = "unknown"
+    """Sent, but no answer came: it may or may not have been applied."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+@runtime_checkable
+class SentKeys(Protocol):
+    """A store of the keys (per kind: ``event``, ``purchase``, ``return``, ``cart``) sent.
+
+    Implementations must be safe to share between threads; ``claim`` must be atomic and
+    durable before it returns (a crash after it must leave the key ``pending``).
+    """
+
+    def claim(self, kind: str, key: str) -> bool:
+        """Record ``key`` as pending and return True, or return False if it is recorded."""
+        ...
+
+    def state(self, kind: str, key: str) -> KeyState | None:
+        """The recorded state of ``key``, or None when it is not recorded."""
+        ...
+
+    def settle(self, kind: str, key: str, state: KeyState) -> None:
+        """Record the outcome of a claimed send: ``SENT`` or ``UNKNOWN``."""
+        ...
+
+    def release(self, kind: str, key: str) -> None:
+        """Forget ``key``: its send surely did not apply, so it may be sent again."""
+        ...
+
+
+class InMemorySentKeys:
+    """A thread-safe :class:`SentKeys` held in memory: it lasts as long as the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[tuple[str, str], KeyState] = {}
+
+    def claim(self, kind: str, key: str) -> bool:
+        with self._lock:
+            if (kind, key) in self._states:
+                return False
+            self._states[(kind, key)] = KeyState.PENDING
+            return True
+
+    def state(self, kind: str, key: str) -> KeyState | None:
+        with self._lock:
+            return self._states.get((kind, key))
+
+    def settle(self, kind: str, key: str, state: KeyState) -> None:
+        if state is KeyState.PENDING:
+            raise ValueError("settle records an outcome: SENT or UNKNOWN")
+        with self._lock:
+            self._states[(kind, key)] = state
+
+    def release(self, kind: str, key: str) -> None:
+        with self._lock:
+            self._states.pop((kind, key), None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._states)
+
+    def __repr__(self) -> str:
+        return f"InMemorySentKeys({len(self)} keys)"
+
+
+def send_once(
+    store: SentKeys,
+    locks: KeyedLocks,
+    kind: str,
+    key: str,
+    record_id: str,
+    send: Callable[[], ExportResult],
+) -> ExportResult:
+    """Run ``send`` unless ``key`` of ``kind`` was already sent (or may have been).
+
+    ``send`` makes the Sailthru calls and returns the record's result, or raises. A
+    ``SKIPPED``/``FAILED`` result or an exception (other than
+    :class:`~sailthru_destination.errors.OutcomeUnknown`) releases the key; an
+    ``OutcomeUnknown`` settles it ``unknown`` and is reported as a failure to reconcile.
+    """
+    with locks.for_key((kind, key)):
+        if not store.claim(kind, key):
+            return _already(store.state(kind, key), kind, key, record_id)
+        try:
+            result = send()
+        except OutcomeUnknown as exc:
+            store.settle(kind, key, KeyState.UNKNOWN)
+            log.warning("%s %r: no answer from Sailthru; marked unknown", kind, key)
+            reason = (
+                f"{exc} The {kind} {key!r} is marked 'unknown' and will not be sent again: "
+                "check Sailthru, then release the key if it was not applied"
+            )
+            return ExportResult.failed(RecordError(record_id, reason, code=exc.code))
+        except BaseException:
+            store.release(kind, key)
+            raise
+        if result.status is Status.SENT:
+            store.settle(kind, key, KeyState.SENT)
+        else:
+            store.release(kind, key)
+        return result
+
+
+def _already(state: KeyState | None, kind: str, key: str, record_id: str) -> ExportResult:
+    if state is KeyState.SENT:
+        return ExportResult(Status.SKIPPED, record_id, f"already sent ({kind} {key!r})")
+    if state is None:
+        # Released by someone else between our claim and this read: let a re-run decide.
+        reason = f"the {kind} {key!r} was being sent by another worker; send it again"
+        return ExportResult.failed(RecordError(record_id, reason, retryable=True))
+    reason = (
+        f"the {kind} {key!r} is marked {state.value!r}: an earlier send may or may not have "
+        "reached Sailthru, so it is not sent again; check Sailthru, then release the key "
+        "if it was not applied"
+    )
+    return ExportResult.failed(RecordError(record_id, reason))

@@ -1,0 +1,114 @@
+"""The sent-keys store and send_once: at most once per key, unknown outcomes kept for review."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from sailthru_destination._concurrency import KeyedLocks
+from sailthru_destination.errors import InvalidRequest, OutcomeUnknown
+from sailthru_destination.results import ExportResult, Status
+from sailthru_destination.sentkeys import InMemorySentKeys, KeyState, SentKeys, send_once
+
+
+def sent(rid: str = "r") -> ExportResult:
+    return ExportResult(Status.SENT, rid, "ok")
+
+
+def test_the_in_memory_store_follows_the_protocol() -> None:
+    assert isinstance(InMemorySentKeys(), SentKeys)
+
+
+def test_a_claim_succeeds_once_per_kind_and_key() -> None:
+    store = InMemorySentKeys()
+    assert store.claim("purchase", "o1")
+    assert not store.claim("purchase", "o1")
+    assert store.claim("event", "o1")
+    assert store.state("purchase", "o1") is KeyState.PENDING
+    store.settle("purchase", "o1", KeyState.SENT)
+    assert store.state("purchase", "o1") is KeyState.SENT
+    store.release("purchase", "o1")
+    assert store.state("purchase", "o1") is None
+    assert store.claim("purchase", "o1")
+
+
+def test_settle_refuses_pending_as_an_outcome() -> None:
+    with pytest.raises(ValueError, match="SENT or UNKNOWN"):
+        InMemorySentKeys().settle("event", "e", KeyState.PENDING)
+
+
+def test_claims_are_atomic_across_threads() -> None:
+    store = InMemorySentKeys()
+    start = threading.Barrier(16)
+
+    def claim(_: int) -> bool:
+        start.wait()
+        return store.claim("event", "k")
+
+    with ThreadPoolExecutor(16) as pool:
+        wins = list(pool.map(claim, range(16)))
+    assert wins.count(True) == 1
+
+
+def test_send_once_sends_then_skips_the_same_key() -> None:
+    store, locks, calls = InMemorySentKeys(), KeyedLocks(), []
+
+    def send() -> ExportResult:
+        calls.append(1)
+        return sent()
+
+    assert send_once(store, locks, "event", "k", "r", send).status is Status.SENT
+    again = send_once(store, locks, "event", "k", "r", send)
+    assert again.status is Status.SKIPPED
+    assert "already sent" in again.detail
+    assert len(calls) == 1
+    assert store.state("event", "k") is KeyState.SENT
+
+
+def test_a_refused_send_releases_the_key() -> None:
+    store = InMemorySentKeys()
+
+    def refused() -> ExportResult:
+        raise InvalidRequest("bad", endpoint="purchase", method="POST", status=400, code=2)
+
+    with pytest.raises(InvalidRequest):
+        send_once(store, KeyedLocks(), "purchase", "o", "r", refused)
+    assert store.state("purchase", "o") is None
+
+
+def test_a_skipped_or_failed_result_releases_the_key() -> None:
+    store = InMemorySentKeys()
+    result = send_once(
+        store, KeyedLocks(), "cart", "c", "r", lambda: ExportResult(Status.SKIPPED, "r", "no-op")
+    )
+    assert result.status is Status.SKIPPED
+    assert store.state("cart", "c") is None
+
+
+def test_an_unknown_outcome_is_kept_and_never_sent_again() -> None:
+    store, locks, calls = InMemorySentKeys(), KeyedLocks(), []
+
+    def timed_out() -> ExportResult:
+        calls.append(1)
+        raise OutcomeUnknown("read timeout", endpoint="purchase", method="POST")
+
+    first = send_once(store, locks, "purchase", "o9", "r", timed_out)
+    assert first.status is Status.FAILED
+    assert first.error is not None
+    assert not first.error.retryable
+    assert "marked 'unknown'" in first.detail
+    assert store.state("purchase", "o9") is KeyState.UNKNOWN
+    second = send_once(store, locks, "purchase", "o9", "r", timed_out)
+    assert second.status is Status.FAILED
+    assert "reconcil" in second.detail or "check Sailthru" in second.detail
+    assert len(calls) == 1
+
+
+def test_a_key_left_pending_by_a_crash_is_not_sent_again() -> None:
+    store = InMemorySentKeys()
+    assert store.claim("purchase", "o1")  # the process died before settling
+    result = send_once(store, KeyedLocks(), "purchase", "o1", "r", sent)
+    assert result.status is Status.FAILED
+    assert "'pending'" in result.detail

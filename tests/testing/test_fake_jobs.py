@@ -176,3 +176,15 @@ def test_a_job_completes_at_creation_when_polls_is_zero(
     body = client.api_post("job", {"job": "export_list_data", "list": "News"}).get_body()
     assert body["status"] == "completed"
     assert body["export_url"].startswith(fake_sailthru.url)
+
+
+def test_import_job_reads_a_file_posted_as_multipart_by_the_official_client(
+    client: SailthruClient, fake_sailthru: FakeSailthru, tmp_path: Path
+) -> None:
+    path = tmp_path / "emails.csv"
+    path.write_text("a@example.com\nb@example.com\n")
+    response = client.api_post(
+        "job", {"job": "import", "list": "News", "file": str(path)}, binary_data_param=["file"]
+    )
+    assert response.get_body()["processed"] == 2
+    assert "News" in fake_sailthru.find_user(email="a@example.com")["lists"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -125,3 +128,29 @@ def test_unknown_endpoint_and_unsupported_method_answer_error_1(
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"] == 1
     assert client.api_delete("event", {"id": "a@example.com"}).get_status_code() == 405
+
+
+def test_standalone_server_prints_its_url_serves_and_stops_on_ctrl_c() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sailthru_destination.testing", "--port", str(port),
+         "--api-key", "k", "--api-secret", "s"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line
+        assert "s)" not in line  # the secret is not printed
+        client = SailthruClient("k", "s", api_url=f"http://127.0.0.1:{port}")
+        assert client.save_user("a@example.com").is_ok()
+        assert client.get_user("a@example.com").is_ok()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=5) == 0
+        assert "stopped" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,25 @@
+"""The standalone runner: read a model, diff it against the last run's state, push what changed.
+
+``sources`` reads rows (CSV, JSON lines, SQL), ``config`` says which column means what,
+``state`` remembers what was applied (SQLite), ``runner`` does the diff and the export,
+``bulk`` sends large batches through the job API, ``report`` writes the run report.
+"""
+
+from __future__ import annotations
+
+from .config import ConfigError, SyncConfig, load_config
+from .runner import RunSummary, SyncRunner
+from .sources import Row, SourceError, open_source
+from .state import SyncState
+
+__all__ = [
+    "ConfigError",
+    "Row",
+    "RunSummary",
+    "SourceError",
+    "SyncConfig",
+    "SyncRunner",
+    "SyncState",
+    "load_config",
+    "open_source",
+]

@@ -1,0 +1,193 @@
+"""Which column of the model means what, from flags or a small JSON/TOML config file.
+
+With no mapping at all, a model with columns ``id``, ``email``, ``groups`` and others
+just works: ``id`` is the primary key, ``email`` the match key, ``groups`` the list
+memberships (a JSON array or ``;``-separated names), every other column a var.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..options import DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel, SyncMode
+
+__all__ = ["OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "load_config"]
+
+OBJECTS = ("users", "events", "purchases", "returns")
+BulkMode = str
+_BULK_MODES = ("auto", "always", "never")
+
+
+class ConfigError(ValueError):
+    """The mapping or a setting is wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """How rows of a model become Sailthru users, events, purchases or returns.
+
+    ``primary_key`` names the column that identifies a row from run to run;
+    ``match_column`` holds the value Sailthru matches users on (``match_key``: email,
+    sid or extid). ``groups_column`` holds list memberships; ``optout_column`` an
+    ``optout_email`` level per row. ``columns`` limits the var columns (all others when
+    empty); ``ignore`` drops columns. ``bulk`` is ``auto`` (the job API from
+    ``bulk_threshold`` changed users on), ``always`` or ``never``.
+    """
+
+    object: str = "users"
+    name: str = ""
+    primary_key: str = "id"
+    match_column: str = "email"
+    match_key: str = "email"
+    groups_column: str = "groups"
+    optout_column: str | None = None
+    columns: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    delete_behavior: str = "nothing"
+    sync_mode: str = "upsert"
+    default_list: str | None = None
+    list_prefix: str = ""
+    optout: str | None = None
+    concurrency: int = 8
+    bulk: BulkMode = "auto"
+    bulk_threshold: int = 1000
+    state: str | None = None
+    report_dir: str | None = None
+    allow_empty: bool = False
+    rate_limits: Mapping[str, float] = field(default_factory=dict)
+    # events
+    event_column: str = "event"
+    schedule_time_column: str | None = None
+    # purchases and returns
+    order_column: str = "order_id"
+    items_column: str = "items"
+    date_column: str | None = None
+    price_unit: str = "dollars"
+
+    def __post_init__(self) -> None:
+        if self.object not in OBJECTS:
+            raise ConfigError(f"object must be one of {', '.join(OBJECTS)}; got {self.object!r}")
+        if self.bulk not in _BULK_MODES:
+            raise ConfigError(f"bulk must be one of {', '.join(_BULK_MODES)}; got {self.bulk!r}")
+        if self.price_unit not in ("dollars", "cents"):
+            raise ConfigError(f"price_unit must be 'dollars' or 'cents'; got {self.price_unit!r}")
+        if isinstance(self.bulk_threshold, bool) or not isinstance(self.bulk_threshold, int) or (
+            self.bulk_threshold < 1
+        ):
+            raise ConfigError(f"bulk_threshold must be a whole number >= 1; got "
+                              f"{self.bulk_threshold!r}")
+        for name in ("primary_key", "match_column"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ConfigError(f"{name} must name a column of the model")
+        try:
+            MatchKey.parse(self.match_key, "match_key")
+            SyncMode.parse(self.sync_mode, "sync_mode")
+            DeleteBehavior.parse(self.delete_behavior, "delete_behavior")
+            if self.optout is not None:
+                OptoutLevel.parse(self.optout, "optout")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if not isinstance(self.rate_limits, Mapping) or not all(
+            isinstance(v, (int, float)) and v > 0 for v in self.rate_limits.values()
+        ):
+            raise ConfigError("rate_limits maps endpoints to positive requests per second")
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "ignore", tuple(self.ignore))
+        self.destination_options()  # validate concurrency, lists and the rest now
+
+    def destination_options(self, *, lock_dir: str | None = None) -> DestinationOptions:
+        """The destination's options for this mapping."""
+        try:
+            return DestinationOptions(
+                match_key=MatchKey.parse(self.match_key, "match_key"),
+                sync_mode=SyncMode.parse(self.sync_mode, "sync_mode"),
+                delete_behavior=DeleteBehavior.parse(self.delete_behavior, "delete_behavior"),
+                default_list=self.default_list,
+                list_prefix=self.list_prefix,
+                optout=None if self.optout is None else OptoutLevel.parse(self.optout, "optout"),
+                concurrency=self.concurrency,
+                lock_dir=lock_dir,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def fingerprint(self) -> str:
+        """The settings that change what a row becomes: a change re-exports every row."""
+        keys = ("object", "match_key", "match_column", "groups_column", "optout_column",
+                "columns", "ignore", "default_list", "list_prefix", "optout")
+        return json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+
+    def replace(self, **changes: Any) -> SyncConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _field_names() -> set[str]:
+    return {f.name for f in fields(SyncConfig)}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        loader: Any = tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            loader = importlib.import_module("tomli")
+        except ImportError:
+            raise ConfigError(
+                f"{path}: TOML config files need Python 3.11+ or the tomli package; "
+                "use a JSON config file instead"
+            ) from None
+    try:
+        with path.open("rb") as handle:
+            data: dict[str, Any] = loader.load(handle)
+    except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return data
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if file.suffix.lower() == ".toml":
+        data = _read_toml(file)
+    else:
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold one object of settings")
+    return data
+
+
+def load_config(path: str | None = None, **overrides: Any) -> SyncConfig:
+    """A config from a JSON or TOML file (when given), then ``overrides`` (None = not set)."""
+    settings: dict[str, Any] = _read_file(path) if path else {}
+    known = _field_names()
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        where = f" in {path}" if path else ""
+        raise ConfigError(
+            f"unknown setting(s){where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if "match_key" not in settings and settings.get("match_column") in ("sid", "extid"):
+        settings["match_key"] = settings["match_column"]
+    for name in ("columns", "ignore"):
+        value = settings.get(name)
+        if isinstance(value, str):
+            settings[name] = tuple(c.strip() for c in value.split(",") if c.strip())
+    try:
+        return SyncConfig(**settings)
+    except TypeError as exc:
+        raise ConfigError(f"bad setting: {exc}") from None

@@ -1,0 +1,105 @@
+"""One row of the model read the way the config says: primary key, match value, vars, groups.
+
+A row that cannot be read raises :class:`RowProblem` naming the column and the reason.
+Its hash is what the next run compares to decide whether the row changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .config import SyncConfig
+from .sources import Row
+
+__all__ = ["RowProblem", "UserRow", "read_user_row", "row_key"]
+
+
+class RowProblem(ValueError):
+    """A row the config cannot read; ``field`` names the column."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """What one model row says a Sailthru user should be."""
+
+    pk: str
+    match: Any
+    properties: dict[str, Any]
+    groups: frozenset[str]
+    optout: str | None
+    hash: str
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def row_key(row: Row, config: SyncConfig) -> str:
+    """The row's primary key as text; raises :class:`RowProblem` when it is missing."""
+    problem = row.data.get("__problem__")
+    value = row.data.get(config.primary_key)
+    if not _present(value):
+        if problem:
+            raise RowProblem("row", str(problem))
+        raise RowProblem(config.primary_key, f"the primary key column {config.primary_key!r} "
+                         "is missing or empty")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def parse_groups(value: Any, column: str) -> frozenset[str]:
+    """Group names from a JSON array, a list, or ``;``-separated text."""
+    if not _present(value):
+        return frozenset()
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise RowProblem(column, f"looks like a JSON array but is not: {exc.msg}") from None
+        else:
+            return frozenset(part.strip() for part in text.split(";") if part.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(g, str) for g in value):
+        return frozenset(g.strip() for g in value if g.strip())
+    raise RowProblem(column, "groups must be a JSON array of names or ';'-separated names")
+
+
+def read_user_row(row: Row, config: SyncConfig, pk: str) -> UserRow:
+    """The user a model row describes; raises :class:`RowProblem` for a bad row."""
+    data = row.data
+    if data.get("__problem__"):
+        raise RowProblem("row", str(data["__problem__"]))
+    match = data.get(config.match_column)
+    if not _present(match):
+        raise RowProblem(config.match_column, f"the match column {config.match_column!r} "
+                         "is missing or empty")
+    if not isinstance(match, str):
+        match = str(int(match) if isinstance(match, float) and match.is_integer() else match)
+    groups = parse_groups(data.get(config.groups_column), config.groups_column)
+    optout = None
+    if config.optout_column and _present(data.get(config.optout_column)):
+        optout = str(data[config.optout_column]).strip()
+    skip = {config.primary_key, config.groups_column, *config.ignore}
+    if config.optout_column:
+        skip.add(config.optout_column)
+    if config.match_column != "email":
+        skip.add(config.match_column)
+    wanted = config.columns or tuple(k for k in data if k not in skip)
+    properties = {k: data[k] for k in wanted if k in data and _present(data[k])}
+    if config.columns and config.match_key == "email" and config.match_column == "email":
+        properties.setdefault("email", match)
+    digest = hashlib.sha256(
+        json.dumps([match, properties, sorted(groups), optout], sort_keys=True, default=str)
+        .encode("utf-8")
+    ).hexdigest()
+    return UserRow(pk, match, properties, groups, optout, digest)

@@ -1,0 +1,67 @@
+"""The run report: a folder a user opens after a run to see what happened and why.
+
+``summary.json`` holds the counts, calls and timings; ``errors.jsonl`` one line per
+failed record with the reason; ``calls.jsonl`` every API call attempt as sent and as
+answered (the "live debugger"), with the API key masked and no signature or secret.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from ..calllog import JsonLinesSink
+from .runner import RecordFailure
+
+__all__ = ["RunReport", "default_report_dir"]
+
+
+def default_report_dir(base: str | Path, name: str) -> Path:
+    """``<base>/reports/<name>-<UTC date and time>``, made unique if it already exists."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    folder = Path(base) / "reports" / f"{name}-{stamp}"
+    candidate, number = folder, 1
+    while candidate.exists():
+        number += 1
+        candidate = folder.with_name(f"{folder.name}-{number}")
+    return candidate
+
+
+class RunReport:
+    """Writes one run's report folder as the run goes; :meth:`finish` writes the summary."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.calls = JsonLinesSink(self.folder / "calls.jsonl")
+        self._errors: IO[str] = (self.folder / "errors.jsonl").open("w", encoding="utf-8")
+        (self.folder / "calls.jsonl").touch()
+        self._lock = threading.Lock()
+        self.failures = 0
+
+    def __repr__(self) -> str:
+        return f"RunReport({str(self.folder)!r})"
+
+    def add_failure(self, failure: RecordFailure) -> None:
+        """Write one failed record to ``errors.jsonl``."""
+        with self._lock:
+            self.failures += 1
+            self._errors.write(json.dumps(failure.to_dict(), ensure_ascii=False) + "\n")
+            self._errors.flush()
+
+    def finish(self, summary: dict[str, Any]) -> Path:
+        """Write ``summary.json``, close the files and return the summary's path."""
+        path = self.folder / "summary.json"
+        path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        self.close()
+        return path
+
+    def close(self) -> None:
+        """Close the files (also done by :meth:`finish`)."""
+        with self._lock:
+            if not self._errors.closed:
+                self._errors.close()
+        self.calls.close()

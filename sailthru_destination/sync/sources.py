@@ -1,0 +1,149 @@
+"""Where the rows of a model come from: a CSV file, a JSON-lines file or a SQL query.
+
+Every source streams: rows are read one at a time, so memory stays flat however long
+the model is. Each row carries where it came from (a line number or a row number) so a
+per-record error can point at it.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Row", "SourceError", "open_source", "sqlalchemy_available"]
+
+_SQLITE_PREFIX = "sqlite:///"
+
+
+class SourceError(Exception):
+    """The model cannot be read at all (missing file, bad query, not JSON lines)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the model and where it was found (``line 12``, ``row 40``)."""
+
+    where: str
+    data: dict[str, Any]
+
+
+def sqlalchemy_available() -> bool:
+    """Whether the optional SQLAlchemy package can be imported (the ``sql`` extra)."""
+    return importlib.util.find_spec("sqlalchemy") is not None
+
+
+def open_source(
+    path: str | None = None, *, sql: str | None = None, db: str | None = None
+) -> Iterator[Row]:
+    """The rows of a file (by extension: .csv, .jsonl/.ndjson/.json) or of ``sql`` run on ``db``.
+
+    ``db`` is a path to a SQLite file, a ``sqlite:///path`` URL (stdlib ``sqlite3``), or
+    any SQLAlchemy URL when SQLAlchemy is installed.
+    """
+    if sql is not None:
+        if not db:
+            raise SourceError("--sql needs --db: a SQLite file or a SQLAlchemy database URL")
+        return _sql_rows(sql, db)
+    if path is None:
+        raise SourceError("no source: give a CSV or JSON-lines file, or --sql with --db")
+    file = Path(path)
+    if not file.is_file():
+        raise SourceError(f"source file not found: {path}")
+    suffix = file.suffix.lower()
+    if suffix == ".csv":
+        return _csv_rows(file)
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return _jsonl_rows(file)
+    raise SourceError(
+        f"cannot tell the format of {path}: use a .csv, .jsonl or .ndjson file, or --sql"
+    )
+
+
+def _csv_rows(file: Path) -> Iterator[Row]:
+    with file.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames:
+            return
+        for data in reader:
+            extra = data.pop(None, None)
+            where = f"line {reader.line_num}"
+            if extra:
+                data["__problem__"] = f"{len(extra)} more value(s) than columns in the header"
+            yield Row(where, {k: v for k, v in data.items() if v is not None})
+
+
+def _jsonl_rows(file: Path) -> Iterator[Row]:
+    with file.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            where = f"line {number}"
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield Row(where, {"__problem__": f"not valid JSON: {exc.msg}"})
+                continue
+            if not isinstance(data, dict):
+                yield Row(where, {"__problem__": "each line must be a JSON object"})
+                continue
+            yield Row(where, data)
+
+
+def _sql_rows(sql: str, db: str) -> Iterator[Row]:
+    if db.startswith(_SQLITE_PREFIX) or "://" not in db:
+        return _sqlite_rows(sql, db.removeprefix(_SQLITE_PREFIX))
+    if not sqlalchemy_available():
+        raise SourceError(
+            f"{db.split('://')[0]} databases need SQLAlchemy: "
+            "pip install 'sailthru-destination[sql]' (SQLite works without it)"
+        )
+    return _sqlalchemy_rows(sql, db)
+
+
+def _sqlite_rows(sql: str, path: str) -> Iterator[Row]:
+    if not Path(path).is_file():
+        raise SourceError(f"SQLite database not found: {path}")
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        cursor = connection.execute(sql)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise SourceError(f"the query failed: {exc}") from exc
+    return _cursor_rows(connection, cursor)
+
+
+def _cursor_rows(connection: sqlite3.Connection, cursor: sqlite3.Cursor) -> Iterator[Row]:
+    try:
+        names = [column[0] for column in cursor.description or ()]
+        for number, values in enumerate(cursor, start=1):
+            yield Row(f"row {number}", dict(zip(names, values, strict=True)))
+    finally:
+        connection.close()
+
+
+def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:  # pragma: no cover - optional extra
+    import sqlalchemy  # type: ignore[import-not-found,unused-ignore]
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        connection = engine.connect()
+        result = connection.execution_options(stream_results=True).execute(sqlalchemy.text(sql))
+    except Exception as exc:
+        raise SourceError(f"the query failed: {exc}") from exc
+
+    def rows() -> Iterator[Row]:
+        try:
+            for number, mapping in enumerate(result.mappings(), start=1):
+                yield Row(f"row {number}", dict(mapping))
+        finally:
+            connection.close()
+            engine.dispose()
+
+    return rows()

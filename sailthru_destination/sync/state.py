@@ -1,0 +1,214 @@
+"""What the last runs applied, in an embedded SQLite file (WAL mode).
+
+Per primary key: a hash of the row as last applied, its match value, properties and
+groups (the "old values" the next change is exported with). Also the keys of events
+and orders already sent, so a re-run never posts one twice. Each record is written as
+soon as Sailthru confirmed it, so a run killed at any point resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["AppliedRecord", "StateError", "SyncState"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    pk TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    match TEXT,
+    properties TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    optout TEXT
+);
+CREATE TABLE IF NOT EXISTS sent (kind TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (kind, key));
+"""
+
+
+class StateError(Exception):
+    """The state file cannot be used (unreadable, or made for another kind of model)."""
+
+
+@dataclass(frozen=True)
+class AppliedRecord:
+    """One row as last applied to Sailthru."""
+
+    pk: str
+    hash: str
+    match: str | None
+    properties: dict[str, Any]
+    groups: frozenset[str]
+    optout: str | None = None
+
+
+class SyncState:
+    """The state of one model's sync, in a SQLite file; usable from any thread.
+
+    Also a sent-keys store: :meth:`was_sent` / :meth:`mark_sent` remember the events
+    and orders already posted.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL survives a killed process (not a power cut) and commits fast.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (pk TEXT PRIMARY KEY)")
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"cannot open the state file {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SyncState({str(self.path)!r})"
+
+    def __enter__(self) -> SyncState:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._db.close()
+
+    # -- meta ---------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """A stored setting (such as the mapping fingerprint), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a setting."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- applied records ------------------------------------------------------------------------
+
+    def get(self, pk: str) -> AppliedRecord | None:
+        """The row last applied under ``pk``, or None for a new row."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT pk, hash, match, properties, groups, optout FROM records WHERE pk = ?",
+                (pk,),
+            ).fetchone()
+        return None if row is None else _record(row)
+
+    def get_hash(self, pk: str) -> str | None:
+        """Only the hash of the row last applied under ``pk`` (the cheap unchanged check)."""
+        with self._lock:
+            row = self._db.execute("SELECT hash FROM records WHERE pk = ?", (pk,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put(self, record: AppliedRecord) -> None:
+        """Remember ``record`` as applied (committed at once)."""
+        values = (
+            record.pk, record.hash, record.match,
+            json.dumps(record.properties, sort_keys=True, default=str),
+            json.dumps(sorted(record.groups)), record.optout,
+        )
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)", values)
+
+    def forget(self, pk: str) -> None:
+        """Drop ``pk`` (its user was deleted, cleared or left alone after the row went away)."""
+        with self._lock:
+            self._db.execute("DELETE FROM records WHERE pk = ?", (pk,))
+
+    def count(self) -> int:
+        """How many rows the state holds."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def invalidate_hashes(self) -> None:
+        """Make every row look changed (the mapping changed): old values are kept."""
+        with self._lock:
+            self._db.execute("UPDATE records SET hash = ''")
+
+    # -- this run's primary keys ----------------------------------------------------------------
+
+    def start_run(self) -> None:
+        """Forget the keys seen by an earlier run in this process."""
+        with self._lock:
+            self._db.execute("DELETE FROM seen")
+
+    def see(self, pk: str) -> bool:
+        """Note ``pk`` as present in the model; False when it was already seen (a duplicate)."""
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO seen VALUES (?)", (pk,))
+            except sqlite3.IntegrityError:
+                return False
+        return True
+
+    def seen_count(self) -> int:
+        """How many distinct primary keys this run has seen."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM seen").fetchone()[0])
+
+    def gone(self, batch: int = 500) -> Iterator[AppliedRecord]:
+        """The applied rows whose key this run did not see, read in batches."""
+        last = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT pk, hash, match, properties, groups, optout FROM records "
+                    "WHERE pk > ? AND pk NOT IN (SELECT pk FROM seen) ORDER BY pk LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _record(row)
+            last = str(rows[-1][0])
+
+    def gone_count(self) -> int:
+        """How many applied rows this run did not see."""
+        with self._lock:
+            return int(self._db.execute(
+                "SELECT COUNT(*) FROM records WHERE pk NOT IN (SELECT pk FROM seen)"
+            ).fetchone()[0])
+
+    # -- sent events and orders -----------------------------------------------------------------
+
+    def was_sent(self, kind: str, key: str) -> bool:
+        """Whether the event or order ``key`` of ``kind`` was already posted."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM sent WHERE kind = ? AND key = ?", (kind, key)
+            ).fetchone()
+        return row is not None
+
+    def mark_sent(self, kind: str, key: str) -> None:
+        """Remember that ``key`` of ``kind`` was posted (committed at once)."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO sent VALUES (?, ?)", (kind, key))
+
+    def sent_count(self, kind: str) -> int:
+        """How many keys of ``kind`` were posted."""
+        with self._lock:
+            return int(self._db.execute(
+                "SELECT COUNT(*) FROM sent WHERE kind = ?", (kind,)
+            ).fetchone()[0])
+
+
+def _record(row: tuple[Any, ...]) -> AppliedRecord:
+    pk, digest, match, properties, groups, optout = row
+    return AppliedRecord(
+        pk=str(pk), hash=str(digest), match=match, properties=json.loads(properties),
+        groups=frozenset(json.loads(groups)), optout=optout,
+    )

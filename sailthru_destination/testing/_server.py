@@ -37,6 +37,10 @@ class Server(ThreadingHTTPServer):
         self._open_lock = threading.Lock()
         super().__init__((host, port), _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # socketserver prints tracebacks to stderr; a library logs instead.
+        logger.debug("fake Sailthru: connection from %s failed", client_address, exc_info=True)
+
     def track(self, sock: socket.socket, is_open: bool) -> None:
         """Remember open connections, so that stopping can close the idle keep-alive ones."""
         with self._open_lock:

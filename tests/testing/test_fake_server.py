@@ -154,3 +154,15 @@ def test_standalone_server_prints_its_url_serves_and_stops_on_ctrl_c() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_stop_closes_idle_keep_alive_connections() -> None:
+    from urllib.parse import urlencode, urlsplit
+
+    fake = FakeSailthru().start()
+    port = urlsplit(fake.url).port or 0
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(f"GET /list?{urlencode(_signed('{}'))} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        fake.stop()
+        assert sock.recv(65536) == b""  # closed by the server, not left hanging

@@ -11,6 +11,8 @@ from typing import TypeVar
 
 __all__ = ["KeyedLocks", "run_in_order"]
 
+_READ_AHEAD = 16
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -29,8 +31,9 @@ class KeyedLocks:
 def run_in_order(fn: Callable[[T], R], items: Iterable[T], *, concurrency: int) -> Iterator[R]:
     """Yield ``fn(item)`` for each item in input order, at most ``concurrency`` at once.
 
-    Only about ``2 × concurrency`` items are read ahead, so memory stays flat however
-    long ``items`` is. ``fn`` must not raise for a bad item: it returns its result.
+    At most ``16 × concurrency`` items are read ahead, so memory stays flat however long
+    ``items`` is, while one slow item at the head (a delete waiting out its backoff) does
+    not stall the others. ``fn`` must not raise for a bad item: it returns its result.
     """
     if concurrency <= 1:
         yield from map(fn, items)
@@ -39,7 +42,7 @@ def run_in_order(fn: Callable[[T], R], items: Iterable[T], *, concurrency: int) 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sailthru") as pool:
         for item in items:
             window.append(pool.submit(fn, item))
-            if len(window) >= 2 * concurrency:
+            if len(window) >= _READ_AHEAD * concurrency:
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()

@@ -145,7 +145,10 @@ class DestinationOptions:
     every list name made from a host group. ``optout`` is the opt-out level sent with every
     user (a record may override it). ``var_names`` renames host properties to Sailthru vars.
     ``lock_dir`` is where the cross-process list-creation lock files live (a per-user temp
-    folder when None). ``delete_attempts`` bounds the delete-verify-retry loop.
+    folder when None). ``delete_attempts`` bounds the delete-verify-retry loop;
+    ``delete_confirm_after`` is how long after a first "user gone" read a second read
+    must agree before a delete is reported done (Sailthru's reads are eventually
+    consistent; 0 turns the second read off).
     ``required_consents``: when set, only profiles that consented to at least one of these
     purposes are exported; the others are skipped with that reason.
     """
@@ -160,6 +163,7 @@ class DestinationOptions:
     lock_dir: str | None = None
     var_names: Mapping[str, str] = field(default_factory=dict)
     delete_attempts: int = 5
+    delete_confirm_after: float = 1.0
     required_consents: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -173,6 +177,11 @@ class DestinationOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
                 raise ValueError(f"{name} must be a whole number from 1 to 256, got {value!r}")
+        confirm = self.delete_confirm_after
+        if isinstance(confirm, bool) or not isinstance(confirm, (int, float)) or confirm < 0:
+            raise ValueError(
+                f"delete_confirm_after must be a number of seconds >= 0, got {confirm!r}"
+            )
         if self.default_list is not None and (
             not isinstance(self.default_list, str) or not self.default_list.strip()
         ):

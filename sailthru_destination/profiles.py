@@ -69,12 +69,26 @@ class DeleteNotVerified(Exception):
 
 
 class DeleteVerifier:
-    """Deletes a user and keeps at it until the user is seen gone, or gives up loudly."""
+    """Deletes a user and keeps at it until the user is seen gone, or gives up loudly.
 
-    def __init__(self, api: SailthruApi, *, attempts: int = 5, backoff: float = 0.5) -> None:
+    Sailthru's reads are eventually consistent: a read soon after a write may show an
+    older version, and for a user created moments ago that older version is "no such
+    user". So "gone" is believed only when a second read, ``confirm_after`` seconds
+    later, says so too.
+    """
+
+    def __init__(
+        self,
+        api: SailthruApi,
+        *,
+        attempts: int = 5,
+        backoff: float = 0.5,
+        confirm_after: float = 1.0,
+    ) -> None:
         self._api = api
         self._attempts = attempts
         self._backoff = backoff
+        self._confirm_after = confirm_after
 
     def _present(self, key: str, value: str) -> bool:
         try:
@@ -82,6 +96,14 @@ class DeleteVerifier:
         except NotFound:
             return False
         return True
+
+    def _gone(self, lookups: list[tuple[str, str]]) -> bool:
+        if any(self._present(k, v) for k, v in lookups):
+            return False
+        if self._confirm_after <= 0:
+            return True
+        self._api.wait(self._confirm_after)
+        return not any(self._present(k, v) for k, v in lookups)
 
     def delete(self, key: str, value: str, *, email: str | None = None) -> int:
         """Delete the user and return the attempts it took; raise if never seen gone."""
@@ -92,7 +114,7 @@ class DeleteVerifier:
             # "Not found" means already gone, or a racing delete won: verify all the same.
             with contextlib.suppress(NotFound):
                 self._api.delete("user", {"id": value, "key": key})
-            if not any(self._present(k, v) for k, v in lookups):
+            if self._gone(lookups):
                 return attempt
             log.warning("user still present after delete attempt %d of %d", attempt, self._attempts)
             if attempt < self._attempts:
@@ -144,7 +166,11 @@ class ProfileExporter:
         self._lists = lists
         self._opts = options
         self._timezone = app.timezone
-        self._verifier = DeleteVerifier(api, attempts=options.delete_attempts)
+        self._verifier = DeleteVerifier(
+            api,
+            attempts=options.delete_attempts,
+            confirm_after=options.delete_confirm_after,
+        )
 
     def export(self, change: ProfileChange) -> ExportResult:
         """Apply one change; never raises for a bad record or a Sailthru refusal."""

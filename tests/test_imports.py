@@ -35,7 +35,6 @@ from sailthru_destination.options import AppOptions
 from sailthru_destination.results import Status
 from sailthru_destination.testing import FakeSailthru
 
-
 NO_PACING = {"default": 1_000_000.0}
 
 
@@ -335,6 +334,7 @@ def remote_fake() -> Iterator[str]:
         server.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_fifty_thousand_members_stream_in_flat_memory(remote_fake: str, clock: Clock) -> None:
     count = 50_000
     app = AppOptions(api_key=KEY, api_secret=SECRET, api_url=remote_fake, read_timeout=30.0)
@@ -359,9 +359,9 @@ def test_fifty_thousand_members_stream_in_flat_memory(remote_fake: str, clock: C
             tracemalloc.stop()
     assert seen == count
     assert total == count * (count - 1) // 2
-    # Holding the records would take tens of MB (about 600 bytes each); streaming stays
-    # around the download and parse buffers.
-    assert peak < 2_000_000, f"peak {peak} bytes"
+    # Holding the records would take tens of MB (merging them measured 38 MB): streaming
+    # stays around the download and parse buffers (measured 0.1 MB).
+    assert peak < 1_000_000, f"peak {peak} bytes"
 
 
 # -- mapping --------------------------------------------------------------------------------
@@ -394,7 +394,7 @@ def test_sum_adds_numbers_and_starts_from_zero() -> None:
 
 
 def test_sum_of_a_non_number_is_an_error_naming_the_field() -> None:
-    with pytest.raises(InvalidValue, match="'visits'.*not a number") as caught:
+    with pytest.raises(InvalidValue, match=r"'visits'.*not a number") as caught:
         apply_import({"visits": 1}, imported("a@example.com", visits="many"), {"visits": "sum"})
     assert caught.value.field == "visits"
     with pytest.raises(InvalidValue, match="'total'"):
@@ -427,7 +427,7 @@ def test_record_fields_and_the_source_list_can_be_imported() -> None:
 
 
 def test_an_unknown_mode_is_refused_with_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="unknown import mode 'append'.*set_if_empty"):
+    with pytest.raises(ValueError, match=r"unknown import mode 'append'.*set_if_empty"):
         apply_import({}, imported("a@example.com", x="1"), {"x": "append"})
 
 

@@ -141,11 +141,6 @@ def post_user(state: State, payload: Mapping[str, Any]) -> Reply:
         return 200, answer
 
 
-def apply_user_update(state: State, payload: Mapping[str, Any]) -> None:
-    """Apply one POST /user payload (the bulk update job does this per line)."""
-    post_user(state, payload)
-
-
 def _wait_for_new_lists(state: State, names: list[str]) -> set[str]:
     """Names not yet existing; with a race window, wait it out so concurrent callers collide."""
     with state.lock:

@@ -278,26 +278,13 @@ class CommerceSender:
             if current is None or not current[0]:
                 raise InvalidValue("email", _NEEDS_EMAIL)
             email = current[0]
-        cart = self._cart_items(current[1] if current else None)
-        product_id = item["id"]
-        index = next((n for n, line in enumerate(cart) if str(line.get("id")) == product_id), None)
-        if action == "add":
-            if index is None:
-                cart.append({**item, "qty": quantity})
-            else:
-                cart[index] = {**cart[index], **item, "qty": _qty_of(cart[index]) + quantity}
-        else:
-            if not cart:
-                raise InvalidValue("product", _NOTHING_TO_REMOVE)
-            if index is None:
-                return ExportResult(
-                    Status.SKIPPED, rid, f"product {product_id!r} is not in the cart: no call made"
-                )
-            left = _qty_of(cart[index]) - quantity
-            if left > 0:
-                cart[index] = {**cart[index], "qty": left}
-            else:
-                del cart[index]
+        cart = _changed_cart(
+            self._cart_items(current[1] if current else None), action, item, quantity
+        )
+        if cart is None:
+            return ExportResult(
+                Status.SKIPPED, rid, f"product {item['id']!r} is not in the cart: no call made"
+            )
         payload: dict[str, Any] = {"email": email, "items": cart, "incomplete": 1}
         if cart:
             payload.update(reminder)
@@ -541,6 +528,29 @@ def _priced_lines(lines: object, field: str, unit: CurrencyUnit) -> list[dict[st
             raise InvalidValue(f"{where}.title", "a title is required")
         out.append({"title": title.strip(), "price": _price(line.get("price"), unit, where)})
     return out
+
+
+def _changed_cart(
+    cart: list[dict[str, Any]], action: str, item: dict[str, Any], quantity: int
+) -> list[dict[str, Any]] | None:
+    """The cart after adding or removing ``quantity`` of ``item``; None: not in the cart."""
+    index = next((n for n, line in enumerate(cart) if str(line.get("id")) == item["id"]), None)
+    if action == "add":
+        if index is None:
+            cart.append({**item, "qty": quantity})
+        else:
+            cart[index] = {**cart[index], **item, "qty": _qty_of(cart[index]) + quantity}
+        return cart
+    if not cart:
+        raise InvalidValue("product", _NOTHING_TO_REMOVE)
+    if index is None:
+        return None
+    left = _qty_of(cart[index]) - quantity
+    if left > 0:
+        cart[index] = {**cart[index], "qty": left}
+    else:
+        del cart[index]
+    return cart
 
 
 def _cart_time(incomplete: Mapping[str, Any]) -> float | None:

@@ -10,7 +10,7 @@ import pytest
 from helpers import app_for, make_fake
 
 from sailthru_destination.api import SailthruApi
-from sailthru_destination.commerce import CartChange, CommerceSender, PurchaseItem
+from sailthru_destination.commerce import CartChange, CommerceSender, PurchaseItem, _cart_time
 from sailthru_destination.results import Status
 from sailthru_destination.sentkeys import InMemorySentKeys
 from sailthru_destination.testing import FakeSailthru
@@ -290,3 +290,23 @@ def test_twenty_concurrent_changes_for_one_user_lose_no_update(api: SailthruApi)
             results = list(sender.iter_update_carts(changes, concurrency=20))
             assert [r.status for r in results] == [Status.SENT] * 20
             assert cart(slow) == {"sku-1": 10 + 12 * 2 - 8}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Fri, 01 Mar 2024 12:00:00 +0000", 1709294400.0),
+        ("2024-03-01T12:00:00+00:00", 1709294400.0),
+        (1709294400, 1709294400.0),
+        (1709294400000, 1709294400.0),
+        ({"$date": 1709294400000}, 1709294400.0),
+        ({"sec": 1709294400}, 1709294400.0),
+        ("2024-03-01 12:00:00", None),  # no zone: the cart is kept rather than guessed old
+        ("yesterday", None),
+        (None, None),
+    ],
+)
+def test_the_cart_time_is_read_in_the_formats_sailthru_may_answer(
+    raw: Any, expected: float | None
+) -> None:
+    assert _cart_time({"time": raw}) == expected

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..sentkeys import KeyState
 
 __all__ = ["AppliedRecord", "StateError", "SyncState"]
 
@@ -28,7 +31,9 @@ CREATE TABLE IF NOT EXISTS records (
     groups TEXT NOT NULL,
     optout TEXT
 );
-CREATE TABLE IF NOT EXISTS sent (kind TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (kind, key));
+CREATE TABLE IF NOT EXISTS sent (
+    kind TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (kind, key)
+);
 """
 
 
@@ -51,8 +56,8 @@ class AppliedRecord:
 class SyncState:
     """The state of one model's sync, in a SQLite file; usable from any thread.
 
-    Also a sent-keys store: :meth:`was_sent` / :meth:`mark_sent` remember the events
-    and orders already posted.
+    Also a :class:`~sailthru_destination.sentkeys.SentKeys` store: the events and orders
+    claimed, sent or of unknown outcome, so a re-run never posts one twice.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -69,6 +74,8 @@ class SyncState:
         except (sqlite3.Error, OSError) as exc:
             raise StateError(f"cannot open the state file {self.path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._batch_started: float | None = None
+        self._batch_size = 0
 
     def __repr__(self) -> str:
         return f"SyncState({str(self.path)!r})"
@@ -80,9 +87,39 @@ class SyncState:
         self.close()
 
     def close(self) -> None:
-        """Close the file."""
+        """Commit and close the file."""
         with self._lock:
+            self._commit()
             self._db.close()
+
+    def flush(self) -> None:
+        """Commit what is written so far."""
+        with self._lock:
+            self._commit()
+
+    # Records are committed in small batches (at most every 0.2 s or 500 writes): losing the
+    # last batch to a crash only re-sends idempotent user updates. Sent keys commit at once.
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        if self._batch_started is None:
+            self._db.execute("BEGIN")
+            self._batch_started = time.monotonic()
+        cursor = self._db.execute(sql, params)
+        self._batch_size += 1
+        if self._batch_size >= 500 or time.monotonic() - self._batch_started >= 0.2:
+            self._commit()
+        return cursor
+
+    def _commit(self) -> None:
+        if self._batch_started is not None:
+            self._db.execute("COMMIT")
+            self._batch_started = None
+            self._batch_size = 0
+
+    def _write_now(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        cursor = self._write(sql, params)
+        self._commit()
+        return cursor
 
     # -- meta ---------------------------------------------------------------------------------
 
@@ -95,7 +132,7 @@ class SyncState:
     def set_meta(self, key: str, value: str) -> None:
         """Store a setting."""
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            self._write_now("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # -- applied records ------------------------------------------------------------------------
 
@@ -122,12 +159,12 @@ class SyncState:
             json.dumps(sorted(record.groups)), record.optout,
         )
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)", values)
+            self._write("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)", values)
 
     def forget(self, pk: str) -> None:
         """Drop ``pk`` (its user was deleted, cleared or left alone after the row went away)."""
         with self._lock:
-            self._db.execute("DELETE FROM records WHERE pk = ?", (pk,))
+            self._write("DELETE FROM records WHERE pk = ?", (pk,))
 
     def count(self) -> int:
         """How many rows the state holds."""
@@ -137,20 +174,20 @@ class SyncState:
     def invalidate_hashes(self) -> None:
         """Make every row look changed (the mapping changed): old values are kept."""
         with self._lock:
-            self._db.execute("UPDATE records SET hash = ''")
+            self._write_now("UPDATE records SET hash = ''", ())
 
     # -- this run's primary keys ----------------------------------------------------------------
 
     def start_run(self) -> None:
         """Forget the keys seen by an earlier run in this process."""
         with self._lock:
-            self._db.execute("DELETE FROM seen")
+            self._write_now("DELETE FROM seen", ())
 
     def see(self, pk: str) -> bool:
         """Note ``pk`` as present in the model; False when it was already seen (a duplicate)."""
         with self._lock:
             try:
-                self._db.execute("INSERT INTO seen VALUES (?)", (pk,))
+                self._write("INSERT INTO seen VALUES (?)", (pk,))
             except sqlite3.IntegrityError:
                 return False
         return True
@@ -185,24 +222,41 @@ class SyncState:
 
     # -- sent events and orders -----------------------------------------------------------------
 
-    def was_sent(self, kind: str, key: str) -> bool:
-        """Whether the event or order ``key`` of ``kind`` was already posted."""
+    def claim(self, kind: str, key: str) -> bool:
+        """Record ``key`` as pending (committed before returning); False if already recorded."""
+        with self._lock:
+            cursor = self._write_now(
+                "INSERT OR IGNORE INTO sent VALUES (?, ?, ?)", (kind, key, str(KeyState.PENDING))
+            )
+            return cursor.rowcount == 1
+
+    def state(self, kind: str, key: str) -> KeyState | None:
+        """The recorded state of ``key`` of ``kind``, or None."""
         with self._lock:
             row = self._db.execute(
-                "SELECT 1 FROM sent WHERE kind = ? AND key = ?", (kind, key)
+                "SELECT state FROM sent WHERE kind = ? AND key = ?", (kind, key)
             ).fetchone()
-        return row is not None
+        return None if row is None else KeyState(row[0])
 
-    def mark_sent(self, kind: str, key: str) -> None:
-        """Remember that ``key`` of ``kind`` was posted (committed at once)."""
+    def settle(self, kind: str, key: str, state: KeyState) -> None:
+        """Record the outcome of a claimed send (``SENT`` or ``UNKNOWN``)."""
+        if state is KeyState.PENDING:
+            raise ValueError("settle records an outcome: SENT or UNKNOWN")
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO sent VALUES (?, ?)", (kind, key))
+            self._write_now(
+                "INSERT OR REPLACE INTO sent VALUES (?, ?, ?)", (kind, key, str(state))
+            )
 
-    def sent_count(self, kind: str) -> int:
-        """How many keys of ``kind`` were posted."""
+    def release(self, kind: str, key: str) -> None:
+        """Forget ``key``: its send surely did not apply, so it may be sent again."""
+        with self._lock:
+            self._write_now("DELETE FROM sent WHERE kind = ? AND key = ?", (kind, key))
+
+    def sent_count(self, kind: str, state: KeyState = KeyState.SENT) -> int:
+        """How many keys of ``kind`` are in ``state``."""
         with self._lock:
             return int(self._db.execute(
-                "SELECT COUNT(*) FROM sent WHERE kind = ?", (kind,)
+                "SELECT COUNT(*) FROM sent WHERE kind = ? AND state = ?", (kind, str(state))
             ).fetchone()[0])
 
 

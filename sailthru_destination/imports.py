@@ -44,6 +44,9 @@ from enum import Enum
 from typing import Any, BinaryIO, TextIO, cast
 from urllib.parse import urlsplit
 
+# Broken-off reads of the raw stream; goes to api.py with _download.
+from urllib3.exceptions import HTTPError as _TransportError
+
 from .api import SailthruApi
 from .errors import RecordError, SailthruError
 from .mapping import InvalidValue
@@ -191,7 +194,7 @@ class ListImporter:
         poll: PollPolicy | None = None,
         merge: bool = False,
     ) -> Iterator[ImportedUser]:
-        """The members of ``lists``, streamed list after list.
+        """The members of ``lists``, streamed list after list (jobs start as it is iterated).
 
         A user on several lists comes once per list (``source_list`` says which), or once in
         all when ``merge`` is set, with every list it is on in ``lists``. Merging holds one
@@ -204,13 +207,16 @@ class ListImporter:
         names = _list_names(lists)
         policy = poll or PollPolicy()
         wanted = frozenset(fields) if fields is not None else None
-        if not merge:
-            for name in names:
-                yield from self._list_members(name, policy, wanted)
-            return
+        if merge:
+            return self._merged(names, policy, wanted)
+        return (user for name in names for user in self._list_members(name, policy, wanted))
+
+    def _merged(
+        self, names: list[str], poll: PollPolicy, wanted: frozenset[str] | None
+    ) -> Iterator[ImportedUser]:
         merged: dict[str, ImportedUser] = {}
         for name in names:
-            for user in self._list_members(name, policy, wanted):
+            for user in self._list_members(name, poll, wanted):
                 key = _identity(user)
                 seen = merged.get(key)
                 merged[key] = user if seen is None else _merge(seen, user)
@@ -221,64 +227,75 @@ class ListImporter:
     def _list_members(
         self, name: str, poll: PollPolicy, wanted: frozenset[str] | None
     ) -> Iterator[ImportedUser]:
-        for attempt in (1, 2):
-            job_id, url = self._run_export(name, poll)
+        job_id, download = self._open_export(name, poll)
+        count = 0
+        with download as text:
             try:
-                stream = _open_export(self._api, url)
-            except _Expired as expired:
-                if attempt == 1:
-                    _log.warning(
-                        "list %r: export of job %s expired (%s); restarting the job",
-                        name,
-                        job_id,
-                        expired,
-                    )
-                    continue
-                raise ExportExpired(
-                    f"the export expired again after a restart ({expired})",
-                    list_name=name,
-                    job_id=job_id,
-                    endpoint="job",
-                    method="GET",
-                ) from None
-            count = 0
-            with stream as text:
                 for user in self._parse(text, name, wanted):
                     count += 1
                     yield user
-            _log.info("list %r: %d members imported (job %s)", name, count, job_id)
-            return
-
-    def _run_export(self, name: str, poll: PollPolicy) -> tuple[str, str]:
-        """Start an export of ``name`` and wait for it: (job id, export URL).
-
-        An export that reports ``expired`` is restarted here once, like a download that 404s.
-        """
-        for attempt in (1, 2):
-            started = self._clock()
-            reply = self._api.post("job", {"job": "export_list_data", "list": name})
-            job_id = str(reply.get("job_id") or "")
-            if not job_id:
+            except (csv.Error, UnicodeDecodeError) as exc:
                 raise ImportFailed(
-                    "Sailthru started no job (its reply has no job_id)",
-                    list_name=name,
-                    endpoint="job",
-                    method="POST",
-                )
-            _log.info("list %r: export job %s started", name, job_id)
-            url = self._wait_for(name, job_id, reply, started, poll)
-            if url is not None:
-                return job_id, url
-            if attempt == 2:
-                raise ExportExpired(
-                    "the export expired again after a restart",
+                    f"the export is not readable CSV (after {count} members): {exc}",
                     list_name=name,
                     job_id=job_id,
-                    endpoint="job",
+                    endpoint="export",
                     method="GET",
+                ) from None
+            except (OSError, _TransportError) as exc:
+                # The members already yielded stay yielded: a rerun sees them again.
+                raise ImportFailed(
+                    f"the download broke off after {count} members ({type(exc).__name__})",
+                    list_name=name,
+                    job_id=job_id,
+                    endpoint="export",
+                    method="GET",
+                    retryable=True,
+                ) from None
+        _log.info("list %r: %d members imported (job %s)", name, count, job_id)
+
+    def _open_export(self, name: str, poll: PollPolicy) -> tuple[str, _Download]:
+        """Run an export job for ``name`` and open its file; restart it once if it expired.
+
+        The export expired when the finished job says ``expired`` (Sailthru removes the file
+        about two hours after the job ends) or when the download answers 403/404/410.
+        """
+        why = ""
+        for attempt in (1, 2):
+            job_id, url = self._run_export(name, poll)
+            if url is None:
+                why = "the finished job reports its export expired"
+            else:
+                try:
+                    return job_id, _download(self._api, url)
+                except _Expired as expired:
+                    why = str(expired)
+            if attempt == 1:
+                _log.warning(
+                    "list %r: export of job %s expired (%s); restarting the job", name, job_id, why
                 )
-            _log.warning("list %r: export of job %s expired; restarting the job", name, job_id)
-        raise AssertionError("unreachable")
+        raise ExportExpired(
+            f"the export expired again after a restart ({why})",
+            list_name=name,
+            job_id=job_id,
+            endpoint="job",
+            method="GET",
+        )
+
+    def _run_export(self, name: str, poll: PollPolicy) -> tuple[str, str | None]:
+        """Start an export of ``name``, wait for it: (job id, export URL or None if expired)."""
+        started = self._clock()
+        reply = self._api.post("job", {"job": "export_list_data", "list": name})
+        job_id = str(reply.get("job_id") or "")
+        if not job_id:
+            raise ImportFailed(
+                "Sailthru started no job (its reply has no job_id)",
+                list_name=name,
+                endpoint="job",
+                method="POST",
+            )
+        _log.info("list %r: export job %s started", name, job_id)
+        return job_id, self._wait_for(name, job_id, reply, started, poll)
 
     def _wait_for(
         self,
@@ -407,10 +424,10 @@ def _job_error_text(reply: Mapping[str, Any]) -> str:
     return "it gave no reason"
 
 
-# -- download (moves to SailthruApi: see _open_export) ---------------------------------------
+# -- download (moves to SailthruApi: see _download) ---------------------------------------
 
 
-def _open_export(api: SailthruApi, url: str) -> _Download:
+def _download(api: SailthruApi, url: str) -> _Download:
     """The export file at ``url``, to read as a text stream while it arrives.
 
     PRIVATE STOPGAP: uses ``api._session`` (the pooled session) and ``api._timeout`` read-only

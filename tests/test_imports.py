@@ -7,10 +7,12 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -302,6 +304,64 @@ def test_an_export_that_expires_twice_fails_naming_the_list(
             list(ListImporter(api, clock=clock).members("News"))
     assert caught.value.list_name == "News"
     assert [job["type"] for job in fake.jobs].count("export_list_data") == 2
+
+
+class _TruncatedExport(BaseHTTPRequestHandler):
+    """Promises more bytes than it sends, then hangs up: a download that breaks off."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = b"Profile Id,email\ns1,a@example.com\ns2,b@exa"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) + 1000))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class RedirectingApi(SailthruApi):
+    """Points the export URL of finished jobs at ``export_url``."""
+
+    export_url = ""
+
+    def get(self, endpoint: str, payload: Any) -> dict[str, Any]:
+        reply = super().get(endpoint, payload)
+        if endpoint == "job" and reply.get("export_url"):
+            reply["export_url"] = self.export_url
+        return reply
+
+
+def test_a_download_that_breaks_off_fails_retryably_after_the_members_read(
+    fake: FakeSailthru, clock: Clock
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TruncatedExport)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with RedirectingApi(app_for(fake), clock=clock, sleep=clock.sleep) as api:
+            api.export_url = f"http://127.0.0.1:{server.server_address[1]}/export.csv"
+            api.post("list", {"list": "News"})
+            members = ListImporter(api, clock=clock).members("News")
+            assert next(members).email == "a@example.com"
+            with pytest.raises(ImportFailed, match="broke off after 1 members") as caught:
+                next(members)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert caught.value.retryable
+    assert caught.value.list_name == "News"
+
+
+def test_bad_list_names_are_refused_before_any_call(
+    fake: FakeSailthru, api: SailthruApi, clock: Clock
+) -> None:
+    with pytest.raises(ValueError, match="non-empty strings"):
+        ListImporter(api, clock=clock).members(["News", " "])
+    assert sum(fake.calls.values()) == 0
 
 
 _SERVER = textwrap.dedent(

@@ -270,6 +270,16 @@ class ListImporter:
                     return job_id, _download(self._api, url)
                 except _Expired as expired:
                     why = str(expired)
+                except SailthruError as failed:
+                    raise ImportFailed(
+                        failed.message,
+                        list_name=name,
+                        job_id=job_id,
+                        endpoint="export",
+                        method="GET",
+                        status=failed.status,
+                        retryable=failed.retryable,
+                    ) from None
             if attempt == 1:
                 _log.warning(
                     "list %r: export of job %s expired (%s); restarting the job", name, job_id, why

@@ -356,6 +356,18 @@ def test_a_download_that_breaks_off_fails_retryably_after_the_members_read(
     assert caught.value.list_name == "News"
 
 
+def test_a_download_refused_by_the_server_fails_naming_the_list(
+    fake: FakeSailthru, clock: Clock
+) -> None:
+    with RedirectingApi(app_for(fake), clock=clock, sleep=clock.sleep) as api:
+        api.export_url = f"{fake.url}/job"  # 401 to an unsigned GET
+        api.post("list", {"list": "News"})
+        with pytest.raises(ImportFailed, match=r"Import of list 'News' .*download") as caught:
+            list(ListImporter(api, clock=clock).members("News"))
+    assert caught.value.status == 401
+    assert not caught.value.retryable
+
+
 def test_bad_list_names_are_refused_before_any_call(
     fake: FakeSailthru, api: SailthruApi, clock: Clock
 ) -> None:

@@ -339,7 +339,9 @@ def test_a_download_that_breaks_off_fails_retryably_after_the_members_read(
     fake: FakeSailthru, clock: Clock
 ) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _TruncatedExport)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     try:
         with RedirectingApi(app_for(fake), clock=clock, sleep=clock.sleep) as api:

@@ -28,6 +28,8 @@ __all__ = ["DEFAULT_HEADROOM", "RateLimiter", "RateLimiterRegistry", "shared_lim
 # 2.5 % under the limit: thread wake-up jitter and network delays bunch calls a little, and the
 # server counts in a window we do not see.
 DEFAULT_HEADROOM = 0.975
+_MIN_HEADROOM = 0.8
+_RECOVERY = 0.005
 
 
 class RateLimiter:
@@ -44,7 +46,9 @@ class RateLimiter:
             raise ValueError(f"headroom must be in (0, 1], got {headroom!r}")
         self._lock = threading.Lock()
         self._rate = float(rate)
+        self._target_headroom = headroom
         self._headroom = headroom
+        self._last_slow_down = -math.inf
         self._next_slot = -math.inf
         self._paused_until = -math.inf
         # Slow-down while the minute's budget runs low: a lower rate until the reset.
@@ -55,6 +59,11 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self._rate:g}/s, headroom={self._headroom:g})"
+
+    @property
+    def headroom(self) -> float:
+        """The share of the limit this limiter aims at (lowered by :meth:`slow_down`)."""
+        return self._headroom
 
     @property
     def rate(self) -> float:
@@ -77,6 +86,9 @@ class RateLimiter:
         with self._lock:
             slot = max(now, self._next_slot, self._paused_until)
             self._next_slot = slot + 1.0 / self._pace(slot)
+            if self._headroom < self._target_headroom:
+                # Back to the full pace over a few hundred calls after a slow-down.
+                self._headroom += (self._target_headroom - self._headroom) * _RECOVERY
             return slot
 
     def acquire(self, clock: Callable[[], float], sleep: Callable[[float], object]) -> float:
@@ -87,6 +99,19 @@ class RateLimiter:
             sleep(delay)
             return delay
         return 0.0
+
+    def slow_down(self, now: float) -> None:
+        """Pace 2 % lower (down to 80 % of the limit), then creep back to the headroom.
+
+        For a 429 that came although the minute's budget is not spent: the server saw calls
+        bunched closer than the headroom allows (new connections' set-up delays, slow threads),
+        so leave more room for a while. The 429s of one bunch (within a second) count once.
+        """
+        with self._lock:
+            if now - self._last_slow_down < 1.0:
+                return
+            self._last_slow_down = now
+            self._headroom = max(self._headroom * 0.98, _MIN_HEADROOM)
 
     def pause(self, now: float, seconds: float) -> None:
         """Let nothing through for ``seconds`` from ``now`` (after a 429)."""

@@ -289,3 +289,14 @@ def test_bad_settings_are_refused(fake_sailthru: FakeSailthru) -> None:
         RetryPolicy(max_backoff=-1)
     with pytest.raises(ValueError, match="max_records"):
         CallLog(max_records=-1)
+
+
+def test_proxy_settings_are_read_from_the_environment_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with SailthruApi(AppOptions(KEY, SECRET)) as api:
+        assert api._session.proxies["https"] == "http://proxy.example:3128"
+        assert api._session.trust_env is False

@@ -161,3 +161,16 @@ def test_threads_in_real_time_stay_under_the_limit_and_close_to_it() -> None:
         thread.join()
     assert _max_in_any_window(sends) <= limit
     assert len(sends) >= 0.9 * limit * 1.1
+
+
+def test_a_burst_429_slows_the_pace_once_per_second_then_it_creeps_back() -> None:
+    limiter = RateLimiter(100.0, headroom=0.975)
+    limiter.slow_down(10.0)
+    limiter.slow_down(10.5)  # the same bunch of 429s
+    assert limiter.headroom == pytest.approx(0.975 * 0.98)
+    for _ in range(30):
+        limiter.slow_down(11.0 + _)
+    assert limiter.headroom == pytest.approx(0.8)
+    for _ in range(2000):
+        limiter.reserve(100.0)
+    assert limiter.headroom == pytest.approx(0.975, abs=1e-3)

@@ -7,12 +7,13 @@ from types import TracebackType
 from typing import Any
 
 from ._concurrency import KeyedLocks, run_in_order
-from .api import SailthruApi
+from .api import RetryPolicy, SailthruApi
 from .errors import AuthError, PermissionDenied, SailthruError
 from .lists import ListRegistry
 from .locks import LocalLock, NamedLock
 from .options import DEFAULT_API_URL, AppOptions, DestinationOptions
 from .profiles import ProfileChange, ProfileExporter
+from .ratelimit import shared_limiters
 from .results import BatchResult, ConnectionCheck, ExportResult
 
 __all__ = ["SailthruDestination", "test_connection"]
@@ -49,7 +50,11 @@ class SailthruDestination:
     ) -> None:
         self.app = app
         self.options = options or DestinationOptions()
-        self._api = api or SailthruApi(app, concurrency=self.options.concurrency)
+        # Sailthru counts calls per account: every destination of this process on the same
+        # account shares one pacing schedule.
+        self._api = api or SailthruApi(
+            app, concurrency=self.options.concurrency, limiters=shared_limiters()
+        )
         self._lock = lock or LocalLock(self.options.lock_dir, scope=app.api_key)
         self._lists = ListRegistry(self._api, self._lock)
         self._profiles = ProfileExporter(self._api, self._lists, self.options, app)
@@ -99,8 +104,10 @@ class SailthruDestination:
                 continue
             except SailthruError as exc:
                 if exc.retryable:
-                    checks.append((name, False, f"could not reach Sailthru: {exc}"))
-                    continue
+                    # Nothing further can be learned from a service that does not answer.
+                    sentence = f"could not reach Sailthru: {exc}"
+                    checks.append((name, False, sentence))
+                    return ConnectionCheck(False, sentence, tuple(checks))
             if not checks:
                 checks.append(("authentication", True, "the API key and secret authenticate"))
             checks.append((name, True, f"this key may use the {name} endpoint"))
@@ -152,7 +159,9 @@ def test_connection(
         app = AppOptions(api_key, api_secret, api_url or DEFAULT_API_URL)
     except ValueError as exc:
         return ConnectionCheck(False, str(exc), (("options", False, str(exc)),))
-    with SailthruDestination(app) as destination:
+    # A connection test answers in seconds: two tries, not a sync's patient retrying.
+    api = SailthruApi(app, concurrency=1, retry=RetryPolicy(max_attempts=2, max_total=15.0))
+    with SailthruDestination(app, api=api) as destination:
         return destination.test_connection(endpoints)
 
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
 from ._concurrency import KeyedLocks, run_in_order
 from .api import RetryPolicy, SailthruApi
+from .commerce import CartChange, CommerceSender, Purchase, Return
 from .errors import AuthError, PermissionDenied, SailthruError
+from .events import Event, EventSender
+from .imports import ImportedUser, ListImporter, PollPolicy
 from .lists import ListRegistry
 from .locks import LocalLock, NamedLock
 from .options import DEFAULT_API_URL, AppOptions, DestinationOptions
 from .profiles import ProfileChange, ProfileExporter
 from .ratelimit import shared_limiters
 from .results import BatchResult, ConnectionCheck, ExportResult
+from .sentkeys import InMemorySentKeys, SentKeys
 
 __all__ = ["SailthruDestination", "test_connection"]
 
@@ -37,7 +41,9 @@ class SailthruDestination:
 
     Thread-safe; use it as a context manager (or call :meth:`close`) to release its
     connections. ``api`` and ``lock`` let a host share pacing or plug in a lock that
-    spans machines; by default each destination builds its own.
+    spans machines; by default each destination builds its own. ``sent_keys`` remembers
+    which events, orders and returns were sent, so a re-run sends none twice (in memory
+    by default; the sync runner keeps it in its SQLite state).
     """
 
     def __init__(
@@ -47,6 +53,7 @@ class SailthruDestination:
         *,
         api: SailthruApi | None = None,
         lock: NamedLock | None = None,
+        sent_keys: SentKeys | None = None,
     ) -> None:
         self.app = app
         self.options = options or DestinationOptions()
@@ -59,6 +66,18 @@ class SailthruDestination:
         self._lists = ListRegistry(self._api, self._lock)
         self._profiles = ProfileExporter(self._api, self._lists, self.options, app)
         self._user_locks = KeyedLocks()
+        # One store for events, orders and returns, so a re-run never sends one twice.
+        sent = sent_keys if sent_keys is not None else InMemorySentKeys()
+        self._events = EventSender(self._api, sent_keys=sent, timezone=app.timezone)
+        self._commerce = CommerceSender(
+            self._api,
+            sent_keys=sent,
+            timezone=app.timezone,
+            default_reminder_template=self.options.reminder_template,
+            default_reminder_time=self.options.reminder_time,
+            clear_cart_after_hours=self.options.clear_cart_after_hours,
+            user_locks=self._user_locks,
+        )
 
     def __repr__(self) -> str:
         return f"SailthruDestination(api_url={self.app.api_url!r}, key={self.app.masked_key!r})"
@@ -130,6 +149,41 @@ class SailthruDestination:
     def export_profiles(self, changes: Iterable[ProfileChange]) -> BatchResult:
         """Apply a batch of changes concurrently; one result per record, in input order."""
         return BatchResult.of(self.iter_export_profiles(changes))
+
+    # -- events and commerce -----------------------------------------------------------------
+
+    def send_events(self, events: Iterable[Event]) -> BatchResult:
+        """Send custom events; an event already sent (by record id) is skipped."""
+        return BatchResult.of(self._stream(self._events.send, events))
+
+    def send_purchases(self, purchases: Iterable[Purchase]) -> BatchResult:
+        """Record completed purchases; an order id is never posted twice."""
+        return BatchResult.of(self._stream(self._commerce.send_purchase, purchases))
+
+    def send_returns(self, returns: Iterable[Return]) -> BatchResult:
+        """Record returned items of earlier orders."""
+        return BatchResult.of(self._stream(self._commerce.send_return, returns))
+
+    def update_carts(self, changes: Iterable[CartChange]) -> BatchResult:
+        """Add to or remove from users' incomplete purchases (abandoned carts)."""
+        return BatchResult.of(self._stream(self._commerce.update_cart, changes))
+
+    # -- Sailthru to host ----------------------------------------------------------------------
+
+    def import_list_members(
+        self,
+        lists: str | Iterable[str],
+        *,
+        fields: Collection[str] | None = None,
+        poll: PollPolicy | None = None,
+        merge: bool = False,
+    ) -> Iterator[ImportedUser]:
+        """Stream the members of Sailthru lists (smart lists too) through export jobs.
+
+        One record per user and list, with ``source_list`` set; ``merge=True`` gives one
+        record per user with all its lists instead (holding one entry per user in memory).
+        """
+        return ListImporter(self._api).members(lists, fields=fields, poll=poll, merge=merge)
 
     def _stream(
         self, fn: Callable[[Any], ExportResult], items: Iterable[Any]

@@ -15,6 +15,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ._protocol import is_loopback_url
+from .mapping import InvalidValue, reminder_time
 
 _C = TypeVar("_C", bound="_Choice")
 
@@ -151,6 +152,10 @@ class DestinationOptions:
     consistent; 0 turns the second read off).
     ``required_consents``: when set, only profiles that consented to at least one of these
     purposes are exported; the others are skipped with that reason.
+    ``reminder_template`` / ``reminder_time`` are the abandoned-cart reminder sent with every
+    cart update unless the change gives its own (time like ``"20 minutes"`` or minutes as an
+    int, sent as ``"+20 minutes"``); ``clear_cart_after_hours`` empties a cart older than
+    that before a new item is added.
     """
 
     match_key: MatchKey = MatchKey.EMAIL
@@ -165,6 +170,9 @@ class DestinationOptions:
     delete_attempts: int = 5
     delete_confirm_after: float = 1.0
     required_consents: frozenset[str] = frozenset()
+    reminder_template: str | None = None
+    reminder_time: str | int | None = None
+    clear_cart_after_hours: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -196,3 +204,13 @@ class DestinationOptions:
                 )
         set_(self, "var_names", MappingProxyType(renames))
         set_(self, "required_consents", frozenset(self.required_consents))
+        if self.reminder_time is not None:
+            try:
+                reminder_time(self.reminder_time)
+            except InvalidValue as exc:
+                raise ValueError(f"reminder_time: {exc.reason}") from None
+        hours = self.clear_cart_after_hours
+        if hours is not None and (
+            isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours > 0
+        ):
+            raise ValueError(f"clear_cart_after_hours must be a positive number, got {hours!r}")

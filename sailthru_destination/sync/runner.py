@@ -244,6 +244,9 @@ class SyncRunner:
     def _change_for(self, item: _Pending) -> ProfileChange:
         user = item.row
         old = self._state.get(user.pk)
+        # After a mapping change (hash reset) the old groups may name lists under the old
+        # prefix: join the new names and leave the old lists alone rather than guess.
+        old_groups = old.groups if old and old.hash else frozenset()
         old_key = None
         if old is not None and self._config.match_key == "email" and old.match != user.match:
             old_key = old.match
@@ -251,7 +254,7 @@ class SyncRunner:
             key=user.match,
             old_properties=old.properties if old else {},
             new_properties=user.properties,
-            old_groups=old.groups if old else frozenset(),
+            old_groups=old_groups,
             new_groups=user.groups,
             record_id=user.pk,
             old_key=old_key,

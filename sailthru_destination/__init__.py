@@ -8,8 +8,54 @@ from __future__ import annotations
 
 import logging
 
-__version__ = "0.1.0.dev0"
+from ._version import __version__  # first: api.py reads it while the package loads
+from .commerce import CartChange, Purchase, PurchaseItem, Return
+from .destination import SailthruDestination, test_connection
+from .errors import (
+    AuthError,
+    InvalidRequest,
+    NotFound,
+    OutcomeUnknown,
+    PermissionDenied,
+    RateLimited,
+    RecordError,
+    SailthruError,
+    TransientError,
+)
+from .events import Event
+from .imports import ImportedUser
+from .mapping import InvalidValue
+from .options import AppOptions, DestinationOptions
+from .profiles import ProfileChange
+from .results import BatchResult, ConnectionCheck, ExportResult, Status
 
-__all__ = ["__version__"]
+__all__ = [
+    "AppOptions",
+    "AuthError",
+    "BatchResult",
+    "CartChange",
+    "ConnectionCheck",
+    "DestinationOptions",
+    "Event",
+    "ExportResult",
+    "ImportedUser",
+    "InvalidRequest",
+    "InvalidValue",
+    "NotFound",
+    "OutcomeUnknown",
+    "PermissionDenied",
+    "ProfileChange",
+    "Purchase",
+    "PurchaseItem",
+    "RateLimited",
+    "RecordError",
+    "Return",
+    "SailthruDestination",
+    "SailthruError",
+    "Status",
+    "TransientError",
+    "__version__",
+    "test_connection",
+]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -15,18 +15,22 @@ purchase twice.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
+from urllib.parse import urlsplit
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from sailthru.sailthru_client import SailthruClient
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -35,8 +39,11 @@ from tenacity.wait import wait_base, wait_exponential, wait_random
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from . import __version__
+from ._protocol import is_loopback_url
 from .calllog import CallLog, CallRecord, mask_key
 from .errors import (
+    InvalidRequest,
+    NotFound,
     OutcomeUnknown,
     RateLimited,
     SailthruError,
@@ -153,6 +160,37 @@ class SailthruApi:
     def limiter(self, method: str, endpoint: str) -> RateLimiter:
         """The pacing of ``method`` on ``endpoint`` for this account."""
         return self._limiters.get(method, endpoint, account=self._account)
+
+    def download(self, url: str) -> Download:
+        """Open a file Sailthru points at (an export's URL) to read as text lines as it arrives.
+
+        Unsigned, through the pooled session with the API's timeouts. Raises :class:`NotFound`
+        when the file is gone (403/404/410: expired links), :class:`TransientError` for network
+        failures and 5xx (also while reading) and :class:`InvalidRequest` for other refusals
+        or a plain-http link to another machine.
+        """
+        where = _without_query(url)
+        if not url.startswith("https://") and not is_loopback_url(url):
+            raise InvalidRequest(f"refusing to download {where} over plain http", method="GET")
+        try:
+            response = self._session.get(url, stream=True, timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise TransientError(
+                f"could not download {where}: {type(exc).__name__}", method="GET"
+            ) from None
+        status = response.status_code
+        if status >= 400:
+            response.close()
+            kind = (
+                NotFound
+                if status in (403, 404, 410)
+                else (TransientError if status >= 500 else InvalidRequest)
+            )
+            raise kind(f"the download of {where} was refused", method="GET", status=status)
+        response.raw.decode_content = True
+        # Otherwise urllib3 marks the stream closed at its last byte and the text wrapper fails.
+        response.raw.auto_close = False
+        return Download(response, where)
 
     @property
     def url(self) -> str:
@@ -538,3 +576,37 @@ def _redact_urllib3_logs() -> None:
         if not _redaction_installed:
             logging.getLogger("urllib3.connectionpool").addFilter(_RedactQuery())
             _redaction_installed = True
+
+
+class Download:
+    """An open download: ``with`` gives its text lines and closes the connection after."""
+
+    def __init__(self, response: requests.Response, where: str) -> None:
+        self._response = response
+        self._where = where
+        # utf-8-sig: a file opened and saved by a spreadsheet starts with a byte-order mark.
+        self._text = io.TextIOWrapper(
+            cast(BinaryIO, response.raw), encoding="utf-8-sig", newline=""
+        )
+
+    def __enter__(self) -> Iterator[str]:
+        return self._lines()
+
+    def __exit__(self, *exc_info: object) -> None:
+        with contextlib.suppress(OSError):
+            self._text.close()
+        self._response.close()
+
+    def _lines(self) -> Iterator[str]:
+        try:
+            yield from self._text
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise TransientError(
+                f"the download of {self._where} broke off ({type(exc).__name__})", method="GET"
+            ) from None
+
+
+def _without_query(url: str) -> str:
+    """``url`` without its query: signed links carry their signature there."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"

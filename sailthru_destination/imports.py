@@ -21,10 +21,8 @@ over a mutable mapping of host profiles, optionally creating the unknown ones.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import io
 import json
 import logging
 import math
@@ -41,14 +39,10 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
-from typing import Any, BinaryIO, TextIO, cast
-from urllib.parse import urlsplit
+from typing import Any
 
-# Broken-off reads of the raw stream; goes to api.py with _download.
-from urllib3.exceptions import HTTPError as _TransportError
-
-from .api import SailthruApi
-from .errors import RecordError, SailthruError
+from .api import Download, SailthruApi
+from .errors import NotFound, RecordError, SailthruError, TransientError
 from .mapping import InvalidValue
 from .results import BatchResult, ExportResult, Status
 
@@ -161,10 +155,6 @@ class ExportExpired(ImportFailed):
     default_retryable = True
 
 
-class _Expired(Exception):
-    """The export URL is gone (internal: triggers the one restart)."""
-
-
 # -- the importer ---------------------------------------------------------------------------
 
 
@@ -242,7 +232,7 @@ class ListImporter:
                     endpoint="export",
                     method="GET",
                 ) from None
-            except (OSError, _TransportError) as exc:
+            except TransientError as exc:
                 # The members already yielded stay yielded: a rerun sees them again.
                 raise ImportFailed(
                     f"the download broke off after {count} members ({type(exc).__name__})",
@@ -254,7 +244,7 @@ class ListImporter:
                 ) from None
         _log.info("list %r: %d members imported (job %s)", name, count, job_id)
 
-    def _open_export(self, name: str, poll: PollPolicy) -> tuple[str, _Download]:
+    def _open_export(self, name: str, poll: PollPolicy) -> tuple[str, Download]:
         """Run an export job for ``name`` and open its file; restart it once if it expired.
 
         The export expired when the finished job says ``expired`` (Sailthru removes the file
@@ -267,9 +257,9 @@ class ListImporter:
                 why = "the finished job reports its export expired"
             else:
                 try:
-                    return job_id, _download(self._api, url)
-                except _Expired as expired:
-                    why = str(expired)
+                    return job_id, self._api.download(url)
+                except NotFound as gone:
+                    why = f"HTTP {gone.status} from the export link"
                 except SailthruError as failed:
                     raise ImportFailed(
                         failed.message,
@@ -349,9 +339,9 @@ class ListImporter:
             polls += 1
 
     def _parse(
-        self, stream: TextIO, name: str, wanted: frozenset[str] | None
+        self, lines: Iterable[str], name: str, wanted: frozenset[str] | None
     ) -> Iterator[ImportedUser]:
-        rows = csv.reader(stream)
+        rows = csv.reader(lines)
         header = next(rows, None)
         if header is None:
             return
@@ -432,69 +422,6 @@ def _job_error_text(reply: Mapping[str, Any]) -> str:
         if value:
             return str(value)
     return "it gave no reason"
-
-
-# -- download (moves to SailthruApi: see _download) ---------------------------------------
-
-
-def _download(api: SailthruApi, url: str) -> _Download:
-    """The export file at ``url``, to read as a text stream while it arrives.
-
-    PRIVATE STOPGAP: uses ``api._session`` (the pooled session) and ``api._timeout`` read-only
-    until ``SailthruApi`` has a public streaming download; then this becomes a call to it.
-    Raises :class:`_Expired` when the file is gone, :class:`SailthruError` on other failures.
-    """
-    where = _safe_url(url)
-    try:
-        response = api._session.get(url, stream=True, timeout=api._timeout)
-    except OSError as exc:  # requests' errors are OSErrors; only api.py imports requests
-        raise SailthruError(
-            f"could not download the export from {where}: {type(exc).__name__}",
-            endpoint="export",
-            method="GET",
-            retryable=True,
-        ) from None
-    if response.status_code in _EXPIRED_STATUSES:
-        response.close()
-        raise _Expired(f"HTTP {response.status_code} from {where}")
-    if response.status_code >= 400:
-        response.close()
-        raise SailthruError(
-            f"the export download from {where} failed",
-            endpoint="export",
-            method="GET",
-            status=response.status_code,
-            retryable=response.status_code >= 500,
-        )
-    response.raw.decode_content = True
-    # Otherwise urllib3 marks the stream closed at its last byte and TextIOWrapper then fails.
-    response.raw.auto_close = False
-    # utf-8-sig: an export opened and saved by a spreadsheet starts with a byte-order mark.
-    raw = cast(BinaryIO, response.raw)
-    text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-    return _Download(text, response.close)
-
-
-class _Download:
-    """An open export download: ``with`` gives its text stream, and closes the connection."""
-
-    def __init__(self, text: TextIO, close: Callable[[], None]) -> None:
-        self._text = text
-        self._close = close
-
-    def __enter__(self) -> TextIO:
-        return self._text
-
-    def __exit__(self, *exc_info: object) -> None:
-        with contextlib.suppress(OSError):
-            self._text.close()
-        self._close()
-
-
-def _safe_url(url: str) -> str:
-    """``url`` without its query (signed URLs carry their signature there)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 # -- mapping into host profiles ------------------------------------------------------------

@@ -300,3 +300,32 @@ def test_proxy_settings_are_read_from_the_environment_once(
     with SailthruApi(AppOptions(KEY, SECRET)) as api:
         assert api._session.proxies["https"] == "http://proxy.example:3128"
         assert api._session.trust_env is False
+
+
+def test_download_refuses_plain_http_to_another_machine(api: SailthruApi) -> None:
+    with pytest.raises(InvalidRequest, match="plain http"):
+        api.download("http://exports.example.com/list.csv?sig=abc")
+
+
+def test_download_of_an_expired_export_is_not_found_without_its_signed_query(
+    api: SailthruApi, fake_sailthru: FakeSailthru
+) -> None:
+    api.post("user", {"id": "gone@example.com", "key": "email", "lists": {"Gone": 1}})
+    job = api.post("job", {"job": "export_list_data", "list": "Gone"})
+    url = api.get("job", {"job_id": job["job_id"]})["export_url"]
+    fake_sailthru.expire_export(job["job_id"])
+    with pytest.raises(NotFound) as caught:
+        api.download(url + "?signature=s3cr3t")
+    assert caught.value.status == 404
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_download_streams_an_export_as_text_lines(
+    api: SailthruApi, fake_sailthru: FakeSailthru
+) -> None:
+    api.post("user", {"id": "dl@example.com", "key": "email", "lists": {"DL": 1}})
+    job = api.post("job", {"job": "export_list_data", "list": "DL"})
+    done = api.get("job", {"job_id": job["job_id"]})
+    with api.download(done["export_url"]) as lines:
+        rows = list(lines)
+    assert "dl@example.com" in "".join(rows)

@@ -157,10 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_import(sub: Any) -> None:
-    from .destination import SailthruDestination
-
-    if not hasattr(SailthruDestination, "import_list_members"):
-        return
     parser = sub.add_parser(
         "import", help="write the members of Sailthru lists to CSV or JSON lines",
         description="Export list members through the job API and write one row per member.",
@@ -248,8 +244,9 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         bulk_threshold=args.bulk_threshold, state=args.state, report_dir=args.report_dir,
         allow_empty=args.allow_empty, rate_limits=_rate_limits(args.rate_limit) or None,
     )
-    if config.object != "users":
-        raise UsageError(f"object {config.object!r} is not supported by sync yet; use 'users'")
+    if config.object == "returns":
+        raise UsageError("object 'returns' is not supported by sync yet; use users, events "
+                         "or purchases")
     app = _app(args)
     rows = open_source(args.source, sql=args.sql, db=args.db)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
@@ -293,7 +290,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     written = 0
     with SailthruDestination(app) as destination, out.open("w", newline="",
                                                            encoding="utf-8") as handle:
-        members = getattr(destination, "import_list_members")(args.lists)  # noqa: B009
+        members = destination.import_list_members(args.lists)
         if as_csv:
             written = _write_members_csv(members, handle)
         else:

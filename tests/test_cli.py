@@ -244,3 +244,37 @@ def test_every_subcommand_has_help_and_no_command_is_a_usage_error(tmp_path: Pat
     for command in ("demo", "test-connection", "sync", "fake-server"):
         assert run(tmp_path, None, command, "--help").returncode == 0
     assert run(tmp_path, None).returncode == 2
+
+
+def test_events_and_purchases_are_sent_once_even_across_runs(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    users = write_csv(tmp_path / "people.csv", people(3))
+    assert run(tmp_path, fake, "sync", str(users)).returncode == 0
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(
+        {"id": f"e{n}", "email": f"p{n}@example.com", "event": "viewed", "page": n}) + "\n"
+        for n in (1, 2, 3)), encoding="utf-8")
+    orders = tmp_path / "orders.jsonl"
+    item = {"id": "sku1", "title": "Shoe", "qty": 1, "price": 9.99, "url": "https://x.test/s"}
+    orders.write_text("".join(json.dumps(
+        {"id": f"o{n}", "order_id": f"o{n}", "email": f"p{n}@example.com", "items": [item]})
+        + "\n" for n in (1, 2)), encoding="utf-8")
+    for _ in range(2):
+        sent = run(tmp_path, fake, "sync", str(events), "--object", "events")
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        bought = run(tmp_path, fake, "sync", str(orders), "--object", "purchases")
+        assert bought.returncode == 0, bought.stdout + bought.stderr
+    assert len(fake.events) == 3
+    assert len(fake.purchases) == 2
+    assert "unchanged                2" in bought.stdout
+
+
+def test_import_writes_list_members_to_csv(fake: FakeSailthru, tmp_path: Path) -> None:
+    users = write_csv(tmp_path / "people.csv", people(4))
+    assert run(tmp_path, fake, "sync", str(users)).returncode == 0
+    result = run(tmp_path, fake, "import", "--list", "VIP", "--out", "vip.csv")
+    assert result.returncode == 0, result.stderr
+    with (tmp_path / "vip.csv").open(encoding="utf-8") as handle:
+        emails = sorted(row["email"] for row in csv.DictReader(handle))
+    assert emails == ["p1@example.com", "p3@example.com"]

@@ -69,7 +69,7 @@ def run_sync(
         )
         options = config.destination_options()
         try:
-            with SailthruDestination(app, options, api=api) as destination:
+            with SailthruDestination(app, options, api=api, sent_keys=state) as destination:
                 runner = SyncRunner(destination, config, state, on_failure=report.add_failure,
                                     progress=progress)
                 summary = runner.run(rows)

@@ -135,6 +135,11 @@ class SyncRunner:
         previous_sink = api.call_log.sink
         api.call_log.sink = self._count_call(previous_sink)
         try:
+            if self._config.object in ("events", "purchases"):
+                from .activity import send_activity
+
+                send_activity(self._dest, self._config, rows, self.summary, self._fail)
+                return self.summary
             self._check_fingerprint()
             self._state.start_run()
             with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:

@@ -1,0 +1,119 @@
+"""Events and purchases from a model: each row sent at most once, ever, per state file.
+
+Unlike users, these rows are facts, not a desired state: there is no diff and nothing to
+delete. Each row's key (the primary key for an event, the order id for a purchase) is
+claimed in the state's sent-keys store before the call and settled after it, so a re-run,
+or a run after a crash, never posts one twice (see :mod:`sailthru_destination.sentkeys`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ..commerce import Purchase, PurchaseItem
+from ..destination import SailthruDestination
+from ..events import Event
+from ..results import ExportResult, Status
+from .config import SyncConfig
+from .model import RowProblem, row_key
+from .runner import RecordFailure, RunSummary
+from .sources import Row
+
+__all__ = ["send_activity"]
+
+_CHUNK = 200
+_ITEM_FIELDS = ("id", "title", "qty", "price", "url", "tags", "image_url", "image_url_thumb",
+                "vars")
+
+
+def _event(row: Row, config: SyncConfig, pk: str) -> Event:
+    data = row.data
+    name = data.get(config.event_column)
+    if not name:
+        raise RowProblem(config.event_column, "the event name is missing")
+    key = data.get(config.match_column)
+    skip = {config.primary_key, config.match_column, config.event_column,
+            config.schedule_time_column, *config.ignore}
+    properties = {k: v for k, v in data.items() if k not in skip and v not in (None, "")}
+    schedule = data.get(config.schedule_time_column) if config.schedule_time_column else None
+    return Event(key="" if key is None else str(key), key_type=config.match_key, name=str(name),
+                 properties=properties, record_id=pk, schedule_time=schedule or None)
+
+
+def _items(value: Any, column: str) -> list[PurchaseItem]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise RowProblem(column, f"items must be a JSON array: {exc.msg}") from None
+    if not isinstance(value, list) or not value:
+        raise RowProblem(column, "items must be a non-empty JSON array of objects")
+    items = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise RowProblem(column, "each item must be an object with id, title, qty, price")
+        unknown = set(item) - set(_ITEM_FIELDS)
+        if unknown:
+            raise RowProblem(column, f"unknown item field(s): {', '.join(sorted(unknown))}")
+        try:
+            items.append(PurchaseItem(**item))
+        except TypeError as exc:
+            raise RowProblem(column, f"an item lacks a field: {exc}") from None
+    return items
+
+
+def _purchase(row: Row, config: SyncConfig, pk: str) -> Purchase:
+    data = row.data
+    order = data.get(config.order_column) or pk
+    email = data.get(config.match_column) if config.match_key == "email" else data.get("email")
+    extid = data.get(config.match_column) if config.match_key == "extid" else None
+    date = data.get(config.date_column) if config.date_column else None
+    return Purchase(order_id=str(order), email=email or None, extid=extid or None,
+                    items=_items(data.get(config.items_column), config.items_column),
+                    date=date or None, currency_unit=config.price_unit)  # type: ignore[arg-type]
+
+
+def send_activity(
+    destination: SailthruDestination,
+    config: SyncConfig,
+    rows: Iterable[Row],
+    summary: RunSummary,
+    fail: Callable[[RecordFailure], None],
+) -> None:
+    """Send every row of an ``events`` or ``purchases`` model, each key at most once."""
+    build = _event if config.object == "events" else _purchase
+    send = destination.send_events if config.object == "events" else destination.send_purchases
+    batch: list[tuple[str, str, Any]] = []
+    for row in rows:
+        summary.rows += 1
+        try:
+            pk = row_key(row, config)
+            batch.append((pk, row.where, build(row, config, pk)))
+        except RowProblem as exc:
+            fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
+            continue
+        if len(batch) >= _CHUNK:
+            _settle(batch, send, summary, fail)
+            batch = []
+    if batch:
+        _settle(batch, send, summary, fail)
+
+
+def _settle(
+    batch: list[tuple[str, str, Any]],
+    send: Callable[[Iterable[Any]], Any],
+    summary: RunSummary,
+    fail: Callable[[RecordFailure], None],
+) -> None:
+    results: Iterator[ExportResult] = iter(send(record for _, _, record in batch).results)
+    for (pk, where, _), result in zip(batch, results, strict=True):
+        if result.status is Status.FAILED:
+            error = result.error
+            fail(RecordFailure(pk, result.detail, error.field if error else None, where,
+                               error.retryable if error else False))
+        elif result.status is Status.SKIPPED and result.detail.startswith("already sent"):
+            summary.counts["unchanged"] += 1
+        else:
+            summary.counts[str(result.status)] += 1

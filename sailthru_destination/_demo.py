@@ -122,10 +122,12 @@ def run_demo(
         _write_jsonl(model, profiles)
         out(f"Wrote {rows:,} sample profiles to {model}")
         app = AppOptions("demo-key", "demo-secret", fake.url)
+        # 32 workers: each delete is verified twice, 1 s apart (Sailthru's false 200s).
         config = SyncConfig(name="people", delete_behavior="delete", bulk="never",
-                            rate_limits=DEMO_RATE_LIMITS)
+                            concurrency=32, rate_limits=DEMO_RATE_LIMITS)
         first = run_sync(app, config, open_source(str(model)), home=home / ".sailthru-sync")
         _show(out, "First sync (every profile is new)", first.summary)
+        activity = _send_activity(app, home, profiles, seed, out)
 
         changed_rows, edited, removed = change_profiles(profiles, seed)
         _write_jsonl(model, changed_rows)
@@ -136,7 +138,9 @@ def run_demo(
         _show(out, "Second sync (only the differences)", second.summary)
         third = run_sync(app, config, open_source(str(model)), home=home / ".sailthru-sync")
         out("")
-        out(f"A third sync with no change made {third.summary.total_calls} API calls.")
+        again = _send_activity(app, home, profiles, seed, None)
+        out(f"A third sync with no change made {third.summary.total_calls} API calls; sending "
+            f"the events and orders again made {again} (each is sent at most once).")
 
         names = [str(item["name"]) for item in fake.lists]
         out("")
@@ -147,7 +151,46 @@ def run_demo(
             out("  (in a temporary folder, removed now: use --folder DIR to keep it)")
         out(f"Demo finished in {time.monotonic() - started:.1f} s.")
     failed = first.summary.failed + second.summary.failed + third.summary.failed
-    return 1 if failed else 0
+    return 1 if failed or activity < 0 else 0
+
+
+def make_activity(
+    profiles: list[dict[str, Any]], seed: int = 7
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Sample events (page views, wishlist adds) and orders for some of the profiles."""
+    rng = random.Random(seed + 2)
+    events, orders = [], []
+    for number, profile in enumerate(rng.sample(profiles, len(profiles) // 5), start=1):
+        events.append({"id": f"ev-{number}", "email": profile["email"],
+                       "event": rng.choice(["viewed_product", "added_to_wishlist"]),
+                       "product": rng.choice(["Trail Shoe", "Tote Bag", "Rain Jacket"])})
+    for number, profile in enumerate(rng.sample(profiles, len(profiles) // 10), start=1):
+        qty = rng.randint(1, 3)
+        orders.append({"id": f"order-{number}", "order_id": f"order-{number}",
+                       "email": profile["email"],
+                       "items": [{"id": "sku-42", "title": "Trail Shoe", "qty": qty,
+                                  "price": 89.5, "url": "https://shop.example.com/trail-shoe"}]})
+    return events, orders
+
+
+def _send_activity(
+    app: AppOptions, home: Path, profiles: list[dict[str, Any]], seed: int,
+    out: Callable[[str], object] | None,
+) -> int:
+    """Sync the sample events and orders; the API calls made (negative if any failed)."""
+    events, orders = make_activity(profiles, seed)
+    calls, failed = 0, 0
+    for kind, rows in (("events", events), ("purchases", orders)):
+        path = home / f"{kind}.jsonl"
+        _write_jsonl(path, rows)
+        config = SyncConfig(name=kind, object=kind, rate_limits=DEMO_RATE_LIMITS)
+        outcome = run_sync(app, config, open_source(str(path)), home=home / ".sailthru-sync")
+        calls += outcome.summary.total_calls
+        failed += outcome.summary.failed
+        if out is not None:
+            sent = outcome.summary.counts["sent"]
+            out(f"  sent {sent:,} {kind} ({outcome.summary.total_calls:,} API calls)")
+    return -1 if failed else calls
 
 
 def _show(out: Callable[[str], object], title: str, summary: RunSummary) -> None:

@@ -356,7 +356,9 @@ def _cmd_fake_server(args: argparse.Namespace) -> int:
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # Ctrl-C and SIGTERM both ask for a clean stop, wherever the main thread is.
     signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     fake = FakeSailthru(
         api_key=args.api_key, api_secret=args.api_secret, port=args.port, latency=args.latency,
         seed=args.seed, faults=faults, rate_limits=_rate_limits(args.rate_limit) or None,
@@ -370,10 +372,7 @@ def _cmd_fake_server(args: argparse.Namespace) -> int:
         _out(f"  api key {args.api_key}; use: export SAILTHRU_API_URL={fake.url}")
         _out("Press Ctrl-C to stop.")
         sys.stdout.flush()
-        try:
-            while not stop.wait(0.2):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.2):
             pass
     finally:
         fake.stop()

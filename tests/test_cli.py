@@ -73,7 +73,8 @@ def test_demo_runs_end_to_end_and_prints_what_happened(tmp_path: Path) -> None:
     assert "First sync" in out
     assert "Second sync" in out
     assert "created                 60" in out
-    assert "A third sync with no change made 0 API calls." in out
+    assert "A third sync with no change made 0 API calls" in out
+    assert "sending the events and orders again made 0" in out
     assert "duplicate lists: 0" in out
 
 

@@ -78,7 +78,7 @@ class BulkExporter:
         destination: SailthruDestination,
         config: SyncConfig,
         *,
-        chunk: int = 50_000,
+        chunk: int = 10_000,
         poll_interval: float = 0.2,
         max_poll: float = 10.0,
         timeout: float = 3600.0,

@@ -30,20 +30,21 @@ class ListRegistry:
         self._known: set[str] = set()
         self._loaded = False
         self._guard = threading.Lock()
+        self._load_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ListRegistry(known={len(self._known)})"
 
     def _load_all(self) -> None:
         # One GET /list answers for every list that already exists, so an initial sync
-        # into existing lists costs one call, not one per list.
-        with self._guard:
+        # into existing lists costs one call, not one per list; threads wait for it.
+        with self._load_lock:
             if self._loaded:
                 return
-        reply = self._api.get("list", {})
-        names = {str(item["name"]) for item in reply.get("lists") or [] if "name" in item}
-        with self._guard:
-            self._known.update(names)
+            reply = self._api.get("list", {})
+            names = {str(item["name"]) for item in reply.get("lists") or [] if "name" in item}
+            with self._guard:
+                self._known.update(names)
             self._loaded = True
 
     def _is_known(self, name: str) -> bool:
@@ -68,10 +69,13 @@ class ListRegistry:
 
     def ensure(self, name: str) -> None:
         """Make sure the list exists: created at most once across every worker sharing the lock."""
-        if self.exists(name):
+        self._load_all()
+        if self._is_known(name):
             return
         with self._lock.hold(name):
-            # Another worker may have created it while this one waited for the lock.
+            # Another thread or process may have created it while this one waited.
+            if self._is_known(name):
+                return
             try:
                 self._api.get("list", {"list": name})
             except NotFound:

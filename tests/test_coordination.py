@@ -115,7 +115,8 @@ def test_unreachable_redis_fails_at_start_with_a_clear_error() -> None:
         RedisCoordination(f"redis://:hunter2@127.0.0.1:{port}/0")
     assert time.monotonic() - started < 2.0
     message = str(caught.value)
-    assert f"127.0.0.1:{port}" in message and "connect" in message
+    assert f"127.0.0.1:{port}" in message
+    assert "connect" in message
     assert "hunter2" not in message
     assert caught.value.retryable
 
@@ -375,7 +376,8 @@ def test_records_are_reported_retryable_and_nothing_is_created_when_redis_dies(
             assert coord.failed
             assert [r.ok for r in batch.results] == [False] * 5
             for result in batch.results:
-                assert result.error is not None and result.error.retryable
+                assert result.error is not None
+                assert result.error.retryable
                 assert "coordination failed" in result.error.reason
             # Not a single call went to Sailthru unpaced, and no list was made unlocked.
             assert sum(fake.calls.values()) == calls_before
@@ -391,12 +393,21 @@ def test_redis_dying_while_the_lock_is_held_is_reported_and_nothing_more_is_sent
     try:
         coord = RedisCoordination(server.url)
         limiter = coord.limiters().get("POST", "list", account="a")
-        with pytest.raises(CoordinationError):
+        refused: list[str] = []
+
+        def create_under_the_lock() -> None:
             with coord.lock(KEY).hold("vip"):
                 server.stop()
                 # The create that would follow cannot get a send slot: it is never made.
-                with pytest.raises(CoordinationError):
+                try:
                     limiter.acquire(time.monotonic, time.sleep)
+                except CoordinationError as exc:
+                    refused.append(str(exc))
+                    raise
+
+        with pytest.raises(CoordinationError):
+            create_under_the_lock()
+        assert len(refused) == 1
         # Failing fast from now on, without waiting on Redis per record.
         started = time.monotonic()
         with pytest.raises(CoordinationError):

@@ -35,11 +35,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
 from .errors import SailthruError
+from .lists import KnownLists
 from .locks import LockTimeout
 from .ratelimit import DEFAULT_HEADROOM, RateLimiter, RateLimiterRegistry
 
@@ -89,19 +90,6 @@ class CoordinationError(SailthruError):
 
     def __str__(self) -> str:
         return f"coordination failed: {self.message.rstrip('. ')}. It may succeed if retried."
-
-
-@runtime_checkable
-class KnownLists(Protocol):
-    """Names of lists known to exist in one account, shared by every worker that sees it."""
-
-    def contains(self, name: str) -> bool:
-        """Whether ``name`` is known to exist."""
-        ...
-
-    def add(self, name: str) -> None:
-        """Remember that ``name`` exists."""
-        ...
 
 
 def _digest(*parts: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from ._concurrency import KeyedLocks, run_in_order
 from .api import RetryPolicy, SailthruApi
 from .commerce import CartChange, CommerceSender, Purchase, Return
-from .errors import AuthError, PermissionDenied, SailthruError
+from .errors import AuthError, PermissionDenied, RecordError, SailthruError
 from .events import Event, EventSender
 from .imports import ImportedUser, ListImporter, PollPolicy
 from .lists import ListRegistry
@@ -57,13 +57,20 @@ class SailthruDestination:
     ) -> None:
         self.app = app
         self.options = options or DestinationOptions()
-        # Sailthru counts calls per account: every destination of this process on the same
-        # account shares one pacing schedule.
-        self._api = api or SailthruApi(
-            app, concurrency=self.options.concurrency, limiters=shared_limiters()
-        )
-        self._lock = lock or LocalLock(self.options.lock_dir, scope=app.api_key)
-        self._lists = ListRegistry(self._api, self._lock)
+        coordination = self.options.coordination
+        # Sailthru counts calls per account: every destination on the same account shares
+        # one pacing schedule (this process's, or the cluster's through coordination).
+        limiters = coordination.limiters() if coordination is not None else shared_limiters()
+        self._api = api or SailthruApi(app, concurrency=self.options.concurrency, limiters=limiters)
+        if lock is None:
+            lock = (
+                coordination.lock(app.api_key)
+                if coordination is not None
+                else LocalLock(self.options.lock_dir, scope=app.api_key)
+            )
+        self._lock = lock
+        shared = coordination.known_lists(app.api_key) if coordination is not None else None
+        self._lists = ListRegistry(self._api, self._lock, shared)
         self._profiles = ProfileExporter(self._api, self._lists, self.options, app)
         self._user_locks = KeyedLocks()
         # One store for events, orders and returns, so a re-run never sends one twice.
@@ -188,7 +195,19 @@ class SailthruDestination:
     def _stream(
         self, fn: Callable[[Any], ExportResult], items: Iterable[Any]
     ) -> Iterator[ExportResult]:
-        return run_in_order(fn, items, concurrency=self.options.concurrency)
+        coordination = self.options.coordination
+        if coordination is None:
+            return run_in_order(fn, items, concurrency=self.options.concurrency)
+
+        def guarded(item: Any) -> ExportResult:
+            # Without the shared lock and pacing nothing may be sent: stop taking new work.
+            if coordination.failed:
+                rid = str(getattr(item, "record_id", None) or getattr(item, "key", ""))
+                reason = "not attempted: coordination (Redis) unavailable; retry the record"
+                return ExportResult.failed(RecordError(rid, reason, retryable=True))
+            return fn(item)
+
+        return run_in_order(guarded, items, concurrency=self.options.concurrency)
 
 
 _AUTH_FAILED = "authentication failed: check the API key and secret"

@@ -11,22 +11,41 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping
+from typing import Protocol, runtime_checkable
 
 from .api import SailthruApi
 from .errors import NotFound
 from .locks import NamedLock
 
-__all__ = ["ListRegistry", "membership_changes"]
+__all__ = ["KnownLists", "ListRegistry", "membership_changes"]
 
 log = logging.getLogger(__name__)
 
 
-class ListRegistry:
-    """Knows which lists exist in the account and creates missing ones under a mutex."""
+@runtime_checkable
+class KnownLists(Protocol):
+    """Names of lists known to exist in one account, shared by every worker that sees it."""
 
-    def __init__(self, api: SailthruApi, lock: NamedLock) -> None:
+    def contains(self, name: str) -> bool:
+        """Whether ``name`` is known to exist."""
+        ...
+
+    def add(self, name: str) -> None:
+        """Remember that ``name`` exists."""
+        ...
+
+
+class ListRegistry:
+    """Knows which lists exist in the account and creates missing ones under a mutex.
+
+    ``shared`` is an optional cache of known lists that other workers see too (such as
+    Redis), so each list name is checked once per cluster rather than once per process.
+    """
+
+    def __init__(self, api: SailthruApi, lock: NamedLock, shared: KnownLists | None = None) -> None:
         self._api = api
         self._lock = lock
+        self._shared = shared
         self._known: set[str] = set()
         self._loaded = False
         self._guard = threading.Lock()
@@ -49,11 +68,19 @@ class ListRegistry:
 
     def _is_known(self, name: str) -> bool:
         with self._guard:
-            return name in self._known
+            if name in self._known:
+                return True
+        if self._shared is not None and self._shared.contains(name):
+            with self._guard:
+                self._known.add(name)
+            return True
+        return False
 
     def _remember(self, name: str) -> None:
         with self._guard:
             self._known.add(name)
+        if self._shared is not None:
+            self._shared.add(name)
 
     def exists(self, name: str) -> bool:
         """Whether the list exists (from the cache, else asking Sailthru)."""

@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from ._protocol import is_loopback_url
 from .mapping import InvalidValue, reminder_time
+
+if TYPE_CHECKING:  # the redis extra is optional: import it only for type checkers
+    from .coordination import RedisCoordination
 
 _C = TypeVar("_C", bound="_Choice")
 
@@ -156,6 +159,9 @@ class DestinationOptions:
     cart update unless the change gives its own (time like ``"20 minutes"`` or minutes as an
     int, sent as ``"+20 minutes"``); ``clear_cart_after_hours`` empties a cart older than
     that before a new item is added.
+    ``coordination`` shares the list mutex, the known lists and the pacing with workers on
+    other machines (:class:`~sailthru_destination.coordination.RedisCoordination`, from the
+    ``redis`` extra); by default they are shared by the threads and processes of this machine.
     """
 
     match_key: MatchKey = MatchKey.EMAIL
@@ -173,6 +179,7 @@ class DestinationOptions:
     reminder_template: str | None = None
     reminder_time: str | int | None = None
     clear_cart_after_hours: float | None = None
+    coordination: RedisCoordination | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

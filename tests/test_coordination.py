@@ -429,3 +429,46 @@ def _lock_digest(scope: str, name: str) -> str:
     from sailthru_destination.coordination import _digest
 
     return _digest(scope, name)
+
+
+def test_destination_options_coordination_wires_lock_lists_and_pacing_through_redis(
+    coord: RedisCoordination, tmp_path: Path
+) -> None:
+    with make_fake(rate_limits={"default": 1000}) as fake:
+        app = app_for(fake)
+        opts = DestinationOptions(lock_dir=str(tmp_path), coordination=coord)
+        with SailthruDestination(app, opts) as dest:
+            batch = dest.export_profiles(
+                ProfileChange(f"w{i}@example.com", new_groups={"wired"}) for i in range(10)
+            )
+            assert batch.ok
+        # the list known to the cluster, so a second "host" makes no list calls at all
+        assert coord.known_lists(KEY).contains("wired")
+        list_calls = fake.calls[("GET", "list")] + fake.calls[("POST", "list")]
+        with SailthruDestination(app, opts) as other_host:
+            assert other_host.export_profile(
+                ProfileChange("x@example.com", new_groups={"wired"})
+            ).ok
+        assert fake.calls[("GET", "list")] + fake.calls[("POST", "list")] == list_calls + 1
+        assert [record["name"] for record in fake.lists] == ["wired"]
+
+
+def test_once_redis_is_lost_the_destination_stops_taking_new_work(tmp_path: Path) -> None:
+    server = RedisServer()
+    try:
+        with make_fake(rate_limits={"default": 1000}) as fake:
+            coord = RedisCoordination(server.url, cooldown=30.0)
+            opts = DestinationOptions(lock_dir=str(tmp_path), coordination=coord, concurrency=1)
+            with SailthruDestination(app_for(fake), opts) as dest:
+                assert dest.export_profile(ProfileChange("a@example.com", new_groups={"g"})).ok
+                server.stop()
+                batch = dest.export_profiles(
+                    ProfileChange(f"n{i}@example.com", new_properties={"i": i}) for i in range(4)
+                )
+        reasons = [r.error.reason for r in batch.results if r.error is not None]
+        assert len(reasons) == 4
+        assert "coordination failed" in reasons[0]
+        assert all("not attempted" in reason for reason in reasons[1:])
+        assert all(r.error is not None and r.error.retryable for r in batch.results)
+    finally:
+        server.stop()

@@ -53,14 +53,30 @@ from .errors import (
 from .options import AppOptions
 from .ratelimit import RateLimiter, RateLimiterRegistry
 
-__all__ = ["DEFAULT_NON_IDEMPOTENT", "FileData", "RetryPolicy", "SailthruApi"]
+__all__ = [
+    "DEFAULT_NON_IDEMPOTENT",
+    "PAGEVIEW_ENDPOINT",
+    "Download",
+    "FileData",
+    "RetryPolicy",
+    "SailthruApi",
+]
+
+PAGEVIEW_ENDPOINT = "v1/track/event/pageview"
+"""The tracking service's page-view path (under ``AppOptions.tracking_url``)."""
 
 _log = logging.getLogger(__name__)
 
 # Calls that must not be applied twice: a repeated purchase doubles revenue, a repeated event
-# triggers a flow twice, a repeated send mails twice.
+# triggers a flow twice, a repeated send mails twice, a repeated page view counts twice.
 DEFAULT_NON_IDEMPOTENT: frozenset[tuple[str, str]] = frozenset(
-    {("POST", "event"), ("POST", "purchase"), ("POST", "return"), ("POST", "send")}
+    {
+        ("POST", "event"),
+        ("POST", "purchase"),
+        ("POST", "return"),
+        ("POST", "send"),
+        ("POST", PAGEVIEW_ENDPOINT),
+    }
 )
 
 FileData = bytes | str | os.PathLike[str] | IO[bytes]
@@ -161,6 +177,17 @@ class SailthruApi:
         """The pacing of ``method`` on ``endpoint`` for this account."""
         return self._limiters.get(method, endpoint, account=self._account)
 
+    def track_pageview(self, customer_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Record a page view with Sailthru's tracking service (``AppOptions.tracking_url``).
+
+        Not a signed API call: JSON with the customer id as a Bearer token. Paced, logged and
+        retried like the other calls, but as a write that is not safe to repeat (a page view
+        counts every time it arrives); the customer id is not written to the call log.
+        """
+        if not isinstance(customer_id, str) or not customer_id.strip():
+            raise ValueError("a customer id is needed to track page views")
+        return self._call("POST", PAGEVIEW_ENDPOINT, payload, bearer=customer_id.strip())
+
     def download(self, url: str) -> Download:
         """Open a file Sailthru points at (an export's URL) to read as text lines as it arrives.
 
@@ -222,20 +249,29 @@ class SailthruApi:
         endpoint: str,
         payload: Mapping[str, Any],
         file: FileData | None = None,
+        *,
+        bearer: str | None = None,
     ) -> dict[str, Any]:
         if self._closed:
             raise RuntimeError("SailthruApi is closed")
         endpoint = endpoint.strip("/")
-        prepared: dict[str, str] = self._client._prepare_json_payload(dict(payload))
+        if bearer is None:
+            prepared: dict[str, str] = self._client._prepare_json_payload(dict(payload))
+            url = f"{self._app.api_url}/{endpoint}"
+            logged: dict[str, Any] = json.loads(prepared["json"])
+        else:
+            prepared, url = {}, f"{self._app.tracking_url}/{endpoint}"
+            logged = json.loads(json.dumps(payload))
         call = _Call(
             method=method,
             endpoint=endpoint,
-            url=f"{self._app.api_url}/{endpoint}",
+            url=url,
             prepared=prepared,
-            logged_payload=json.loads(prepared["json"]),
+            logged_payload=logged,
             limiter=self.limiter(method, endpoint),
             may_repeat=(method, endpoint) not in self._non_idempotent,
             file=_FilePart(file) if file is not None else None,
+            bearer=bearer,
         )
         policy = self._retry
         retrying = Retrying(
@@ -265,6 +301,8 @@ class SailthruApi:
             raise failure from None
         duration = self._clock() - started
         body = _decode(response.content)
+        if call.bearer is not None and body is None and 200 <= response.status_code < 300:
+            body = {}  # the tracking service may answer a bare 200
         reset_at, remaining = self._learn(call.limiter, response.headers)
         error = error_from_reply(
             method=call.method,
@@ -286,6 +324,13 @@ class SailthruApi:
         return body
 
     def _send(self, call: _Call) -> requests.Response:
+        if call.bearer is not None:
+            return self._session.post(
+                call.url,
+                json=call.logged_payload,
+                headers={"Authorization": f"Bearer {call.bearer}"},
+                timeout=self._timeout,
+            )
         if call.method == "POST":
             if call.file is None:
                 return self._session.post(call.url, data=call.prepared, timeout=self._timeout)
@@ -298,10 +343,12 @@ class SailthruApi:
         )
 
     def _transport_error(self, call: _Call, exc: requests.RequestException) -> SailthruError:
-        detail = _describe(exc, secrets=(call.prepared["sig"], self._app.api_secret))
+        secrets = (call.prepared.get("sig", ""), call.bearer or "", self._app.api_secret)
+        detail = _describe(exc, secrets=tuple(s for s in secrets if s))
+        service = "Sailthru's tracking service" if call.bearer is not None else "Sailthru"
         if call.may_repeat or _surely_not_sent(exc):
             return TransientError(
-                f"no reply from Sailthru ({detail})", method=call.method, endpoint=call.endpoint
+                f"no reply from {service} ({detail})", method=call.method, endpoint=call.endpoint
             )
         return OutcomeUnknown(
             f"no reply after the request was sent ({detail}); it may or may not have been "
@@ -388,6 +435,7 @@ class _Call:
     limiter: RateLimiter
     may_repeat: bool
     file: _FilePart | None
+    bearer: str | None = None
 
 
 class _FilePart:

@@ -105,6 +105,11 @@ class SailthruDestination:
         self._api.close()
 
     @property
+    def lists(self) -> ListRegistry:
+        """The list registry: makes sure a list exists, creating each one once under the mutex."""
+        return self._lists
+
+    @property
     def api(self) -> SailthruApi:
         """The API layer: its call log is the record of every call made."""
         return self._api

@@ -30,17 +30,15 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import requests
-
 from ._concurrency import run_in_order
 from ._protocol import RESERVED_EVENT_NAMES
 from .commerce import CartChange, Purchase, PurchaseItem, Return
 from .destination import SailthruDestination
-from .errors import NotFound, RecordError, SailthruError, TransientError, error_from_reply
+from .errors import NotFound, RecordError, SailthruError
 from .events import Event
 from .locks import LockTimeout
 from .mapping import InvalidValue, audience_list_name, flatten_vars, list_name, reminder_time
-from .options import AppOptions, MatchKey, OptoutLevel
+from .options import MatchKey, OptoutLevel
 from .profiles import _match_value
 from .results import BatchResult, ExportResult, Status
 
@@ -48,7 +46,6 @@ __all__ = ["PRESETS", "SegmentAdapter", "SegmentSettings"]
 
 log = logging.getLogger(__name__)
 
-PAGEVIEW_ENDPOINT = "v1/track/event/pageview"
 # Segment spec traits that identify a person: kept out of event vars (the user is the key).
 _PERSONAL_FIELDS = frozenset(
     {"email", "phone", "address", "birthday", "firstname", "lastname", "username"}
@@ -154,7 +151,6 @@ class SegmentAdapter:
             )
         self._destination = destination
         self._timezone = destination.app.timezone
-        self._pageviews = _PageViews(destination.app)
 
     def __enter__(self) -> SegmentAdapter:
         return self
@@ -163,8 +159,7 @@ class SegmentAdapter:
         self.close()
 
     def close(self) -> None:
-        """Release the page-view connection (the destination is the caller's to close)."""
-        self._pageviews.close()
+        """Nothing to release: the destination, which holds the connections, is the caller's."""
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -380,13 +375,13 @@ class SegmentAdapter:
             "url": url.strip(),
             "tags": _tags(props.get("keywords"), "properties.keywords"),
         }
-        self._pageviews.send(customer_id, payload)
+        self._destination.api.track_pageview(customer_id, payload)
         return ExportResult(Status.SENT, msg.id, f"page view of {url.strip()!r} sent")
 
     # -- helpers -------------------------------------------------------------------------------
 
     def _post_user(self, payload: dict[str, Any], lists: Mapping[str, int]) -> None:
-        registry = self._destination._lists  # a public accessor is requested
+        registry = self._destination.lists
         for name, flag in lists.items():
             if flag:
                 # Never let a user update create a list: racing first uses duplicate it.
@@ -730,44 +725,3 @@ def _order_keys(message: object) -> tuple[str, ...]:
 
 
 # -- page views --------------------------------------------------------------------------------
-
-
-class _PageViews:
-    """Posts page views to Sailthru's tracking service (JSON, ``Bearer <customer id>``).
-
-    Temporary: the call belongs on :class:`~sailthru_destination.api.SailthruApi` so that
-    pacing, retries and the call log apply to it too.
-    """
-
-    def __init__(self, app: AppOptions) -> None:
-        self._url = f"{app.tracking_url.rstrip('/')}/{PAGEVIEW_ENDPOINT}"
-        self._timeout = (app.connect_timeout, app.read_timeout)
-        self._session = requests.Session()
-
-    def close(self) -> None:
-        self._session.close()
-
-    def send(self, customer_id: str, payload: Mapping[str, Any]) -> None:
-        """Post one page view; raise :class:`SailthruError` when it was not recorded."""
-        try:
-            reply = self._session.post(
-                self._url,
-                json=dict(payload),
-                headers={"Authorization": f"Bearer {customer_id}"},
-                timeout=self._timeout,
-            )
-        except requests.Timeout:
-            message = "the tracking service did not answer in time"
-            raise TransientError(message, method="POST", endpoint=PAGEVIEW_ENDPOINT) from None
-        except requests.RequestException as exc:
-            message = f"could not reach the tracking service ({type(exc).__name__})"
-            raise TransientError(message, method="POST", endpoint=PAGEVIEW_ENDPOINT) from None
-        try:
-            body: Any = reply.json()
-        except ValueError:
-            body = None
-        error = error_from_reply(
-            method="POST", endpoint=PAGEVIEW_ENDPOINT, status=reply.status_code, body=body
-        )
-        if error is not None:
-            raise error

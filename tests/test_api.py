@@ -329,3 +329,19 @@ def test_download_streams_an_export_as_text_lines(
     with api.download(done["export_url"]) as lines:
         rows = list(lines)
     assert "dl@example.com" in "".join(rows)
+
+
+def test_page_views_go_to_the_tracking_service_with_the_customer_id_as_bearer(
+    fake_sailthru: FakeSailthru,
+) -> None:
+    app = AppOptions(KEY, SECRET, api_url=fake_sailthru.url, tracking_url=fake_sailthru.url)
+    with SailthruApi(app, sleep=lambda seconds: None) as api:
+        reply = api.track_pageview(
+            "cust-1", {"userIdKey": "extid", "userIdValue": "u1", "url": "https://x.test/a"}
+        )
+        [record] = api.call_log.records()
+    assert reply == {"ok": True}
+    [view] = fake_sailthru.pageviews
+    assert view["url"] == "https://x.test/a"
+    assert record.endpoint == "v1/track/event/pageview"
+    assert "cust-1" not in json.dumps(record.to_dict())

@@ -25,7 +25,7 @@ from ..results import ExportResult, Status
 from .config import SyncConfig
 
 if TYPE_CHECKING:
-    from ..lists import ListRegistry
+    pass
 
 __all__ = ["BulkExporter", "JobFailed"]
 
@@ -91,10 +91,13 @@ class BulkExporter:
         self._max_poll = max_poll
         self._timeout = timeout
         self._capture = _CapturingApi()
-        # The destination's own registry, so lists are created once under its mutex.
-        lists: ListRegistry = destination._lists
+        # The destination's own registry, so lists are created once under its mutex; the
+        # payloads come from the same exporter code as the per-user path, so both agree.
         self._builder = ProfileExporter(
-            cast(SailthruApi, self._capture), lists, destination.options, destination.app
+            cast(SailthruApi, self._capture),
+            destination.lists,
+            destination.options,
+            destination.app,
         )
         self.jobs = 0
 

@@ -1,0 +1,70 @@
+"""Every fault of SPEC section 6 at ten times its production rate, from 4 processes x 20 threads.
+
+The run (see ``chaos_workload``) exports profiles into new lists, then changes, moves and
+deletes some while sending events, purchases and cart additions. Each test judges one promise
+of SPEC section 10 against the fake's final state.
+"""
+
+from __future__ import annotations
+
+import pytest
+from chaos_workload import CI, FAULTS, Outcome
+
+pytestmark = pytest.mark.chaos
+
+
+def test_the_run_injects_every_fault_at_once() -> None:
+    assert FAULTS.connection_error_rate == pytest.approx(0.026)
+    assert FAULTS.false_ok_delete_rate == pytest.approx(0.067)
+    assert FAULTS.server_error_rate == pytest.approx(0.01)
+    assert min(FAULTS.rate_limit_burst, FAULTS.stale_read_window, FAULTS.list_race_window) > 0
+    assert (CI.processes, CI.threads) == (4, 20)
+    assert CI.latency > 0
+
+
+def test_every_record_gets_exactly_one_result_and_every_failure_a_reason(
+    chaos_outcome: Outcome,
+) -> None:
+    problems = [p for p in chaos_outcome.problems if "result" in p or "reason" in p]
+    assert problems == []
+    assert sum(chaos_outcome.records.values()) == (
+        CI.profiles + CI.profiles // 5 + CI.events + CI.purchases + CI.carts
+    )
+
+
+def test_records_reported_applied_are_applied_in_the_fake(chaos_outcome: Outcome) -> None:
+    # Vars, lists, carts, events and orders of every record reported done, read back.
+    assert chaos_outcome.problems == []
+    kept = CI.profiles - CI.profiles // 20
+    assert chaos_outcome.verified_profiles >= 0.99 * kept
+    assert chaos_outcome.verified_carts >= 0.9 * chaos_outcome.statuses["cart sent"]
+
+
+def test_faults_cost_at_most_a_few_percent_of_records(chaos_outcome: Outcome) -> None:
+    # Only writes that may not be repeated (events, orders, carts) fail, when the
+    # connection drops after sending: about the connection error rate of them.
+    statuses = chaos_outcome.statuses
+    assert statuses["p1 failed"] + statuses["p2 failed"] <= 0.01 * CI.profiles
+    activity = CI.events + CI.purchases + CI.carts
+    failed = statuses["event failed"] + statuses["purchase failed"] + statuses["cart failed"]
+    assert failed <= 0.08 * activity
+
+
+def test_each_list_is_created_exactly_once(chaos_outcome: Outcome) -> None:
+    assert chaos_outcome.duplicate_lists == 0
+    assert chaos_outcome.lists == CI.lists
+
+
+def test_no_user_is_reported_deleted_while_still_present(chaos_outcome: Outcome) -> None:
+    assert chaos_outcome.deleted_but_present == 0
+    assert chaos_outcome.statuses["p2 deleted"] >= 0.95 * (CI.profiles // 20)
+
+
+def test_no_event_or_purchase_is_posted_twice(chaos_outcome: Outcome) -> None:
+    assert chaos_outcome.duplicate_events == 0
+    assert chaos_outcome.duplicate_purchases == 0
+
+
+def test_no_record_fails_on_a_429_although_429s_were_answered(chaos_outcome: Outcome) -> None:
+    assert chaos_outcome.rate_limited_attempts > 0  # the bursts happened ...
+    assert chaos_outcome.failed_on_429 == 0  # ... and retries absorbed every one

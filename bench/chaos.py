@@ -65,7 +65,8 @@ def _table(outcome: Outcome) -> str:
          + f" (total {seconds:.1f} s)"),
         ("call attempts", f"{outcome.attempts} (fake counted {outcome.fake_calls})"),
         ("429s answered", f"{outcome.rate_limited_attempts} (all retried)"),
-        ("records failed on a 429", str(outcome.failed_on_429)),
+        ("records failed on a 429", f"{outcome.failed_on_429} "
+         f"{dict(outcome.failed_on_429_by_kind) or ''}"),
         ("lists", f"{outcome.lists}, duplicates {outcome.duplicate_lists}"),
         ("reported deleted but present", str(outcome.deleted_but_present)),
         ("events / purchases posted twice",

@@ -75,13 +75,8 @@ class Size:
     rate_limits: dict[str, float] | None = None
 
 
-CI = Size(
-    profiles=2_000,
-    events=400,
-    purchases=160,
-    carts=160,
-    rate_limits={"POST user": 1500.0, "GET": 1500.0, "DELETE": 300.0, "default": 300.0},
-)
+# At Sailthru's default rate limits (``rate_limits=None``), like production.
+CI = Size(profiles=2_000, events=400, purchases=160, carts=160)
 FULL = Size(profiles=20_000, events=5_000, purchases=2_000, carts=2_000)
 
 
@@ -97,6 +92,7 @@ class Outcome:
     attempts: int = 0
     rate_limited_attempts: int = 0
     failed_on_429: int = 0
+    failed_on_429_by_kind: Counter[str] = field(default_factory=Counter)
     fake_calls: int = 0
     lists: int = 0
     duplicate_lists: int = 0
@@ -335,8 +331,10 @@ def verify(fake: FakeSailthru, size: Size, rows: list[list[Any]], outcome: Outco
             if not detail:
                 problems.append(f"{kind} {rid}: failed without a reason")
             if code == 43:
+                # Judged apart (Outcome.failed_on_429): reported with a reason, but the
+                # pacing was meant to keep every 429 absorbable by retries.
                 outcome.failed_on_429 += 1
-                problems.append(f"{kind} {rid}: failed on a 429 after retries: {detail}")
+                outcome.failed_on_429_by_kind[kind] += 1
     expected = _expected_counts(size)
     if outcome.records != expected:
         problems.append(f"results per kind {dict(outcome.records)} != input {dict(expected)}")

@@ -43,11 +43,14 @@ def test_records_reported_applied_are_applied_in_the_fake(chaos_outcome: Outcome
 def test_faults_cost_at_most_a_few_percent_of_records(chaos_outcome: Outcome) -> None:
     # Only writes that may not be repeated (events, orders, carts) fail, when the
     # connection drops after sending: about the connection error rate of them.
-    statuses = chaos_outcome.statuses
-    assert statuses["p1 failed"] + statuses["p2 failed"] <= 0.01 * CI.profiles
+    # (Records that failed on a 429 are judged by the last test.)
+    statuses, on_429 = chaos_outcome.statuses, chaos_outcome.failed_on_429_by_kind
+    profiles_failed = statuses["p1 failed"] + statuses["p2 failed"] - on_429["p1"] - on_429["p2"]
+    assert profiles_failed <= 0.005 * CI.profiles
     activity = CI.events + CI.purchases + CI.carts
-    failed = statuses["event failed"] + statuses["purchase failed"] + statuses["cart failed"]
-    assert failed <= 0.08 * activity
+    kinds = ("event", "purchase", "cart")
+    failed = sum(statuses[f"{kind} failed"] - on_429[kind] for kind in kinds)
+    assert failed <= 0.06 * activity  # about the connection drop rate, per attempt
 
 
 def test_each_list_is_created_exactly_once(chaos_outcome: Outcome) -> None:
@@ -66,5 +69,8 @@ def test_no_event_or_purchase_is_posted_twice(chaos_outcome: Outcome) -> None:
 
 
 def test_no_record_fails_on_a_429_although_429s_were_answered(chaos_outcome: Outcome) -> None:
+    # Four processes each pace to the account's whole limit (learned from
+    # X-Rate-Limit-Limit), so together they send four times too much: the caller sees
+    # 429s that retries cannot absorb. Pacing must hold the total under the limit.
     assert chaos_outcome.rate_limited_attempts > 0  # the bursts happened ...
-    assert chaos_outcome.failed_on_429 == 0  # ... and retries absorbed every one
+    assert dict(chaos_outcome.failed_on_429_by_kind) == {}  # ... and retries absorbed each

@@ -32,14 +32,22 @@ def fake() -> Iterator[FakeSailthru]:
 def _env(fake: FakeSailthru | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAILTHRU_")}
     if fake is not None:
-        env.update(SAILTHRU_API_KEY="cli-key", SAILTHRU_API_SECRET="cli-secret",
-                   SAILTHRU_API_URL=fake.url)
+        env.update(
+            SAILTHRU_API_KEY="cli-key", SAILTHRU_API_SECRET="cli-secret", SAILTHRU_API_URL=fake.url
+        )
     return env
 
 
 def run(cwd: Path, fake: FakeSailthru | None, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*COMMAND, *args], cwd=cwd, env=_env(fake), capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [*COMMAND, *args],
+        cwd=cwd,
+        env=_env(fake),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -52,9 +60,16 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def people(count: int, **extra: Any) -> list[dict[str, Any]]:
-    return [{"id": n, "email": f"p{n}@example.com", "first_name": f"P{n}",
-             "groups": "Newsletter;VIP" if n % 2 else "Newsletter", **extra}
-            for n in range(1, count + 1)]
+    return [
+        {
+            "id": n,
+            "email": f"p{n}@example.com",
+            "first_name": f"P{n}",
+            "groups": "Newsletter;VIP" if n % 2 else "Newsletter",
+            **extra,
+        }
+        for n in range(1, count + 1)
+    ]
 
 
 def snapshot(fake: FakeSailthru) -> dict[str, Any]:
@@ -127,12 +142,17 @@ def test_killed_run_resumes_to_the_same_state_as_a_clean_run(tmp_path: Path) -> 
         model = write_csv(tmp_path / "clean.csv", rows)
         assert run(tmp_path, clean, "sync", str(model), "--name", "clean").returncode == 0
         expected = snapshot(clean)
-    with FakeSailthru(api_key="cli-key", api_secret="cli-secret", rate_limits=FAST,
-                      latency=0.01) as fake:
+    with FakeSailthru(
+        api_key="cli-key", api_secret="cli-secret", rate_limits=FAST, latency=0.01
+    ) as fake:
         model = write_csv(tmp_path / "people.csv", rows)
         process = subprocess.Popen(
             [*COMMAND, "sync", str(model), "--concurrency", "2", "--bulk", "never"],
-            cwd=tmp_path, env=_env(fake), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=tmp_path,
+            env=_env(fake),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 20
         while fake.calls[("POST", "user")] < 50 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -140,11 +160,19 @@ def test_killed_run_resumes_to_the_same_state_as_a_clean_run(tmp_path: Path) -> 
         process.wait(timeout=10)
         first_posts = fake.calls[("POST", "user")]
         assert 50 <= first_posts < 150
+        with sqlite3.connect(tmp_path / ".sailthru-sync" / "people.db") as state:
+            confirmed = {f"p{pk}@example.com" for (pk,) in state.execute("SELECT pk FROM records")}
         result = run(tmp_path, fake, "sync", str(model))
         assert result.returncode == 0, result.stderr
         assert snapshot(fake) == expected
-        resumed_posts = fake.calls[("POST", "user")] - first_posts
-        assert resumed_posts < 150 - 30  # confirmed records were not sent again
+        # exactly the records the killed run had not confirmed are sent again (each once,
+        # retries of one record aside), read from the resumed run's own call log
+        reports = (tmp_path / ".sailthru-sync" / "reports").glob("people-*")
+        report = max(reports, key=lambda folder: folder.stat().st_mtime)
+        calls = [json.loads(line) for line in (report / "calls.jsonl").read_text().splitlines()]
+        posts = [c for c in calls if (c["method"], c["endpoint"]) == ("POST", "user")]
+        resent = {c["payload"]["id"] for c in posts}
+        assert resent == {row["email"] for row in rows} - confirmed
         assert len({item["name"] for item in fake.lists}) == len(fake.lists)
 
 
@@ -156,8 +184,7 @@ def test_bulk_path_uses_a_job_and_ends_in_the_per_user_state(tmp_path: Path) -> 
         expected = snapshot(per_user)
     with FakeSailthru(api_key="cli-key", api_secret="cli-secret", rate_limits=FAST) as bulk:
         model = write_csv(tmp_path / "b.csv", rows)
-        result = run(tmp_path, bulk, "sync", str(model), "--bulk", "auto",
-                     "--bulk-threshold", "30")
+        result = run(tmp_path, bulk, "sync", str(model), "--bulk", "auto", "--bulk-threshold", "30")
         assert result.returncode == 0, result.stderr
         assert "bulk, 1 job(s)" in result.stdout
         assert bulk.calls[("POST", "user")] == 0
@@ -180,9 +207,14 @@ def test_bad_config_is_a_usage_error_with_a_clear_message(
     assert "missing API key and API secret" in missing.stderr
     no_file = run(tmp_path, fake, "sync", "nowhere.csv")
     assert (no_file.returncode, "source file not found" in no_file.stderr) == (2, True)
-    plain = subprocess.run([*COMMAND, "sync", str(model)], cwd=tmp_path, capture_output=True,
-                           text=True, check=False,
-                           env=_env(fake) | {"SAILTHRU_API_URL": "http://example.com"})
+    plain = subprocess.run(
+        [*COMMAND, "sync", str(model)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_env(fake) | {"SAILTHRU_API_URL": "http://example.com"},
+    )
     assert plain.returncode == 2
     assert "plain http" in plain.stderr
     assert fake.calls[("POST", "user")] == 0
@@ -191,8 +223,12 @@ def test_bad_config_is_a_usage_error_with_a_clear_message(
 def test_bad_rows_are_reported_one_by_one_with_exit_code_1(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
-    rows = [*people(3), {"id": "", "email": "x@example.com"},
-            {"id": 5, "email": "not an email"}, {"id": 1, "email": "dup@example.com"}]
+    rows = [
+        *people(3),
+        {"id": "", "email": "x@example.com"},
+        {"id": 5, "email": "not an email"},
+        {"id": 1, "email": "dup@example.com"},
+    ]
     model = write_csv(tmp_path / "people.csv", rows)
     result = run(tmp_path, fake, "sync", str(model))
     assert result.returncode == 1
@@ -210,10 +246,19 @@ def test_sql_source_reads_a_sqlite_query(fake: FakeSailthru, tmp_path: Path) -> 
     db = tmp_path / "crm.db"
     with sqlite3.connect(db) as connection:
         connection.execute("CREATE TABLE users (user_id INTEGER, mail TEXT, ltv REAL)")
-        connection.executemany("INSERT INTO users VALUES (?, ?, ?)",
-                               [(1, "a@example.com", 10.5), (2, "b@example.com", 0.0)])
-    result = run(tmp_path, fake, "sync", "--sql",
-                 "SELECT user_id AS id, mail AS email, ltv FROM users", "--db", str(db))
+        connection.executemany(
+            "INSERT INTO users VALUES (?, ?, ?)",
+            [(1, "a@example.com", 10.5), (2, "b@example.com", 0.0)],
+        )
+    result = run(
+        tmp_path,
+        fake,
+        "sync",
+        "--sql",
+        "SELECT user_id AS id, mail AS email, ltv FROM users",
+        "--db",
+        str(db),
+    )
     assert result.returncode == 0, result.stderr
     assert fake.find_user(email="a@example.com")["vars"] == {"ltv": 10.5}
     assert (tmp_path / ".sailthru-sync" / "sql.db").is_file()
@@ -232,8 +277,9 @@ def test_test_connection_prints_each_check_and_exits_by_outcome(
 
 
 def test_fake_server_prints_its_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    process = subprocess.Popen([*COMMAND, "fake-server", "--port", "0"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*COMMAND, "fake-server", "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     assert line.startswith("Fake Sailthru listening on http://127.0.0.1:")
@@ -253,14 +299,26 @@ def test_events_and_purchases_are_sent_once_even_across_runs(
     users = write_csv(tmp_path / "people.csv", people(3))
     assert run(tmp_path, fake, "sync", str(users)).returncode == 0
     events = tmp_path / "events.jsonl"
-    events.write_text("".join(json.dumps(
-        {"id": f"e{n}", "email": f"p{n}@example.com", "event": "viewed", "page": n}) + "\n"
-        for n in (1, 2, 3)), encoding="utf-8")
+    events.write_text(
+        "".join(
+            json.dumps({"id": f"e{n}", "email": f"p{n}@example.com", "event": "viewed", "page": n})
+            + "\n"
+            for n in (1, 2, 3)
+        ),
+        encoding="utf-8",
+    )
     orders = tmp_path / "orders.jsonl"
     item = {"id": "sku1", "title": "Shoe", "qty": 1, "price": 9.99, "url": "https://x.test/s"}
-    orders.write_text("".join(json.dumps(
-        {"id": f"o{n}", "order_id": f"o{n}", "email": f"p{n}@example.com", "items": [item]})
-        + "\n" for n in (1, 2)), encoding="utf-8")
+    orders.write_text(
+        "".join(
+            json.dumps(
+                {"id": f"o{n}", "order_id": f"o{n}", "email": f"p{n}@example.com", "items": [item]}
+            )
+            + "\n"
+            for n in (1, 2)
+        ),
+        encoding="utf-8",
+    )
     for _ in range(2):
         sent = run(tmp_path, fake, "sync", str(events), "--object", "events")
         assert sent.returncode == 0, sent.stdout + sent.stderr

@@ -19,12 +19,6 @@ EMAIL = "ann@example.com"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeSailthru]:
-    with make_fake(rate_limits={"default": 100_000}) as server:
-        yield server
-
-
-@pytest.fixture
 def api(fake: FakeSailthru) -> Iterator[SailthruApi]:
     with SailthruApi(app_for(fake), sleep=lambda _: None, concurrency=20) as client:
         yield client

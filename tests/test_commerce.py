@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import requests
-from helpers import app_for, make_fake
 from pytest_mock import MockerFixture
 
 from sailthru_destination.api import SailthruApi
@@ -17,18 +15,6 @@ from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
 from sailthru_destination.results import Status
 from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.testing import FakeSailthru, Faults
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSailthru]:
-    with make_fake(rate_limits={"default": 100_000}) as server:
-        yield server
-
-
-@pytest.fixture
-def api(fake: FakeSailthru) -> Iterator[SailthruApi]:
-    with SailthruApi(app_for(fake), sleep=lambda _: None) as client:
-        yield client
 
 
 def item(price: Any = "19.99", **overrides: Any) -> PurchaseItem:

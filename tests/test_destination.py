@@ -21,12 +21,6 @@ from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.testing import FakeSailthru
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeSailthru]:
-    with make_fake(rate_limits={"default": 100_000}) as server:
-        yield server
-
-
 def test_connection_check_passes_with_good_credentials(fake: FakeSailthru, tmp_path: Path) -> None:
     with destination_for(fake, tmp_path) as dest:
         check = dest.test_connection()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from helpers import destination_for, make_fake
+from helpers import destination_for
 
 from sailthru_destination.commerce import CartChange, Purchase, PurchaseItem, Return
 from sailthru_destination.events import Event
@@ -14,12 +12,6 @@ from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.testing import FakeSailthru
 
 ITEM = PurchaseItem(id="sku-1", title="Mug", qty=2, price="19.99", url="https://shop.test/mug")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSailthru]:
-    with make_fake(rate_limits={"default": 100_000}) as server:
-        yield server
 
 
 def test_events_purchases_returns_and_carts_go_through_the_destination(

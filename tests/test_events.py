@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from typing import Any
 
 import pytest
-from helpers import app_for, make_fake
 
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.events import Event, EventSender, time_value
@@ -15,18 +13,6 @@ from sailthru_destination.mapping import InvalidValue
 from sailthru_destination.results import Status
 from sailthru_destination.sentkeys import InMemorySentKeys
 from sailthru_destination.testing import FakeSailthru
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSailthru]:
-    with make_fake(rate_limits={"default": 100_000}) as server:
-        yield server
-
-
-@pytest.fixture
-def api(fake: FakeSailthru) -> Iterator[SailthruApi]:
-    with SailthruApi(app_for(fake), sleep=lambda _: None) as client:
-        yield client
 
 
 def event(record_id: str = "e1", **overrides: Any) -> Event:

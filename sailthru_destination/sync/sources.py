@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from typing import Any
 __all__ = ["Row", "SourceError", "open_source", "sqlalchemy_available"]
 
 _SQLITE_PREFIX = "sqlite:///"
+# Bytes that are not UTF-8, as the "surrogateescape" error handler keeps them.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 class SourceError(Exception):
@@ -65,26 +68,50 @@ def open_source(
     )
 
 
+def _not_utf8(texts: Iterator[str]) -> str | None:
+    """The problem of a line holding bytes that are not UTF-8, or None."""
+    for text in texts:
+        found = _UNDECODABLE.search(text)
+        if found:
+            byte = ord(found.group()) - 0xDC00
+            return f"not valid UTF-8 (byte 0x{byte:02x}): save the file as UTF-8"
+    return None
+
+
+def _readable(text: str) -> str:
+    """``text`` with each byte that was not UTF-8 shown as U+FFFD (safe to store and print)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _csv_rows(file: Path) -> Iterator[Row]:
-    with file.open(newline="", encoding="utf-8-sig") as handle:
+    # A byte that is not UTF-8 fails its own row, not the whole run.
+    with file.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames:
             return
         for data in reader:
             extra = data.pop(None, None)
             where = f"line {reader.line_num}"
-            if extra:
+            values = [v for v in data.values() if isinstance(v, str)]
+            problem = _not_utf8(iter([*data, *values, *(extra or [])]))
+            if problem:
+                # Kept (readable) so the row's key still counts as seen: never "gone".
+                data = {_readable(k): _readable(v) for k, v in data.items() if v is not None}
+                data["__problem__"] = problem
+            elif extra:
                 data["__problem__"] = f"{len(extra)} more value(s) than columns in the header"
             yield Row(where, {k: v for k, v in data.items() if v is not None})
 
 
 def _jsonl_rows(file: Path) -> Iterator[Row]:
-    with file.open(encoding="utf-8") as handle:
+    with file.open(encoding="utf-8", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
             text = line.strip()
             if not text:
                 continue
             where = f"line {number}"
+            problem = _not_utf8(iter([text]))
+            text = _readable(text)
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
@@ -93,6 +120,8 @@ def _jsonl_rows(file: Path) -> Iterator[Row]:
             if not isinstance(data, dict):
                 yield Row(where, {"__problem__": "each line must be a JSON object"})
                 continue
+            if problem:
+                data["__problem__"] = problem
             yield Row(where, data)
 
 

@@ -31,6 +31,7 @@ from sailthru_destination.events import Event
 from sailthru_destination.postbacks import PostbackError, parse_postback
 from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.results import BatchResult, ExportResult, Status
+from sailthru_destination.segment import SegmentAdapter
 from sailthru_destination.testing import FakeSailthru
 
 CORPUS = Path(__file__).parent / "data" / "bad_records.jsonl"
@@ -155,7 +156,9 @@ def test_the_corpus_covers_every_kind_with_forty_or_more_cases() -> None:
     kinds = Counter(case["kind"] for case in CASES)
     assert len(CASES) >= 40
     assert len({case["id"] for case in CASES}) == len(CASES)
-    assert set(kinds) >= {"user", "event", "purchase", "return", "cart", "postback", "sync"}
+    assert set(kinds) >= {
+        "user", "event", "purchase", "return", "cart", "segment", "postback", "sync"
+    }
     assert any(case["expected"] is None and "DROP TABLE" in json.dumps(case) for case in CASES)
 
 
@@ -207,6 +210,32 @@ def _assert_good_ones_applied(kind: str, fake: FakeSailthru, good: list[dict[str
         assert cart is not None
         lines = cart["purchase_incomplete"]["items"]
         assert sorted(line["id"] for line in lines) == ["good-k0", "good-k1"]
+
+
+def test_each_bad_segment_message_fails_with_its_reason_and_the_good_ones_go_through(
+    fake: FakeSailthru, destination: SailthruDestination
+) -> None:
+    cases = _cases("segment")
+    good = [{"type": "identify", "messageId": f"good-s{n}", "userId": f"good-su{n}",
+             "traits": {"email": f"good-s{n}@ok.example.com", "n": n}} for n in range(len(cases))]
+    messages: list[tuple[dict[str, Any] | None, Any]] = []
+    for case, ok in zip(cases, good, strict=True):
+        messages += [(None, ok), (case, decode(case["record"]))]
+    adapter = SegmentAdapter(destination, {"customer_id": "cust-1"})
+    batch = adapter.process_batch([message for _, message in messages])
+    assert len(batch) == len(messages)
+    for (case, _), result in zip(messages, batch.results, strict=True):
+        if case is None:
+            assert result.ok, result
+        else:
+            _assert_failed_as_stated(case, result)
+    for n in range(len(good)):
+        user = fake.find_user(extid=f"good-su{n}")
+        assert user is not None
+        assert (user["keys"]["email"], user["vars"]["n"]) == (f"good-s{n}@ok.example.com", n)
+    subscriber = fake.find_user(email="subscriber@ok.example.com")
+    assert subscriber is not None
+    assert "a'; DROP TABLE users;--" in subscriber["lists"]
 
 
 def test_each_bad_postback_is_refused_with_its_reason_and_good_ones_parse() -> None:

@@ -244,9 +244,6 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         bulk_threshold=args.bulk_threshold, state=args.state, report_dir=args.report_dir,
         allow_empty=args.allow_empty, rate_limits=_rate_limits(args.rate_limit) or None,
     )
-    if config.object == "returns":
-        raise UsageError("object 'returns' is not supported by sync yet; use users, events "
-                         "or purchases")
     app = _app(args)
     rows = open_source(args.source, sql=args.sql, db=args.db)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()

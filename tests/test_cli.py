@@ -329,6 +329,33 @@ def test_events_and_purchases_are_sent_once_even_across_runs(
     assert "unchanged                2" in bought.stdout
 
 
+def test_returns_are_recorded_once_each_even_across_runs(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    item = {"id": "sku1", "title": "Shoe", "qty": 1, "price": "9.99", "url": "https://x.test/s"}
+    returns = tmp_path / "returns.jsonl"
+    returns.write_text(
+        "".join(
+            json.dumps(
+                {"id": f"r{n}", "order_id": "o1", "email": "p1@example.com", "items": [item]}
+            )
+            + "\n"
+            for n in (1, 2)
+        )
+        + json.dumps({"id": "r3", "email": "p1@example.com", "items": [item]})
+        + "\n",
+        encoding="utf-8",
+    )
+    for _ in range(2):
+        result = run(tmp_path, fake, "sync", str(returns), "--object", "returns")
+        assert result.returncode == 1, result.stdout + result.stderr  # r3 has no order id
+    # two partial returns of one order, each recorded once; the bad row named with its field
+    assert [(r["order_id"], r["items"][0]["price"]) for r in fake.returns] == [("o1", 999)] * 2
+    assert "unchanged                2" in result.stdout
+    errors = sorted((tmp_path / ".sailthru-sync" / "reports").glob("returns-*"))[-1]
+    assert "order_id" in (errors / "errors.jsonl").read_text()
+
+
 def test_import_writes_list_members_to_csv(fake: FakeSailthru, tmp_path: Path) -> None:
     users = write_csv(tmp_path / "people.csv", people(4))
     assert run(tmp_path, fake, "sync", str(users)).returncode == 0

@@ -1,7 +1,8 @@
-"""Events and purchases from a model: each row sent at most once, ever, per state file.
+"""Events, purchases and returns from a model: each row sent at most once, per state file.
 
 Unlike users, these rows are facts, not a desired state: there is no diff and nothing to
-delete. Each row's key (the primary key for an event, the order id for a purchase) is
+delete. Each row's key (the primary key for an event or a return, the order id for a
+purchase: an order can have several partial returns, but is bought once) is
 claimed in the state's sent-keys store before the call and settled after it, so a re-run,
 or a run after a crash, never posts one twice (see :mod:`sailthru_destination.sentkeys`).
 """
@@ -12,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..commerce import Purchase, PurchaseItem
+from ..commerce import Purchase, PurchaseItem, Return
 from ..destination import SailthruDestination
 from ..events import Event
 from ..results import ExportResult, Status
@@ -75,6 +76,27 @@ def _purchase(row: Row, config: SyncConfig, pk: str) -> Purchase:
                     date=date or None, currency_unit=config.price_unit)  # type: ignore[arg-type]
 
 
+def _return(row: Row, config: SyncConfig, pk: str) -> Return:
+    data = row.data
+    order = data.get(config.order_column)
+    if not order:
+        raise RowProblem(config.order_column, "a return needs the order id it returns from")
+    email = data.get(config.match_column) if config.match_key == "email" else data.get("email")
+    extid = data.get(config.match_column) if config.match_key == "extid" else None
+    date = data.get(config.date_column) if config.date_column else None
+    return Return(order_id=str(order), email=email or None, extid=extid or None,
+                  items=_items(data.get(config.items_column), config.items_column),
+                  date=date or None, currency_unit=config.price_unit,  # type: ignore[arg-type]
+                  record_id=pk)
+
+
+_KINDS: dict[str, tuple[Callable[[Row, SyncConfig, str], Any], str]] = {
+    "events": (_event, "send_events"),
+    "purchases": (_purchase, "send_purchases"),
+    "returns": (_return, "send_returns"),
+}
+
+
 def send_activity(
     destination: SailthruDestination,
     config: SyncConfig,
@@ -82,9 +104,9 @@ def send_activity(
     summary: RunSummary,
     fail: Callable[[RecordFailure], None],
 ) -> None:
-    """Send every row of an ``events`` or ``purchases`` model, each key at most once."""
-    build = _event if config.object == "events" else _purchase
-    send = destination.send_events if config.object == "events" else destination.send_purchases
+    """Send every row of an ``events``, ``purchases`` or ``returns`` model, each at most once."""
+    build, method = _KINDS[config.object]
+    send: Callable[[Iterable[Any]], Any] = getattr(destination, method)
     batch: list[tuple[str, str, Any]] = []
     for row in rows:
         summary.rows += 1

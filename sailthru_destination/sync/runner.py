@@ -135,7 +135,7 @@ class SyncRunner:
         previous_sink = api.call_log.sink
         api.call_log.sink = self._count_call(previous_sink)
         try:
-            if self._config.object in ("events", "purchases"):
+            if self._config.object in ("events", "purchases", "returns"):
                 from .activity import send_activity
 
                 send_activity(self._dest, self._config, rows, self.summary, self._fail)

@@ -312,3 +312,22 @@ def test_a_batch_keeps_going_past_bad_records_and_names_them(
     errors = {e.record_id: e for e in batch.errors}
     assert errors["bad-email"].field == "key"
     assert errors["nan"].field == "a"
+
+
+def test_profiles_without_a_required_consent_are_skipped_without_a_call(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    with destination_for(fake, tmp_path, required_consents={"email_marketing", "sms"}) as dest:
+        batch = dest.export_profiles(
+            [
+                change("yes@example.com", {"a": 1}, consents={"email_marketing"}),
+                change("no@example.com", {"a": 1}, consents={"analytics"}),
+                change("none@example.com", {"a": 1}),
+                change("sms@example.com", {"a": 1}, consents={"sms", "analytics"}),
+            ]
+        )
+    assert [str(r.status) for r in batch.results] == ["created", "skipped", "skipped", "created"]
+    assert batch.results[1].detail == "no consent to any of: email_marketing, sms"
+    assert fake.find_user(email="no@example.com") is None
+    assert fake.find_user(email="none@example.com") is None
+    assert fake.calls[("POST", "user")] == 2

@@ -177,11 +177,11 @@ def test_each_bad_record_fails_with_its_reason_while_the_rest_of_the_batch_goes_
     records.extend((None, build(g)) for g in good[len(cases):])
     batch = send(destination, [record for _, record in records])
     assert len(batch) == len(records)
-    for (case, _), result in zip(records, batch.results, strict=True):
-        if case is None:
+    for (stated, _), result in zip(records, batch.results, strict=True):
+        if stated is None:
             assert result.ok, result
         else:
-            _assert_failed_as_stated(case, result)
+            _assert_failed_as_stated(stated, result)
     _assert_good_ones_applied(kind, fake, good)
 
 
@@ -224,11 +224,11 @@ def test_each_bad_segment_message_fails_with_its_reason_and_the_good_ones_go_thr
     adapter = SegmentAdapter(destination, {"customer_id": "cust-1"})
     batch = adapter.process_batch([message for _, message in messages])
     assert len(batch) == len(messages)
-    for (case, _), result in zip(messages, batch.results, strict=True):
-        if case is None:
+    for (stated, _), result in zip(messages, batch.results, strict=True):
+        if stated is None:
             assert result.ok, result
         else:
-            _assert_failed_as_stated(case, result)
+            _assert_failed_as_stated(stated, result)
     for n in range(len(good)):
         user = fake.find_user(extid=f"good-su{n}")
         assert user is not None
@@ -260,7 +260,7 @@ def test_each_bad_postback_is_refused_with_its_reason_and_good_ones_parse() -> N
 def _write_model(folder: Path, record: dict[str, Any]) -> Path:
     lines = [line if isinstance(line, bytes) else str(line).encode("utf-8")
              for line in decode(record["lines"])]
-    path = folder / record["file"]
+    path: Path = folder / str(record["file"])
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
 

@@ -22,7 +22,7 @@ from sailthru.sailthru_client import SailthruClient
 
 from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.destination import SailthruDestination, test_connection
-from sailthru_destination.options import AppOptions, DestinationOptions
+from sailthru_destination.options import AppOptions, DestinationOptions, SyncMode
 from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.run import run_sync
@@ -119,7 +119,9 @@ def test_failing_calls_at_debug_leak_nothing_in_logs_errors_or_reprs(
         app = AppOptions(KEY, SECRET, fake.url, read_timeout=2.0)
         api = SailthruApi(app, concurrency=4,
                           retry=RetryPolicy(max_attempts=2, initial_backoff=0.001))
-        options = DestinationOptions(sync_mode="update", lock_dir=str(tmp_path), concurrency=4)
+        options = DestinationOptions(
+            sync_mode=SyncMode.UPDATE, lock_dir=str(tmp_path), concurrency=4
+        )
         with SailthruDestination(app, options, api=api) as dest:
             batch = dest.export_profiles(
                 ProfileChange(f"f{n}@example.com", new_properties={"n": n}) for n in range(30)

@@ -32,7 +32,7 @@ from sailthru_destination.calllog import CallLog, CallRecord
 from sailthru_destination.commerce import CartChange, Purchase, PurchaseItem
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.events import Event
-from sailthru_destination.options import AppOptions, DestinationOptions
+from sailthru_destination.options import AppOptions, DeleteBehavior, DestinationOptions
 from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.results import BatchResult
 from sailthru_destination.testing import FakeSailthru, Faults
@@ -214,7 +214,9 @@ def _worker(url: str, size: Size, phase: int, worker: int, lock_dir: str, out: s
             attempts["429"] += 1
 
     app = AppOptions(api_key=KEY, api_secret=SECRET, api_url=url, read_timeout=10.0)
-    opts = DestinationOptions(concurrency=size.threads, lock_dir=lock_dir, delete_behavior="delete")
+    opts = DestinationOptions(
+        concurrency=size.threads, lock_dir=lock_dir, delete_behavior=DeleteBehavior.DELETE
+    )
     api = SailthruApi(
         app,
         concurrency=size.threads,

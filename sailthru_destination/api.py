@@ -51,7 +51,7 @@ from .errors import (
     error_from_reply,
 )
 from .options import AppOptions
-from .ratelimit import RateLimiter, RateLimiterRegistry
+from .ratelimit import RateLimiter, RateLimiterRegistry, machine_limiters
 
 __all__ = [
     "DEFAULT_NON_IDEMPOTENT",
@@ -117,8 +117,10 @@ class SailthruApi:
     connection pool; more threads wait for a connection).
 
     ``clock``/``wall_clock``/``sleep`` are injectable for tests. ``rate_limits`` gives starting
-    rates (calls per second, keys as in ``_protocol.DEFAULT_RATE_LIMITS``); ``limiters`` lets
-    several instances share pacing (e.g. :func:`~sailthru_destination.ratelimit.shared_limiters`).
+    rates (calls per second, keys as in ``_protocol.DEFAULT_RATE_LIMITS``). Pacing is shared by
+    every process of this machine on the same account (Sailthru counts per account), through
+    :func:`~sailthru_destination.ratelimit.machine_limiters`; with an injected clock it is this
+    instance's own. ``limiters`` chooses another registry (e.g. Redis, across machines).
     """
 
     def __init__(
@@ -143,7 +145,14 @@ class SailthruApi:
         self._wall_clock = wall_clock
         self._sleep = sleep
         self._retry = retry or RetryPolicy()
-        self._limiters = limiters if limiters is not None else RateLimiterRegistry(rate_limits)
+        if limiters is None:
+            # The machine-wide schedule keeps time with the machine's monotonic clock.
+            limiters = (
+                machine_limiters(limits=rate_limits)
+                if clock is time.monotonic
+                else RateLimiterRegistry(rate_limits)
+            )
+        self._limiters = limiters
         self._account = f"{app.api_url} {app.api_key}"
         self._non_idempotent = frozenset((m.upper(), e.strip("/")) for m, e in non_idempotent)
         self._timeout = (app.connect_timeout, app.read_timeout)

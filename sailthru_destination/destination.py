@@ -16,7 +16,7 @@ from .lists import ListRegistry
 from .locks import LocalLock, NamedLock
 from .options import DEFAULT_API_URL, AppOptions, DestinationOptions
 from .profiles import ProfileChange, ProfileExporter
-from .ratelimit import shared_limiters
+from .ratelimit import machine_limiters
 from .results import BatchResult, ConnectionCheck, ExportResult
 from .sentkeys import InMemorySentKeys, SentKeys
 
@@ -59,8 +59,12 @@ class SailthruDestination:
         self.options = options or DestinationOptions()
         coordination = self.options.coordination
         # Sailthru counts calls per account: every destination on the same account shares
-        # one pacing schedule (this process's, or the cluster's through coordination).
-        limiters = coordination.limiters() if coordination is not None else shared_limiters()
+        # one pacing schedule (this machine's, or the cluster's through coordination).
+        limiters = (
+            coordination.limiters()
+            if coordination is not None
+            else machine_limiters(self.options.lock_dir)
+        )
         self._api = api or SailthruApi(app, concurrency=self.options.concurrency, limiters=limiters)
         if lock is None:
             lock = (

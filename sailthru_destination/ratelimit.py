@@ -17,19 +17,38 @@ in milliseconds.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
+import os
+import struct
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from filelock import FileLock
 
 from ._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
+from .locks import default_lock_dir
 
-__all__ = ["DEFAULT_HEADROOM", "RateLimiter", "RateLimiterRegistry", "shared_limiters"]
+__all__ = [
+    "DEFAULT_HEADROOM",
+    "MachineRateLimiter",
+    "MachineRateLimiterRegistry",
+    "RateLimiter",
+    "RateLimiterRegistry",
+    "machine_limiters",
+    "shared_limiters",
+]
 
 # 2.5 % under the limit: thread wake-up jitter and network delays bunch calls a little, and the
 # server counts in a window we do not see.
 DEFAULT_HEADROOM = 0.975
 _MIN_HEADROOM = 0.8
 _RECOVERY = 0.005
+# The machine-wide schedule: next free slot and paused-until, two doubles.
+_STATE = struct.Struct("<dd")
+_STALE_AFTER = 120.0
 
 
 class RateLimiter:
@@ -85,11 +104,16 @@ class RateLimiter:
         """Book the next send slot; return the time at which the caller may send."""
         with self._lock:
             slot = max(now, self._next_slot, self._paused_until)
-            self._next_slot = slot + 1.0 / self._pace(slot)
-            if self._headroom < self._target_headroom:
-                # Back to the full pace over a few hundred calls after a slow-down.
-                self._headroom += (self._target_headroom - self._headroom) * _RECOVERY
+            self._next_slot = self._after(slot)
             return slot
+
+    def _after(self, slot: float) -> float:
+        """The slot after ``slot`` (call with the lock held)."""
+        following = slot + 1.0 / self._pace(slot)
+        if self._headroom < self._target_headroom:
+            # Back to the full pace over a few hundred calls after a slow-down.
+            self._headroom += (self._target_headroom - self._headroom) * _RECOVERY
+        return following
 
     def acquire(self, clock: Callable[[], float], sleep: Callable[[float], object]) -> float:
         """Wait (with ``sleep``) until this caller may send; return the seconds waited."""
@@ -187,12 +211,117 @@ class RateLimiterRegistry:
                 limiter = self._limiters.get(key)
                 if limiter is None:
                     rate = rate_limit_for(self._limits, key[1], key[2])
-                    limiter = RateLimiter(rate, headroom=self._headroom)
+                    limiter = self._make(key, rate, self._headroom)
                     self._limiters[key] = limiter
         return limiter
 
+    def _make(self, key: tuple[str, str, str], rate: float, headroom: float) -> RateLimiter:
+        """A new limiter for ``key`` = (account, method, endpoint)."""
+        return RateLimiter(rate, headroom=headroom)
+
+
+class MachineRateLimiter(RateLimiter):
+    """A :class:`RateLimiter` whose schedule is shared by every process of this machine.
+
+    Sailthru counts per account, so four worker processes that each paced themselves to the
+    limit would together send four times too much. The next free send slot and any pause live
+    in a small file, read and advanced under a file lock (``filelock``) for each call; the
+    times are the machine's monotonic clock, which every process shares.
+    """
+
+    def __init__(self, rate: float, path: Path, *, headroom: float = DEFAULT_HEADROOM) -> None:
+        super().__init__(rate, headroom=headroom)
+        self._path = path
+        self._file_lock = FileLock(f"{path}.lock")
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __repr__(self) -> str:
+        return f"MachineRateLimiter(rate={self.rate:g}/s, path={str(self._path)!r})"
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self._fd)
+
+    def _shared(self, now: float) -> tuple[float, float]:
+        """(next free slot, paused until) as the other processes left them."""
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        data = os.read(self._fd, _STATE.size)
+        if len(data) < _STATE.size:
+            return -math.inf, -math.inf
+        next_slot, paused_until = _STATE.unpack(data)
+        # Times far ahead come from before a reboot (the monotonic clock restarted): stale.
+        if next_slot > now + _STALE_AFTER or paused_until > now + _STALE_AFTER:
+            return -math.inf, -math.inf
+        return next_slot, paused_until
+
+    def _store(self, next_slot: float, paused_until: float) -> None:
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.write(self._fd, _STATE.pack(next_slot, paused_until))
+
+    def reserve(self, now: float) -> float:
+        """Book the machine's next send slot; return the time at which the caller may send."""
+        with self._lock, self._file_lock:
+            next_slot, paused_until = self._shared(now)
+            slot = max(now, next_slot, paused_until, self._paused_until)
+            self._store(self._after(slot), paused_until)
+            return slot
+
+    def pause(self, now: float, seconds: float) -> None:
+        """Let nothing through, from any process of this machine, for ``seconds``."""
+        super().pause(now, seconds)
+        with self._lock, self._file_lock:
+            next_slot, paused_until = self._shared(now)
+            self._store(next_slot, max(paused_until, now + max(seconds, 0.0)))
+
+
+class MachineRateLimiterRegistry(RateLimiterRegistry):
+    """Limiters whose schedules are shared by every process of this machine, in ``folder``.
+
+    Files are named by a digest of (account, method, endpoint), so neither the API key nor
+    the URL lands on disk. Use it only with the real monotonic clock.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        limits: Mapping[str, float] | None = None,
+        *,
+        headroom: float = DEFAULT_HEADROOM,
+    ) -> None:
+        super().__init__(limits, headroom=headroom)
+        self._folder = Path(folder)
+        self._folder.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"MachineRateLimiterRegistry({str(self._folder)!r})"
+
+    def _make(self, key: tuple[str, str, str], rate: float, headroom: float) -> RateLimiter:
+        digest = hashlib.sha256("\0".join(key).encode("utf-8")).hexdigest()[:32]
+        return MachineRateLimiter(rate, self._folder / f"pace-{digest}", headroom=headroom)
+
 
 _SHARED = RateLimiterRegistry()
+_MACHINE: dict[tuple[str, tuple[tuple[str, float], ...]], MachineRateLimiterRegistry] = {}
+_MACHINE_GUARD = threading.Lock()
+
+
+def machine_limiters(
+    folder: str | os.PathLike[str] | None = None, limits: Mapping[str, float] | None = None
+) -> MachineRateLimiterRegistry:
+    """The registry shared by every process of this machine that uses the same ``folder``.
+
+    ``folder`` defaults to the list locks' folder (:func:`~.locks.default_lock_dir`);
+    ``limits`` gives the starting rates until replies tell the account's real ones. One
+    registry object per folder and table in this process, so its threads queue locally first.
+    """
+    where = str(Path(folder) if folder is not None else default_lock_dir())
+    table = tuple(sorted((limits or DEFAULT_RATE_LIMITS).items()))
+    with _MACHINE_GUARD:
+        registry = _MACHINE.get((where, table))
+        if registry is None:
+            registry = MachineRateLimiterRegistry(where, dict(table))
+            _MACHINE[(where, table)] = registry
+        return registry
 
 
 def shared_limiters() -> RateLimiterRegistry:

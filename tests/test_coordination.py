@@ -31,6 +31,7 @@ from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.locks import LocalLock, LockTimeout, NamedLock
 from sailthru_destination.options import AppOptions, DestinationOptions
 from sailthru_destination.profiles import ProfileChange
+from sailthru_destination.ratelimit import machine_limiters
 from sailthru_destination.testing import FakeSailthru, Faults
 
 RACE_LIMITS = {"POST user": 60, "GET list": 40, "POST list": 10, "default": 40}
@@ -255,7 +256,8 @@ def _host(fake_url: str, redis_url: str | None, lock_dir: str, host: int, out: A
         app,
         concurrency=THREADS,
         rate_limits=RACE_LIMITS,
-        limiters=coord.limiters(RACE_LIMITS) if coord else None,
+        # Without Redis each "host" paces on its own machine (its own folder).
+        limiters=coord.limiters(RACE_LIMITS) if coord else machine_limiters(lock_dir, RACE_LIMITS),
         retry=RetryPolicy(max_attempts=3, max_total=5.0, initial_backoff=0.05, max_backoff=0.2),
     )
     lock: NamedLock = coord.lock(KEY) if coord else LocalLock(lock_dir, scope=KEY)

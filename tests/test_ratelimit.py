@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import struct
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sailthru_destination.ratelimit import (
     DEFAULT_HEADROOM,
+    MachineRateLimiter,
+    MachineRateLimiterRegistry,
     RateLimiter,
     RateLimiterRegistry,
+    machine_limiters,
     shared_limiters,
 )
 
@@ -174,3 +181,64 @@ def test_a_burst_429_slows_the_pace_once_per_second_then_it_creeps_back() -> Non
     for _ in range(2000):
         limiter.reserve(100.0)
     assert limiter.headroom == pytest.approx(0.975, abs=1e-3)
+
+
+# -- one schedule for every process of the machine ------------------------------------------------
+
+
+def _book(folder: str, count: int, out: Any) -> None:
+    limiter = machine_limiters(folder, {"default": 50.0}).get("POST", "user", account="acct")
+    times = []
+    for _ in range(count):
+        limiter.acquire(time.monotonic, time.sleep)
+        times.append(time.monotonic())
+    out.put(times)
+
+
+def test_processes_of_one_machine_share_one_schedule(tmp_path: Path) -> None:
+    # Four processes each pacing to 50/s on their own would send 200/s together.
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    procs = [context.Process(target=_book, args=(str(tmp_path), 20, out)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    times = [t for _ in procs for t in out.get(timeout=60)]
+    for proc in procs:
+        proc.join(10)
+    assert len(times) == 80
+    assert _max_in_any_window(times) <= 50
+    # 80 calls at 48.75/s take about 1.6 s: the shared schedule, not four separate ones.
+    assert max(times) - min(times) >= 1.5
+
+
+def test_slots_of_two_limiters_on_one_file_never_coincide(tmp_path: Path) -> None:
+    one = MachineRateLimiter(10.0, tmp_path / "pace", headroom=1.0)
+    two = MachineRateLimiter(10.0, tmp_path / "pace", headroom=1.0)
+    now = time.monotonic()
+    slots = [one.reserve(now), two.reserve(now), one.reserve(now), two.reserve(now)]
+    assert slots == pytest.approx([now, now + 0.1, now + 0.2, now + 0.3])
+
+
+def test_a_pause_holds_every_limiter_sharing_the_file(tmp_path: Path) -> None:
+    one = MachineRateLimiter(10.0, tmp_path / "pace", headroom=1.0)
+    two = MachineRateLimiter(10.0, tmp_path / "pace", headroom=1.0)
+    now = time.monotonic()
+    one.pause(now, 5.0)
+    assert two.reserve(now) == pytest.approx(now + 5.0)
+
+
+def test_a_schedule_left_from_before_a_reboot_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "pace"
+    path.write_bytes(struct.pack("<dd", time.monotonic() + 10_000, time.monotonic() + 10_000))
+    limiter = MachineRateLimiter(10.0, path, headroom=1.0)
+    now = time.monotonic()
+    assert limiter.reserve(now) == now
+
+
+def test_the_machine_registry_keeps_keys_and_urls_off_the_disk(tmp_path: Path) -> None:
+    registry = MachineRateLimiterRegistry(tmp_path)
+    registry.get("POST", "user", account="https://api.sailthru.com secret-looking-key")
+    names = " ".join(p.name for p in tmp_path.iterdir())
+    assert names
+    assert "secret" not in names
+    assert "sailthru" not in names

@@ -356,6 +356,25 @@ def test_returns_are_recorded_once_each_even_across_runs(
     assert "order_id" in (errors / "errors.jsonl").read_text()
 
 
+def test_an_event_row_the_source_could_not_read_whole_fails_alone(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "id,email,event\n"
+        "e1,p1@example.com,viewed\n"
+        "e2,p2@example.com,viewed,one too many\n"
+        "e3,p3@example.com,viewed\n",
+        encoding="utf-8",
+    )
+    result = run(tmp_path, fake, "sync", str(events), "--object", "events")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert sorted(e["id"] for e in fake.events) == ["p1@example.com", "p3@example.com"]
+    assert all("__problem__" not in e.get("vars", {}) for e in fake.events)
+    report = max((tmp_path / ".sailthru-sync" / "reports").glob("events-*"))
+    assert "more value(s) than columns" in (report / "errors.jsonl").read_text()
+
+
 def test_import_writes_list_members_to_csv(fake: FakeSailthru, tmp_path: Path) -> None:
     users = write_csv(tmp_path / "people.csv", people(4))
     assert run(tmp_path, fake, "sync", str(users)).returncode == 0

@@ -112,6 +112,9 @@ def send_activity(
         summary.rows += 1
         try:
             pk = row_key(row, config)
+            problem = row.data.get("__problem__")
+            if problem:  # a row the source could not read whole is not sent half-read
+                raise RowProblem("row", str(problem))
             batch.append((pk, row.where, build(row, config, pk)))
         except RowProblem as exc:
             fail(RecordFailure(row.where, exc.reason, exc.field, row.where))

@@ -23,6 +23,7 @@ must land before the cart it enables) while different users run concurrently.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -665,12 +666,31 @@ def _failed(record_id: str, field: str | None, reason: str) -> ExportResult:
     return ExportResult.failed(RecordError(record_id, reason, field=field))
 
 
+_ITEM_FIELD = re.compile(r"items\[(\d+)\]\.(\w+)")
+# Purchase item fields as Segment's products[] names them.
+_SEGMENT_PRODUCT_FIELDS = {"qty": "quantity", "title": "name", "id": "product_id"}
+
+
+def _segment_field(field: str | None) -> str | None:
+    """A sender's field name as the message spells it (``items[0].qty`` → products' quantity)."""
+    match = _ITEM_FIELD.fullmatch(field or "")
+    if match is None:
+        return field
+    index, name = match.groups()
+    return f"properties.products[{index}].{_SEGMENT_PRODUCT_FIELDS.get(name, name)}"
+
+
 def _named(msg: _Message, result: ExportResult) -> ExportResult:
     """A sender's result re-keyed by the message id, its sentence naming the message."""
     detail = f"{msg.label}: {result.detail}" if result.detail else msg.label
     error = result.error
     if error is not None:
-        error = replace(error, record_id=msg.id, reason=f"{msg.label}: {error.reason}")
+        error = replace(
+            error,
+            record_id=msg.id,
+            reason=f"{msg.label}: {error.reason}",
+            field=_segment_field(error.field),
+        )
         detail = error.reason
     return ExportResult(result.status, msg.id, detail, error)
 

@@ -468,7 +468,7 @@ def test_a_price_that_is_not_a_number_fails_naming_the_product(
     )
     assert result.status is Status.FAILED
     assert result.error is not None
-    assert result.error.field == "items[0].price"
+    assert result.error.field == "properties.products[0].price"
     assert fake.purchases == []
 
 

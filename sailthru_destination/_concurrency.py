@@ -35,7 +35,8 @@ def run_in_order(fn: Callable[[T], R], items: Iterable[T], *, concurrency: int) 
     ``items`` is, while one slow item at the head (a delete waiting out its backoff) does
     not stall the others. ``fn`` must not raise for a bad item: it returns its result.
     """
-    if concurrency <= 1:
+    if concurrency <= 1 or (isinstance(items, (list, tuple)) and len(items) <= 1):
+        # One worker, or one item (the Segment adapter sends one record at a time): no pool.
         yield from map(fn, items)
         return
     window: deque[Future[R]] = deque()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ._protocol import signature_matches
+from ._protocol import sign, signature_matches
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -31,6 +31,7 @@ __all__ = [
     "Verify",
     "make_postback_app",
     "parse_postback",
+    "sign_postback",
     "verify_postback",
 ]
 
@@ -103,6 +104,14 @@ class Verify:
 
 Postback = OptoutChange | HardBounce | UserUpdate | Verify
 """Any parsed postback."""
+
+
+def sign_postback(params: Mapping[str, str], api_secret: str) -> dict[str, str]:
+    """``params`` with the ``sig`` Sailthru would send: for testing your postback endpoint."""
+    if not api_secret:
+        raise ValueError("a postback is signed with the API secret; it is empty")
+    unsigned = {k: v for k, v in params.items() if k != "sig"}
+    return {**unsigned, "sig": sign(unsigned, api_secret)}
 
 
 def verify_postback(params: Mapping[str, str], api_secret: str) -> bool:

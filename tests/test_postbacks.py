@@ -24,6 +24,7 @@ from sailthru_destination.postbacks import (
     Verify,
     make_postback_app,
     parse_postback,
+    sign_postback,
     verify_postback,
 )
 
@@ -384,3 +385,11 @@ def test_app_refuses_a_body_without_content_length() -> None:
     body = b"".join(app(environ, lambda status, headers: statuses.append(status)))
     assert statuses == ["411 Length Required"]
     assert b"Content-Length" in body
+
+
+def test_sign_postback_signs_as_sailthru_does_and_verifies() -> None:
+    params = {"action": "hardbounce", "email": "x@example.com", "blast_id": "7"}
+    signed = sign_postback(params, "the-secret")
+    assert signed["sig"] == get_signature_hash(params, "the-secret")
+    assert verify_postback(signed, "the-secret")
+    assert "sig" not in params

@@ -23,7 +23,13 @@ from .mapping import InvalidValue, changed_vars, clear_vars, list_name
 from .options import AppOptions, DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel, SyncMode
 from .results import ExportResult, Status
 
-__all__ = ["DeleteNotVerified", "DeleteVerifier", "ProfileChange", "ProfileExporter"]
+__all__ = [
+    "DeleteNotVerified",
+    "DeleteVerifier",
+    "ProfileChange",
+    "ProfileExporter",
+    "user_exists",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,15 @@ class ProfileChange:
         return self.record_id if self.record_id is not None else str(self.key)
 
 
+def user_exists(api: SailthruApi, key: str, value: str) -> bool:
+    """Whether Sailthru finds a user by ``key`` (``email``, ``sid``, ``extid``) = ``value``."""
+    try:
+        api.get("user", {"id": value, "key": key, "fields": {"keys": 1}})
+    except NotFound:
+        return False
+    return True
+
+
 class DeleteNotVerified(Exception):
     """The user was still in Sailthru after every delete attempt."""
 
@@ -90,20 +105,13 @@ class DeleteVerifier:
         self._backoff = backoff
         self._confirm_after = confirm_after
 
-    def _present(self, key: str, value: str) -> bool:
-        try:
-            self._api.get("user", {"id": value, "key": key, "fields": {"keys": 1}})
-        except NotFound:
-            return False
-        return True
-
     def _gone(self, lookups: list[tuple[str, str]]) -> bool:
-        if any(self._present(k, v) for k, v in lookups):
+        if any(user_exists(self._api, k, v) for k, v in lookups):
             return False
         if self._confirm_after <= 0:
             return True
         self._api.wait(self._confirm_after)
-        return not any(self._present(k, v) for k, v in lookups)
+        return not any(user_exists(self._api, k, v) for k, v in lookups)
 
     def delete(self, key: str, value: str, *, email: str | None = None) -> int:
         """Delete the user and return the attempts it took; raise if never seen gone."""
@@ -297,11 +305,7 @@ class ProfileExporter:
         self._api.post("user", payload)
 
     def _exists(self, key: str, value: str) -> bool:
-        try:
-            self._api.get("user", {"id": value, "key": key, "fields": {"keys": 1}})
-        except NotFound:
-            return False
-        return True
+        return user_exists(self._api, key, value)
 
     def _optout(self, change: ProfileChange) -> OptoutLevel | None:
         if change.optout is None:

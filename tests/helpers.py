@@ -49,3 +49,14 @@ def posted_payloads(dest: SailthruDestination, endpoint: str = "user") -> list[d
         for r in dest.api.call_log.records()
         if r.method == "POST" and r.endpoint == endpoint
     ]
+
+
+def max_in_any_window(times: list[float], window: float = 1.0) -> int:
+    """The most calls that fall inside any ``window`` seconds of ``times``."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from _api_stub import Reply, stub_server
+from helpers import max_in_any_window
 
 from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.options import AppOptions
@@ -15,16 +16,6 @@ from sailthru_destination.ratelimit import RateLimiterRegistry
 from sailthru_destination.testing import FakeSailthru
 
 KEY, SECRET = "test-key", "test-secret"
-
-
-def _max_in_any_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def test_threads_together_stay_under_the_limit_and_reach_ninety_percent_of_it() -> None:
@@ -52,7 +43,7 @@ def test_threads_together_stay_under_the_limit_and_reach_ninety_percent_of_it() 
             t for t, method, endpoint in fake.call_times if (method, endpoint) == ("POST", "user")
         ]
     assert len(times) == done
-    assert _max_in_any_window(times) <= limit
+    assert max_in_any_window(times) <= limit
     assert done >= 0.9 * limit * duration
     assert not [r for r in api.call_log if r.status == 429]
 

@@ -13,13 +13,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import KEY, SECRET, app_for, make_fake
+from helpers import KEY, SECRET, app_for, make_fake, max_in_any_window
 
 from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.coordination import (
@@ -240,7 +239,7 @@ def test_send_slots_are_spaced_across_processes(
     times.sort()
     # 60 slots at 97.5/s from two "hosts" and six threads: about 0.6 s, never bunched.
     assert times[-1] - times[0] >= 59 / 100
-    assert _max_in_window(times, 0.1) <= 11
+    assert max_in_any_window(times, 0.1) <= 11
     other_host.close()
 
 
@@ -305,19 +304,7 @@ def _peak_per_second(fake: FakeSailthru) -> dict[tuple[str, str], int]:
     by_call: dict[tuple[str, str], list[float]] = {}
     for at, method, endpoint in fake.call_times:
         by_call.setdefault((method, endpoint), []).append(at)
-    return {call: _max_in_window(sorted(times), 1.0) for call, times in by_call.items()}
-
-
-def _max_in_window(times: list[float], width: float) -> int:
-    """The most calls in any window of ``width`` seconds (as the fake counts: (t - width, t])."""
-    window: deque[float] = deque()
-    peak = 0
-    for at in times:
-        window.append(at)
-        while window[0] <= at - width:
-            window.popleft()
-        peak = max(peak, len(window))
-    return peak
+    return {call: max_in_any_window(times, 1.0) for call, times in by_call.items()}
 
 
 def _limit(method: str, endpoint: str) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import max_in_any_window
 
 from sailthru_destination.ratelimit import (
     DEFAULT_HEADROOM,
@@ -20,16 +21,6 @@ from sailthru_destination.ratelimit import (
     machine_limiters,
     shared_limiters,
 )
-
-
-def _max_in_any_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def test_slots_are_spaced_one_over_the_paced_rate() -> None:
@@ -63,7 +54,7 @@ def test_threads_share_one_schedule_so_together_they_reach_the_limit_not_each() 
         thread.join()
     slots.sort()
     assert slots == pytest.approx([i / (50.0 * DEFAULT_HEADROOM) for i in range(800)])
-    assert _max_in_any_window(slots) == 49
+    assert max_in_any_window(slots) == 49
 
 
 def test_acquire_sleeps_until_the_reserved_slot() -> None:
@@ -166,7 +157,7 @@ def test_threads_in_real_time_stay_under_the_limit_and_close_to_it() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert _max_in_any_window(sends) <= limit
+    assert max_in_any_window(sends) <= limit
     assert len(sends) >= 0.9 * limit * 1.1
 
 
@@ -206,7 +197,7 @@ def test_processes_of_one_machine_share_one_schedule(tmp_path: Path) -> None:
     for proc in procs:
         proc.join(10)
     assert len(times) == 80
-    assert _max_in_any_window(times) <= 50
+    assert max_in_any_window(times) <= 50
     # 80 calls at 48.75/s take about 1.6 s: the shared schedule, not four separate ones.
     assert max(times) - min(times) >= 1.5
 

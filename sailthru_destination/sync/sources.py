@@ -157,15 +157,20 @@ def _cursor_rows(connection: sqlite3.Connection, cursor: sqlite3.Cursor) -> Iter
         connection.close()
 
 
-def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:  # pragma: no cover - optional extra
+def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:
     import sqlalchemy  # type: ignore[import-not-found,unused-ignore]
 
     try:
         engine = sqlalchemy.create_engine(url)
-        connection = engine.connect()
+    except Exception as exc:  # a bad URL or a missing driver: SQLAlchemy's own words
+        raise SourceError(f"cannot use the database {url.split('://')[0]}://: {exc}") from None
+    connection = engine.connect()
+    try:
         result = connection.execution_options(stream_results=True).execute(sqlalchemy.text(sql))
     except Exception as exc:
-        raise SourceError(f"the query failed: {exc}") from exc
+        connection.close()
+        engine.dispose()
+        raise SourceError(f"the query failed: {exc}") from None
 
     def rows() -> Iterator[Row]:
         try:

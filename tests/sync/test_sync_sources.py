@@ -44,6 +44,24 @@ def test_sqlite_query_rows_by_path_or_url(tmp_path: Path) -> None:
         assert row.data == {"id": 1, "email": "a@example.com"}
 
 
+def test_other_databases_go_through_sqlalchemy_urls(tmp_path: Path) -> None:
+    # "sqlite+pysqlite://" is not the built-in sqlite3 shortcut: it takes the SQLAlchemy path.
+    db = tmp_path / "crm.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE p (id INTEGER, email TEXT, score REAL)")
+        connection.executemany(
+            "INSERT INTO p VALUES (?, ?, ?)", [(1, "a@example.com", 1.5), (2, "b@example.com", 2)]
+        )
+    rows = list(open_source(sql="SELECT * FROM p ORDER BY id", db=f"sqlite+pysqlite:///{db}"))
+    assert [row.data for row in rows] == [
+        {"id": 1, "email": "a@example.com", "score": 1.5},
+        {"id": 2, "email": "b@example.com", "score": 2.0},
+    ]
+    assert [row.where for row in rows] == ["row 1", "row 2"]
+    with pytest.raises(SourceError, match="query failed"):
+        open_source(sql="SELECT * FROM nowhere", db=f"sqlite+pysqlite:///{db}")
+
+
 def test_unusable_sources_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "m.xlsx").write_text("x", encoding="utf-8")
     with pytest.raises(SourceError, match="not found"):

@@ -31,7 +31,7 @@ from .errors import NotFound, RecordError, SailthruError
 from .events import time_value
 from .mapping import InvalidValue, cents, flatten_vars, reminder_time
 from .options import MatchKey
-from .profiles import _match_value
+from .profiles import valid_key
 from .results import ExportResult, Status
 from .sentkeys import InMemorySentKeys, SentKeys, send_once
 
@@ -231,10 +231,10 @@ class CommerceSender:
         if change.user_key not in ("extid", "email"):
             raise InvalidValue("user_key", "the user key must be 'extid' or 'email'")
         user_key = MatchKey(change.user_key)
-        user = _match_value(user_key, change.user_id, "user_id")
+        user = valid_key(user_key, change.user_id, "user_id")
         email = user if user_key is MatchKey.EMAIL else None
         if change.email is not None and email is None:
-            email = _match_value(MatchKey.EMAIL, change.email, "email")
+            email = valid_key(MatchKey.EMAIL, change.email, "email")
         if change.action not in ("add", "remove"):
             raise InvalidValue("action", "a cart action is 'add' or 'remove'")
         quantity = _quantity(change.quantity, "quantity")
@@ -410,9 +410,9 @@ def _unit(value: object) -> CurrencyUnit:
 def _buyer(email: object, extid: object) -> tuple[str | None, str | None]:
     """The (email, extid) that name a buyer: an email wins; one of them is required."""
     if email is not None and email != "":
-        return _match_value(MatchKey.EMAIL, email, "email"), None
+        return valid_key(MatchKey.EMAIL, email, "email"), None
     if extid is not None and extid != "":
-        return None, _match_value(MatchKey.EXTID, extid, "extid")
+        return None, valid_key(MatchKey.EXTID, extid, "extid")
     raise InvalidValue("email", f"the record names no user: {_NEEDS_EMAIL}")
 
 

@@ -26,7 +26,7 @@ from .api import SailthruApi
 from .errors import RecordError, SailthruError
 from .mapping import InvalidValue, flatten_vars
 from .options import MatchKey
-from .profiles import _match_value
+from .profiles import valid_key
 from .results import ExportResult, Status
 from .sentkeys import InMemorySentKeys, SentKeys, send_once
 
@@ -97,7 +97,7 @@ class EventSender:
                 "record_id", "an event needs a unique record id so a re-run cannot send it twice"
             )
         key_type = _key_type(event.key_type)
-        user = _match_value(key_type, event.key)
+        user = valid_key(key_type, event.key)
         name = _event_name(event.name)
         payload: dict[str, Any] = {
             "id": user,

@@ -29,6 +29,7 @@ __all__ = [
     "ProfileChange",
     "ProfileExporter",
     "user_exists",
+    "valid_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,13 @@ class DeleteVerifier:
         )
 
 
-def _match_value(match_key: MatchKey, value: Any, field_name: str = "key") -> str:
+def valid_key(match_key: MatchKey | str, value: Any, field_name: str = "key") -> str:
+    """``value`` as the Sailthru user key of kind ``match_key`` (emails lower-cased).
+
+    Raises :class:`~sailthru_destination.mapping.InvalidValue` naming ``field_name`` when it
+    is missing, not text, or not a valid email, Sailthru ID or extid.
+    """
+    match_key = MatchKey.parse(match_key, "match_key")
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidValue(field_name, f"the {match_key} to match on is missing")
     if not isinstance(value, str):
@@ -157,7 +164,7 @@ def _match_value(match_key: MatchKey, value: Any, field_name: str = "key") -> st
 def _optional_email(value: Any, field_name: str) -> str | None:
     if value is None or value == "":
         return None
-    return _match_value(MatchKey.EMAIL, value, field_name)
+    return valid_key(MatchKey.EMAIL, value, field_name)
 
 
 class ProfileExporter:
@@ -202,7 +209,7 @@ class ProfileExporter:
             wanted = ", ".join(sorted(required))
             return ExportResult(Status.SKIPPED, rid, f"no consent to any of: {wanted}")
         match = self._opts.match_key
-        value = _match_value(match, change.key)
+        value = valid_key(match, change.key)
         if change.to_delete:
             return self._remove(change, rid, value)
 

@@ -40,7 +40,7 @@ from .events import Event
 from .locks import LockTimeout
 from .mapping import InvalidValue, audience_list_name, flatten_vars, list_name, reminder_time
 from .options import MatchKey, OptoutLevel
-from .profiles import _match_value
+from .profiles import valid_key
 from .results import BatchResult, ExportResult, Status
 
 __all__ = ["PRESETS", "SegmentAdapter", "SegmentSettings"]
@@ -484,7 +484,7 @@ class _Message:
             return None
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise InvalidValue(name, f"{name} must be a string")
-        return _match_value(MatchKey.EXTID, str(value), name)
+        return valid_key(MatchKey.EXTID, str(value), name)
 
     @property
     def user_id(self) -> str | None:
@@ -645,7 +645,7 @@ def _text(value: object, field: str) -> str:
 def _email(value: object, field: str) -> str | None:
     if value is None or value == "":
         return None
-    return _match_value(MatchKey.EMAIL, value, field)
+    return valid_key(MatchKey.EMAIL, value, field)
 
 
 def _optout(value: object, field: str = "optout_value") -> str:

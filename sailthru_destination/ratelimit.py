@@ -1,4 +1,4 @@
-"""Pacing of Sailthru calls: one schedule per (method, endpoint), shared by every thread.
+"""Pacing of Sailthru calls: one schedule per (method, endpoint), shared by threads and processes.
 
 Sailthru counts calls per account, endpoint and method, per minute, and answers 429 once the
 count is spent. Rather than bursting and backing off, each :class:`RateLimiter` hands out send
@@ -38,7 +38,6 @@ __all__ = [
     "RateLimiter",
     "RateLimiterRegistry",
     "machine_limiters",
-    "shared_limiters",
 ]
 
 # 2.5 % under the limit: thread wake-up jitter and network delays bunch calls a little, and the
@@ -300,7 +299,6 @@ class MachineRateLimiterRegistry(RateLimiterRegistry):
         return MachineRateLimiter(rate, self._folder / f"pace-{digest}", headroom=headroom)
 
 
-_SHARED = RateLimiterRegistry()
 _MACHINE: dict[tuple[str, tuple[tuple[str, float], ...]], MachineRateLimiterRegistry] = {}
 _MACHINE_GUARD = threading.Lock()
 
@@ -322,12 +320,3 @@ def machine_limiters(
             registry = MachineRateLimiterRegistry(where, dict(table))
             _MACHINE[(where, table)] = registry
         return registry
-
-
-def shared_limiters() -> RateLimiterRegistry:
-    """The process-wide registry: pass it to several SailthruApi objects to share pacing.
-
-    Its starting rates are the documented defaults; limiters are keyed by account (API URL and
-    key), so different accounts do not slow each other down. Use it only with the real clock.
-    """
-    return _SHARED

@@ -20,7 +20,6 @@ from sailthru_destination.ratelimit import (
     RateLimiter,
     RateLimiterRegistry,
     machine_limiters,
-    shared_limiters,
 )
 
 
@@ -133,7 +132,7 @@ def test_the_registry_keeps_one_limiter_per_account_method_and_endpoint() -> Non
     assert registry.get("DELETE", "user").rate == 40
     assert registry.get("POST", "event").rate == 20
     assert RateLimiterRegistry().get("GET", "list").rate == 300
-    assert shared_limiters() is shared_limiters()
+    assert machine_limiters() is machine_limiters()
 
 
 def test_threads_in_real_time_stay_under_the_limit_and_close_to_it() -> None:

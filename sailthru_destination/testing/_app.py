@@ -27,6 +27,9 @@ __all__ = ["ROUTES", "App"]
 
 logger = logging.getLogger(__name__)
 
+# What a load balancer answers when the service behind it is too slow (not Sailthru's JSON).
+_GATEWAY_TIMEOUT = b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
+
 Handler = Callable[[State, Mapping[str, Any], Form], tuple[int, dict[str, Any]]]
 
 
@@ -87,6 +90,9 @@ class App:
             status, body = self._route(method, endpoint, form)
         except ApiError as error:
             status, body = error.status, error.body()
+        if method == "POST" and self.state.chance(self.state.faults.error_after_apply_rate):
+            # Applied, but the gateway gave up waiting: what the caller sees proves nothing.
+            return Reply(504, _GATEWAY_TIMEOUT, headers, content_type="text/html")
         return Reply.json(status, body, headers)
 
     def record_call(self, method: str, endpoint: str) -> None:

@@ -291,17 +291,19 @@ def test_a_purchase_with_no_answer_is_marked_unknown_not_resent_and_reported(
     assert sender.send_purchase(purchase("o-x")).status is Status.SENT
 
 
-def test_a_purchase_sailthru_failed_is_not_marked_and_can_be_retried(
+def test_a_purchase_refused_for_certain_is_not_marked_and_can_be_sent_again(
     fake: FakeSailthru, api: SailthruApi
 ) -> None:
     store = InMemorySentKeys()
     sender = CommerceSender(api, sent_keys=store)
-    fake.faults = Faults(server_error_rate=1.0)
+    fake.faults = Faults(rate_limit_burst=1.0)  # a 429 is refused before anything is done
     result = sender.send_purchase(purchase())
     assert result.status is Status.FAILED
     assert result.error is not None
     assert result.error.retryable
+    assert result.error.code == 43
     assert store.state("purchase", "o-1") is None
+    assert fake.purchases == []
     fake.faults = Faults()
     assert sender.send_purchase(purchase()).status is Status.SENT
 

@@ -69,11 +69,16 @@ class App:
         if state.chance(state.faults.connection_error_rate):
             return None
         endpoint = request.path.strip("/")
-        if endpoint == PAGEVIEW_ENDPOINT:
-            return pageview(state, self.limiter, self.record_call, request)
         if endpoint.startswith(EXPORT_PREFIX):
             return download_export(state, request)
-        return self._api_call(request, endpoint)
+        if endpoint == PAGEVIEW_ENDPOINT:
+            reply = pageview(state, self.limiter, self.record_call, request)
+        else:
+            reply = self._api_call(request, endpoint)
+        if request.method == "POST" and state.chance(state.faults.error_after_apply_rate):
+            # Applied, but the gateway gave up waiting: what the caller sees proves nothing.
+            return Reply(504, _GATEWAY_TIMEOUT, reply.headers, content_type="text/html")
+        return reply
 
     def _api_call(self, request: Request, endpoint: str) -> Reply:
         method = request.method
@@ -90,9 +95,6 @@ class App:
             status, body = self._route(method, endpoint, form)
         except ApiError as error:
             status, body = error.status, error.body()
-        if method == "POST" and self.state.chance(self.state.faults.error_after_apply_rate):
-            # Applied, but the gateway gave up waiting: what the caller sees proves nothing.
-            return Reply(504, _GATEWAY_TIMEOUT, headers, content_type="text/html")
         return Reply.json(status, body, headers)
 
     def record_call(self, method: str, endpoint: str) -> None:

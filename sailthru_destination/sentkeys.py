@@ -153,7 +153,7 @@ def send_once(
             result = send()
         except OutcomeUnknown as exc:
             store.settle(kind, key, KeyState.UNKNOWN)
-            log.warning("%s %r: no answer from Sailthru; marked unknown", kind, key)
+            log.warning("%s %r: no clear answer from Sailthru; marked unknown", kind, key)
             reason = (
                 f"{exc} The {kind} {key!r} is marked 'unknown' and will not be sent again: "
                 "check Sailthru, then release the key if it was not applied"

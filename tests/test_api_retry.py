@@ -312,6 +312,20 @@ def test_a_write_answered_with_a_5xx_reached_sailthru_and_is_never_repeated(
     assert "may or may not have been applied" in str(caught.value)
 
 
+def test_a_page_view_answered_504_after_it_was_counted_is_not_counted_again(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(error_after_apply_rate=1.0)
+    app = AppOptions(KEY, SECRET, api_url=fake.url, tracking_url=fake.url)
+    view = {"userIdKey": "extid", "userIdValue": "u1", "url": "https://shop.example/"}
+    with SailthruApi(app, clock=clock.clock, wall_clock=clock.wall, sleep=clock.sleep) as api:
+        with pytest.raises(OutcomeUnknown) as caught:
+            api.track_pageview("customer-1", view)
+    assert caught.value.status == 504
+    assert len(fake.pageviews) == 1
+    assert clock.slept == []
+
+
 def test_error_9_with_http_200_on_a_write_is_outcome_unknown(clock: FakeTime) -> None:
     internal = Reply(200, {"error": 9, "errormsg": "Internal error"})
     with stub_server(internal, Reply()) as stub, _api(stub.url, clock) as api:

@@ -67,7 +67,7 @@ class PurchaseItem:
 
 @dataclass(frozen=True)
 class Purchase:
-    """A completed order, identified by ``order_id`` (sent once per store).
+    """A completed order, identified by ``order_id`` (in Sailthru exactly once per store).
 
     The buyer is ``email``, or the user Sailthru knows by ``extid``. ``adjustments`` and
     ``tenders`` are ``{"title", "price"}`` mappings (discounts negative); ``date`` is a

@@ -1,14 +1,18 @@
 """One complete sync run, wired up: API, destination, state file, run report, runner.
 
 This is what ``sailthru-destination sync`` and the demo call; a host that wants the
-standalone runner from Python calls it too.
+standalone runner from Python calls it too. Hosts that hand over batches of new rows
+(the dlt destination, the Singer target) call it with ``incremental=True`` once per batch.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..api import SailthruApi
 from ..calllog import CallLog
@@ -48,9 +52,12 @@ def run_sync(
     *,
     home: str | Path = DEFAULT_HOME,
     progress: bool = False,
+    incremental: bool = False,
 ) -> SyncOutcome:
     """Sync ``rows`` (the whole model) to the account of ``app`` as ``config`` says.
 
+    With ``incremental``, ``rows`` are only the new or changed rows (see
+    :meth:`SyncRunner.apply`), and the report folder, when it exists, is added to.
     Raises :class:`~sailthru_destination.sync.state.StateError` or
     :class:`~sailthru_destination.sync.runner.RunAborted` before touching Sailthru when the
     run cannot start; record failures are counted, reported and never raised.
@@ -60,7 +67,7 @@ def run_sync(
     )
     state_file = state_path(config, home)
     with SyncState(state_file) as state:
-        report = RunReport(folder)
+        report = RunReport(folder, append=incremental)
         api = SailthruApi(
             app,
             concurrency=config.concurrency,
@@ -72,11 +79,32 @@ def run_sync(
             with SailthruDestination(app, options, api=api, sent_keys=state) as destination:
                 runner = SyncRunner(destination, config, state, on_failure=report.add_failure,
                                     progress=progress)
-                summary = runner.run(rows)
+                summary = runner.apply(rows) if incremental else runner.run(rows)
         finally:
             report.close()
         summary_dict = {"model": config.name, "object": config.object,
                         "api_url": app.api_url, "api_key": app.masked_key,
                         "state": str(state_file), **summary.to_dict()}
+        if incremental:
+            summary_dict = _added(folder / "summary.json", summary_dict)
         report.finish(summary_dict)
     return SyncOutcome(summary, folder, state_file)
+
+
+_SUMMED = ("rows", "failed", "api_calls", "lists_created", "jobs", "seconds", "refused_calls")
+
+
+def _added(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` added to the one already at ``path`` (an earlier batch of the same run)."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return summary
+    total = dict(summary)
+    for key in _SUMMED:
+        total[key] = round(earlier.get(key, 0) + summary[key], 3)
+    for key in ("counts", "calls_by_endpoint"):
+        total[key] = dict(Counter(earlier.get(key, {})) + Counter(summary[key]))
+    total["calls_per_record"] = (
+        round(total["api_calls"] / total["rows"], 3) if total["rows"] else 0.0)
+    return total

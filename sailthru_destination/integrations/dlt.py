@@ -77,20 +77,16 @@ def sailthru(
         outcome = run_sync(app, config, rows, home=base, incremental=True)
     except (ConfigError, ValueError, StateError) as exc:
         raise DestinationTerminalException(f"sailthru destination: {exc}") from None
-    summary = outcome.summary
-    if summary.refused_calls:
+    if outcome.summary.refused_calls:
         raise DestinationTerminalException(
             "sailthru destination: Sailthru refused the API key or secret "
             "([destination.sailthru] api_key / api_secret); nothing more is loaded")
-    counts = ", ".join(f"{count} {what}" for what, count in sorted(summary.counts.items()))
-    message = (f"sailthru: table {name}: {summary.rows} rows ({counts or 'none'}), "
-               f"{summary.total_calls} calls; report {outcome.report}")
-    if summary.failed:
-        dlt.common.logger.warning(message + f" ({summary.failed} failed: see errors.jsonl)")
+    message = outcome.describe(f"sailthru: table {name}")
+    if outcome.summary.failed:
+        dlt.common.logger.warning(message)
     else:
         dlt.common.logger.info(message)
     log.info(message)
-
 
 def _hints(table: TTableSchema) -> dict[str, Any]:
     """Settings the table's dlt schema gives: its primary key and hard-delete column."""

@@ -37,6 +37,14 @@ class SyncOutcome:
     report: Path
     state: Path
 
+    def describe(self, what: str) -> str:
+        """One line for a host's log: ``what``, its outcomes, the calls and the report."""
+        summary = self.summary
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(summary.counts.items()))
+        failed = f" ({summary.failed} failed: see errors.jsonl)" if summary.failed else ""
+        return (f"{what}: {summary.rows} records ({counts or 'none'}), {summary.total_calls} "
+                f"calls; report {self.report}{failed}")
+
 
 def state_path(config: SyncConfig, home: str | Path = DEFAULT_HOME) -> Path:
     """The state file of a model: ``config.state``, else ``<home>/<name>.db``."""

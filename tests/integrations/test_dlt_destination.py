@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import dlt
 import pytest
 from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.pipeline.exceptions import PipelineStepFailed
-from helpers import KEY, SECRET, make_fake
+from helpers import KEY, SECRET, kill_when, make_fake
 
 from sailthru_destination.integrations.dlt import sailthru
 from sailthru_destination.testing import FakeSailthru
@@ -173,14 +171,8 @@ def test_a_batch_replayed_after_a_crash_posts_nothing_twice(
         child = subprocess.Popen([sys.executable, "-c", _CHILD, str(creds)],
                                  env=dict(os.environ), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 30
-            while len(slow.events) < 8 and child.poll() is None:
-                assert time.monotonic() < deadline, "the child never got going"
-                time.sleep(0.01)
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait(timeout=10)
+        kill_when(child, lambda: len(slow.events) >= 8)
+        child.wait(timeout=10)
         sent_before = len(slow.events)
         assert 8 <= sent_before < 40, "the crash came in the middle of the batch"
 

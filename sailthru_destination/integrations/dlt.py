@@ -30,8 +30,8 @@ from dlt.common.typing import TDataItems
 
 from ..options import DEFAULT_API_URL, AppOptions
 from ..sync.config import ConfigError, table_config
-from ..sync.run import DEFAULT_HOME, run_sync
-from ..sync.sources import Row
+from ..sync.run import DEFAULT_HOME, file_safe, run_sync
+from ..sync.sources import Row, plain
 from ..sync.state import StateError
 
 __all__ = ["sailthru"]
@@ -69,10 +69,10 @@ def sailthru(
         app = AppOptions(api_key, api_secret, api_url)
         config = table_config(
             name, mapping, tables, **_hints(table),
-            state=str(base / "dlt" / pipeline / f"{name}.db"),
-            report_dir=str(base / "reports" / f"dlt-{pipeline}-{name}-{load_id}"),
+            state=str(base / "dlt" / file_safe(pipeline) / f"{file_safe(name)}.db"),
+            report_dir=str(base / "reports" / file_safe(f"dlt-{pipeline}-{name}-{load_id}")),
         )
-        rows = (Row(f"load {load_id} item {number}", dict(item))
+        rows = (Row(f"load {load_id} item {number}", plain(item))
                 for number, item in enumerate(items, 1))
         outcome = run_sync(app, config, rows, home=base, incremental=True)
     except (ConfigError, ValueError, StateError) as exc:

@@ -16,7 +16,6 @@ target; refused credentials and wrong settings do, with no STATE written for the
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,10 @@ from singer_sdk.exceptions import InvalidRecord
 
 from ..options import DEFAULT_API_URL, AppOptions
 from ..sync.config import ConfigError, table_config
-from ..sync.run import DEFAULT_HOME, run_sync
-from ..sync.sources import Row
+from ..sync.run import DEFAULT_HOME, file_safe, run_sync
+from ..sync.sources import Row, plain
 
 __all__ = ["CredentialsRefused", "SailthruSink", "TargetSailthru"]
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 class CredentialsRefused(RuntimeError):
@@ -55,7 +52,7 @@ class SailthruSink(BatchSink):
         if key_properties and len(key_properties) == 1:
             hints["primary_key"] = key_properties[0]
         home = Path(config.get("state_dir") or DEFAULT_HOME)
-        name = _UNSAFE.sub("_", stream_name)
+        name = file_safe(stream_name)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(target.initialized_at / 1000))
         try:
             self._app = AppOptions(config["api_key"], config["api_secret"],
@@ -74,7 +71,14 @@ class SailthruSink(BatchSink):
         return None
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        """Queue the record, marked with its schema problem if it has one."""
+        """Queue the record, marked with its schema problem if it has one.
+
+        The SDK's ``_sdc_*`` metadata (with ``add_record_metadata``) changes on every run:
+        it is dropped, unless ``deleted_column`` names one (``_sdc_deleted_at``).
+        """
+        record = {key: value for key, value in record.items()
+                  if not key.startswith("_sdc_") or key == self._sync.deleted_column}
+        record = plain(record)  # the SDK has parsed date-times: back to what the tap sent
         if self._schema_check is not None:
             try:
                 self._schema_check.validate(record)

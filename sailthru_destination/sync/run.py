@@ -8,6 +8,7 @@ standalone runner from Python calls it too. Hosts that hand over batches of new 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,9 +25,10 @@ from .runner import RunSummary, SyncRunner
 from .sources import Row
 from .state import SyncState
 
-__all__ = ["DEFAULT_HOME", "SyncOutcome", "run_sync", "state_path"]
+__all__ = ["DEFAULT_HOME", "SyncOutcome", "file_safe", "run_sync", "state_path"]
 
 DEFAULT_HOME = ".sailthru-sync"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class SyncOutcome:
         failed = f" ({summary.failed} failed: see errors.jsonl)" if summary.failed else ""
         return (f"{what}: {summary.rows} records ({counts or 'none'}), {summary.total_calls} "
                 f"calls; report {self.report}{failed}")
+
+
+def file_safe(name: str) -> str:
+    """``name`` (a host's table or stream name) made safe as one file name."""
+    safe = _UNSAFE.sub("_", name)
+    return "_" + safe if safe.startswith(".") or not safe else safe
 
 
 def state_path(config: SyncConfig, home: str | Path = DEFAULT_HOME) -> Path:

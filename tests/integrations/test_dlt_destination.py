@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
 import os
 import subprocess
@@ -90,11 +92,15 @@ def test_a_bad_record_is_reported_and_the_rest_applied(
 
 def test_nested_data_arrives_whole_and_is_flattened(fake: FakeSailthru, creds: Path) -> None:
     rows = [{"id": "u1", "email": "n@example.com",
-             "address": {"city": "Oslo", "geo": {"lat": 59.9}}, "tags": ["a", "b"]}]
+             "address": {"city": "Oslo", "geo": {"lat": 59.9}}, "tags": ["a", "b"],
+             "since": datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+             "spent": decimal.Decimal("12.50")}]
     _pipeline(creds).run(rows, table_name="users")
     user = fake.find_user(email="n@example.com")
     assert user["vars"]["address_city"] == "Oslo"
     assert user["vars"]["address_geo_lat"] == 59.9
+    assert user["vars"]["since"] == "2024-01-02T03:04:05+00:00"
+    assert user["vars"]["spent"] == 12.5
     # max_table_nesting=0: no child table was made of the list, so no second sink call.
     assert fake.calls[("POST", "user")] == 1
 

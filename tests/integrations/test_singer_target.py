@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from typing import Any
 import pytest
 from helpers import KEY, SECRET, kill_when, make_fake
 
+from sailthru_destination.integrations.singer import TargetSailthru
+from sailthru_destination.sync.config import ConfigError
 from sailthru_destination.testing import FakeSailthru
 
 TARGET = Path(sys.executable).parent / "target-sailthru"
@@ -141,3 +145,47 @@ def test_a_crash_in_the_middle_loses_and_doubles_nothing(
         assert set(sent) | unsure == set(range(clicks)), (sent, unsure)
         for n in range(clicks):
             assert slow.find_user(email=f"u{n}@example.com")["vars"] == {"plan": "free"}
+
+
+def _listen(config: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+    """Run the target in this process (for the cases that need no executable)."""
+    feed = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
+    with contextlib.redirect_stdout(io.StringIO()):
+        TargetSailthru(config=config).listen(file_input=feed)
+
+
+def test_record_metadata_and_dates_do_not_make_a_record_look_changed(
+    fake: FakeSailthru, host_home: Path
+) -> None:
+    schema = {**USERS_SCHEMA, "schema": {"properties": {
+        **USERS_SCHEMA["schema"]["properties"],
+        "since": {"type": "string", "format": "date-time"}}}}
+    record = _user(1, since="2024-01-02T03:04:05+00:00")
+    config = {**json.loads(_config(host_home, fake).read_text()), "add_record_metadata": True}
+    _listen(config, [schema, record])
+    # The SDK parsed the date-time into a datetime: it is sent as ISO 8601 again, and the
+    # _sdc_* metadata (a new received-at on every run) is not a var.
+    assert fake.find_user(email="u1@example.com")["vars"] == {
+        "plan": "free", "since": "2024-01-02T03:04:05+00:00"}
+    before = fake.calls.copy()
+    _listen(config, [schema, record])
+    assert fake.calls - before == {}
+
+
+def test_a_marked_record_gets_the_delete_behaviour(fake: FakeSailthru, host_home: Path) -> None:
+    config = {**json.loads(_config(host_home, fake).read_text()),
+              "mapping": {"delete_behavior": "delete"}}
+    schema = {**USERS_SCHEMA, "schema": {"properties": {
+        **USERS_SCHEMA["schema"]["properties"], "_deleted": {"type": ["boolean", "null"]}}}}
+    _listen(config, [schema, _user(1), _user(2)])
+    _listen(config, [schema, _user(1, _deleted=True)])
+    assert fake.find_user(email="u1@example.com") is None
+    assert fake.find_user(email="u2@example.com") is not None
+
+
+def test_a_wrong_setting_stops_the_target_naming_it(fake: FakeSailthru, host_home: Path) -> None:
+    config = {**json.loads(_config(host_home, fake).read_text()),
+              "streams": {"users": {"delete_behaviour": "delete"}}}
+    with pytest.raises(ConfigError, match="delete_behaviour"):
+        _listen(config, [USERS_SCHEMA, _user(1)])
+    assert fake.calls == {}

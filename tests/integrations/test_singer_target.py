@@ -189,3 +189,12 @@ def test_a_wrong_setting_stops_the_target_naming_it(fake: FakeSailthru, host_hom
     with pytest.raises(ConfigError, match="delete_behaviour"):
         _listen(config, [USERS_SCHEMA, _user(1)])
     assert fake.calls == {}
+
+
+def test_the_credentials_are_marked_secret_in_the_config_schema() -> None:
+    about = subprocess.run([str(TARGET), "--about", "--format", "json"], capture_output=True,
+                           text=True, timeout=60, check=True)
+    settings = json.loads(about.stdout)["settings"]["properties"]
+    assert settings["api_key"]["secret"] is True
+    assert settings["api_secret"]["secret"] is True
+    assert not settings["api_url"].get("secret")

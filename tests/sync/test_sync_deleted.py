@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import app_for
+from helpers import KEY, SECRET, app_for
 from test_sync_runner import ANN, BOB, FAST, _rows
 
 from sailthru_destination.api import SailthruApi
@@ -91,3 +94,23 @@ def test_a_never_synced_marked_row_with_an_email_gets_the_delete_behaviour(
     assert failures == []
     assert summary.counts["deleted"] == 1
     assert fake.find_user(email="bob@example.com") is None
+
+
+def test_the_cli_takes_deleted_column_from_its_config_file(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    from test_cli import COMMAND
+
+    config = tmp_path / "mapping.json"
+    config.write_text(json.dumps({"deleted_column": "_deleted", "delete_behavior": "delete"}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAILTHRU_")}
+    env.update(SAILTHRU_API_KEY=KEY, SAILTHRU_API_SECRET=SECRET, SAILTHRU_API_URL=fake.url)
+    model = tmp_path / "people.csv"
+    for rows in ("id,email,_deleted\n1,a@example.com,\n2,b@example.com,\n",
+                 "id,email,_deleted\n1,a@example.com,\n2,b@example.com,yes\n"):
+        model.write_text(rows)
+        done = subprocess.run([*COMMAND, "sync", str(model), "--config", str(config)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert fake.find_user(email="b@example.com") is None
+    assert "_deleted" not in fake.find_user(email="a@example.com")["vars"]

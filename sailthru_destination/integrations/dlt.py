@@ -23,7 +23,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import dlt
+try:
+    import dlt
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the dlt destination needs dlt: pip install 'sailthru-destination[dlt]'") from exc
 from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.common.schema import TTableSchema
 from dlt.common.typing import TDataItems

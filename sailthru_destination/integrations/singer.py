@@ -20,7 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from singer_sdk import BatchSink, Sink, Target
+try:
+    from singer_sdk import BatchSink, Sink, Target
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "target-sailthru needs singer-sdk: pip install 'sailthru-destination[singer]'") from exc
 from singer_sdk import typing as th
 from singer_sdk.exceptions import InvalidRecord
 

@@ -20,6 +20,7 @@ from ..calllog import CallLog
 from ..destination import SailthruDestination
 from ..options import AppOptions
 from .config import SyncConfig
+from .model import RowProblem, row_key
 from .report import RunReport, default_report_dir
 from .runner import RunSummary, SyncRunner
 from .sources import Row
@@ -95,7 +96,10 @@ def run_sync(
             with SailthruDestination(app, options, api=api, sent_keys=state) as destination:
                 runner = SyncRunner(destination, config, state, on_failure=report.add_failure,
                                     progress=progress)
-                summary = runner.apply(rows) if incremental else runner.run(rows)
+                if incremental:
+                    summary = runner.apply(_latest_per_key(rows, config))
+                else:
+                    summary = runner.run(rows)
         finally:
             report.close()
         summary_dict = {"model": config.name, "object": config.object,
@@ -105,6 +109,24 @@ def run_sync(
             summary_dict = _added(folder / "summary.json", summary_dict)
         report.finish(summary_dict)
     return SyncOutcome(summary, folder, state_file)
+
+
+def _latest_per_key(rows: Iterable[Row], config: SyncConfig) -> list[Row]:
+    """A host's batch with only the last row of each user's key: in a stream of changes the
+    same row may change twice, and the later change wins (events and orders are kept whole:
+    their keys are sent at most once anyway)."""
+    batch = list(rows)
+    if config.object != "users":
+        return batch
+    keys: list[str | None] = []
+    for row in batch:
+        try:
+            keys.append(row_key(row, config))
+        except RowProblem:
+            keys.append(None)  # the runner reports it
+    last = {key: index for index, key in enumerate(keys) if key is not None}
+    return [row for index, (row, key) in enumerate(zip(batch, keys, strict=True))
+            if key is None or last[key] == index]
 
 
 _SUMMED = ("rows", "failed", "api_calls", "lists_created", "jobs", "seconds", "refused_calls")

@@ -201,3 +201,13 @@ def test_a_batch_replayed_after_a_crash_posts_nothing_twice(
         before = slow.calls.copy()
         pipeline.run([dlt.resource(users, name="users"), dlt.resource(clicks, name="clicks")])
         assert slow.calls - before == {}
+
+
+def test_a_row_changed_twice_in_one_load_ends_as_its_last_change(
+    fake: FakeSailthru, creds: Path
+) -> None:
+    rows = [{"id": 1, "email": "t@example.com", "plan": "free"},
+            {"id": 1, "email": "t@example.com", "plan": "pro"}]
+    _pipeline(creds).run(rows, table_name="users", write_disposition="append")
+    assert fake.find_user(email="t@example.com")["vars"] == {"plan": "pro"}
+    assert _errors(creds) == []

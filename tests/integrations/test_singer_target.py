@@ -198,3 +198,12 @@ def test_the_credentials_are_marked_secret_in_the_config_schema() -> None:
     assert settings["api_key"]["secret"] is True
     assert settings["api_secret"]["secret"] is True
     assert not settings["api_url"].get("secret")
+
+
+def test_the_core_never_imports_a_host_framework() -> None:
+    probe = ("import sys, sailthru_destination, sailthru_destination.sync, "
+             "sailthru_destination.integrations, sailthru_destination.cli; "
+             "print(sorted(m for m in ('dlt', 'singer_sdk') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

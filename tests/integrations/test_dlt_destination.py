@@ -71,6 +71,18 @@ def test_a_second_load_costs_calls_only_for_changed_rows(
     before = fake.calls.copy()
     pipeline.run(rows, table_name="users")
     assert fake.calls - before == {}
+    # dlt's trace, load packages and our state and reports never hold the secret.
+    for path in creds.rglob("*"):
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+
+
+def test_missing_credentials_stop_the_load_naming_the_setting(
+    fake: FakeSailthru, creds: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DESTINATION__SAILTHRU__API_SECRET")
+    with pytest.raises(PipelineStepFailed, match="api_secret"):
+        _pipeline(creds).run(_people(1), table_name="users")
+    assert fake.calls == {}
 
 
 def test_a_bad_record_is_reported_and_the_rest_applied(

@@ -91,6 +91,8 @@ def test_bad_records_are_reported_state_is_emitted_and_a_rerun_costs_nothing(
     assert "'id' does not fit the stream's schema" in errors["four"]["reason"]
     assert "2 failed" in first.stderr  # the summary in the target's log
     assert SECRET not in first.stdout + first.stderr
+    for path in (host_home / "state").rglob("*"):  # state, reports, call log
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
 
     before = fake.calls.copy()
     again = _run(config, messages)  # the tap sends the same records again

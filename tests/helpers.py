@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +64,14 @@ def max_in_any_window(times: list[float], window: float = 1.0) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+def kill_when(child: subprocess.Popen[str], ready: Callable[[], bool], timeout: float = 60) -> None:
+    """SIGKILL ``child`` as soon as ``ready()`` (a crash at an unknown point of its work)."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready() and child.poll() is None:
+            assert time.monotonic() < deadline, "the child never got going"
+            time.sleep(0.01)
+    finally:
+        child.send_signal(signal.SIGKILL)

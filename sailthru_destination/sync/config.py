@@ -18,7 +18,7 @@ from typing import Any
 
 from ..options import DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel, SyncMode
 
-__all__ = ["OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "load_config"]
+__all__ = ["OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "load_config", "table_config"]
 
 OBJECTS = ("users", "events", "purchases", "returns")
 BulkMode = str
@@ -48,6 +48,7 @@ class SyncConfig:
     match_key: str = "email"
     groups_column: str = "groups"
     optout_column: str | None = None
+    deleted_column: str | None = None
     columns: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     delete_behavior: str = "nothing"
@@ -122,7 +123,10 @@ class SyncConfig:
         """The settings that change what a row becomes: a change re-exports every row."""
         keys = ("object", "match_key", "match_column", "groups_column", "optout_column",
                 "columns", "ignore", "default_list", "list_prefix", "optout")
-        return json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        settings = {k: getattr(self, k) for k in keys}
+        if self.deleted_column:  # only when set, so older state files keep their fingerprint
+            settings["deleted_column"] = self.deleted_column
+        return json.dumps(settings, sort_keys=True)
 
     def replace(self, **changes: Any) -> SyncConfig:
         """A copy with ``changes`` applied (validated again)."""
@@ -191,3 +195,31 @@ def load_config(path: str | None = None, **overrides: Any) -> SyncConfig:
         return SyncConfig(**settings)
     except TypeError as exc:
         raise ConfigError(f"bad setting: {exc}") from None
+
+
+def table_config(
+    table: str,
+    mapping: Mapping[str, Any] | None,
+    tables: Mapping[str, Mapping[str, Any]] | None,
+    **defaults: Any,
+) -> SyncConfig:
+    """The config of one table (or stream) of a host: ``defaults``, then ``mapping`` (every
+    table), then ``tables[table]``. Users tables default to a ``_deleted`` column."""
+    if mapping is not None and not isinstance(mapping, Mapping):
+        raise ConfigError("mapping must be a table of settings applied to every table")
+    if tables is not None and not (
+        isinstance(tables, Mapping) and all(isinstance(v, Mapping) for v in tables.values())
+    ):
+        raise ConfigError("tables maps each table name to a table of its settings")
+    settings = {**defaults, **(mapping or {}), **((tables or {}).get(table) or {})}
+    if settings.get("object", "users") == "users":
+        settings.setdefault("deleted_column", "_deleted")
+    where = f"the settings of table {table!r}"
+    unknown = sorted(set(settings) - _field_names())
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(_field_names()))}")
+    try:
+        return load_config(None, **{**settings, "name": table})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None

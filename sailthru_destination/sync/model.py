@@ -14,7 +14,7 @@ from typing import Any
 from .config import SyncConfig
 from .sources import Row
 
-__all__ = ["RowProblem", "UserRow", "read_user_row", "row_key"]
+__all__ = ["RowProblem", "UserRow", "is_deleted", "read_user_row", "row_key"]
 
 
 class RowProblem(ValueError):
@@ -40,6 +40,19 @@ class UserRow:
 
 def _present(value: Any) -> bool:
     return value is not None and value != ""
+
+
+_NOT_DELETED = ("", "0", "false", "no", "n", "f")
+
+
+def is_deleted(row: Row, config: SyncConfig) -> bool:
+    """Whether the row's ``deleted_column`` marks it deleted (true, 1, yes, a timestamp)."""
+    if not config.deleted_column:
+        return False
+    value = row.data.get(config.deleted_column)
+    if value is None or value is False or value == 0:
+        return False
+    return not (isinstance(value, str) and value.strip().lower() in _NOT_DELETED)
 
 
 def row_key(row: Row, config: SyncConfig) -> str:
@@ -90,6 +103,8 @@ def read_user_row(row: Row, config: SyncConfig, pk: str) -> UserRow:
     if config.optout_column and _present(data.get(config.optout_column)):
         optout = str(data[config.optout_column]).strip()
     skip = {config.primary_key, config.groups_column, *config.ignore}
+    if config.deleted_column:
+        skip.add(config.deleted_column)
     if config.optout_column:
         skip.add(config.optout_column)
     if config.match_column != "email":

@@ -31,13 +31,18 @@ def default_report_dir(base: str | Path, name: str) -> Path:
 
 
 class RunReport:
-    """Writes one run's report folder as the run goes; :meth:`finish` writes the summary."""
+    """Writes one run's report folder as the run goes; :meth:`finish` writes the summary.
 
-    def __init__(self, folder: str | Path) -> None:
+    With ``append``, a folder already written by an earlier part of the same run (another
+    batch of a dlt load, say) is added to rather than replaced.
+    """
+
+    def __init__(self, folder: str | Path, *, append: bool = False) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.calls = JsonLinesSink(self.folder / "calls.jsonl")
-        self._errors: IO[str] = (self.folder / "errors.jsonl").open("w", encoding="utf-8")
+        self._errors: IO[str] = (self.folder / "errors.jsonl").open(
+            "a" if append else "w", encoding="utf-8")
         (self.folder / "calls.jsonl").touch()
         self._lock = threading.Lock()
         self.failures = 0

@@ -1,28 +1,35 @@
 """One complete sync run, wired up: API, destination, state file, run report, runner.
 
 This is what ``sailthru-destination sync`` and the demo call; a host that wants the
-standalone runner from Python calls it too.
+standalone runner from Python calls it too. Hosts that hand over batches of new rows
+(the dlt destination, the Singer target) call it with ``incremental=True`` once per batch.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..api import SailthruApi
 from ..calllog import CallLog
 from ..destination import SailthruDestination
 from ..options import AppOptions
 from .config import SyncConfig
+from .model import RowProblem, row_key
 from .report import RunReport, default_report_dir
 from .runner import RunSummary, SyncRunner
 from .sources import Row
 from .state import SyncState
 
-__all__ = ["DEFAULT_HOME", "SyncOutcome", "run_sync", "state_path"]
+__all__ = ["DEFAULT_HOME", "SyncOutcome", "file_safe", "run_sync", "state_path"]
 
 DEFAULT_HOME = ".sailthru-sync"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,20 @@ class SyncOutcome:
     summary: RunSummary
     report: Path
     state: Path
+
+    def describe(self, what: str) -> str:
+        """One line for a host's log: ``what``, its outcomes, the calls and the report."""
+        summary = self.summary
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(summary.counts.items()))
+        failed = f" ({summary.failed} failed: see errors.jsonl)" if summary.failed else ""
+        return (f"{what}: {summary.rows} records ({counts or 'none'}), {summary.total_calls} "
+                f"calls; report {self.report}{failed}")
+
+
+def file_safe(name: str) -> str:
+    """``name`` (a host's table or stream name) made safe as one file name."""
+    safe = _UNSAFE.sub("_", name)
+    return "_" + safe if safe.startswith(".") or not safe else safe
 
 
 def state_path(config: SyncConfig, home: str | Path = DEFAULT_HOME) -> Path:
@@ -48,9 +69,12 @@ def run_sync(
     *,
     home: str | Path = DEFAULT_HOME,
     progress: bool = False,
+    incremental: bool = False,
 ) -> SyncOutcome:
     """Sync ``rows`` (the whole model) to the account of ``app`` as ``config`` says.
 
+    With ``incremental``, ``rows`` are only the new or changed rows (see
+    :meth:`SyncRunner.apply`), and the report folder, when it exists, is added to.
     Raises :class:`~sailthru_destination.sync.state.StateError` or
     :class:`~sailthru_destination.sync.runner.RunAborted` before touching Sailthru when the
     run cannot start; record failures are counted, reported and never raised.
@@ -60,7 +84,7 @@ def run_sync(
     )
     state_file = state_path(config, home)
     with SyncState(state_file) as state:
-        report = RunReport(folder)
+        report = RunReport(folder, append=incremental)
         api = SailthruApi(
             app,
             concurrency=config.concurrency,
@@ -72,11 +96,53 @@ def run_sync(
             with SailthruDestination(app, options, api=api, sent_keys=state) as destination:
                 runner = SyncRunner(destination, config, state, on_failure=report.add_failure,
                                     progress=progress)
-                summary = runner.run(rows)
+                if incremental:
+                    summary = runner.apply(_latest_per_key(rows, config))
+                else:
+                    summary = runner.run(rows)
         finally:
             report.close()
         summary_dict = {"model": config.name, "object": config.object,
                         "api_url": app.api_url, "api_key": app.masked_key,
                         "state": str(state_file), **summary.to_dict()}
+        if incremental:
+            summary_dict = _added(folder / "summary.json", summary_dict)
         report.finish(summary_dict)
     return SyncOutcome(summary, folder, state_file)
+
+
+def _latest_per_key(rows: Iterable[Row], config: SyncConfig) -> list[Row]:
+    """A host's batch with only the last row of each user's key: in a stream of changes the
+    same row may change twice, and the later change wins (events and orders are kept whole:
+    their keys are sent at most once anyway)."""
+    batch = list(rows)
+    if config.object != "users":
+        return batch
+    keys: list[str | None] = []
+    for row in batch:
+        try:
+            keys.append(row_key(row, config))
+        except RowProblem:
+            keys.append(None)  # the runner reports it
+    last = {key: index for index, key in enumerate(keys) if key is not None}
+    return [row for index, (row, key) in enumerate(zip(batch, keys, strict=True))
+            if key is None or last[key] == index]
+
+
+_SUMMED = ("rows", "failed", "api_calls", "lists_created", "jobs", "seconds", "refused_calls")
+
+
+def _added(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` added to the one already at ``path`` (an earlier batch of the same run)."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return summary
+    total = dict(summary)
+    for key in _SUMMED:
+        total[key] = round(earlier.get(key, 0) + summary[key], 3)
+    for key in ("counts", "calls_by_endpoint"):
+        total[key] = dict(Counter(earlier.get(key, {})) + Counter(summary[key]))
+    total["calls_per_record"] = (
+        round(total["api_calls"] / total["rows"], 3) if total["rows"] else 0.0)
+    return total

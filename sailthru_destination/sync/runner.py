@@ -7,7 +7,11 @@ Three passes, each streaming so memory stays flat in the number of rows:
    spooled to a temporary file;
 2. export the spooled rows, with their old values from the state (so removed properties
    are cleared and left groups are removed), per user or through the bulk job API;
-3. rows that disappeared from the model get the delete behaviour.
+3. rows marked deleted (``deleted_column``), and rows that disappeared from the model,
+   get the delete behaviour.
+
+:meth:`SyncRunner.apply` is the same without the disappeared rows, for hosts that hand
+over only new rows (see :mod:`sailthru_destination.sync.run`).
 
 The state is written as each record is confirmed, so a killed run resumes on the next.
 """
@@ -29,7 +33,7 @@ from ..profiles import ProfileChange
 from ..results import ExportResult, Status
 from .bulk import BulkExporter
 from .config import SyncConfig
-from .model import RowProblem, UserRow, read_user_row, row_key
+from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key
 from .sources import Row
 from .state import AppliedRecord, SyncState
 
@@ -71,6 +75,7 @@ class RunSummary:
     path: str = "per-user"
     jobs: int = 0
     seconds: float = 0.0
+    refused_calls: int = 0
 
     @property
     def failed(self) -> int:
@@ -89,7 +94,7 @@ class RunSummary:
             "api_calls": self.total_calls, "calls_by_endpoint": dict(self.calls),
             "calls_per_record": round(self.total_calls / self.rows, 3) if self.rows else 0.0,
             "lists_created": self.lists_created, "path": self.path, "jobs": self.jobs,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "refused_calls": self.refused_calls,
         }
 
 
@@ -130,6 +135,18 @@ class SyncRunner:
 
     def run(self, rows: Iterable[Row]) -> RunSummary:
         """Sync ``rows`` (the whole model) and return what happened."""
+        return self._sync(rows, whole_model=True)
+
+    def apply(self, rows: Iterable[Row]) -> RunSummary:
+        """Sync ``rows`` that are new or changed since the last load, and return what happened.
+
+        For hosts that hand over only new rows (dlt, Singer taps) and may hand the same
+        rows over again: unchanged rows still cost nothing, but rows not given are left
+        alone; only rows marked deleted (``deleted_column``) get the delete behaviour.
+        """
+        return self._sync(rows, whole_model=False)
+
+    def _sync(self, rows: Iterable[Row], *, whole_model: bool) -> RunSummary:
         started = self._clock()
         api = self._dest.api
         previous_sink = api.call_log.sink
@@ -142,15 +159,22 @@ class SyncRunner:
                 return self.summary
             self._check_fingerprint()
             self._state.start_run()
-            with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-                changed = self._diff(rows, spool)
-                self._guard_empty_model()
+            with tempfile.TemporaryFile("w+", encoding="utf-8") as spool, \
+                    tempfile.TemporaryFile("w+", encoding="utf-8") as deleted:
+                changed = self._diff(rows, spool, deleted)
+                if whole_model:
+                    self._guard_empty_model()
                 spool.seek(0)
                 self._export(_read_spool(spool), changed)
-            self._remove_gone()
+                deleted.seek(0)
+                self._remove(_read_deleted(deleted))
+            if whole_model and self._state.gone_count():
+                # Read the whole list first: forgetting rows while paging would skip some.
+                gone = [(record, "gone from the model") for record in self._state.gone()]
+                self._remove(iter(gone), len(gone))
         finally:
             api.call_log.sink = previous_sink
-            self.summary.seconds = self._clock() - started
+            self.summary.seconds += self._clock() - started
         return self.summary
 
     def _check_fingerprint(self) -> None:
@@ -166,6 +190,8 @@ class SyncRunner:
     ) -> Callable[[CallRecord], None]:
         def sink(record: CallRecord) -> None:
             self.summary.calls[f"{record.method} {record.endpoint}"] += 1
+            if record.error == "AuthError":
+                self.summary.refused_calls += 1
             if (record.method, record.endpoint) == ("POST", "list") and record.error is None:
                 self.summary.lists_created += 1
             if chained is not None:
@@ -175,7 +201,7 @@ class SyncRunner:
 
     # -- pass 1: diff -----------------------------------------------------------------------------
 
-    def _diff(self, rows: Iterable[Row], spool: IO[str]) -> int:
+    def _diff(self, rows: Iterable[Row], spool: IO[str], deleted: IO[str]) -> int:
         changed = 0
         for row in rows:
             self.summary.rows += 1
@@ -189,6 +215,9 @@ class SyncRunner:
                     pk, f"duplicate primary key {self._config.primary_key}={pk!r}: only the "
                     "first row with this key was used", self._config.primary_key, row.where))
                 continue
+            if is_deleted(row, self._config):
+                self._spool_deleted(row, pk, deleted)
+                continue
             try:
                 user = read_user_row(row, self._config, pk)
             except RowProblem as exc:
@@ -200,6 +229,24 @@ class SyncRunner:
             spool.write(json.dumps(_spooled(user, row.where), default=str) + "\n")
             changed += 1
         return changed
+
+    def _spool_deleted(self, row: Row, pk: str, deleted: IO[str]) -> None:
+        """Queue a row marked deleted, with the values last applied (else the row's own)."""
+        record = self._state.get(pk)
+        if record is None:
+            try:
+                user = read_user_row(row, self._config, pk)
+            except RowProblem as exc:
+                # Already removed (a replayed batch) or never synced: nothing known to remove.
+                log.info("record %s is marked deleted but not known to the state (%s): skipped",
+                         pk, exc.reason)
+                self.summary.counts["skipped"] += 1
+                return
+            record = AppliedRecord(pk, "", str(user.match), user.properties, user.groups)
+        deleted.write(json.dumps({"pk": record.pk, "match": record.match,
+                                  "properties": record.properties,
+                                  "groups": sorted(record.groups), "where": row.where},
+                                 default=str) + "\n")
 
     def _guard_empty_model(self) -> None:
         if self._config.allow_empty or self._state.seen_count() or not self._state.count():
@@ -282,18 +329,14 @@ class SyncRunner:
         self._state.put(AppliedRecord(user.pk, user.hash, str(user.match), user.properties,
                                       user.groups, user.optout))
 
-    # -- pass 3: rows that went away ---------------------------------------------------------------
+    # -- pass 3: rows marked deleted, and rows that went away -------------------------------------
 
-    def _remove_gone(self) -> None:
-        total = self._state.gone_count()
-        if not total:
-            return
-        window: deque[AppliedRecord] = deque()
+    def _remove(self, records: Iterator[tuple[AppliedRecord, str]], total: int = 0) -> None:
+        window: deque[tuple[AppliedRecord, str]] = deque()
 
         def changes() -> Iterator[ProfileChange]:
-            # Read the whole list first: forgetting rows while paging would skip some.
-            for record in list(self._state.gone()):
-                window.append(record)
+            for record, where in records:
+                window.append((record, where))
                 yield ProfileChange(
                     key=record.match, old_properties=record.properties,
                     old_groups=record.groups, to_delete=True, record_id=record.pk)
@@ -301,12 +344,12 @@ class SyncRunner:
         bar = self._bar(total, "removing")
         try:
             for result in self._dest.iter_export_profiles(changes()):
-                record = window.popleft()
+                record, where = window.popleft()
                 bar.update(1)
                 if result.status is Status.FAILED:
                     error = result.error
                     self._fail(RecordFailure(record.pk, result.detail,
-                                             error.field if error else None, "gone from the model",
+                                             error.field if error else None, where,
                                              error.retryable if error else False))
                     continue
                 key = "kept" if result.status is Status.SKIPPED else str(result.status)
@@ -334,6 +377,13 @@ def _spooled(user: UserRow, where: str) -> dict[str, Any]:
     return {"pk": user.pk, "match": user.match, "properties": user.properties,
             "groups": sorted(user.groups), "optout": user.optout, "hash": user.hash,
             "where": where}
+
+
+def _read_deleted(spool: IO[str]) -> Iterator[tuple[AppliedRecord, str]]:
+    for line in spool:
+        data = json.loads(line)
+        yield (AppliedRecord(data["pk"], "", data["match"], data["properties"],
+                             frozenset(data["groups"])), data["where"])
 
 
 def _read_spool(spool: IO[str]) -> Iterator[_Pending]:

@@ -8,6 +8,8 @@ per-record error can point at it.
 from __future__ import annotations
 
 import csv
+import datetime
+import decimal
 import importlib.util
 import json
 import re
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Row", "SourceError", "open_source", "sqlalchemy_available"]
+__all__ = ["Row", "SourceError", "open_source", "plain", "sqlalchemy_available"]
 
 _SQLITE_PREFIX = "sqlite:///"
 # Bytes that are not UTF-8, as the "surrogateescape" error handler keeps them.
@@ -34,6 +36,20 @@ class Row:
 
     where: str
     data: dict[str, Any]
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON has it: host frameworks (dlt, singer-sdk) hand over dates and times
+    as ``datetime`` (sent as ISO 8601) and decimals as ``Decimal`` (sent as numbers)."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
 
 
 def sqlalchemy_available() -> bool:

@@ -1,0 +1,7 @@
+"""Sailthru as a destination inside the host frameworks data teams already run.
+
+One module per host, each an optional extra and a thin shell over
+:class:`~sailthru_destination.SailthruDestination` and the sync state of
+:mod:`sailthru_destination.sync`: ``dlt`` (the ``dlt`` extra) and ``singer`` (the
+``singer`` extra, the ``target-sailthru`` command).
+"""

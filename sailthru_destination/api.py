@@ -39,6 +39,7 @@ from tenacity.wait import wait_base, wait_exponential, wait_random
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from . import __version__
+from ._adaptive import MAX_IN_FLIGHT, note_attempt
 from ._protocol import is_loopback_url
 from .calllog import CallLog, CallRecord, mask_key
 from .errors import (
@@ -114,7 +115,8 @@ class SailthruApi:
     ``get``/``post``/``delete`` return the decoded reply and raise a
     :class:`~sailthru_destination.errors.SailthruError` subclass on failure, never an error
     body. Thread-safe: share one instance between all threads (``concurrency`` sizes the
-    connection pool; more threads wait for a connection).
+    connection pool, by default for the most records an adaptive destination puts in flight;
+    more threads wait for a connection).
 
     ``clock``/``wall_clock``/``sleep`` are injectable for tests. ``rate_limits`` gives starting
     rates (calls per second, keys as in ``_protocol.DEFAULT_RATE_LIMITS``). Pacing is shared by
@@ -132,11 +134,13 @@ class SailthruApi:
         sleep: Callable[[float], object] = time.sleep,
         rate_limits: Mapping[str, float] | None = None,
         retry: RetryPolicy | None = None,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         call_log: CallLog | None = None,
         limiters: RateLimiterRegistry | None = None,
         non_idempotent: Collection[tuple[str, str]] = DEFAULT_NON_IDEMPOTENT,
     ) -> None:
+        if concurrency is None:
+            concurrency = MAX_IN_FLIGHT
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
         self._app = app
@@ -299,13 +303,14 @@ class SailthruApi:
         return reply
 
     def _attempt(self, call: _Call, number: int) -> dict[str, Any]:
-        call.limiter.acquire(self._clock, self._sleep)
+        waited = call.limiter.acquire(self._clock, self._sleep)
         started_wall = self._wall_clock()
         started = self._clock()
         try:
             response = self._send(call)
         except requests.RequestException as exc:
             failure = self._transport_error(call, exc)
+            note_attempt(waited=waited, pace=call.limiter.pace(started), throttled=True)
             self._record(call, number, started_wall, self._clock() - started, None, failure)
             raise failure from None
         duration = self._clock() - started
@@ -326,6 +331,11 @@ class SailthruApi:
                 call.limiter.pause(self._clock(), self._rate_limit_wait(error))
             else:
                 call.limiter.slow_down(self._clock())
+        note_attempt(
+            waited=waited,
+            pace=call.limiter.pace(started),
+            throttled=response.status_code == 429 or response.status_code >= 500,
+        )
         self._record(call, number, started_wall, duration, response.status_code, error)
         if error is not None:
             raise error

@@ -7,7 +7,7 @@ at 50 ms needs 15 in flight, at 200 ms 60, while a 40/s endpoint at 50 ms needs 
 A fixed default is wrong for most of these, so :class:`AdaptiveLimit` measures each record's
 service time (its wall time less the time it waited for a pacing slot) and the slowest pace
 among the endpoints it called, and keeps ``rate × service time × headroom`` records in flight,
-between ``minimum`` and ``maximum``, re-estimated as latency changes.
+plus two spare, between ``minimum`` and ``maximum``, re-estimated as latency changes.
 
 It never raises the rate: the pacer alone decides when a call is sent. More in flight only
 means that a slot is never missed for want of a thread. After a 429 or a 5xx it halves the
@@ -29,6 +29,9 @@ __all__ = ["MAX_IN_FLIGHT", "AdaptiveLimit", "RecordStats", "note_attempt"]
 
 # 300/s at 200 ms needs 60 in flight; past that, latency is not what holds a run back.
 MAX_IN_FLIGHT = 64
+# A couple of records always waiting at the pacer, so a slot is never missed when a reply or
+# a thread is late (a missed slot is lost: the pacer does not bank unused time).
+_SPARE = 2
 
 _local = threading.local()
 
@@ -65,7 +68,7 @@ class AdaptiveLimit:
         minimum: int = 2,
         maximum: int = MAX_IN_FLIGHT,
         initial: int = 8,
-        headroom: float = 1.25,
+        headroom: float = 1.5,
         smoothing: float = 0.1,
     ) -> None:
         if not 1 <= minimum <= maximum:
@@ -113,7 +116,7 @@ class AdaptiveLimit:
                 self._service += self._smoothing * (service - self._service)
             if not math.isfinite(self._pace):
                 return  # no call made yet: nothing to estimate from
-            wanted = math.ceil(self._pace * self._service * self._headroom)
+            wanted = math.ceil(self._pace * self._service * self._headroom) + _SPARE
             self._current = int(max(self.minimum, min(wanted, self._cap, self.maximum)))
 
     def timed(self) -> _Timed:

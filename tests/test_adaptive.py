@@ -25,12 +25,12 @@ def _settle(limit: AdaptiveLimit, *, pace: float, service: float, records: int =
 @pytest.mark.parametrize(
     ("pace", "latency", "expected"),
     [
-        (300, 0.05, 19),   # 300/s x 50 ms x 1.25
-        (300, 0.10, 38),
-        (300, 0.20, 64),   # 75 wanted, capped at the maximum
-        (40, 0.05, 3),
-        (40, 0.20, 10),
-        (300, 0.001, 2),   # never under the minimum
+        (300, 0.05, 25),   # 300/s x 50 ms x 1.5, plus 2 spare
+        (300, 0.10, 47),
+        (300, 0.20, 64),   # 92 wanted, capped at the maximum
+        (40, 0.05, 5),
+        (40, 0.20, 14),
+        (300, 0.001, 3),
     ],
 )
 def test_in_flight_follows_rate_times_latency(pace: float, latency: float, expected: int) -> None:
@@ -43,14 +43,14 @@ def test_time_waiting_for_a_pacing_slot_is_not_service_time() -> None:
         stats = limit.start()
         stats.pace, stats.paced = 300, 0.95  # waited 950 ms of a 1 s record for its slot
         limit.finish(stats, 1.0)
-    assert limit.current == 19
+    assert limit.current == 25
 
 
 def test_follows_latency_as_it_changes() -> None:
     limit = AdaptiveLimit()
-    assert _settle(limit, pace=300, service=0.05) == 19
-    assert _settle(limit, pace=300, service=0.15) == 57
-    assert _settle(limit, pace=300, service=0.05) == 19
+    assert _settle(limit, pace=300, service=0.05) == 25
+    assert _settle(limit, pace=300, service=0.12) == 56
+    assert _settle(limit, pace=300, service=0.05) == 25
 
 
 def test_trouble_halves_the_records_in_flight_then_they_grow_back() -> None:
@@ -63,6 +63,10 @@ def test_trouble_halves_the_records_in_flight_then_they_grow_back() -> None:
     after_one_window = _settle(limit, pace=300, service=0.2, records=40)
     assert 32 < after_one_window < 40  # about one more per window of records: additive
     assert _settle(limit, pace=300, service=0.2, records=3000) == 64
+
+
+def test_never_under_the_minimum() -> None:
+    assert _settle(AdaptiveLimit(minimum=4), pace=40, service=0.001) == 4
 
 
 def test_records_with_no_call_leave_the_estimate_alone() -> None:
@@ -94,7 +98,7 @@ def test_run_in_order_keeps_input_order_and_never_exceeds_the_limit() -> None:
 
 
 def test_default_destination_adapts_past_the_old_fixed_eight(tmp_path: Path) -> None:
-    # 100 ms replies at 300/s: Little's law wants about 38 records in flight, not 8.
+    # 100 ms replies at 300/s: Little's law wants about 47 records in flight, not 8.
     with make_fake(latency=0.1) as fake, SailthruDestination(
         app_for(fake), DestinationOptions(lock_dir=str(tmp_path))
     ) as dest:

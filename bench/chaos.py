@@ -2,10 +2,11 @@
 
 20,000 profiles into 30 new lists, then 10 % changed, 5 % moved between lists and 5 %
 deleted, with 5,000 events, 2,000 purchases and 2,000 cart additions, against a fake
-Sailthru that drops 2.6 % of connections, answers 1 % with a 500 and 6.7 % of deletes with
-a false 200, adds 429 bursts, stale reads, list races and latency, at its default rate
-limits. Prints what happened and every promise checked (the workload and the checks are
-``tests/chaos/chaos_workload.py``, which the CI-size tests run too).
+Sailthru that drops 2.6 % of connections, answers 1 % with a 500, 1 % of writes with a 504
+after applying them and 6.7 % of deletes with a false 200, adds 429 bursts, stale reads,
+list races and latency, at its default rate limits. Prints what happened and every promise
+checked (the workload and the checks are ``tests/chaos/chaos_workload.py``, which the CI-size
+tests run too).
 
     python bench/chaos.py [--size full|ci|<profiles>] [--processes 4] [--threads 20]
 """
@@ -52,6 +53,7 @@ def _table(outcome: Outcome) -> str:
         ("machine", f"{os.cpu_count()} cores"),
         ("workers", f"{size.processes} processes x {size.threads} threads"),
         ("faults", f"conn {FAULTS.connection_error_rate:.1%}, 5xx {FAULTS.server_error_rate:.1%},"
+                   f" 504 after applying {FAULTS.error_after_apply_rate:.1%},"
                    f" false-200 delete {FAULTS.false_ok_delete_rate:.1%},"
                    f" 429 burst {FAULTS.rate_limit_burst:.1%}"),
         ("", f"stale reads {FAULTS.stale_read_window} s, list race {FAULTS.list_race_window} s,"
@@ -71,6 +73,8 @@ def _table(outcome: Outcome) -> str:
         ("reported deleted but present", str(outcome.deleted_but_present)),
         ("events / purchases posted twice",
          f"{outcome.duplicate_events} / {outcome.duplicate_purchases}"),
+        ("events / purchases with an unknown outcome",
+         f"{outcome.unknown_events} / {outcome.unknown_purchases}"),
         ("verified in the fake", f"{outcome.verified_profiles} profiles,"
                                  f" {outcome.verified_carts} carts"),
         ("broken promises", str(len(outcome.problems))),

@@ -18,6 +18,7 @@ from sailthru.sailthru_client import get_signature_hash
 
 __all__ = [
     "DEFAULT_RATE_LIMITS",
+    "PAGEVIEW_ENDPOINT",
     "RESERVED_EVENT_NAMES",
     "ErrorCode",
     "is_loopback_url",
@@ -52,6 +53,9 @@ DEFAULT_RATE_LIMITS: Mapping[str, float] = {
     "DELETE": 40.0,
     "default": 40.0,
 }
+
+PAGEVIEW_ENDPOINT = "v1/track/event/pageview"
+"""The tracking service's page-view path (under ``AppOptions.tracking_url``)."""
 
 # Event names /event refuses with HTTP 400: they collide with Sailthru's own events.
 RESERVED_EVENT_NAMES: frozenset[str] = frozenset(

@@ -10,12 +10,15 @@ these writes go out **at most once** per key and store:
    (:class:`~sailthru_destination.errors.OutcomeUnknown`), or :meth:`SentKeys.release`
    when the call surely did not apply (Sailthru refused it, or it never left).
 
-A key found ``pending`` or ``unknown`` is never sent again: a crash between claim and settle,
-or a read timeout, leaves it there, and the record is reported failed "for reconciliation"
-(check Sailthru, e.g. GET /purchase by extid, then :meth:`SentKeys.release` it to send it
-again). We prefer losing a send to a human's review over posting a purchase twice: that is
-the at-most-once choice. Within one process a per-key lock (:func:`send_once`) keeps two
-threads from sending the same key at once; across processes the store's atomic claim does.
+A key found ``pending`` or ``unknown`` is never sent again blind: a crash between claim and
+settle, or an unclear answer (a 5xx, a read timeout), leaves it there, and the record is
+reported failed "for reconciliation" (check Sailthru, then :meth:`SentKeys.release` it to
+send it again). We prefer losing a send to a human's review over posting an event twice:
+that is the at-most-once choice. Purchases can be read back, so :mod:`.purchases` does the
+reconciling itself and sends each order exactly once: an ``unknown`` order confirmed absent
+is taken back with :meth:`SentKeys.reclaim`, which only one worker can win. Within one
+process a per-key lock (:func:`send_once`) keeps two threads from sending the same key at
+once; across processes the store's atomic claim does.
 
 :class:`InMemorySentKeys` is the default (one process, forgotten at exit); the runner's
 SQLite state implements the same :class:`SentKeys` protocol.
@@ -76,6 +79,14 @@ class SentKeys(Protocol):
         """Forget ``key``: its send surely did not apply, so it may be sent again."""
         ...
 
+    def reclaim(self, kind: str, key: str, state: KeyState) -> bool:
+        """Atomically move ``key`` from ``state`` back to pending; False if not in ``state``.
+
+        For a send found not applied after all: of the workers that find it so, only the
+        one that reclaims it sends it again.
+        """
+        ...
+
 
 class InMemorySentKeys:
     """A thread-safe :class:`SentKeys` held in memory: it lasts as long as the process."""
@@ -104,6 +115,13 @@ class InMemorySentKeys:
     def release(self, kind: str, key: str) -> None:
         with self._lock:
             self._states.pop((kind, key), None)
+
+    def reclaim(self, kind: str, key: str, state: KeyState) -> bool:
+        with self._lock:
+            if self._states.get((kind, key)) is not state:
+                return False
+            self._states[(kind, key)] = KeyState.PENDING
+            return True
 
     def __len__(self) -> int:
         with self._lock:
@@ -135,7 +153,7 @@ def send_once(
             result = send()
         except OutcomeUnknown as exc:
             store.settle(kind, key, KeyState.UNKNOWN)
-            log.warning("%s %r: no answer from Sailthru; marked unknown", kind, key)
+            log.warning("%s %r: no clear answer from Sailthru; marked unknown", kind, key)
             reason = (
                 f"{exc} The {kind} {key!r} is marked 'unknown' and will not be sent again: "
                 "check Sailthru, then release the key if it was not applied"

@@ -31,6 +31,7 @@ from sailthru_destination.options import AppOptions
 from sailthru_destination.testing import FakeSailthru, Faults
 
 KEY, SECRET = "test-key", "test-secret"
+ITEM = {"id": "sku", "title": "Sock", "qty": 1, "price": 250, "url": "https://shop.example/s"}
 WALL_START = 1_800_000_000.0
 
 
@@ -276,16 +277,83 @@ def test_a_real_dropped_connection_on_an_event_is_outcome_unknown(
     assert _attempts(api) == [1]
 
 
-def test_writes_that_sailthru_answered_with_5xx_or_429_are_retried(
+WRITES = [
+    ("event", {"id": "a@example.com", "event": "signed_up"}),
+    ("purchase", {"email": "a@example.com", "items": [ITEM], "purchase_keys": {"extid": "o1"}}),
+    ("return", {"email": "a@example.com", "items": [ITEM], "order_id": "o1"}),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "payload"), WRITES, ids=[w[0] for w in WRITES])
+@pytest.mark.parametrize(
+    ("faults", "status", "code"),
+    [
+        (Faults(error_after_apply_rate=1.0), 504, None),
+        (Faults(server_error_rate=1.0), 500, 9),
+    ],
+    ids=["applied then 504", "500 error 9"],
+)
+def test_a_write_answered_with_a_5xx_reached_sailthru_and_is_never_repeated(
+    fake: FakeSailthru,
+    clock: FakeTime,
+    endpoint: str,
+    payload: dict[str, object],
+    faults: Faults,
+    status: int,
+    code: int | None,
+) -> None:
+    fake.faults = faults
+    with _api(fake.url, clock) as api, pytest.raises(OutcomeUnknown) as caught:
+        api.post(endpoint, payload)
+    assert _attempts(api) == [1]
+    assert clock.slept == []
+    assert (caught.value.status, caught.value.code) == (status, code)
+    assert not caught.value.retryable
+    assert "may or may not have been applied" in str(caught.value)
+
+
+def test_a_page_view_answered_504_after_it_was_counted_is_not_counted_again(
     fake: FakeSailthru, clock: FakeTime
 ) -> None:
-    fake.faults = Faults(server_error_rate=1.0)
-    clock.on_sleep.append(lambda: setattr(fake, "faults", Faults(rate_limit_burst=1.0)))
+    fake.faults = Faults(error_after_apply_rate=1.0)
+    app = AppOptions(KEY, SECRET, api_url=fake.url, tracking_url=fake.url)
+    view = {"userIdKey": "extid", "userIdValue": "u1", "url": "https://shop.example/"}
+    with SailthruApi(app, clock=clock.clock, wall_clock=clock.wall, sleep=clock.sleep) as api:
+        with pytest.raises(OutcomeUnknown) as caught:
+            api.track_pageview("customer-1", view)
+    assert caught.value.status == 504
+    assert len(fake.pageviews) == 1
+    assert clock.slept == []
+
+
+def test_error_9_with_http_200_on_a_write_is_outcome_unknown(clock: FakeTime) -> None:
+    internal = Reply(200, {"error": 9, "errormsg": "Internal error"})
+    with stub_server(internal, Reply()) as stub, _api(stub.url, clock) as api:
+        with pytest.raises(OutcomeUnknown) as caught:
+            api.post("event", {"id": "a@example.com", "event": "signed_up"})
+        assert caught.value.code == 9
+        assert len(stub.requests) == 1
+        # The same reply to a write that may be repeated is retried.
+        assert api.post("user", {"id": "a@example.com"}) == {"ok": True}
+
+
+def test_a_write_refused_with_429_error_43_was_not_applied_and_is_retried(
+    fake: FakeSailthru, clock: FakeTime
+) -> None:
+    fake.faults = Faults(rate_limit_burst=1.0)
     clock.on_sleep.append(lambda: setattr(fake, "faults", Faults()))
     with _api(fake.url, clock) as api:
         assert api.post("event", {"id": "a@example.com", "event": "signed_up"}) == {"ok": True}
-    assert _attempts(api) == [1, 2, 3]
+    assert _attempts(api) == [1, 2]
     assert len(fake.events) == 1
+
+
+def test_idempotent_calls_are_retried_after_a_5xx(fake: FakeSailthru, clock: FakeTime) -> None:
+    fake.faults = Faults(error_after_apply_rate=1.0)
+    clock.on_sleep.append(lambda: setattr(fake, "faults", Faults()))
+    with _api(fake.url, clock) as api:
+        assert api.post("user", {"id": "a@example.com"})["ok"] is True
+    assert _attempts(api) == [1, 2]
 
 
 def test_idempotent_calls_are_retried_after_a_read_timeout(

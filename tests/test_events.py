@@ -11,8 +11,8 @@ from sailthru_destination.api import SailthruApi
 from sailthru_destination.events import Event, EventSender, time_value
 from sailthru_destination.mapping import InvalidValue
 from sailthru_destination.results import Status
-from sailthru_destination.sentkeys import InMemorySentKeys
-from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
+from sailthru_destination.testing import FakeSailthru, Faults
 
 
 def event(record_id: str = "e1", **overrides: Any) -> Event:
@@ -159,3 +159,27 @@ def test_results_keep_input_order_in_a_batch(fake: FakeSailthru, api: SailthruAp
     assert [r.record_id for r in results] == [str(n) for n in range(12)]
     assert [r.ok for r in results] == [n % 3 != 0 for n in range(12)]
     assert len(fake.events) == 8
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [Faults(error_after_apply_rate=1.0), Faults(server_error_rate=1.0)],
+    ids=["applied then 504", "500 error 9"],
+)
+def test_an_event_answered_with_a_5xx_is_posted_at_most_once_and_reported_unknown(
+    fake: FakeSailthru, api: SailthruApi, faults: Faults
+) -> None:
+    # A 5xx proves the request reached Sailthru: it may have been applied, so it is
+    # never re-sent blind (issue 12, defect 2).
+    fake.faults = faults
+    store = InMemorySentKeys()
+    sender = EventSender(api, sent_keys=store)
+    result = sender.send(event("e-504"))
+    assert result.status is Status.FAILED
+    assert "may or may not have been applied" in result.detail
+    assert store.state("event", "e-504") is KeyState.UNKNOWN
+    assert fake.calls[("POST", "event")] == 1
+    assert len(fake.events) <= 1
+    fake.faults = Faults()
+    assert sender.send(event("e-504")).status is Status.FAILED  # a re-run does not resend
+    assert fake.calls[("POST", "event")] == 1

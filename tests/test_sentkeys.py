@@ -112,3 +112,24 @@ def test_a_key_left_pending_by_a_crash_is_not_sent_again() -> None:
     result = send_once(store, KeyedLocks(), "purchase", "o1", "r", sent)
     assert result.status is Status.FAILED
     assert "'pending'" in result.detail
+
+
+def test_reclaim_moves_a_key_back_to_pending_only_from_the_given_state() -> None:
+    store = InMemorySentKeys()
+    assert not store.reclaim("purchase", "o-1", KeyState.UNKNOWN)  # not recorded
+    assert store.claim("purchase", "o-1")
+    assert not store.reclaim("purchase", "o-1", KeyState.UNKNOWN)  # pending, not unknown
+    store.settle("purchase", "o-1", KeyState.UNKNOWN)
+    assert store.reclaim("purchase", "o-1", KeyState.UNKNOWN)
+    assert store.state("purchase", "o-1") is KeyState.PENDING
+    assert not store.reclaim("purchase", "o-1", KeyState.UNKNOWN)
+
+
+def test_of_many_threads_one_reclaims_an_unknown_key() -> None:
+    store = InMemorySentKeys()
+    store.claim("purchase", "o-1")
+    store.settle("purchase", "o-1", KeyState.UNKNOWN)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        won = list(pool.map(lambda _: store.reclaim("purchase", "o-1", KeyState.UNKNOWN),
+                            range(32)))
+    assert won.count(True) == 1

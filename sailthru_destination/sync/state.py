@@ -252,6 +252,15 @@ class SyncState:
         with self._lock:
             self._write_now("DELETE FROM sent WHERE kind = ? AND key = ?", (kind, key))
 
+    def reclaim(self, kind: str, key: str, state: KeyState) -> bool:
+        """Move ``key`` from ``state`` back to pending (committed); False if not in ``state``."""
+        with self._lock:
+            cursor = self._write_now(
+                "UPDATE sent SET state = ? WHERE kind = ? AND key = ? AND state = ?",
+                (str(KeyState.PENDING), kind, key, str(state)),
+            )
+            return cursor.rowcount == 1
+
     def sent_count(self, kind: str, state: KeyState = KeyState.SENT) -> int:
         """How many keys of ``kind`` are in ``state``."""
         with self._lock:

@@ -27,6 +27,9 @@ __all__ = ["ROUTES", "App"]
 
 logger = logging.getLogger(__name__)
 
+# What a load balancer answers when the service behind it is too slow (not Sailthru's JSON).
+_GATEWAY_TIMEOUT = b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
+
 Handler = Callable[[State, Mapping[str, Any], Form], tuple[int, dict[str, Any]]]
 
 
@@ -66,11 +69,16 @@ class App:
         if state.chance(state.faults.connection_error_rate):
             return None
         endpoint = request.path.strip("/")
-        if endpoint == PAGEVIEW_ENDPOINT:
-            return pageview(state, self.limiter, self.record_call, request)
         if endpoint.startswith(EXPORT_PREFIX):
             return download_export(state, request)
-        return self._api_call(request, endpoint)
+        if endpoint == PAGEVIEW_ENDPOINT:
+            reply = pageview(state, self.limiter, self.record_call, request)
+        else:
+            reply = self._api_call(request, endpoint)
+        if request.method == "POST" and state.chance(state.faults.error_after_apply_rate):
+            # Applied, but the gateway gave up waiting: what the caller sees proves nothing.
+            return Reply(504, _GATEWAY_TIMEOUT, reply.headers, content_type="text/html")
+        return reply
 
     def _api_call(self, request: Request, endpoint: str) -> Reply:
         method = request.method

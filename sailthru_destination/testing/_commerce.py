@@ -80,11 +80,22 @@ def post_purchase(state: State, payload: Mapping[str, Any]) -> Reply:
             user["purchase_incomplete"] = None
             user["purchases"].append(record)
             state.purchases.append(record)
+            # Reads are eventually consistent: a GET right after may not find it yet.
+            lookups = [("purchase:sid", record["purchase_id"])]
+            extid = record["purchase_keys"].get("extid")
+            if extid is not None:
+                lookups.append(("purchase:extid", str(extid)))
+            state.remember_before_post(lookups, None)
         return 200, {"ok": True, "purchase": copy.deepcopy(record)}
 
 
 def get_purchase(state: State, payload: Mapping[str, Any]) -> Reply:
-    """GET /purchase ``{purchase_id, purchase_key: sid|extid}``."""
+    """GET /purchase ``{purchase_id, purchase_key: sid|extid}``: one completed purchase.
+
+    ``sid`` (the default) is the 24-hex id the purchase was given, ``extid`` the
+    ``purchase_keys.extid`` it was posted with (an order id). Within the stale-read window
+    after its POST a purchase is not found yet.
+    """
     purchase_id = str(payload.get("purchase_id") or "")
     purchase_key = payload.get("purchase_key") or "sid"
     if not purchase_id:
@@ -92,15 +103,16 @@ def get_purchase(state: State, payload: Mapping[str, Any]) -> Reply:
     if purchase_key not in ("sid", "extid"):
         raise invalid_parameter(f"Invalid purchase_key: {purchase_key}")
     with state.lock:
-        for record in state.purchases:
+        stale, _ = state.stale_view(f"purchase:{purchase_key}", purchase_id)
+        for record in state.purchases if not stale else ():
             found = (
                 record["purchase_id"] == purchase_id
                 if purchase_key == "sid"
-                else record["purchase_keys"].get("extid") == purchase_id
+                else str(record["purchase_keys"].get("extid")) == purchase_id
             )
             if found:
                 return 200, copy.deepcopy(record)
-    # (inferred) Sailthru's exact status and text for an unknown purchase.
+    # (inferred) Status and text: the error-99 "not found" shape of GET /user's reply.
     raise ApiError(400, ErrorCode.OTHER, f"Purchase not found: {purchase_id}")
 
 

@@ -19,12 +19,16 @@ class Faults:
     Rates are probabilities per request (0..1); windows are seconds.
 
     - ``connection_error_rate``: drop the connection without a reply (0.26 % seen in production).
-    - ``server_error_rate``: HTTP 500 with error 9.
+    - ``server_error_rate``: HTTP 500 with error 9, before the request is applied.
+    - ``error_after_apply_rate``: apply a POST, then answer HTTP 504 with a gateway's HTML page
+      instead of the reply, as a proxy does when Sailthru answers too late: the write happened
+      but the caller is told it failed (the case that posts a purchase twice).
     - ``false_ok_delete_rate``: DELETE answers 200 ``{"ok": true}`` and does nothing (0.7 % seen).
     - ``list_race_window``: a request naming a list that does not exist creates it only after
       this many seconds, so concurrent first uses create duplicate lists of the same name.
     - ``stale_read_window``: a GET /user this soon after a POST /user sees the user as it was
-      before the POST (eventual consistency).
+      before the POST, and a GET /purchase this soon after the POST /purchase does not see the
+      purchase yet (eventual consistency).
     - ``rate_limit_burst``: probability of an extra 429 on a request within the limit.
     """
 
@@ -34,10 +38,12 @@ class Faults:
     list_race_window: float = 0.0
     stale_read_window: float = 0.0
     rate_limit_burst: float = 0.0
+    error_after_apply_rate: float = 0.0
 
     def __post_init__(self) -> None:
         _check_rate("connection_error_rate", self.connection_error_rate)
         _check_rate("server_error_rate", self.server_error_rate)
+        _check_rate("error_after_apply_rate", self.error_after_apply_rate)
         _check_rate("false_ok_delete_rate", self.false_ok_delete_rate)
         _check_rate("rate_limit_burst", self.rate_limit_burst)
         if self.list_race_window < 0 or self.stale_read_window < 0:

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .._protocol import ErrorCode
+from .._protocol import PAGEVIEW_ENDPOINT, ErrorCode
 from ._errors import error_body
 from ._ratelimit import RateLimiter
 from ._state import State, rfc2822_now
@@ -17,7 +17,6 @@ from ._wire import Reply, Request
 
 __all__ = ["PAGEVIEW_ENDPOINT", "pageview"]
 
-PAGEVIEW_ENDPOINT = "v1/track/event/pageview"
 _REQUIRED = ("userIdKey", "userIdValue", "url")
 
 

@@ -17,6 +17,7 @@ def test_the_run_injects_every_fault_at_once() -> None:
     assert FAULTS.connection_error_rate == pytest.approx(0.026)
     assert FAULTS.false_ok_delete_rate == pytest.approx(0.067)
     assert FAULTS.server_error_rate == pytest.approx(0.01)
+    assert FAULTS.error_after_apply_rate > 0
     assert min(FAULTS.rate_limit_burst, FAULTS.stale_read_window, FAULTS.list_race_window) > 0
     assert (CI.processes, CI.threads) == (4, 20)
     assert CI.latency > 0
@@ -41,8 +42,8 @@ def test_records_reported_applied_are_applied_in_the_fake(chaos_outcome: Outcome
 
 
 def test_faults_cost_at_most_a_few_percent_of_records(chaos_outcome: Outcome) -> None:
-    # Only writes that may not be repeated (events, orders, carts) fail, when the
-    # connection drops after sending: about the connection error rate of them.
+    # Only writes that may not be repeated (events, carts) fail, when the connection drops
+    # after sending or a 5xx answers: about the connection and 5xx error rates of them.
     # (Records that failed on a 429 are judged by the last test.)
     statuses, on_429 = chaos_outcome.statuses, chaos_outcome.failed_on_429_by_kind
     profiles_failed = statuses["p1 failed"] + statuses["p2 failed"] - on_429["p1"] - on_429["p2"]
@@ -66,6 +67,12 @@ def test_no_user_is_reported_deleted_while_still_present(chaos_outcome: Outcome)
 def test_no_event_or_purchase_is_posted_twice(chaos_outcome: Outcome) -> None:
     assert chaos_outcome.duplicate_events == 0
     assert chaos_outcome.duplicate_purchases == 0
+
+
+def test_no_purchase_ends_with_an_unknown_outcome(chaos_outcome: Outcome) -> None:
+    # Purchases are read back after an unclear answer: each is sent, or surely not sent.
+    assert chaos_outcome.unknown_purchases == 0
+    assert chaos_outcome.statuses["purchase sent"] == CI.purchases
 
 
 def test_no_record_fails_on_a_429_although_429s_were_answered(chaos_outcome: Outcome) -> None:

@@ -7,7 +7,7 @@ import requests
 from sailthru import SailthruClient
 
 from sailthru_destination._protocol import RESERVED_EVENT_NAMES
-from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.testing import FakeSailthru, Faults
 
 ITEM = {"qty": 2, "title": "Mug", "price": 1250, "id": "sku-1", "url": "https://shop/mug"}
 
@@ -89,7 +89,33 @@ def test_get_purchase_by_sid_or_extid(client: SailthruClient) -> None:
     by_extid = client.get_purchase("order-7", purchase_key="extid").get_body()
     by_sid = client.get_purchase(posted["purchase_id"]).get_body()
     assert by_extid == by_sid == posted
-    assert client.get_purchase("nope").get_status_code() == 400
+    assert len(posted["purchase_id"]) == 24
+    int(posted["purchase_id"], 16)
+
+
+@pytest.mark.parametrize("purchase_key", ["sid", "extid"])
+def test_an_unknown_purchase_is_error_99_not_found(
+    client: SailthruClient, purchase_key: str
+) -> None:
+    client.purchase("a@example.com", [ITEM], options={"purchase_keys": {"extid": "order-7"}})
+    response = client.get_purchase("order-8", purchase_key=purchase_key)
+    assert response.get_status_code() == 400
+    assert not response.is_ok()
+    assert response.get_body() == {"error": 99, "errormsg": "Purchase not found: order-8"}
+
+
+def test_a_purchase_is_not_found_within_the_stale_read_window(
+    client: SailthruClient, fake_sailthru: FakeSailthru
+) -> None:
+    fake_sailthru.faults = Faults(stale_read_window=60.0)
+    posted = client.purchase(
+        "a@example.com", [ITEM], options={"purchase_keys": {"extid": "order-7"}}
+    ).get_body()["purchase"]
+    assert client.get_purchase("order-7", purchase_key="extid").get_status_code() == 400
+    assert client.get_purchase(posted["purchase_id"]).get_status_code() == 400
+    fake_sailthru.faults = Faults()  # the window has passed
+    assert client.get_purchase("order-7", purchase_key="extid").get_body() == posted
+    assert client.get_purchase(posted["purchase_id"]).get_body() == posted
 
 
 def test_purchase_items_need_their_fields_and_integer_cents(client: SailthruClient) -> None:

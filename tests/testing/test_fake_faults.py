@@ -169,3 +169,32 @@ def test_faults_validate_their_rates() -> None:
         Faults(server_error_rate=1.5)
     with pytest.raises(ValueError, match="window"):
         Faults(list_race_window=-1)
+
+
+def test_error_after_apply_applies_the_post_then_answers_a_gateway_504(
+    fake_sailthru: FakeSailthru,
+) -> None:
+    fake_sailthru.faults = Faults(error_after_apply_rate=1.0)
+    client = _client(fake_sailthru)
+    response = client.api_post("event", {"id": "a@example.com", "event": "signed_up"})
+    assert response.get_status_code() == 504
+    assert "application/json" not in response.response.headers["Content-Type"]
+    assert [e["event"] for e in fake_sailthru.events] == ["signed_up"]
+    # Reads are answered as usual: only writes are applied and then denied.
+    assert client.get_user("a@example.com").get_status_code() == 200
+
+
+def test_error_after_apply_repeats_under_the_same_seed() -> None:
+    def statuses(seed: int) -> list[int]:
+        with FakeSailthru(seed=seed, faults=Faults(error_after_apply_rate=0.5)) as fake:
+            client = _client(fake)
+            found = [
+                client.save_user(f"u{n}@example.com").get_status_code() for n in range(20)
+            ]
+            assert len(fake.users) == 20  # every one applied, whatever the answer
+            return found
+
+    assert statuses(3) == statuses(3)
+    assert set(statuses(3)) == {200, 504}
+    with pytest.raises(ValueError, match="error_after_apply_rate"):
+        Faults(error_after_apply_rate=2.0)

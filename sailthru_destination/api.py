@@ -25,6 +25,7 @@ from typing import Any
 import requests
 from sailthru.sailthru_client import SailthruClient
 
+from ._adaptive import MAX_IN_FLIGHT, note_attempt
 from ._http import (
     Download,
     FileData,
@@ -37,6 +38,7 @@ from ._http import (
     without_query,
 )
 from ._protocol import PAGEVIEW_ENDPOINT, is_loopback_url
+from ._transport import FormTransport, Reply
 from .calllog import CallLog, CallRecord, mask_key
 from .errors import (
     InvalidRequest,
@@ -74,7 +76,8 @@ class SailthruApi:
     ``get``/``post``/``delete`` return the decoded reply and raise a
     :class:`~sailthru_destination.errors.SailthruError` subclass on failure, never an error
     body. Thread-safe: share one instance between all threads (``concurrency`` sizes the
-    connection pool; more threads wait for a connection).
+    connection pool, by default for the most records an adaptive destination puts in flight;
+    more threads wait for a connection).
 
     ``clock``/``wall_clock``/``sleep`` are injectable for tests. ``rate_limits`` gives starting
     rates (calls per second, keys as in ``_protocol.DEFAULT_RATE_LIMITS``). Pacing is shared by
@@ -92,11 +95,13 @@ class SailthruApi:
         sleep: Callable[[float], object] = time.sleep,
         rate_limits: Mapping[str, float] | None = None,
         retry: RetryPolicy | None = None,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         call_log: CallLog | None = None,
         limiters: RateLimiterRegistry | None = None,
         non_idempotent: Collection[tuple[str, str]] = DEFAULT_NON_IDEMPOTENT,
     ) -> None:
+        if concurrency is None:
+            concurrency = MAX_IN_FLIGHT
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
         self._app = app
@@ -118,6 +123,12 @@ class SailthruApi:
         self._timeout = (app.connect_timeout, app.read_timeout)
         self.call_log = call_log if call_log is not None else CallLog()
         self._session = pooled_session(app.api_url, concurrency)
+        # Signed calls skip requests' per-call machinery unless a proxy is in the way.
+        self._forms = (
+            FormTransport(maxsize=concurrency, timeout=self._timeout, verify=self._session.verify)
+            if requests.utils.select_proxy(app.api_url, self._session.proxies) is None
+            else None
+        )
         self._closed = False
         redact_urllib3_logs()
 
@@ -197,6 +208,8 @@ class SailthruApi:
         """Close the pooled connections."""
         self._closed = True
         self._session.close()
+        if self._forms is not None:
+            self._forms.close()
 
     def __enter__(self) -> SailthruApi:
         return self
@@ -249,24 +262,25 @@ class SailthruApi:
         return reply
 
     def _attempt(self, call: _Call, number: int) -> dict[str, Any]:
-        call.limiter.acquire(self._clock, self._sleep)
+        waited = call.limiter.acquire(self._clock, self._sleep)
         started_wall = self._wall_clock()
         started = self._clock()
         try:
             response = self._send(call)
         except requests.RequestException as exc:
             failure = self._transport_error(call, exc)
+            note_attempt(waited=waited, pace=call.limiter.pace(started), throttled=True)
             self._record(call, number, started_wall, self._clock() - started, None, failure)
             raise failure from None
         duration = self._clock() - started
         body = decode(response.content)
-        if call.bearer is not None and body is None and 200 <= response.status_code < 300:
+        if call.bearer is not None and body is None and 200 <= response.status < 300:
             body = {}  # the tracking service may answer a bare 200
         reset_at, remaining = self._learn(call.limiter, response.headers)
         error = error_from_reply(
             method=call.method,
             endpoint=call.endpoint,
-            status=response.status_code,
+            status=response.status,
             body=body,
             reset_at=reset_at,
             remaining=remaining,
@@ -276,32 +290,41 @@ class SailthruApi:
                 call.limiter.pause(self._clock(), self._rate_limit_wait(error))
             else:
                 call.limiter.slow_down(self._clock())
+        note_attempt(
+            waited=waited,
+            pace=call.limiter.pace(started),
+            throttled=response.status == 429 or response.status >= 500,
+        )
         if error is not None:
             error = failed_reply(error, may_repeat=call.may_repeat)
-        self._record(call, number, started_wall, duration, response.status_code, error)
+        self._record(call, number, started_wall, duration, response.status, error)
         if error is not None:
             raise error
         assert isinstance(body, dict)
         return body
 
-    def _send(self, call: _Call) -> requests.Response:
+    def _send(self, call: _Call) -> Reply:
         if call.bearer is not None:
-            return self._session.post(
+            return Reply.of(self._session.post(
                 call.url,
                 json=call.logged_payload,
                 headers={"Authorization": f"Bearer {call.bearer}"},
                 timeout=self._timeout,
-            )
+            ))
+        if call.file is None and self._forms is not None:
+            return self._forms.send(call.method, call.url, call.prepared)
         if call.method == "POST":
             if call.file is None:
-                return self._session.post(call.url, data=call.prepared, timeout=self._timeout)
-            with call.file.open() as part:
-                return self._session.post(
-                    call.url, data=call.prepared, files={"file": part}, timeout=self._timeout
+                return Reply.of(
+                    self._session.post(call.url, data=call.prepared, timeout=self._timeout)
                 )
-        return self._session.request(
+            with call.file.open() as part:
+                return Reply.of(self._session.post(
+                    call.url, data=call.prepared, files={"file": part}, timeout=self._timeout
+                ))
+        return Reply.of(self._session.request(
             call.method, call.url, params=call.prepared, timeout=self._timeout
-        )
+        ))
 
     def _transport_error(self, call: _Call, exc: requests.RequestException) -> SailthruError:
         secrets = (call.prepared.get("sig", ""), call.bearer or "", self._app.api_secret)

@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["CallLog", "CallRecord", "JsonLinesSink", "mask_key"]
@@ -50,8 +51,12 @@ class CallRecord:
     file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as plain JSON-ready data."""
-        return asdict(self)
+        """The record as plain JSON-ready data (the payload is shared, not copied: records are
+        written once and never changed, and a deep copy cost more than signing the call)."""
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(CallRecord))
 
 
 class CallLog:
@@ -107,13 +112,19 @@ class CallLog:
 class JsonLinesSink:
     """A call-log sink that appends each record as one JSON line to ``path``.
 
-    Thread-safe; the file is opened on first use and closed by :meth:`close`.
+    Thread-safe; the file is opened on first use and closed by :meth:`close`. Lines are
+    buffered and reach the file at least every ``flush_every`` seconds (and on :meth:`flush`
+    and :meth:`close`): flushing per record cost more CPU than the call it logged, and a
+    process killed outright loses at most that last second of debugger lines, never a record's
+    outcome (those live in the run's state and ``errors.jsonl``).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, flush_every: float = 1.0) -> None:
         self.path = os.fspath(path)
         self._lock = threading.Lock()
         self._file: Any = None
+        self._flush_every = flush_every
+        self._flushed = time.monotonic()
 
     def __call__(self, record: CallRecord) -> None:
         line = json.dumps(record.to_dict(), default=str, ensure_ascii=False)
@@ -121,7 +132,17 @@ class JsonLinesSink:
             if self._file is None:
                 self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
             self._file.write(line + "\n")
-            self._file.flush()
+            now = time.monotonic()
+            if now - self._flushed >= self._flush_every:
+                self._file.flush()
+                self._flushed = now
+
+    def flush(self) -> None:
+        """Push the buffered lines to the file now."""
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+                self._flushed = time.monotonic()
 
     def close(self) -> None:
         """Close the file (a later record reopens it)."""

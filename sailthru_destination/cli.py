@@ -81,7 +81,8 @@ def _add_sync(sub: Any) -> None:
     parser.add_argument("--list-prefix", help="put in front of every list name from a group")
     parser.add_argument("--optout", choices=("none", "all", "basic", "blast"),
                         help="optout_email level sent with every user")
-    parser.add_argument("--concurrency", type=int, help="parallel calls (default: 8)")
+    parser.add_argument("--concurrency", type=int,
+                        help="records in flight (default: adapts to rate limit and latency)")
     parser.add_argument("--bulk", choices=("auto", "always", "never"),
                         help="use the job API for many changed users (default: auto)")
     parser.add_argument("--bulk-threshold", type=int,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
+from ._adaptive import MAX_IN_FLIGHT, AdaptiveLimit
 from ._concurrency import KeyedLocks, run_in_order
 from .api import RetryPolicy, SailthruApi
 from .commerce import CartChange, CommerceSender, Purchase, Return
@@ -65,7 +67,12 @@ class SailthruDestination:
             if coordination is not None
             else machine_limiters(self.options.lock_dir)
         )
-        self._api = api or SailthruApi(app, concurrency=self.options.concurrency, limiters=limiters)
+        self._api = api or SailthruApi(
+            app, concurrency=self.options.concurrency, limiters=limiters
+        )
+        # One adaptive limit per kind of record, kept across batches (profiles, events, ...).
+        self._limits: dict[str, AdaptiveLimit] = {}
+        self._limits_guard = threading.Lock()
         if lock is None:
             lock = (
                 coordination.lock(app.api_key)
@@ -201,12 +208,24 @@ class SailthruDestination:
         """
         return ListImporter(self._api).members(lists, fields=fields, poll=poll, merge=merge)
 
+    def concurrency_for(self, kind: str) -> int | AdaptiveLimit:
+        """How many records of ``kind`` run at once: the pinned number, or the adaptive limit
+        this destination keeps for that kind of record (so batches go on where the last left)."""
+        if self.options.concurrency is not None:
+            return self.options.concurrency
+        with self._limits_guard:
+            limit = self._limits.get(kind)
+            if limit is None:
+                limit = self._limits[kind] = AdaptiveLimit(maximum=MAX_IN_FLIGHT)
+            return limit
+
     def _stream(
         self, fn: Callable[[Any], ExportResult], items: Iterable[Any]
     ) -> Iterator[ExportResult]:
         coordination = self.options.coordination
+        concurrency = self.concurrency_for(getattr(fn, "__name__", "records"))
         if coordination is None:
-            return run_in_order(fn, items, concurrency=self.options.concurrency)
+            return run_in_order(fn, items, concurrency=concurrency)
 
         def guarded(item: Any) -> ExportResult:
             # Without the shared lock and pacing nothing may be sent: stop taking new work.
@@ -216,7 +235,7 @@ class SailthruDestination:
                 return ExportResult.failed(RecordError(rid, reason, retryable=True))
             return fn(item)
 
-        return run_in_order(guarded, items, concurrency=self.options.concurrency)
+        return run_in_order(guarded, items, concurrency=concurrency)
 
 
 _AUTH_FAILED = "authentication failed: check the API key and secret"

@@ -159,6 +159,9 @@ class DestinationOptions:
     cart update unless the change gives its own (time like ``"20 minutes"`` or minutes as an
     int, sent as ``"+20 minutes"``); ``clear_cart_after_hours`` empties a cart older than
     that before a new item is added.
+    ``concurrency`` is how many records are in flight at once: None (the default) adapts it
+    to the rate limit and the measured latency (2 to 64, by Little's law, see
+    ``sailthru_destination._adaptive``), a number pins it.
     ``coordination`` shares the list mutex, the known lists and the pacing with workers on
     other machines (:class:`~sailthru_destination.coordination.RedisCoordination`, from the
     ``redis`` extra); by default they are shared by the threads and processes of this machine.
@@ -170,7 +173,7 @@ class DestinationOptions:
     default_list: str | None = None
     list_prefix: str = ""
     optout: OptoutLevel | None = None
-    concurrency: int = 8
+    concurrency: int | None = None
     lock_dir: str | None = None
     var_names: Mapping[str, str] = field(default_factory=dict)
     delete_attempts: int = 5
@@ -190,6 +193,8 @@ class DestinationOptions:
             set_(self, "optout", OptoutLevel.parse(self.optout, "optout"))
         for name in ("concurrency", "delete_attempts"):
             value = getattr(self, name)
+            if name == "concurrency" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
                 raise ValueError(f"{name} must be a whole number from 1 to 256, got {value!r}")
         confirm = self.delete_confirm_after

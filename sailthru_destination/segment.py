@@ -206,7 +206,7 @@ class SegmentAdapter:
                 sequencer.finish(ticket)
 
         tickets = (sequencer.ticket(m, _order_keys(m)) for m in messages)
-        return run_in_order(run, tickets, concurrency=self._destination.options.concurrency)
+        return run_in_order(run, tickets, concurrency=self._destination.concurrency_for("segment"))
 
     def process_batch(self, messages: Iterable[Mapping[str, Any]]) -> BatchResult:
         """Process a batch: one result per message, in input order."""

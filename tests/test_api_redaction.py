@@ -9,9 +9,8 @@ import traceback
 from pathlib import Path
 
 import pytest
-import requests
 from pytest_mock import MockerFixture
-from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 
 from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.calllog import CallLog, JsonLinesSink
@@ -71,8 +70,9 @@ def test_no_secret_or_signature_anywhere_a_user_can_see(
         fake.latency = 0.3  # longer than the read timeout
         attempt(lambda: api.get("user", {"id": "a@example.com"}))
         fake.latency = 0.0
-        send = mocker.patch.object(
-            HTTPAdapter, "send", side_effect=requests.exceptions.ReadTimeout("timed out")
+        send = mocker.patch(
+            "urllib3.connectionpool.HTTPConnectionPool.urlopen",
+            side_effect=ReadTimeoutError(None, "/event", "timed out"),  # type: ignore[arg-type]
         )
         attempt(lambda: api.post("event", {"id": "a@example.com", "event": "x"}))
         mocker.stop(send)

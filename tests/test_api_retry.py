@@ -7,15 +7,15 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-import requests
 from _api_stub import Reply, stub_server
 from pytest_mock import MockerFixture
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import (
+    ConnectTimeoutError,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
     ProtocolError,
+    ReadTimeoutError,
 )
 
 from sailthru_destination.api import RetryPolicy, SailthruApi
@@ -213,18 +213,20 @@ def test_the_total_time_limit_stops_retries_before_the_attempt_limit(
 # -- writes that must not be repeated -----------------------------------------------------
 
 
-def _connection_error(reason: Exception) -> requests.exceptions.ConnectionError:
-    return requests.exceptions.ConnectionError(MaxRetryError(None, "/event", reason))  # type: ignore[arg-type]
+# Failures are injected where urllib3 sends the request, under every path a call can take.
+_URLOPEN = "urllib3.connectionpool.HTTPConnectionPool.urlopen"
+
+
+def _connection_error(reason: Exception) -> MaxRetryError:
+    return MaxRetryError(None, "/event", reason)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     "failure",
     [
-        requests.exceptions.ReadTimeout("read timed out"),
-        requests.exceptions.ConnectionError(
-            ProtocolError("Connection aborted.", http.client.RemoteDisconnected("closed"))
-        ),
-        requests.exceptions.ConnectionError(ProtocolError("reset", ConnectionResetError(104))),
+        ReadTimeoutError(None, "/event", "read timed out"),  # type: ignore[arg-type]
+        ProtocolError("Connection aborted.", http.client.RemoteDisconnected("closed")),
+        ProtocolError("reset", ConnectionResetError(104)),
     ],
     ids=["read timeout", "dropped after sending", "reset mid-request"],
 )
@@ -232,7 +234,7 @@ def _connection_error(reason: Exception) -> requests.exceptions.ConnectionError:
 def test_a_write_that_may_have_landed_is_not_repeated_and_says_the_outcome_is_unknown(
     fake: FakeSailthru, clock: FakeTime, mocker: MockerFixture, failure: Exception, endpoint: str
 ) -> None:
-    send = mocker.patch.object(HTTPAdapter, "send", side_effect=failure)
+    send = mocker.patch(_URLOPEN, side_effect=failure)
     with _api(fake.url, clock) as api, pytest.raises(OutcomeUnknown) as caught:
         api.post(endpoint, {"id": "a@example.com", "event": "x"})
     assert send.call_count == 1
@@ -243,7 +245,7 @@ def test_a_write_that_may_have_landed_is_not_repeated_and_says_the_outcome_is_un
 @pytest.mark.parametrize(
     "failure",
     [
-        requests.exceptions.ConnectTimeout("connect timed out"),
+        _connection_error(ConnectTimeoutError("connect timed out")),
         _connection_error(NewConnectionError(None, "Connection refused")),  # type: ignore[arg-type]
         _connection_error(NameResolutionError("api.sailthru.com", None, OSError("dns"))),  # type: ignore[arg-type]
     ],
@@ -252,7 +254,7 @@ def test_a_write_that_may_have_landed_is_not_repeated_and_says_the_outcome_is_un
 def test_a_write_that_never_left_is_retried(
     fake: FakeSailthru, clock: FakeTime, mocker: MockerFixture, failure: Exception
 ) -> None:
-    send = mocker.patch.object(HTTPAdapter, "send", side_effect=failure)
+    send = mocker.patch(_URLOPEN, side_effect=failure)
     with _api(fake.url, clock) as api, pytest.raises(TransientError) as caught:
         api.post("purchase", {"email": "a@example.com", "items": []})
     assert send.call_count == 4
@@ -359,8 +361,8 @@ def test_idempotent_calls_are_retried_after_a_5xx(fake: FakeSailthru, clock: Fak
 def test_idempotent_calls_are_retried_after_a_read_timeout(
     fake: FakeSailthru, clock: FakeTime, mocker: MockerFixture
 ) -> None:
-    send = mocker.patch.object(
-        HTTPAdapter, "send", side_effect=requests.exceptions.ReadTimeout("read timed out")
+    send = mocker.patch(
+        _URLOPEN, side_effect=ReadTimeoutError(None, "/user", "read timed out")  # type: ignore[arg-type]
     )
     with _api(fake.url, clock) as api, pytest.raises(TransientError):
         api.post("user", {"id": "a@example.com"})

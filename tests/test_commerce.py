@@ -7,8 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import requests
 from pytest_mock import MockerFixture
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import ReadTimeoutError
 
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem, Return
@@ -264,13 +265,17 @@ def test_the_same_order_is_never_posted_twice_by_one_store(
 def test_a_purchase_applied_whose_answer_timed_out_is_read_back_not_resent(
     fake: FakeSailthru, api: SailthruApi, mocker: MockerFixture
 ) -> None:
-    real_post = api._session.post
+    real_urlopen = HTTPConnectionPool.urlopen
 
-    def applied_then_timed_out(*args: Any, **kwargs: Any) -> requests.Response:
-        real_post(*args, **kwargs)  # Sailthru applied it; the answer never arrived
-        raise requests.ReadTimeout("read timed out")
+    def applied_then_timed_out(pool: HTTPConnectionPool, method: str, url: str, *args: Any,
+                               **kwargs: Any) -> Any:
+        reply = real_urlopen(pool, method, url, *args, **kwargs)
+        if method == "POST":  # Sailthru applied it; the answer never arrived
+            raise ReadTimeoutError(pool, url, "read timed out")
+        return reply
 
-    mocker.patch.object(api._session, "post", side_effect=applied_then_timed_out)
+    mocker.patch.object(HTTPConnectionPool, "urlopen", autospec=True,
+                        side_effect=applied_then_timed_out)
     store = InMemorySentKeys()
     sender = CommerceSender(api, sent_keys=store)
     first = sender.send_purchase(purchase("o-x"))

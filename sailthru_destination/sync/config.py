@@ -56,7 +56,7 @@ class SyncConfig:
     default_list: str | None = None
     list_prefix: str = ""
     optout: str | None = None
-    concurrency: int = 8
+    concurrency: int | None = None
     bulk: BulkMode = "auto"
     bulk_threshold: int = 1000
     state: str | None = None

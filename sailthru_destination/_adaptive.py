@@ -1,0 +1,138 @@
+"""Adaptive concurrency: as many records in flight as the pacer can use, and no more.
+
+A destination's speed is set by Sailthru's rate limit, not by its thread count, but only if
+enough records are in flight to fill the pacer's slots while each one waits for its reply.
+By Little's law that is the allowed rate times the time a record spends being served: 300/s
+at 50 ms needs 15 in flight, at 200 ms 60, while a 40/s endpoint at 50 ms needs only 2.
+A fixed default is wrong for most of these, so :class:`AdaptiveLimit` measures each record's
+service time (its wall time less the time it waited for a pacing slot) and the slowest pace
+among the endpoints it called, and keeps ``rate × service time × headroom`` records in flight,
+plus two spare, between ``minimum`` and ``maximum``, re-estimated as latency changes.
+
+It never raises the rate: the pacer alone decides when a call is sent. More in flight only
+means that a slot is never missed for want of a thread. After a 429 or a 5xx it halves the
+number in flight (``cap``) and lets it grow back by about one per window of records (AIMD),
+so bunched calls and a struggling server get room.
+
+The API layer reports each attempt through :func:`note_attempt`; the statistics are per
+thread, so each record, run on one pool thread, sees only its own calls.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+__all__ = ["MAX_IN_FLIGHT", "AdaptiveLimit", "RecordStats", "note_attempt"]
+
+# 300/s at 200 ms needs 60 in flight; past that, latency is not what holds a run back.
+MAX_IN_FLIGHT = 64
+# A couple of records always waiting at the pacer, so a slot is never missed when a reply or
+# a thread is late (a missed slot is lost: the pacer does not bank unused time).
+_SPARE = 2
+
+_local = threading.local()
+
+
+@dataclass
+class RecordStats:
+    """What one record's calls cost: time waiting for pacing slots, the slowest pace among
+    the endpoints called (calls per second), and whether a 429 or 5xx came back."""
+
+    paced: float = 0.0
+    pace: float = math.inf
+    throttled: bool = False
+
+
+def note_attempt(*, waited: float, pace: float, throttled: bool) -> None:
+    """Add one call attempt to the statistics of the record this thread is running, if any."""
+    stats: RecordStats | None = getattr(_local, "stats", None)
+    if stats is None:
+        return
+    stats.paced += waited
+    stats.pace = min(stats.pace, pace)
+    stats.throttled = stats.throttled or throttled
+
+
+class AdaptiveLimit:
+    """How many records may be in flight now: Little's law with headroom, AIMD on trouble.
+
+    Thread-safe. ``current`` starts at ``initial`` and follows the estimate after each record.
+    """
+
+    def __init__(
+        self,
+        *,
+        minimum: int = 2,
+        maximum: int = MAX_IN_FLIGHT,
+        initial: int = 8,
+        headroom: float = 1.5,
+        smoothing: float = 0.1,
+    ) -> None:
+        if not 1 <= minimum <= maximum:
+            raise ValueError(f"need 1 <= minimum <= maximum, got {minimum!r}, {maximum!r}")
+        if headroom < 1 or not 0 < smoothing <= 1:
+            raise ValueError("headroom must be >= 1 and smoothing in (0, 1]")
+        self.minimum = minimum
+        self.maximum = maximum
+        self._headroom = headroom
+        self._smoothing = smoothing
+        self._lock = threading.Lock()
+        self._service: float | None = None
+        self._pace = math.inf
+        self._cap = float(maximum)
+        self._current = max(minimum, min(initial, maximum))
+
+    def __repr__(self) -> str:
+        return f"AdaptiveLimit({self.minimum}..{self.maximum}, now {self._current})"
+
+    @property
+    def current(self) -> int:
+        """Records allowed in flight now."""
+        return self._current
+
+    def start(self) -> RecordStats:
+        """Begin measuring the record this thread runs next."""
+        stats = RecordStats()
+        _local.stats = stats
+        return stats
+
+    def finish(self, stats: RecordStats, wall: float) -> None:
+        """End this thread's record, which took ``wall`` seconds, and re-estimate."""
+        _local.stats = None
+        service = max(wall - stats.paced, 0.0)
+        with self._lock:
+            if stats.throttled:
+                self._cap = max(float(self.minimum), self._current / 2)
+            else:
+                self._cap = min(float(self.maximum), self._cap + 1 / max(self._cap, 1.0))
+            if math.isfinite(stats.pace):
+                self._pace = stats.pace
+            if self._service is None:
+                self._service = service
+            else:
+                self._service += self._smoothing * (service - self._service)
+            if not math.isfinite(self._pace):
+                return  # no call made yet: nothing to estimate from
+            wanted = math.ceil(self._pace * self._service * self._headroom) + _SPARE
+            self._current = int(max(self.minimum, min(wanted, self._cap, self.maximum)))
+
+    def timed(self) -> _Timed:
+        """A context manager measuring one record: ``with limit.timed(): fn(item)``."""
+        return _Timed(self)
+
+
+class _Timed:
+    def __init__(self, limit: AdaptiveLimit) -> None:
+        self._limit = limit
+        self._stats = RecordStats()
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._stats = self._limit.start()
+        self._started = time.monotonic()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._limit.finish(self._stats, time.monotonic() - self._started)

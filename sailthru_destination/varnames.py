@@ -102,6 +102,6 @@ class VarProblem:
         return f"{self.name!r} dropped ({self.reason})"
 
 
-def describe_problems(problems: list[VarProblem], what: str = "var") -> str:
+def describe_problems(problems: list[VarProblem], what: str = "vars") -> str:
     """One sentence naming every renamed or dropped var, for a result's detail."""
-    return f"{what}s not sent as named: " + "; ".join(str(p) for p in problems)
+    return f"{what} not sent as named: " + "; ".join(str(p) for p in problems)

@@ -54,7 +54,7 @@ def identify(adapter: SegmentAdapter, msg: _Message) -> ExportResult:
         payload["optout_email"] = _optout(optout, "integrations.Sailthru.optoutValue")
     adapter.post_user(payload, lists)
     if problems:
-        detail += f"; {describe_problems(problems, 'trait')}"
+        detail += f"; {describe_problems(problems, 'traits')}"
     return ExportResult(Status.SENT, msg.id, detail)
 
 

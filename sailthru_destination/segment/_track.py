@@ -40,7 +40,7 @@ def custom_event(adapter: SegmentAdapter, msg: _Message) -> ExportResult:
     result = adapter.destination.send_events([event]).results[0]
     if not problems or not result.ok:
         return result
-    detail = "; ".join(filter(None, (result.detail, describe_problems(problems, "property"))))
+    detail = "; ".join(filter(None, (result.detail, describe_problems(problems, "properties"))))
     return ExportResult(result.status, result.record_id, detail, result.error)
 
 

@@ -79,8 +79,11 @@ class App:
         if refusal is not None:
             return Reply.json(refusal.status, refusal.body(), self.limiter.peek(method, endpoint))
         self.record_call(method, endpoint)
-        allowed, headers = self.limiter.take(method, endpoint)
-        if not allowed or self.state.chance(self.state.faults.rate_limit_burst):
+        burst = self.state.faults.rate_limit_burst
+        allowed, headers = self.limiter.take(
+            method, endpoint, (lambda: self.state.chance(burst)) if burst > 0 else None
+        )
+        if not allowed:
             message = f"Too many {method} requests this minute to /{endpoint} API"
             return Reply.json(429, error_body(ErrorCode.TOO_MANY_REQUESTS, message), headers)
         try:
@@ -107,6 +110,9 @@ class App:
         state = self.state
         if state.chance(state.faults.server_error_rate):
             raise ApiError(500, ErrorCode.INTERNAL_ERROR, "Internal error")
+        if state.chance(state.faults.error_with_200_rate):
+            # (inferred) which error comes with a 200; connectors report the shape only.
+            raise ApiError(200, ErrorCode.INTERNAL_ERROR, "Internal error")
         if endpoint in state.forbidden_endpoints:
             raise ApiError(403, ErrorCode.OTHER, f"API key not permitted to use the {endpoint} API")
         handler = ROUTES.get((method, endpoint))

@@ -20,6 +20,8 @@ class Faults:
 
     - ``connection_error_rate``: drop the connection without a reply (0.26 % seen in production).
     - ``server_error_rate``: HTTP 500 with error 9.
+    - ``error_with_200_rate``: HTTP 200 carrying an error body (error 9, nothing applied), as
+      third-party connectors report; only a client that reads the body first notices.
     - ``false_ok_delete_rate``: DELETE answers 200 ``{"ok": true}`` and does nothing (0.7 % seen).
     - ``list_race_window``: a request naming a list that does not exist creates it only after
       this many seconds, so concurrent first uses create duplicate lists of the same name.
@@ -30,6 +32,7 @@ class Faults:
 
     connection_error_rate: float = 0.0
     server_error_rate: float = 0.0
+    error_with_200_rate: float = 0.0
     false_ok_delete_rate: float = 0.0
     list_race_window: float = 0.0
     stale_read_window: float = 0.0
@@ -38,6 +41,7 @@ class Faults:
     def __post_init__(self) -> None:
         _check_rate("connection_error_rate", self.connection_error_rate)
         _check_rate("server_error_rate", self.server_error_rate)
+        _check_rate("error_with_200_rate", self.error_with_200_rate)
         _check_rate("false_ok_delete_rate", self.false_ok_delete_rate)
         _check_rate("rate_limit_burst", self.rate_limit_burst)
         if self.list_race_window < 0 or self.stale_read_window < 0:

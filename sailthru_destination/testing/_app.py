@@ -18,6 +18,7 @@ from ._forms import Form, parse_form
 from ._jobs import EXPORT_PREFIX, download_export, get_job, post_job
 from ._lists import delete_list, get_list, post_list
 from ._ratelimit import RateLimiter
+from ._sends import get_blast, get_send, post_blast, post_send
 from ._state import State
 from ._tracking import PAGEVIEW_ENDPOINT, pageview
 from ._users import delete_user, get_user, post_user
@@ -48,6 +49,10 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "return"): _plain(post_return),
     ("POST", "job"): post_job,
     ("GET", "job"): _plain(get_job),
+    ("POST", "send"): _plain(post_send),
+    ("GET", "send"): _plain(get_send),
+    ("POST", "blast"): _plain(post_blast),
+    ("GET", "blast"): _plain(get_blast),
 }
 
 

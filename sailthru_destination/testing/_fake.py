@@ -222,6 +222,18 @@ class FakeSailthru:
         return self._copy_records("pageviews")
 
     @property
+    def sends(self) -> list[dict[str, Any]]:
+        """Every send made with POST /send (nothing is mailed)."""
+        with self._state.lock:
+            return copy.deepcopy(list(self._state.sends.values()))
+
+    @property
+    def blasts(self) -> list[dict[str, Any]]:
+        """Every blast made with POST /blast (nothing is mailed)."""
+        with self._state.lock:
+            return copy.deepcopy(list(self._state.blasts.values()))
+
+    @property
     def jobs(self) -> list[dict[str, Any]]:
         """Every job created, with its status."""
         with self._state.lock:

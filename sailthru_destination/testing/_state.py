@@ -71,6 +71,8 @@ class State:
             self.purchases: list[dict[str, Any]] = []
             self.returns: list[dict[str, Any]] = []
             self.pageviews: list[dict[str, Any]] = []
+            self.sends: dict[str, dict[str, Any]] = {}  # send_id -> send
+            self.blasts: dict[str, dict[str, Any]] = {}  # blast_id -> blast
             self.jobs: dict[str, dict[str, Any]] = {}
             self.exports: dict[str, dict[str, Any]] = {}  # token -> {"csv", "expired"}
             self.calls: Counter[tuple[str, str]] = Counter()

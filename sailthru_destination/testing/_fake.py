@@ -11,6 +11,7 @@ from typing import Any
 
 from ._app import App
 from ._faults import Faults
+from ._inferred import Inferred
 from ._jobs import expire_exports
 from ._ratelimit import RateLimiter
 from ._server import Server
@@ -145,6 +146,15 @@ class FakeSailthru:
     @connect_latency.setter
     def connect_latency(self, seconds: float) -> None:
         self._state.connect_latency = seconds
+
+    @property
+    def inferred(self) -> Inferred:
+        """The answers the fake guesses where Sailthru's are unconfirmed (switchable)."""
+        return self._state.inferred
+
+    @inferred.setter
+    def inferred(self, answers: Inferred) -> None:
+        self._state.inferred = answers
 
     @property
     def extid_lookup(self) -> bool:

@@ -155,6 +155,9 @@ def test_the_real_clients_stream_is_forwarded_with_no_failure(
     assert [i["url"] for i in fake.purchases[-1]["items"]] == ["https://shop.example/p/sku-1"]
     assert fake.events[-1]["vars"] == {"video_id": "v1"}
     assert "queue depth" in serve.log()
+    serve.stop()  # SIGTERM: a clean stop writes the run's summary
+    [summary] = (serve.folder / "data" / "reports").glob("serve-*/summary.json")
+    assert json.loads(summary.read_text())["results"] == {"sent": 4, "skipped": 1}
     assert WRITE_KEY not in serve.log()
 
 

@@ -40,6 +40,8 @@ def parse_iso(text: str) -> date | datetime | None:
         if clock is None:
             return date.fromisoformat(day)
         # Python 3.10 reads neither "Z" nor "+0000" nor 3- or 9-digit fractions: normalise.
+        if len(clock) == 5:
+            clock += ":00"
         micro = f".{(fraction or '0')[:6]:0<6}"
         zone = ""
         if offset:

@@ -118,7 +118,8 @@ def _body(environ: Mapping[str, Any]) -> bytes:
 def _messages(kind: str, body: bytes) -> list[dict[str, Any]]:
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: 500 KB of "[[[[..." nests deeper than any message does.
         raise _Refused("400 Bad Request", "the body is not JSON") from None
     if not isinstance(data, dict):
         raise _Refused("400 Bad Request", "the body is not a JSON object")

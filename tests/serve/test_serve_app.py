@@ -56,6 +56,19 @@ def test_messages_are_queued_with_their_type_and_an_id_only_after_auth(tmp_path:
     assert call(app, "/v1/nothing", body, authorization=auth())[0].startswith("404")
 
 
+def test_hostile_bodies_are_refused_and_nothing_is_queued(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    app = SegmentIngest(queue, WRITE_KEY)
+    nested = b'{"batch": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    for body in (nested, b"\xff\xfe", b"[]", b'{"batch": [1]}', b'{"batch": {}}'):
+        status, answer = call(app, "/v1/batch", body, authorization=auth())
+        assert status.startswith("400"), (body[:20], status)
+        assert answer["success"] is False
+    garbage = call(app, "/v1/batch", b"not gzip", authorization=auth(), content_encoding="gzip")
+    assert garbage[0].startswith("400")
+    assert queue.depth() == 0
+
+
 def test_the_write_key_never_shows_in_the_repr() -> None:
     app = SegmentIngest(MessageQueue(":memory:"), WRITE_KEY)
     assert WRITE_KEY not in repr(app)

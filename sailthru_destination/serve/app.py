@@ -68,13 +68,13 @@ class SegmentIngest:
                 raise _Refused("405 Method Not Allowed", "use POST")
             self._authenticate(environ)
             messages = _messages(kind, _body(environ))
-            self._queue.append(messages)
+            added = self._queue.append(messages)
         except _Refused as refused:
             log.info("refused %s %s: %s", method, path, refused.message)
             code = refused.status.split(" ", 1)[1].lower().replace(" ", "_")
             body = {"success": False, "code": code, "message": refused.message}
             return _answer(start, refused.status, body)
-        log.debug("accepted %d message(s) on %s", len(messages), path)
+        log.debug("accepted %d message(s) on %s, %d new", len(messages), path, added)
         return _answer(start, "200 OK", {"success": True})
 
     def _authenticate(self, environ: Mapping[str, Any]) -> None:
@@ -146,8 +146,13 @@ def _messages(kind: str, body: bytes) -> list[dict[str, Any]]:
                 "400 Bad Request",
                 f"message {index} is {size} bytes: a message is limited to {MAX_MESSAGE_BYTES}",
             )
-        # Every result names its message: give one without an id the id Segment would.
-        message.setdefault("messageId", f"serve-{uuid.uuid4()}")
+        # Every result names its message, and the queue dedupes by it: give one without an
+        # id (or with a non-string one) a string id.
+        given = message.get("messageId")
+        if isinstance(given, bool) or not isinstance(given, (str, int)) or given == "":
+            message["messageId"] = f"serve-{uuid.uuid4()}"
+        else:
+            message["messageId"] = str(given)
     return messages
 
 

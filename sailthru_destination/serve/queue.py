@@ -4,7 +4,9 @@ A message is committed here (WAL, ``synchronous=FULL``) before the sender gets i
 an accepted message survives ``kill -9``. The worker takes messages in arrival order and
 marks each ``done`` with its result; a message not marked done when the process dies is
 taken again on restart, where the destination's sent-keys store keeps it from being sent
-twice (see :mod:`sailthru_destination.sentkeys`).
+twice (see :mod:`sailthru_destination.sentkeys`). A message whose ``messageId`` is already
+queued (a sender retrying after a lost 200, as Segment's SDKs do) is not queued again: a
+stale identify replayed after a newer one would otherwise undo it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     received REAL NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
     body TEXT NOT NULL,
     status TEXT,
     detail TEXT
@@ -53,19 +56,30 @@ class MessageQueue:
         with self._lock:
             self._db.close()
 
-    def append(self, messages: Sequence[Mapping[str, Any]]) -> None:
-        """Store every message of one request durably, all or none."""
+    def append(self, messages: Sequence[Mapping[str, Any]]) -> int:
+        """Store every message of one request durably, all or none; returns how many were new.
+
+        Each message needs a string ``messageId``; one already queued is left out.
+        """
         now = time.time()
-        rows = [(now, json.dumps(m, ensure_ascii=False, separators=(",", ":"))) for m in messages]
+        rows = [
+            (now, str(m["messageId"]), json.dumps(m, ensure_ascii=False, separators=(",", ":")))
+            for m in messages
+        ]
         with self._arrived:
+            before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT INTO messages (received, body) VALUES (?, ?)", rows)
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO messages (received, message_id, body) VALUES (?, ?, ?)",
+                    rows,
+                )
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
             self._arrived.notify_all()
+            return self._db.total_changes - before
 
     def take(self, limit: int, wait: float = 0.0) -> list[tuple[int, dict[str, Any]]]:
         """Up to ``limit`` messages without a result, oldest first (waiting up to ``wait``)."""

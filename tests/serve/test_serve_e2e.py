@@ -159,6 +159,7 @@ def test_the_real_clients_stream_is_forwarded_with_no_failure(
     [summary] = (serve.folder / "data" / "reports").glob("serve-*/summary.json")
     assert json.loads(summary.read_text())["results"] == {"sent": 4, "skipped": 1}
     assert WRITE_KEY not in serve.log()
+    assert SECRET not in serve.log()
 
 
 def test_a_wrong_write_key_is_refused_with_401_and_nothing_is_queued(

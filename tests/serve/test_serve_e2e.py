@@ -197,7 +197,7 @@ def test_limits_gzip_and_bad_bodies_answer_like_segment(serve: Serve) -> None:
 def test_kill_9_in_the_middle_of_a_batch_loses_nothing_and_sends_nothing_twice(
     serve: Serve, fake: FakeSailthru
 ) -> None:
-    fake.latency = 0.03  # slow Sailthru down so the kill lands mid-batch
+    fake.latency = 0.05  # slow Sailthru down so the kill lands mid-batch (>= 0.6 s left)
     analytics = client(serve, upload_size=100)
     total = 60
     ids = {}

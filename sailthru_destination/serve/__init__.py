@@ -114,7 +114,16 @@ def _serve(
 ) -> int:
     from waitress.server import create_server
 
+    from ..sync.config import ConfigError
+
     queue = MessageQueue(folder / "queue.sqlite")
+    try:
+        server = create_server(
+            SegmentIngest(queue, key), host=args.host, port=args.port, threads=args.threads
+        )
+    except (OSError, ValueError) as exc:
+        queue.close()
+        raise ConfigError(f"--host/--port/--threads: cannot serve there: {exc}") from None
     sent = SyncState(folder / "sent.sqlite")
     # One report folder per run, so a restart never overwrites the failures of the last.
     report = RunReport(default_report_dir(folder, "serve"))
@@ -127,9 +136,6 @@ def _serve(
     destination = SailthruDestination(app, options, api=api, sent_keys=sent)
     adapter = OnceAdapter(destination, settings, sent_keys=sent)
     worker = Worker(queue, adapter, report)
-    server = create_server(
-        SegmentIngest(queue, key), host=args.host, port=args.port, threads=args.threads
-    )
 
     def stop(*_: object) -> None:
         # waitress's loop closes its sockets and returns on SystemExit.

@@ -6,6 +6,7 @@ import base64
 import gzip
 import io
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,14 @@ def test_bad_settings_stop_with_exit_2_naming_the_setting(
     argv = _argv(tmp_path / "d", "--write-key", WRITE_KEY, "--settings", str(settings))
     assert main(argv) == 2
     assert "product_url_template" in capsys.readouterr().err
+
+
+def test_a_port_in_use_stops_with_exit_2_naming_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(_argv(tmp_path, "--write-key", WRITE_KEY, "--port", port)) == 2
+    assert "--port" in capsys.readouterr().err

@@ -35,13 +35,12 @@ from .profiles import valid_key
 from .results import ExportResult, Status
 from .sentkeys import InMemorySentKeys, SentKeys, send_once
 
-__all__ = ["NEEDS_EMAIL", "CartChange", "CommerceSender", "Purchase", "PurchaseItem", "Return"]
+__all__ = ["CartChange", "CommerceSender", "Purchase", "PurchaseItem", "Return"]
 
 log = logging.getLogger(__name__)
 
 CurrencyUnit = Literal["dollars", "cents"]
-NEEDS_EMAIL = "identify the user with an email first"
-"""Why a purchase or cart of a user without an email fails (a later identify fixes it)."""
+_NEEDS_EMAIL = "identify the user with an email first"
 _NOTHING_TO_REMOVE = "Nothing to remove from the incomplete cart for this user"
 # What a cart item read back from Sailthru may carry into the next incomplete purchase.
 _CART_ITEM_FIELDS = ("id", "title", "qty", "price", "url", "tags", "vars", "images")
@@ -277,7 +276,7 @@ class CommerceSender:
         else:
             current = self._read_cart(str(user_key), user)
             if current is None or not current[0]:
-                raise InvalidValue("email", NEEDS_EMAIL)
+                raise InvalidValue("email", _NEEDS_EMAIL)
             email = current[0]
         cart = _changed_cart(
             self._cart_items(current[1] if current else None), action, item, quantity
@@ -371,7 +370,7 @@ class CommerceSender:
         assert extid is not None
         found = self._read_email(extid)
         if found is None:
-            raise InvalidValue("email", NEEDS_EMAIL)
+            raise InvalidValue("email", _NEEDS_EMAIL)
         return found
 
     def _read_email(self, extid: str) -> str | None:
@@ -414,7 +413,7 @@ def _buyer(email: object, extid: object) -> tuple[str | None, str | None]:
         return valid_key(MatchKey.EMAIL, email, "email"), None
     if extid is not None and extid != "":
         return None, valid_key(MatchKey.EXTID, extid, "extid")
-    raise InvalidValue("email", f"the record names no user: {NEEDS_EMAIL}")
+    raise InvalidValue("email", f"the record names no user: {_NEEDS_EMAIL}")
 
 
 def _quantity(value: object, field: str) -> int:

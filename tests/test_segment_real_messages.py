@@ -257,3 +257,17 @@ def test_invalid_vars_accepts_only_fail_or_drop() -> None:
     assert DestinationOptions().invalid_vars == "fail"
     with pytest.raises(ValueError, match="invalid_vars"):
         DestinationOptions(invalid_vars="rename")  # type: ignore[arg-type]
+
+
+def test_an_anonymous_order_without_email_is_retryable_but_a_bad_email_is_not(
+    adapter: SegmentAdapter,
+) -> None:
+    order = {"order_id": "o-9", "products": [product("p1", url="https://x/p1")]}
+    anonymous = adapter.process(track("Order Completed", order, userId=None, anonymousId="a-1"))
+    assert anonymous.status is Status.FAILED
+    assert anonymous.error is not None
+    assert anonymous.error.retryable
+    bad = adapter.process(track("Order Completed", {**order, "email": "nope"}, userId="u-1"))
+    assert bad.status is Status.FAILED
+    assert bad.error is not None
+    assert not bad.error.retryable

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..commerce import NEEDS_EMAIL, CartChange, Purchase, Return
+from ..commerce import CartChange, Purchase, Return
 from ..mapping import InvalidValue
 from ..results import ExportResult
 from ._message import _adjustments, _first, _Message, _product, _products
@@ -31,7 +31,7 @@ def order_completed(adapter: SegmentAdapter, msg: _Message) -> ExportResult:
         date=msg.timestamp,
         page_url=msg.page_url,
     )
-    return _retry_without_email(adapter.destination.send_purchases([purchase]).results[0])
+    return _retry_without_email(msg, adapter.destination.send_purchases([purchase]).results[0])
 
 
 def order_refunded(adapter: SegmentAdapter, msg: _Message) -> ExportResult:
@@ -49,7 +49,7 @@ def order_refunded(adapter: SegmentAdapter, msg: _Message) -> ExportResult:
         page_url=msg.page_url,
         record_id=msg.id,
     )
-    return _retry_without_email(adapter.destination.send_returns([returned]).results[0])
+    return _retry_without_email(msg, adapter.destination.send_returns([returned]).results[0])
 
 
 def product_added(adapter: SegmentAdapter, msg: _Message) -> ExportResult:
@@ -86,17 +86,20 @@ def _cart(adapter: SegmentAdapter, msg: _Message, action: str) -> ExportResult:
         record_id=msg.id,
         page_url=msg.page_url,
     )
-    return _retry_without_email(adapter.destination.update_carts([change]).results[0])
+    return _retry_without_email(msg, adapter.destination.update_carts([change]).results[0])
 
 
-def _retry_without_email(result: ExportResult) -> ExportResult:
+def _retry_without_email(msg: _Message, result: ExportResult) -> ExportResult:
     """A buyer without email yet (an anonymous visitor) is a wait, not a dead end.
 
     Sailthru keys purchases and carts by email; an identify with the email, which usually
-    follows, makes the same message work, so it is failed as retryable, saying so.
+    follows, makes the same message work, so it is failed as retryable, saying so. (The
+    message names a user but no email, so the ``email`` failure cannot be a malformed one.)
     """
     error = result.error
-    if error is None or error.retryable or NEEDS_EMAIL not in error.reason:
+    if error is None or error.retryable or error.field != "email":
+        return result
+    if msg.email is not None or not (msg.user_id or msg.anonymous_id):
         return result
     reason = f"{error.reason} (retry it after an identify that gives this user an email)"
     return ExportResult.failed(replace(error, reason=reason, retryable=True))

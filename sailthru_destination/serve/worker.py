@@ -4,11 +4,13 @@ Chunks are taken in arrival order and each chunk goes through
 :meth:`~sailthru_destination.segment.SegmentAdapter.iter_process`, which keeps every user's
 messages in order while different users run concurrently; the next chunk starts when the
 last one is done, so order holds across chunks too. Each result is recorded in the queue;
-each failure also lands in the run report (``errors.jsonl``).
+each failure also lands in the run report (``errors.jsonl``), and each message applied with
+renamed or dropped vars in ``renamed.jsonl`` beside it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -89,7 +91,11 @@ class Worker:
                 )
             )
         elif "not sent as named" in result.detail:
+            # Applied, but not all as sent: the report names each renamed or dropped var.
             log.info("%s", result.detail)
+            line = {"record": result.record_id, "where": f"queue #{seq}", "detail": result.detail}
+            with (self._report.folder / "renamed.jsonl").open("a", encoding="utf-8") as notes:
+                notes.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._queue.done(seq, status, result.detail)
 
 

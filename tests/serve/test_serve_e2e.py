@@ -155,6 +155,10 @@ def test_the_real_clients_stream_is_forwarded_with_no_failure(
     assert [i["url"] for i in fake.purchases[-1]["items"]] == ["https://shop.example/p/sku-1"]
     assert fake.events[-1]["vars"] == {"video_id": "v1"}
     assert "queue depth" in serve.log()
+    [renamed] = (serve.folder / "data" / "reports").glob("serve-*/renamed.jsonl")
+    notes = [json.loads(line)["detail"] for line in renamed.read_text().splitlines()]
+    assert any("'traits.first-name' sent as 'first_name'" in note for note in notes)
+    assert any("'properties.video-id' sent as 'video_id'" in note for note in notes)
     serve.stop()  # SIGTERM: a clean stop writes the run's summary
     [summary] = (serve.folder / "data" / "reports").glob("serve-*/summary.json")
     assert json.loads(summary.read_text())["results"] == {"sent": 4, "skipped": 1}

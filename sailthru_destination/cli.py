@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .options import DEFAULT_API_URL, AppOptions
+from .serve import register as register_serve
 from .sync.config import OBJECTS, ConfigError, load_config
 from .sync.run import DEFAULT_HOME, run_sync
 from .sync.runner import RunAborted, RunSummary
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--list-race-window", type=float, default=0.0,
                       help="seconds during which racing requests create duplicate lists")
     fake.set_defaults(handler=_cmd_fake_server)
+    register_serve(sub, credentials=_add_credentials, app=_app, out=_out)
     return parser
 
 

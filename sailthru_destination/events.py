@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from ._concurrency import KeyedLocks, run_in_order
 from ._protocol import RESERVED_EVENT_NAMES
 from .api import SailthruApi
-from .errors import RecordError, SailthruError
+from .errors import NotFound, RecordError, SailthruError
 from .mapping import InvalidValue, flatten_vars
 from .options import MatchKey
 from .profiles import valid_key
@@ -84,6 +84,11 @@ class EventSender:
             )
         except InvalidValue as exc:
             return ExportResult.failed(RecordError(rid, exc.reason, field=exc.field))
+        except NotFound as exc:
+            # The fake (inferred) creates an unknown user, as POST /user does; if Sailthru
+            # refuses instead, the event is not lost: it works once the user exists.
+            reason = f"{exc} (retry it once the user exists, e.g. after an identify)"
+            return ExportResult.failed(RecordError(rid, reason, retryable=True, code=exc.code))
         except SailthruError as exc:
             return ExportResult.failed(RecordError.from_error(rid, exc))
 

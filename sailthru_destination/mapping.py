@@ -25,14 +25,23 @@ Rules (spec section 3, written down where the spec is silent):
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Mapping
 from datetime import date, datetime, tzinfo
 from datetime import timezone as _dt_timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ._invalid import InvalidValue
+from .amounts import cents, reminder_time
+from .varnames import (
+    MAX_VAR_NAME_LENGTH,
+    RESERVED_VAR_NAMES,
+    VarProblem,
+    repaired_var_name,
+    var_name_problem,
+)
 
 __all__ = [
     "MAX_DEPTH",
@@ -41,6 +50,7 @@ __all__ = [
     "MAX_VAR_NAME_LENGTH",
     "RESERVED_VAR_NAMES",
     "InvalidValue",
+    "VarProblem",
     "VarValue",
     "audience_list_name",
     "cents",
@@ -62,69 +72,12 @@ MAX_DEPTH = 10
 MAX_STRING_BYTES = 64 * 1024
 """Longest string value accepted, in UTF-8 bytes (Sailthru advises ≤ 140 characters)."""
 
-MAX_VAR_NAME_LENGTH = 255
-"""Longest flattened var name accepted (our conservative limit; Sailthru documents none)."""
-
 MAX_LIST_NAME_LENGTH = 255
 """Longest list name accepted (our conservative limit)."""
-
-# Sailthru's docs: var names may not start with a number, may not contain special
-# characters such as % - . $ ("scrubbed ... upon import") and may not be standard
-# variable names or reserved words. A name Sailthru silently rewrites would land under
-# another var, and our later clear ("") would miss it, so we refuse instead. We keep
-# spaces (the spec says keys keep their spaces) and accept only ASCII letters.
-_VAR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_ ]*")
-
-RESERVED_VAR_NAMES: frozenset[str] = frozenset(
-    {
-        # keys and fields of a user profile (POST /user, the Zephyr profile object)
-        "id", "key", "keys", "sid", "extid", "email", "cookie", "sms", "vars", "lists",
-        "lists_signup", "optout_email", "keysconflict", "fields", "purchases",
-        "purchase_incomplete", "profile",
-        # standard Zephyr template variables, stored by Sailthru itself
-        "beacon", "beacon_src", "beacon_ssl", "beacon_src_ssl", "beacon_url", "emailnum",
-    }
-)  # fmt: skip
-"""Names refused as vars: they are user keys or Sailthru's own template variables."""
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _UNKNOWN: Any = object()  # an old value we could not map: never equal to a new one
-
-
-class InvalidValue(ValueError):
-    """A value or name that cannot be sent to Sailthru; ``field`` says which one."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        shown = field if len(field) <= 100 else field[:97] + "..."
-        super().__init__(f"invalid value for {shown!r}: {reason}")
-
-
-@lru_cache(maxsize=8192)
-def var_name_problem(name: str) -> str | None:
-    """Why Sailthru would refuse ``name`` as a var name, or ``None`` when it is fine.
-
-    Accepted: 1 to :data:`MAX_VAR_NAME_LENGTH` characters of ASCII letters, digits,
-    ``_`` and inner spaces, not starting with a digit, not in :data:`RESERVED_VAR_NAMES`.
-    """
-    if not name:
-        return "var names cannot be empty"
-    if len(name) > MAX_VAR_NAME_LENGTH:
-        return f"var names are limited to {MAX_VAR_NAME_LENGTH} characters"
-    if name in RESERVED_VAR_NAMES:
-        return "this name is reserved by Sailthru (a user key or a standard template variable)"
-    if name[0].isdigit():
-        return "Sailthru refuses var names that start with a digit"
-    if name[0] == " " or name[-1] == " ":
-        return "var names cannot start or end with a space"
-    if _VAR_NAME_RE.fullmatch(name) is None:
-        return (
-            "var names may hold only ASCII letters, digits, '_' and spaces "
-            "(Sailthru scrubs other characters such as % - . $)"
-        )
-    return None
 
 
 @lru_cache(maxsize=64)
@@ -138,32 +91,68 @@ def _zone(name: str) -> tzinfo:
 
 
 class _Flattener:
-    """One flattening pass; ``strict=False`` maps old properties without raising."""
+    """One flattening pass; ``strict=False`` maps old properties without raising.
 
-    __slots__ = ("out", "strict", "tz")
+    With ``dropped``, a bad var is reported there instead of raising: a refused name is
+    renamed by :func:`~sailthru_destination.varnames.repaired_var_name` when it can be,
+    anything else is left out. ``repair`` renames without reporting (old properties, so a
+    later clear hits the var the rename created).
+    """
 
-    def __init__(self, tz: tzinfo, strict: bool) -> None:
+    __slots__ = ("dropped", "out", "repair", "strict", "tz")
+
+    def __init__(
+        self,
+        tz: tzinfo,
+        strict: bool,
+        dropped: list[VarProblem] | None = None,
+        repair: bool = False,
+    ) -> None:
         self.tz = tz
         self.strict = strict
+        self.dropped = dropped
+        self.repair = repair or dropped is not None
         self.out: dict[str, Any] = {}
 
     def fail(self, field: str, reason: str, name: str | None = None) -> None:
+        if self.dropped is not None:
+            self.dropped.append(VarProblem(field, reason))
+            return
         if self.strict:
             raise InvalidValue(field, reason)
         # An old value we cannot map still occupied its var: remember the name so a
         # later removal clears it, but never treat it as equal to a new value.
+        if name is not None and self.repair and var_name_problem(name) is not None:
+            name = repaired_var_name(name)
         if name is not None and var_name_problem(name) is None:
             self.out.setdefault(name, _UNKNOWN)
 
     def add(self, name: str, value: Any) -> None:
         problem = var_name_problem(name)
+        if problem is not None and self.repair:
+            repaired = repaired_var_name(name)
+            if repaired is not None and repaired not in self.out:
+                if self.dropped is not None:
+                    self.dropped.append(VarProblem(name, problem, repaired))
+                name, problem = repaired, None
         if problem is not None:
             self.fail(name, problem)
             return
-        if name in self.out:
+        if name in self.out and not self._yield_repaired(name):
             self.fail(name, "two properties flatten to this same var name")
             return
         self.out[name] = value
+
+    def _yield_repaired(self, name: str) -> bool:
+        """A repaired name gives way to a property really called so (order never matters)."""
+        if self.dropped is None or var_name_problem(name) is not None:
+            return False
+        for index, problem in enumerate(self.dropped):
+            if problem.renamed_to == name:
+                reason = f"its repaired name {name!r} belongs to another property"
+                self.dropped[index] = VarProblem(problem.name, reason)
+                return True
+        return False
 
     def put(self, name: str, value: Any, depth: int) -> None:
         kind = type(value)
@@ -269,10 +258,12 @@ def _flatten(
     timezone: str,
     exclude: Collection[str],
     strict: bool,
+    dropped: list[VarProblem] | None = None,
+    repair: bool = False,
 ) -> dict[str, Any]:
     if not isinstance(properties, Mapping):
         raise InvalidValue("properties", f"expected a mapping, got {type(properties).__name__}")
-    flat = _Flattener(_zone(timezone), strict)
+    flat = _Flattener(_zone(timezone), strict, dropped, repair)
     for key, value in properties.items():
         if type(key) is not str:
             flat.fail("properties", f"property names must be strings, got {type(key).__name__}")
@@ -293,15 +284,23 @@ def flatten_vars(
     timezone: str = "UTC",
     var_names: Mapping[str, str] | None = None,
     exclude: Collection[str] = (),
+    dropped: list[VarProblem] | None = None,
 ) -> dict[str, VarValue]:
     """Sailthru vars for ``properties``, flattened and typed by the module's rules.
 
     ``var_names`` renames top-level properties before flattening; ``exclude`` drops
     top-level properties (e.g. ``email`` when it travels as the user key). Raises
-    :class:`InvalidValue` naming the first bad field.
+    :class:`InvalidValue` naming the first bad field, unless ``dropped`` is given: then
+    each bad var is renamed (by :func:`~sailthru_destination.varnames.repaired_var_name`)
+    or left out, and listed there.
     """
     return _flatten(
-        properties, var_names=var_names, timezone=timezone, exclude=exclude, strict=True
+        properties,
+        var_names=var_names,
+        timezone=timezone,
+        exclude=exclude,
+        strict=True,
+        dropped=dropped,
     )
 
 
@@ -318,6 +317,7 @@ def vars_for_change(
     timezone: str = "UTC",
     exclude: Collection[str] = (),
     only_changed: bool = False,
+    dropped: list[VarProblem] | None = None,
 ) -> dict[str, VarValue]:
     """The vars to POST for a profile that went from old to new properties.
 
@@ -325,14 +325,26 @@ def vars_for_change(
     changed), plus ``""`` for every var the old properties produced and the new ones
     do not, so a removed property is cleared instead of left stale. ``0``, ``False``
     and ``""`` are values, not absences. New properties are validated strictly; old
-    ones leniently (a bad old value cannot block the record that fixes it).
+    ones leniently (a bad old value cannot block the record that fixes it). With
+    ``dropped``, bad new vars are renamed or left out and listed there (see
+    :func:`flatten_vars`); old names are renamed by the same rule so clears reach them.
     """
     new = _flatten(
-        new_properties, var_names=var_names, timezone=timezone, exclude=exclude, strict=True
+        new_properties,
+        var_names=var_names,
+        timezone=timezone,
+        exclude=exclude,
+        strict=True,
+        dropped=dropped,
     )
     old = (
         _flatten(
-            old_properties, var_names=var_names, timezone=timezone, exclude=exclude, strict=False
+            old_properties,
+            var_names=var_names,
+            timezone=timezone,
+            exclude=exclude,
+            strict=False,
+            repair=dropped is not None,
         )
         if old_properties
         else {}
@@ -354,6 +366,7 @@ def changed_vars(
     var_names: Mapping[str, str] | None = None,
     timezone: str = "UTC",
     exclude: Collection[str] = (),
+    dropped: list[VarProblem] | None = None,
 ) -> dict[str, VarValue]:
     """Only the vars that changed, plus clears; empty when nothing changed (zero calls)."""
     return vars_for_change(
@@ -363,6 +376,7 @@ def changed_vars(
         timezone=timezone,
         exclude=exclude,
         only_changed=True,
+        dropped=dropped,
     )
 
 
@@ -372,12 +386,21 @@ def clear_vars(
     var_names: Mapping[str, str] | None = None,
     timezone: str = "UTC",
     exclude: Collection[str] = (),
+    repair: bool = False,
 ) -> dict[str, VarValue]:
-    """``""`` for every var the properties produced: the "clear" delete behaviour."""
+    """``""`` for every var the properties produced: the "clear" delete behaviour.
+
+    ``repair`` names the vars as ``invalid_vars="drop"`` sent them (renamed bad names).
+    """
     if not old_properties:
         return {}
     old = _flatten(
-        old_properties, var_names=var_names, timezone=timezone, exclude=exclude, strict=False
+        old_properties,
+        var_names=var_names,
+        timezone=timezone,
+        exclude=exclude,
+        strict=False,
+        repair=repair,
     )
     return dict.fromkeys(old, "")
 
@@ -415,78 +438,3 @@ def audience_list_name(audience_key: str, prefix: str = "") -> str:
     that name"); only ``prefix`` is added. Validated like :func:`list_name`.
     """
     return list_name(audience_key, prefix)
-
-
-_HUNDRED = Decimal(100)
-_ONE = Decimal(1)
-
-
-def cents(amount: Any, unit: Literal["dollars", "cents"]) -> int:
-    """A price as integer cents, computed exactly with ``Decimal``.
-
-    Accepts ``int``, ``float`` (read through ``repr``, so ``19.99`` is 19.99, not its
-    binary expansion), ``Decimal`` and numeric strings. Fractions of a cent round half
-    up (away from zero: ``0.005`` dollars → 1, ``-0.005`` → -1). Negative amounts are
-    allowed (discounts). ``None``, booleans, NaN, infinities, non-numeric strings and
-    results outside 64 bits raise ``InvalidValue(field="price")``.
-    """
-    if unit not in ("dollars", "cents"):
-        raise InvalidValue("price_unit", "the price unit must be 'dollars' or 'cents'")
-    if amount is None or isinstance(amount, bool):
-        raise InvalidValue("price", f"a price must be a number, got {type(amount).__name__}")
-    try:
-        if isinstance(amount, Decimal):
-            value = amount
-        elif isinstance(amount, int):
-            value = Decimal(amount)
-        elif isinstance(amount, float):
-            value = Decimal(repr(amount))
-        elif isinstance(amount, str):
-            value = Decimal(amount.strip())
-        else:
-            raise InvalidValue("price", f"a price must be a number, got {type(amount).__name__}")
-        if not value.is_finite():
-            raise InvalidValue("price", "a price must be a finite number")
-        if unit == "dollars":
-            value = value * _HUNDRED
-        result = int(value.quantize(_ONE, rounding=ROUND_HALF_UP))
-    except (ArithmeticError, ValueError) as exc:
-        if isinstance(exc, InvalidValue):
-            raise
-        raise InvalidValue("price", "a price must be a number like 19.99") from exc
-    if not _INT64_MIN <= result <= _INT64_MAX:
-        raise InvalidValue("price", "the price is too large")
-    return result
-
-
-_REMINDER_UNITS = ("minute", "hour", "day", "week")
-_REMINDER_RE = re.compile(r"\s*\+?\s*(\d{1,6})\s*(minute|hour|day|week)s?\s*", re.IGNORECASE)
-
-
-def reminder_time(value: str | int) -> str:
-    """A cart reminder delay as Sailthru wants it: ``+<n> <unit>``.
-
-    ``"20 minutes"`` → ``"+20 minutes"``; ``"+1 Hour"`` → ``"+1 hour"``; an ``int`` is a
-    number of minutes. ``n`` is 1 to 999999; units minutes/hours/days/weeks, singular or
-    plural (the result is singular for 1, plural otherwise). Anything else raises
-    ``InvalidValue(field="reminder_time")`` listing the valid units.
-    """
-    units = ", ".join(f"{u}s" for u in _REMINDER_UNITS)
-    if isinstance(value, int) and not isinstance(value, bool):
-        count, unit = value, "minute"
-    elif isinstance(value, str):
-        match = _REMINDER_RE.fullmatch(value)
-        if match is None:
-            raise InvalidValue(
-                "reminder_time",
-                f"expected '+<number> <unit>' like '+20 minutes'; units: {units}",
-            )
-        count, unit = int(match.group(1)), match.group(2).lower()
-    else:
-        raise InvalidValue(
-            "reminder_time",
-            f"expected a string like '+20 minutes' or minutes as an int; units: {units}",
-        )
-    if not 1 <= count <= 999_999:
-        raise InvalidValue("reminder_time", "the delay must be between 1 and 999999")
-    return f"+{count} {unit}" if count == 1 else f"+{count} {unit}s"

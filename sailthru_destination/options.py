@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from ._protocol import is_loopback_url
@@ -162,6 +162,11 @@ class DestinationOptions:
     ``concurrency`` is how many records are in flight at once: None (the default) adapts it
     to the rate limit and the measured latency (2 to 64, by Little's law, see
     ``sailthru_destination._adaptive``), a number pins it.
+    ``invalid_vars`` is what a property whose var Sailthru would refuse or rewrite (a name
+    like ``first-name`` or ``id``, a NaN value) does to its record: ``"fail"`` (the default)
+    fails the record naming the field; ``"drop"`` renames the var by the documented rule
+    (:func:`~sailthru_destination.varnames.repaired_var_name`) or leaves it out, sends the
+    rest, and names each one in the result's ``detail``.
     ``coordination`` shares the list mutex, the known lists and the pacing with workers on
     other machines (:class:`~sailthru_destination.coordination.RedisCoordination`, from the
     ``redis`` extra); by default they are shared by the threads and processes of this machine.
@@ -183,6 +188,7 @@ class DestinationOptions:
     reminder_time: str | int | None = None
     clear_cart_after_hours: float | None = None
     coordination: RedisCoordination | None = None
+    invalid_vars: Literal["fail", "drop"] = "fail"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -226,3 +232,5 @@ class DestinationOptions:
             isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours > 0
         ):
             raise ValueError(f"clear_cart_after_hours must be a positive number, got {hours!r}")
+        if self.invalid_vars not in ("fail", "drop"):
+            raise ValueError(f"invalid_vars must be 'fail' or 'drop', got {self.invalid_vars!r}")

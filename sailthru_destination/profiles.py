@@ -22,6 +22,7 @@ from .locks import LockTimeout
 from .mapping import InvalidValue, changed_vars, clear_vars, list_name
 from .options import AppOptions, DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel, SyncMode
 from .results import ExportResult, Status
+from .varnames import VarProblem, describe_problems
 
 __all__ = [
     "DeleteNotVerified",
@@ -214,13 +215,32 @@ class ProfileExporter:
             return self._remove(change, rid, value)
 
         optout = self._optout(change)
+        dropped: list[VarProblem] | None = [] if self._opts.invalid_vars == "drop" else None
         variables = changed_vars(
             change.old_properties,
             change.new_properties,
             var_names=self._opts.var_names,
             timezone=self._timezone,
             exclude=_KEY_PROPERTIES,
+            dropped=dropped,
         )
+        result = self._upsert(change, rid, value, optout, variables)
+        if not dropped:
+            return result
+        # Nothing silently dropped: every var not sent as named is in the result.
+        note = describe_problems(dropped)
+        detail = f"{result.detail}; {note}" if result.detail else note
+        return ExportResult(result.status, result.record_id, detail, result.error)
+
+    def _upsert(
+        self,
+        change: ProfileChange,
+        rid: str,
+        value: str,
+        optout: OptoutLevel | None,
+        variables: Mapping[str, Any],
+    ) -> ExportResult:
+        match = self._opts.match_key
         old_lists = self._list_names(change.old_groups)
         new_lists = self._list_names(change.new_groups)
         always = [self._default_list()] if self._opts.default_list else []
@@ -284,7 +304,10 @@ class ProfileExporter:
                 )
             payload: dict[str, Any] = {"id": value, "key": key}
             cleared = clear_vars(
-                change.old_properties, var_names=self._opts.var_names, exclude=_KEY_PROPERTIES
+                change.old_properties,
+                var_names=self._opts.var_names,
+                exclude=_KEY_PROPERTIES,
+                repair=self._opts.invalid_vars == "drop",
             )
             if cleared:
                 payload["vars"] = cleared

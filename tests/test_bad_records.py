@@ -144,6 +144,8 @@ def _assert_failed_as_stated(case: dict[str, Any], result: ExportResult) -> None
     where = case["id"]
     if case["expected"] is None:
         assert result.ok, f"{where}: {result}"
+        # Applied or skipped, but never in silence: the detail says what was left out.
+        assert case.get("expected_detail", "") in result.detail, f"{where}: {result.detail!r}"
         return
     assert result.status is Status.FAILED, f"{where}: {result}"
     assert result.error is not None

@@ -72,6 +72,8 @@ def test_every_python_sample_runs_in_order(
         "Counter({'skipped': 1})",
         "1999",
         "m3 skipped",
+        "'traits.first-name' sent as 'first_name'",
+        "sent https://shop.example/p/sku-1",
         "True ann@example.com all",
         "POST user 200",
         "created",

@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from ._fake import FakeSailthru
 from ._faults import Faults
+from ._inferred import Inferred
 
-__all__ = ["FakeSailthru", "Faults"]
+__all__ = ["FakeSailthru", "Faults", "Inferred"]

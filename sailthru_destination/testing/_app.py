@@ -18,6 +18,7 @@ from ._forms import Form, parse_form
 from ._jobs import EXPORT_PREFIX, download_export, get_job, post_job
 from ._lists import delete_list, get_list, post_list
 from ._ratelimit import RateLimiter
+from ._sends import get_blast, get_send, post_blast, post_send
 from ._state import State
 from ._tracking import PAGEVIEW_ENDPOINT, pageview
 from ._users import delete_user, get_user, post_user
@@ -51,6 +52,10 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "return"): _plain(post_return),
     ("POST", "job"): post_job,
     ("GET", "job"): _plain(get_job),
+    ("POST", "send"): _plain(post_send),
+    ("GET", "send"): _plain(get_send),
+    ("POST", "blast"): _plain(post_blast),
+    ("GET", "blast"): _plain(get_blast),
 }
 
 
@@ -87,8 +92,11 @@ class App:
         if refusal is not None:
             return Reply.json(refusal.status, refusal.body(), self.limiter.peek(method, endpoint))
         self.record_call(method, endpoint)
-        allowed, headers = self.limiter.take(method, endpoint)
-        if not allowed or self.state.chance(self.state.faults.rate_limit_burst):
+        burst = self.state.faults.rate_limit_burst
+        allowed, headers = self.limiter.take(
+            method, endpoint, (lambda: self.state.chance(burst)) if burst > 0 else None
+        )
+        if not allowed:
             message = f"Too many {method} requests this minute to /{endpoint} API"
             return Reply.json(429, error_body(ErrorCode.TOO_MANY_REQUESTS, message), headers)
         try:
@@ -115,6 +123,9 @@ class App:
         state = self.state
         if state.chance(state.faults.server_error_rate):
             raise ApiError(500, ErrorCode.INTERNAL_ERROR, "Internal error")
+        if state.chance(state.faults.error_with_200_rate):
+            # (inferred) which error comes with a 200; connectors report the shape only.
+            raise ApiError(200, ErrorCode.INTERNAL_ERROR, "Internal error")
         if endpoint in state.forbidden_endpoints:
             raise ApiError(403, ErrorCode.OTHER, f"API key not permitted to use the {endpoint} API")
         handler = ROUTES.get((method, endpoint))

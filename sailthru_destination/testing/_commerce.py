@@ -31,6 +31,9 @@ def post_event(state: State, payload: Mapping[str, Any]) -> Reply:
     if not isinstance(event_vars, Mapping):
         raise invalid_parameter("Invalid parameter: vars must be an object")
     with state.lock:
+        if state.inferred.unknown_user_event == "refuse" and state.find_sid(key, ident) is None:
+            # (inferred) by default an event for an unknown user creates it, as /user does.
+            raise ApiError(400, ErrorCode.OTHER, f"User not found with {key}: {ident}")
         user = _user_for(state, key, ident)
         state.events.append(
             {

@@ -11,6 +11,7 @@ from typing import Any
 
 from ._app import App
 from ._faults import Faults
+from ._inferred import Inferred
 from ._jobs import expire_exports
 from ._ratelimit import RateLimiter
 from ._server import Server
@@ -147,6 +148,15 @@ class FakeSailthru:
         self._state.connect_latency = seconds
 
     @property
+    def inferred(self) -> Inferred:
+        """The answers the fake guesses where Sailthru's are unconfirmed (switchable)."""
+        return self._state.inferred
+
+    @inferred.setter
+    def inferred(self, answers: Inferred) -> None:
+        self._state.inferred = answers
+
+    @property
     def extid_lookup(self) -> bool:
         """Whether ``key: extid`` lookups are enabled on the (fake) account."""
         return self._state.extid_lookup
@@ -220,6 +230,18 @@ class FakeSailthru:
     def pageviews(self) -> list[dict[str, Any]]:
         """Every page view the tracking endpoint accepted."""
         return self._copy_records("pageviews")
+
+    @property
+    def sends(self) -> list[dict[str, Any]]:
+        """Every send made with POST /send (nothing is mailed)."""
+        with self._state.lock:
+            return copy.deepcopy(list(self._state.sends.values()))
+
+    @property
+    def blasts(self) -> list[dict[str, Any]]:
+        """Every blast made with POST /blast (nothing is mailed)."""
+        with self._state.lock:
+            return copy.deepcopy(list(self._state.blasts.values()))
 
     @property
     def jobs(self) -> list[dict[str, Any]]:

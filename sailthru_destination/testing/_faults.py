@@ -23,6 +23,8 @@ class Faults:
     - ``error_after_apply_rate``: apply a POST, then answer HTTP 504 with a gateway's HTML page
       instead of the reply, as a proxy does when Sailthru answers too late: the write happened
       but the caller is told it failed (the case that posts a purchase twice).
+    - ``error_with_200_rate``: HTTP 200 carrying an error body (error 9, nothing applied), as
+      third-party connectors report; only a client that reads the body first notices.
     - ``false_ok_delete_rate``: DELETE answers 200 ``{"ok": true}`` and does nothing (0.7 % seen).
     - ``list_race_window``: a request naming a list that does not exist creates it only after
       this many seconds, so concurrent first uses create duplicate lists of the same name.
@@ -34,6 +36,7 @@ class Faults:
 
     connection_error_rate: float = 0.0
     server_error_rate: float = 0.0
+    error_with_200_rate: float = 0.0
     false_ok_delete_rate: float = 0.0
     list_race_window: float = 0.0
     stale_read_window: float = 0.0
@@ -44,6 +47,7 @@ class Faults:
         _check_rate("connection_error_rate", self.connection_error_rate)
         _check_rate("server_error_rate", self.server_error_rate)
         _check_rate("error_after_apply_rate", self.error_after_apply_rate)
+        _check_rate("error_with_200_rate", self.error_with_200_rate)
         _check_rate("false_ok_delete_rate", self.false_ok_delete_rate)
         _check_rate("rate_limit_burst", self.rate_limit_burst)
         if self.list_race_window < 0 or self.stale_read_window < 0:

@@ -15,6 +15,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from ._faults import Faults
+from ._inferred import Inferred
 
 __all__ = ["INDEXED_KEYS", "State", "rfc2822_now"]
 
@@ -55,6 +56,7 @@ class State:
         # Jobs: completed on the job_polls-th GET (0: at once; None: never), or "error".
         self.job_polls: int | None = 1
         self.job_fails = False
+        self.inferred = Inferred()
         self.clear()
 
     def clear(self) -> None:
@@ -71,6 +73,8 @@ class State:
             self.purchases: list[dict[str, Any]] = []
             self.returns: list[dict[str, Any]] = []
             self.pageviews: list[dict[str, Any]] = []
+            self.sends: dict[str, dict[str, Any]] = {}  # send_id -> send
+            self.blasts: dict[str, dict[str, Any]] = {}  # blast_id -> blast
             self.jobs: dict[str, dict[str, Any]] = {}
             self.exports: dict[str, dict[str, Any]] = {}  # token -> {"csv", "expired"}
             self.calls: Counter[tuple[str, str]] = Counter()

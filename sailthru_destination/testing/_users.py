@@ -40,7 +40,7 @@ def resolve_lookup(state: State, payload: Mapping[str, Any], required: bool) -> 
     return key, ident
 
 
-def render_user(user: User, fields: object) -> dict[str, Any]:
+def render_user(state: State, user: User, fields: object) -> dict[str, Any]:
     """The fields of a user a GET (or a POST with ``fields``) answers with."""
     if isinstance(fields, Mapping) and fields:
         wanted = [name for name, flag in fields.items() if _truthy(flag)]
@@ -49,7 +49,8 @@ def render_user(user: User, fields: object) -> dict[str, Any]:
     lifetime_cents = sum(p.get("total", 0) for p in user["purchases"])
     values: dict[str, Any] = {
         "keys": dict(user["keys"]),
-        "vars": dict(user["vars"]),
+        # (inferred) {} for a profile without vars; Inferred(empty_vars="null") answers null.
+        "vars": dict(user["vars"]) or ({} if state.inferred.empty_vars == "empty" else None),
         "lists": dict(user["lists"]) or None,  # Sailthru answers null, not {}, when none
         "engagement": "engaged" if user["purchases"] else "new",
         "optout_email": user["optout_email"],
@@ -76,7 +77,7 @@ def get_user(state: State, payload: Mapping[str, Any]) -> Reply:
             user = state.users.get(sid) if sid is not None else None
         if user is None:
             raise ApiError(400, ErrorCode.OTHER, f"User not found with {key}: {ident}")
-        return 200, render_user(user, payload.get("fields"))
+        return 200, render_user(state, user, payload.get("fields"))
 
 
 def delete_user(state: State, payload: Mapping[str, Any]) -> Reply:
@@ -114,8 +115,10 @@ def post_user(state: State, payload: Mapping[str, Any]) -> Reply:
         if sid is None and ident and key in ("sid", "cookie", "sms"):
             raise ApiError(400, ErrorCode.OTHER, f"User not found with {key}: {ident}")
         others = _conflicting_users(state, sid, new_keys)
-        if others and payload.get("keysconflict") != "merge":
-            # (inferred) Sailthru refuses a key another profile owns unless asked to merge.
+        merging = payload.get("keysconflict") == "merge" or state.inferred.key_conflict == "merge"
+        if others and not merging:
+            # (inferred) Sailthru refuses a key another profile owns unless asked to merge;
+            # Inferred(key_conflict="merge") gives the other answer.
             name, value, _ = others[0]
             raise invalid_parameter(
                 f"Key conflict: {name} {value} belongs to another user (use keysconflict merge)"
@@ -137,7 +140,7 @@ def post_user(state: State, payload: Mapping[str, Any]) -> Reply:
         answer: dict[str, Any] = {"ok": True}
         fields = payload.get("fields")
         if isinstance(fields, Mapping) and fields:
-            answer.update(render_user(user, fields))
+            answer.update(render_user(state, user, fields))
         return 200, answer
 
 

@@ -71,3 +71,52 @@ def test_a_given_table_replaces_the_defaults() -> None:
     assert limiter.per_second("POST", "user") == 5
     assert limiter.per_second("GET", "list") == 1
     assert RateLimiter(None).per_second("POST", "user") == DEFAULT_RATE_LIMITS["POST user"]
+
+
+def test_a_refusal_reports_nothing_remaining_until_the_window_has_room() -> None:
+    now = [100.0]
+    limiter = RateLimiter({"default": 2}, monotonic=lambda: now[0], wall=lambda: 600.0 + now[0])
+    assert limiter.take("POST", "event")[0]
+    now[0] += 0.25
+    assert limiter.take("POST", "event")[0]
+    allowed, headers = limiter.take("POST", "event")
+    assert not allowed
+    assert headers["X-Rate-Limit-Remaining"] == "0"
+    assert headers["X-Rate-Limit-Limit"] == "120"
+    # The first call leaves the window at 701.0 (wall): the reset names that second.
+    assert headers["X-Rate-Limit-Reset"] == "701"
+    now[0] = 101.0  # at the reset: room again
+    assert limiter.take("POST", "event")[0]
+
+
+def test_refused_calls_take_no_room_and_are_counted_as_refused() -> None:
+    now = [100.0]
+    limiter = RateLimiter({"default": 1}, monotonic=lambda: now[0], wall=lambda: 600.0)
+    assert limiter.take("GET", "list")[0]
+    for _ in range(5):
+        assert not limiter.take("GET", "list")[0]
+    assert limiter.refused("GET", "list") == 5
+    now[0] += 1.0  # refusals did not extend the window
+    allowed, headers = limiter.take("GET", "list")
+    assert allowed
+    assert headers["X-Rate-Limit-Remaining"] == "58"  # two accepted calls this minute
+
+
+def test_a_burst_refusal_also_reports_nothing_remaining() -> None:
+    limiter = RateLimiter({"default": 100}, monotonic=lambda: 5.0, wall=lambda: 600.5)
+    allowed, headers = limiter.take("POST", "user", lambda: True)
+    assert not allowed
+    assert headers["X-Rate-Limit-Remaining"] == "0"
+    assert headers["X-Rate-Limit-Reset"] == "601"
+    assert limiter.take("POST", "user")[1]["X-Rate-Limit-Remaining"] == "5999"
+
+
+def test_the_official_client_sees_zero_remaining_on_a_429() -> None:
+    with FakeSailthru(rate_limits={"DELETE user": 1, "default": 100}) as fake:
+        client = SailthruClient("test-key", "test-secret", api_url=fake.url)
+        client.api_delete("user", {"id": "a@example.com"})
+        refused = client.api_delete("user", {"id": "a@example.com"})
+        assert refused.get_status_code() == 429
+        headers = refused.get_rate_limit_headers()
+        assert headers["remaining"] == 0
+        assert 0 < headers["reset"] - time.time() <= 2

@@ -11,14 +11,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from string import Formatter
 from typing import Any
+from urllib.parse import quote
 
-from .commerce import PurchaseItem
-from .errors import RecordError
-from .mapping import InvalidValue
-from .options import MatchKey, OptoutLevel
-from .profiles import valid_key
-from .results import ExportResult
+from ..commerce import PurchaseItem
+from ..errors import RecordError
+from ..mapping import InvalidValue
+from ..options import MatchKey, OptoutLevel
+from ..profiles import valid_key
+from ..results import ExportResult
 
 # -- the message -------------------------------------------------------------------------------
 
@@ -148,16 +150,34 @@ class _Message:
 # -- products, prices and small checks ---------------------------------------------------------
 
 
-def _products(props: Mapping[str, Any]) -> list[PurchaseItem]:
+def _products(
+    props: Mapping[str, Any], url_template: str | None, page_url: str | None
+) -> list[PurchaseItem]:
     products = props.get("products")
-    if products is None:
-        raise InvalidValue("properties.products", "the order lists no products")
+    if products is None or (isinstance(products, Sequence) and not products):
+        total = next((props[k] for k in ("revenue", "total", "value") if props.get(k)), None)
+        said = f"a revenue of {total!r} but " if total is not None else ""
+        raise InvalidValue(
+            "properties.products",
+            f"the order has {said}no products: Sailthru records a purchase as its items, "
+            "so send properties.products",
+        )
     if isinstance(products, (str, bytes, Mapping)) or not isinstance(products, Sequence):
         raise InvalidValue("properties.products", "products must be a list of objects")
-    return [_product(p, f"properties.products[{n}]") for n, p in enumerate(products)]
+    return [
+        _product(p, f"properties.products[{n}]", url_template=url_template, page_url=page_url)
+        for n, p in enumerate(products)
+    ]
 
 
-def _product(product: object, where: str, *, removing: bool = False) -> PurchaseItem:
+def _product(
+    product: object,
+    where: str,
+    *,
+    removing: bool = False,
+    url_template: str | None = None,
+    page_url: str | None = None,
+) -> PurchaseItem:
     if not isinstance(product, Mapping):
         raise InvalidValue(where, "a product is an object")
     product_id = _first(product, "product_id", "sku", "id")
@@ -165,17 +185,53 @@ def _product(product: object, where: str, *, removing: bool = False) -> Purchase
         raise InvalidValue(f"{where}.product_id", "a product needs a product_id")
     if removing:
         return PurchaseItem(id=product_id, title="", qty=1, price=0)
+    name = product.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidValue(f"{where}.name", "a product needs a name (Sailthru's item title)")
     quantity = product.get("quantity")
     return PurchaseItem(
         id=product_id,
-        title=product.get("name") or "",
+        title=name,
         qty=1 if quantity is None else quantity,
         price=product.get("price"),
-        url=product.get("url"),
+        url=_product_url(product, where, url_template, page_url),
         tags=_tags(product.get("tags"), f"{where}.tags"),
         image_url=product.get("image_url"),
         image_url_thumb=product.get("image_url_thumb"),
     )
+
+
+def _product_url(
+    product: Mapping[str, Any], where: str, template: str | None, page_url: str | None
+) -> Any:
+    """The item's url: its own, else ``product_url_template`` filled, else the page's."""
+    url = product.get("url")
+    if url is not None and url != "":
+        return url
+    if template is not None:
+        return fill_url_template(template, product, where)
+    if page_url is not None:
+        return None  # the sender falls back to the message's page url
+    raise InvalidValue(
+        f"{where}.url",
+        "the product has no url and the message no context.page.url (server-side sources "
+        "have none): set product_url_template, e.g. 'https://shop.example/p/{product_id}'",
+    )
+
+
+def fill_url_template(template: str, product: Mapping[str, Any], where: str) -> str:
+    """``template`` with each ``{field}`` replaced by the product's field, url-quoted."""
+    values: dict[str, str] = {}
+    for _, field, _, _ in Formatter().parse(template):
+        if field is None:
+            continue
+        value = product.get(field)
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+            raise InvalidValue(
+                f"{where}.{field}", f"product_url_template needs the product's {field}"
+            )
+        values[field] = quote(str(value), safe="")
+    return template.format_map(values)
 
 
 def _adjustments(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -256,12 +312,17 @@ def _failed(record_id: str, field: str | None, reason: str) -> ExportResult:
 
 
 _ITEM_FIELD = re.compile(r"items\[(\d+)\]\.(\w+)")
+_CART_FIELD = re.compile(r"product\.(\w+)")
 # Purchase item fields as Segment's products[] names them.
 _SEGMENT_PRODUCT_FIELDS = {"qty": "quantity", "title": "name", "id": "product_id"}
 
 
 def _segment_field(field: str | None) -> str | None:
     """A sender's field name as the message spells it (``items[0].qty`` → products' quantity)."""
+    cart = _CART_FIELD.fullmatch(field or "")
+    if cart is not None:
+        name = cart.group(1)
+        return f"properties.{_SEGMENT_PRODUCT_FIELDS.get(name, name)}"
     match = _ITEM_FIELD.fullmatch(field or "")
     if match is None:
         return field

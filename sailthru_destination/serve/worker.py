@@ -1,0 +1,126 @@
+"""The worker: drains the queue through the SegmentAdapter, one user's messages in order.
+
+Chunks are taken in arrival order and each chunk goes through
+:meth:`~sailthru_destination.segment.SegmentAdapter.iter_process`, which keeps every user's
+messages in order while different users run concurrently; the next chunk starts when the
+last one is done, so order holds across chunks too. Each result is recorded in the queue;
+each failure also lands in the run report (``errors.jsonl``), and each message applied with
+renamed or dropped vars in ``renamed.jsonl`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .._concurrency import KeyedLocks
+from ..results import ExportResult
+from ..segment import SegmentAdapter
+from ..sentkeys import SentKeys, send_once
+from ..sync.report import RunReport
+from ..sync.runner import RecordFailure
+from .queue import MessageQueue
+
+__all__ = ["OnceAdapter", "Worker"]
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """A thread that sends queued messages until stopped."""
+
+    def __init__(
+        self,
+        queue: MessageQueue,
+        adapter: SegmentAdapter,
+        report: RunReport,
+        *,
+        chunk: int = 100,
+    ) -> None:
+        self._queue = queue
+        self._adapter = adapter
+        self._report = report
+        self._chunk = chunk
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="serve-worker", daemon=True)
+        self.counts: dict[str, int] = {}
+
+    def start(self) -> None:
+        """Start draining in the background."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the chunk in hand and stop."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def drain_once(self, wait: float = 0.0) -> int:
+        """Send one chunk; returns how many messages it held."""
+        taken = self._queue.take(self._chunk, wait)
+        if not taken:
+            return 0
+        log.info("queue depth %d, sending %d message(s)", self._queue.depth(), len(taken))
+        messages = [message for _, message in taken]
+        for (seq, message), result in zip(taken, self._adapter.iter_process(messages), strict=True):
+            self._record(seq, message, result)
+        return len(taken)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.drain_once(wait=0.5)
+            except Exception:  # a bug must not stop the queue for good; the message stays
+                log.exception("serve worker: chunk failed, retrying in 1 s")
+                self._stop.wait(1.0)
+
+    def _record(self, seq: int, message: Mapping[str, Any], result: ExportResult) -> None:
+        status = str(result.status)
+        self.counts[status] = self.counts.get(status, 0) + 1
+        if result.error is not None:
+            error = result.error
+            self._report.add_failure(
+                RecordFailure(
+                    record=error.record_id,
+                    reason=error.reason,
+                    field=error.field,
+                    where=f"queue #{seq}",
+                    retryable=error.retryable,
+                )
+            )
+        elif "not sent as named" in result.detail:
+            # Applied, but not all as sent: the report names each renamed or dropped var.
+            log.info("%s", result.detail)
+            line = {"record": result.record_id, "where": f"queue #{seq}", "detail": result.detail}
+            with (self._report.folder / "renamed.jsonl").open("a", encoding="utf-8") as notes:
+                notes.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._queue.done(seq, status, result.detail)
+
+
+class OnceAdapter(SegmentAdapter):
+    """A SegmentAdapter that also sends each page view at most once per messageId.
+
+    Events, orders, returns and carts are already guarded by the destination's sent keys;
+    identify, alias and Subscribed set state (applying them twice changes nothing); a page
+    view is the one other write a replay after a crash would repeat.
+    """
+
+    def __init__(self, *args: Any, sent_keys: SentKeys, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sent = sent_keys
+        self._locks = KeyedLocks()
+
+    def process(self, message: Mapping[str, Any]) -> ExportResult:
+        """Send one message; a page view only if its messageId was never sent."""
+        if not isinstance(message, Mapping) or message.get("type") != "page":
+            return super().process(message)
+        key = message.get("messageId")
+        if not isinstance(key, str) or not key:
+            return super().process(message)
+
+        def send() -> ExportResult:
+            return SegmentAdapter.process(self, message)
+
+        return send_once(self._sent, self._locks, "page", key, key, send)

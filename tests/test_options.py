@@ -89,3 +89,13 @@ def test_destination_options_cannot_be_mutated_after_construction() -> None:
     opts = DestinationOptions(var_names={"first": "first_name"})
     with pytest.raises(TypeError):
         opts.var_names["x"] = "y"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://exa mple.com", "https://api.sailthru.com:http", "https://[::1",
+     "https://api.sailthru.com:99999", "https://api.sailthru.com/?x=1", "https://a<b>.com"],
+)
+def test_malformed_api_urls_are_refused_when_built(url: str) -> None:
+    with pytest.raises(ValueError, match="api_url"):
+        AppOptions("key", "secret", url)

@@ -112,3 +112,19 @@ def test_csv_cells_that_spreadsheets_run_as_formulas_are_escaped_unless_raw_csv(
     assert {k: v for k, v in read("raw.csv").items() if k in hostile} == hostile
     (member,) = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert {k: v for k, v in member["vars"].items() if k in hostile} == hostile
+
+
+def test_an_out_that_is_a_folder_or_cannot_be_written_is_a_clear_error(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    (tmp_path / "folder.csv").mkdir()
+    result = run(tmp_path, fake, "import", "--list", "Newsletter", "--out", "folder.csv")
+    assert result.returncode == 2, result.stderr
+    assert "is a folder" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.csv"]
+    too_long = "x" * 300 + ".csv"  # refused by the file system, even for root
+    result = run(tmp_path, fake, "import", "--list", "Newsletter", "--out", too_long)
+    assert result.returncode == 2, result.stderr
+    assert "cannot write" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.csv"]

@@ -219,3 +219,32 @@ def test_a_primary_key_of_only_spaces_fails_its_row_naming_the_column(
     assert (error["where"], error["field"]) == ("line 4", "id")
     assert fake.find_user(email="blank@example.com") is None
     assert len(fake.users) == 2
+
+
+def test_a_huge_or_deeply_nested_json_line_fails_alone_and_the_other_rows_sync(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    model = tmp_path / "people.jsonl"
+    lines = [
+        json.dumps({"id": 1, "email": "p1@example.com"}),
+        json.dumps({"id": 2, "email": "p2@example.com", "bio": "x" * 300_000}),
+        '{"id": 3, "email": "p3@example.com", "deep": ' + "[" * 50_000 + "]" * 50_000 + "}",
+        json.dumps({"id": 4, "email": "p4@example.com"}),
+    ]
+    model.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run(tmp_path, fake, "sync", str(model))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(u["keys"]["email"] for u in fake.users.values()) == [
+        "p1@example.com",
+        "p4@example.com",
+    ]
+    errors = sorted(
+        (
+            json.loads(x)
+            for x in (report_of(result, tmp_path) / "errors.jsonl").read_text().splitlines()
+        ),
+        key=lambda e: str(e["where"]),
+    )
+    assert [(e["where"], e["field"]) for e in errors] == [("line 2", "bio"), ("line 3", "row")]
+    assert "nested too deeply" in errors[1]["reason"]

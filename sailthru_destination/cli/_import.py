@@ -57,10 +57,15 @@ def run(args: argparse.Namespace) -> int:
     suffix = out_path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
         raise UsageError(f"--out must end in .csv, .jsonl or .ndjson, got {args.out!r}")
-    if not out_path.parent.is_dir():
-        raise UsageError(f"--out: the folder {str(out_path.parent)!r} does not exist")
-    app = app_options(args)
     kept = f"{args.out} was left as it was"
+    try:
+        if not out_path.parent.is_dir():
+            raise UsageError(f"--out: the folder {str(out_path.parent)!r} does not exist")
+        if out_path.is_dir():
+            raise UsageError(f"--out: {args.out!r} is a folder, not a file")
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise UsageError(f"--out: cannot write {args.out}: {exc.strerror or exc}") from None
+    app = app_options(args)
     try:
         with SailthruDestination(app) as destination, replace_on_success(out_path) as handle:
             members = destination.import_list_members(args.lists)
@@ -74,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     except SailthruError as exc:
         out(f"sailthru-destination import: {exc} ({kept})", sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:  # the folder is read-only, --out is a folder, the disk is full
+        raise UsageError(f"--out: cannot write {args.out}: {exc.strerror or exc} ({kept})"
+                         ) from None
     out(f"Wrote {written:,} member(s) of {', '.join(args.lists)} to {out_path}")
     return EXIT_OK
 

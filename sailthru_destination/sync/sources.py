@@ -51,8 +51,11 @@ def open_source(
 ) -> Iterator[Row]:
     """The rows of a file (by extension: .csv, .jsonl/.ndjson/.json) or of ``sql`` run on ``db``.
 
-    ``db`` is a path to a SQLite file, a ``sqlite:///path`` URL (stdlib ``sqlite3``), or
-    any SQLAlchemy URL when SQLAlchemy is installed.
+    ``db`` is a path to a SQLite file, a ``sqlite:///path`` URL (stdlib ``sqlite3``; the file
+    is opened read-only and never created), or any SQLAlchemy URL when SQLAlchemy is installed.
+    Reading a CSV raises the process-wide ``csv.field_size_limit`` to :data:`MAX_LINE_CHARS`
+    (never lowers it). A header naming a column twice raises :class:`SourceError` here; a row
+    that cannot be read comes with a ``__problem__`` instead of raising.
     """
     if sql is not None:
         if not db:

@@ -8,6 +8,7 @@ import json
 import socket
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import test_cli
@@ -17,6 +18,19 @@ from sailthru_destination.mapping import MAX_STRING_BYTES
 from sailthru_destination.testing import FakeSailthru
 
 fake = test_cli.fake  # the CLI tests' fake (their credentials) is a fixture here too
+
+
+def _failed_rows(fake: FakeSailthru, cwd: Path, model: Path) -> list[dict[str, Any]]:
+    """Sync ``model``, which has bad rows: the errors it reports, by line."""
+    result = run(cwd, fake, "sync", str(model))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = (report_of(result, cwd) / "errors.jsonl").read_text().splitlines()
+    return sorted((json.loads(line) for line in lines), key=lambda e: str(e["where"]))
+
+
+def _emails(fake: FakeSailthru) -> list[str]:
+    return sorted(u["keys"]["email"] for u in fake.users.values())
 
 
 def _tree(folder: Path) -> set[str]:
@@ -176,18 +190,8 @@ def test_a_huge_cell_fails_its_row_alone_and_the_other_rows_sync(
 ) -> None:
     rows = people(3)
     rows[1]["bio"] = "x" * 140_000
-    model = write_csv(tmp_path / "people.csv", rows)
-    result = run(tmp_path, fake, "sync", str(model))
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    assert sorted(u["keys"]["email"] for u in fake.users.values()) == [
-        "p1@example.com",
-        "p3@example.com",
-    ]
-    (error,) = [
-        json.loads(x)
-        for x in (report_of(result, tmp_path) / "errors.jsonl").read_text().splitlines()
-    ]
+    (error,) = _failed_rows(fake, tmp_path, write_csv(tmp_path / "people.csv", rows))
+    assert _emails(fake) == ["p1@example.com", "p3@example.com"]
     assert error["where"] == "line 3"
     assert error["field"] == "bio"
     assert f"limited to {MAX_STRING_BYTES} UTF-8 bytes" in error["reason"]
@@ -209,13 +213,7 @@ def test_a_primary_key_of_only_spaces_fails_its_row_naming_the_column(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
     rows = [*people(2), {"id": "   ", "email": "blank@example.com"}]
-    model = write_csv(tmp_path / "people.csv", rows)
-    result = run(tmp_path, fake, "sync", str(model))
-    assert result.returncode == 1, result.stdout + result.stderr
-    (error,) = [
-        json.loads(x)
-        for x in (report_of(result, tmp_path) / "errors.jsonl").read_text().splitlines()
-    ]
+    (error,) = _failed_rows(fake, tmp_path, write_csv(tmp_path / "people.csv", rows))
     assert (error["where"], error["field"]) == ("line 4", "id")
     assert fake.find_user(email="blank@example.com") is None
     assert len(fake.users) == 2
@@ -232,19 +230,7 @@ def test_a_huge_or_deeply_nested_json_line_fails_alone_and_the_other_rows_sync(
         json.dumps({"id": 4, "email": "p4@example.com"}),
     ]
     model.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = run(tmp_path, fake, "sync", str(model))
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    assert sorted(u["keys"]["email"] for u in fake.users.values()) == [
-        "p1@example.com",
-        "p4@example.com",
-    ]
-    errors = sorted(
-        (
-            json.loads(x)
-            for x in (report_of(result, tmp_path) / "errors.jsonl").read_text().splitlines()
-        ),
-        key=lambda e: str(e["where"]),
-    )
+    errors = _failed_rows(fake, tmp_path, model)
+    assert _emails(fake) == ["p1@example.com", "p4@example.com"]
     assert [(e["where"], e["field"]) for e in errors] == [("line 2", "bio"), ("line 3", "row")]
     assert "nested too deeply" in errors[1]["reason"]

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import test_cli
-from test_cli import people, run, write_csv
+from test_cli import COMMAND, _env, people, run, write_csv
 
 from sailthru_destination.testing import FakeSailthru
 
@@ -128,3 +131,30 @@ def test_an_out_that_is_a_folder_or_cannot_be_written_is_a_clear_error(
     assert "cannot write" in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.csv"]
+
+
+def test_ctrl_c_during_an_import_leaves_the_previous_export_and_no_temporary_file(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    model = write_csv(tmp_path / "p.csv", people(2))
+    assert run(tmp_path, fake, "sync", str(model)).returncode == 0
+    fake.job_polls = None  # the job never ends: the import waits until interrupted
+    out = tmp_path / "members.csv"
+    out.write_text(PREVIOUS, encoding="utf-8")
+    process = subprocess.Popen(
+        [*COMMAND, "import", "--list", "Newsletter", "--out", "members.csv"],
+        cwd=tmp_path, env=_env(fake), stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (fake.jobs and _leftovers(tmp_path, "members.csv")):
+            assert time.monotonic() < deadline, "the import never started its job"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "output file was left as it was" in stderr
+    assert out.read_text(encoding="utf-8") == PREVIOUS
+    assert _leftovers(tmp_path, "members.csv") == []

@@ -31,6 +31,12 @@ __all__ = ["build_parser", "format_summary", "main"]
 # In the order ``--help`` lists them.
 _COMMANDS = (_demo, _test_connection, _sync, _import, _fake_server)
 
+# What Ctrl-C leaves behind, per command.
+_AFTER_INTERRUPT = {
+    "sync": ": the next run resumes where this one stopped",
+    "import": ": the output file was left as it was",
+}
+
 _EXPECTED: tuple[type[Exception], ...] = (
     UsageError, ConfigError, SourceError, StateError, RunAborted,
 )
@@ -69,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out(f"sailthru-destination {args.command}: error: {exc}", sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        out("interrupted: the next run resumes where this one stopped", sys.stderr)
+        after = _AFTER_INTERRUPT.get(args.command, "")
+        out(f"interrupted{after}", sys.stderr)
         return 130
 
 

@@ -99,3 +99,14 @@ def test_destination_options_cannot_be_mutated_after_construction() -> None:
 def test_malformed_api_urls_are_refused_when_built(url: str) -> None:
     with pytest.raises(ValueError, match="api_url"):
         AppOptions("key", "secret", url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://user:hunter2@api.sailthru.com", "https://:hunter2@api.sailthru.com:x",
+     "https://hunter2@exa mple.com", "ftp://u:hunter2@host"],
+)
+def test_an_api_url_with_a_password_is_refused_without_showing_it(url: str) -> None:
+    with pytest.raises(ValueError, match="api_url") as refused:
+        AppOptions("key", "secret", url)
+    assert "hunter2" not in str(refused.value)

@@ -6,6 +6,7 @@ threads, never mutate them.
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,10 +38,27 @@ DEFAULT_API_URL = "https://api.sailthru.com"
 DEFAULT_TRACKING_URL = "https://api.sail-track.com"
 
 
+_USERINFO = re.compile(r"//[^/?#]*@")
+# What a host name or address may hold: no whitespace, no URL punctuation.
+_HOST = re.compile(r"[^\s/\\?#@<>\"'`{}|^%]+")
+
+
 def _check_url(name: str, url: str) -> str:
-    parts = urlsplit(url)
+    # Errors show the URL without any user name or password it holds.
+    shown = _USERINFO.sub("//***@", url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"{name} is not a valid URL ({exc}), got {shown!r}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{name} must be an http(s) URL with a host, got {url!r}")
+        raise ValueError(f"{name} must be an http(s) URL with a host, got {shown!r}")
+    if not _HOST.fullmatch(parts.hostname) or parts.query or parts.fragment:
+        raise ValueError(f"{name} is not a valid base URL (a bad host name, or a query or "
+                         f"fragment), got {shown!r}")
+    if "@" in parts.netloc:
+        raise ValueError(f"{name} must not hold a user name or password (Sailthru "
+                         f"authenticates with the API key and secret), got {shown!r}")
     if parts.scheme == "http" and not is_loopback_url(url):
         raise ValueError(
             f"{name} {url!r} is plain http: the API secret's signatures would travel "

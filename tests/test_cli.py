@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,14 @@ def _env(fake: FakeSailthru | None) -> dict[str, str]:
     return env
 
 
-def run(cwd: Path, fake: FakeSailthru | None, *args: str) -> subprocess.CompletedProcess[str]:
+def run(
+    cwd: Path, fake: FakeSailthru | None, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI's result; ``env`` adds to (or overrides) the fake's credentials."""
     return subprocess.run(
         [*COMMAND, *args],
         cwd=cwd,
-        env=_env(fake),
+        env=_env(fake) | dict(env or {}),
         capture_output=True,
         text=True,
         timeout=60,

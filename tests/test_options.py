@@ -89,3 +89,24 @@ def test_destination_options_cannot_be_mutated_after_construction() -> None:
     opts = DestinationOptions(var_names={"first": "first_name"})
     with pytest.raises(TypeError):
         opts.var_names["x"] = "y"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://exa mple.com", "https://api.sailthru.com:http", "https://[::1",
+     "https://api.sailthru.com:99999", "https://api.sailthru.com/?x=1", "https://a<b>.com"],
+)
+def test_malformed_api_urls_are_refused_when_built(url: str) -> None:
+    with pytest.raises(ValueError, match="api_url"):
+        AppOptions("key", "secret", url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://user:hunter2@api.sailthru.com", "https://:hunter2@api.sailthru.com:x",
+     "https://hunter2@exa mple.com", "ftp://u:hunter2@host"],
+)
+def test_an_api_url_with_a_password_is_refused_without_showing_it(url: str) -> None:
+    with pytest.raises(ValueError, match="api_url") as refused:
+        AppOptions("key", "secret", url)
+    assert "hunter2" not in str(refused.value)

@@ -112,9 +112,14 @@ def _serve(
     settings: SegmentSettings,
     folder: Path,
 ) -> int:
-    from waitress.server import create_server
-
     from ..sync.config import ConfigError
+
+    try:
+        from waitress.server import create_server
+    except ImportError:
+        raise ConfigError(
+            "serve needs its HTTP server: pip install 'sailthru-destination[serve]'"
+        ) from None
 
     queue = MessageQueue(folder / "queue.sqlite")
     try:

@@ -18,7 +18,10 @@ from typing import Any
 
 from ..options import DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel, SyncMode
 
-__all__ = ["OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "load_config", "table_config"]
+__all__ = [
+    "OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "load_config", "name_problem",
+    "table_config",
+]
 
 OBJECTS = ("users", "events", "purchases", "returns")
 BulkMode = str
@@ -27,6 +30,28 @@ _BULK_MODES = ("auto", "always", "never")
 
 class ConfigError(ValueError):
     """The mapping or a setting is wrong; the message says which and how to fix it."""
+
+
+_MAX_NAME_BYTES = 200  # room for "-<date>-<time>-<n>" within a 255-byte file name
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a model's state file and report folder, or None.
+
+    The name becomes ``<home>/<name>.db`` and ``<home>/reports/<name>-<time>``: a path
+    separator or ``..`` would put them outside their folder or nest them.
+    """
+    if not name.strip():
+        return "is empty"
+    if name != name.strip():
+        return "has spaces at its start or end"
+    if name in (".", "..") or "/" in name or "\\" in name:
+        return "must be a plain name, not a path (no '/', '\\', '.' or '..')"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "holds a control character"
+    if len(name.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES:
+        return f"is longer than {_MAX_NAME_BYTES} bytes"
+    return None
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,9 @@ class SyncConfig:
         ):
             raise ConfigError(f"bulk_threshold must be a whole number >= 1; got "
                               f"{self.bulk_threshold!r}")
+        problem = name_problem(self.name) if self.name else None
+        if problem:
+            raise ConfigError(f"name {problem}; got {self.name!r}")
         for name in ("primary_key", "match_column"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{name} must name a column of the model")

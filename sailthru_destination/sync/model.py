@@ -59,14 +59,16 @@ def row_key(row: Row, config: SyncConfig) -> str:
     """The row's primary key as text; raises :class:`RowProblem` when it is missing."""
     problem = row.data.get("__problem__")
     value = row.data.get(config.primary_key)
-    if not _present(value):
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    # Stripped before the check: a key of only spaces would otherwise become "".
+    key = "" if value is None else str(value).strip()
+    if not key:
         if problem:
             raise RowProblem("row", str(problem))
         raise RowProblem(config.primary_key, f"the primary key column {config.primary_key!r} "
                          "is missing or empty")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
+    return key
 
 
 def parse_groups(value: Any, column: str) -> frozenset[str]:

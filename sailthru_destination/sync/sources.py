@@ -14,12 +14,18 @@ import importlib.util
 import json
 import re
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["Row", "SourceError", "open_source", "plain", "sqlalchemy_available"]
+__all__ = ["MAX_LINE_CHARS", "Row", "SourceError", "open_source", "plain",
+           "sqlalchemy_available"]
+
+MAX_LINE_CHARS = 16 * 1024 * 1024
+"""Longest CSV cell or JSON line read: a longer one fails its row (values over 64 KiB fail too,
+by the value rule, but only in the columns a run uses)."""
 
 _SQLITE_PREFIX = "sqlite:///"
 # Bytes that are not UTF-8, as the "surrogateescape" error handler keeps them.
@@ -62,8 +68,11 @@ def open_source(
 ) -> Iterator[Row]:
     """The rows of a file (by extension: .csv, .jsonl/.ndjson/.json) or of ``sql`` run on ``db``.
 
-    ``db`` is a path to a SQLite file, a ``sqlite:///path`` URL (stdlib ``sqlite3``), or
-    any SQLAlchemy URL when SQLAlchemy is installed.
+    ``db`` is a path to a SQLite file, a ``sqlite:///path`` URL (stdlib ``sqlite3``; the file
+    is opened read-only and never created), or any SQLAlchemy URL when SQLAlchemy is installed.
+    Reading a CSV raises the process-wide ``csv.field_size_limit`` to :data:`MAX_LINE_CHARS`
+    (never lowers it). A header naming a column twice raises :class:`SourceError` here; a row
+    that cannot be read comes with a ``__problem__`` instead of raising.
     """
     if sql is not None:
         if not db:
@@ -100,45 +109,128 @@ def _readable(text: str) -> str:
 
 
 def _csv_rows(file: Path) -> Iterator[Row]:
-    # A byte that is not UTF-8 fails its own row, not the whole run.
-    with file.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames:
+    # The header is read now, so a bad one stops the run before anything is sent.
+    handle = file.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
+    try:
+        _allow_long_fields()
+        reader = csv.reader(handle)
+        header = _csv_header(reader, file)
+    except BaseException:
+        handle.close()
+        raise
+    return _csv_records(handle, reader, header)
+
+
+def _allow_long_fields() -> None:
+    # The csv module stops at 131,072 characters a field, process-wide: one long cell then
+    # aborted the whole run. Raise the limit (never lower it) so a long cell is read and its row
+    # alone is refused by the 64 KiB value rule.
+    if csv.field_size_limit() < MAX_LINE_CHARS:
+        csv.field_size_limit(MAX_LINE_CHARS)
+
+
+def _csv_header(reader: Any, file: Path) -> list[str]:
+    try:
+        header: list[str] = next(reader, [])
+    except csv.Error as exc:
+        raise SourceError(f"{file}: the header line cannot be read: {exc}") from None
+    seen: dict[str, int] = {}
+    for number, name in enumerate(header, start=1):
+        if name in seen:
+            # csv.DictReader would silently keep the last of the two columns.
+            raise SourceError(
+                f"{file}: the header has a duplicate column {_readable(name)!r} (columns "
+                f"{seen[name]} and {number}): rename or remove one of them"
+            )
+        seen[name] = number
+    return header
+
+
+def _csv_records(handle: IO[str], reader: Any, header: list[str]) -> Iterator[Row]:
+    with handle:
+        if not header:
             return
-        for data in reader:
-            extra = data.pop(None, None)
-            where = f"line {reader.line_num}"
-            values = [v for v in data.values() if isinstance(v, str)]
-            problem = _not_utf8(iter([*data, *values, *(extra or [])]))
-            if problem:
-                # Kept (readable) so the row's key still counts as seen: never "gone".
-                data = {_readable(k): _readable(v) for k, v in data.items() if v is not None}
-                data["__problem__"] = problem
-            elif extra:
-                data["__problem__"] = f"{len(extra)} more value(s) than columns in the header"
-            yield Row(where, {k: v for k, v in data.items() if v is not None})
+        while True:
+            start = reader.line_num + 1
+            try:
+                values: list[str] = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                # The reader goes on at the next line: this row fails alone.
+                yield Row(f"line {start}", {"__problem__": f"cannot be read as CSV: {exc}"})
+                if reader.line_num < start:
+                    return  # nothing was consumed: going on would fail forever
+                continue
+            if values:  # a blank line is no row (as csv.DictReader skips it)
+                yield _csv_row(f"line {start}", header, values)
+
+
+def _csv_row(where: str, header: list[str], values: list[str]) -> Row:
+    data = dict(zip(header, values, strict=False))  # a short row lacks its last columns
+    extra = values[len(header):]
+    problem = _not_utf8(iter([*data, *data.values(), *extra]))
+    if problem:
+        # Kept (readable) so the row's key still counts as seen: never "gone".
+        data = {_readable(k): _readable(v) for k, v in data.items()}
+        data["__problem__"] = problem
+    elif extra:
+        data["__problem__"] = f"{len(extra)} more value(s) than columns in the header"
+    return Row(where, data)
 
 
 def _jsonl_rows(file: Path) -> Iterator[Row]:
-    with file.open(encoding="utf-8", errors="surrogateescape") as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text:
-                continue
+    with file.open(encoding="utf-8", errors="surrogateescape", newline=None) as handle:
+        number = 0
+        while True:
+            line = handle.readline(MAX_LINE_CHARS + 1)
+            if not line:
+                return
+            number += 1
             where = f"line {number}"
-            problem = _not_utf8(iter([text]))
-            text = _readable(text)
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield Row(where, {"__problem__": f"not valid JSON: {exc.msg}"})
+            if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+                _skip_rest_of_line(handle)
+                yield Row(where, {"__problem__": f"the line is longer than {MAX_LINE_CHARS:,} "
+                                                 "characters"})
                 continue
-            if not isinstance(data, dict):
-                yield Row(where, {"__problem__": "each line must be a JSON object"})
-                continue
-            if problem:
-                data["__problem__"] = problem
-            yield Row(where, data)
+            text = line.strip()
+            if text:
+                yield _json_row(where, text)
+
+
+def _skip_rest_of_line(handle: IO[str]) -> None:
+    while True:
+        chunk = handle.readline(1 << 20)
+        if not chunk or chunk.endswith("\n"):
+            return
+
+
+def _json_row(where: str, text: str) -> Row:
+    problem = _not_utf8(iter([text]))
+    repeated: list[str] = []
+
+    def pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data = dict(pairs)
+        if len(data) != len(pairs):
+            repeated.extend(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        return data
+
+    try:
+        data = json.loads(_readable(text), object_pairs_hook=pairs_to_dict)
+    except RecursionError:
+        return Row(where, {"__problem__": "not valid JSON: nested too deeply"})
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return Row(where, {"__problem__": f"not valid JSON: {reason}"})
+    if not isinstance(data, dict):
+        return Row(where, {"__problem__": "each line must be a JSON object"})
+    if problem:
+        data["__problem__"] = problem
+    elif repeated:
+        # json would silently keep the last value; the row is kept (its key still counts as
+        # seen) but refused.
+        data["__problem__"] = f"the key {repeated[0]!r} appears twice in one object"
+    return Row(where, data)
 
 
 def _sql_rows(sql: str, db: str) -> Iterator[Row]:
@@ -155,7 +247,12 @@ def _sql_rows(sql: str, db: str) -> Iterator[Row]:
 def _sqlite_rows(sql: str, path: str) -> Iterator[Row]:
     if not Path(path).is_file():
         raise SourceError(f"SQLite database not found: {path}")
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # As a URI so that mode=ro holds; quoted, so '#', '?' or '%' in the path stay part of it.
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise SourceError(f"cannot open the SQLite database {path}: {exc}") from None
     try:
         cursor = connection.execute(sql)
     except sqlite3.Error as exc:

@@ -142,7 +142,9 @@ def _export_csv(state: State, name: str) -> str:
     users = [state.users[sid] for sid in sorted(sids) if sid in state.users]
     var_names = sorted({name for user in users for name in user["vars"]})
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # "\r\n" as Python's csv writes by default: with "\n" alone a var holding a carriage
+    # return went out unquoted and split its row in two.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["Profile Id", "email", "extid", *var_names])
     for user in users:
         keys = user["keys"]

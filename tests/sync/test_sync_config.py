@@ -42,3 +42,14 @@ def test_unknown_settings_and_bad_values_are_named(tmp_path: Path) -> None:
     path.write_text("{", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_config(str(path))
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "a\\b", "..", ".", " people", "a\nb"])
+def test_a_model_name_that_is_a_path_or_unprintable_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="name "):
+        load_config(name=name)
+
+
+@pytest.mark.parametrize("name", ["people", "people.2024", "crm-export_v2", "Kunden äöü"])
+def test_plain_model_names_are_accepted(name: str) -> None:
+    assert load_config(name=name).name == name

@@ -1,0 +1,84 @@
+"""The ``sailthru-destination`` command line: parses arguments, calls the library, prints.
+
+One module per subcommand (``_sync``, ``_import``, ``_test_connection``, ``_demo``,
+``_fake_server``, ``_serve``), each with ``add_parser`` and ``run``; this module wires them in
+:data:`_COMMANDS` and maps expected errors to exit codes.
+
+Exit codes: 0 everything done, 1 some records failed (or a check failed), 2 a usage,
+configuration or source error (nothing was sent). Credentials come from flags or the
+``SAILTHRU_API_KEY`` / ``SAILTHRU_API_SECRET`` / ``SAILTHRU_API_URL`` environment
+variables; the secret is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from .. import __version__
+from ..sync.config import ConfigError
+from ..sync.runner import RunAborted
+from ..sync.sources import SourceError
+from ..sync.state import StateError
+from . import _demo, _fake_server, _import, _serve, _sync, _test_connection
+from ._common import EXIT_USAGE, UsageError, out
+from ._sync import format_summary
+
+__all__ = ["build_parser", "format_summary", "main"]
+
+# In the order ``--help`` lists them.
+_COMMANDS = (_demo, _test_connection, _sync, _import, _fake_server, _serve)
+
+# What Ctrl-C leaves behind, per command.
+_AFTER_INTERRUPT = {
+    "sync": ": the next run resumes where this one stopped",
+    "import": ": the output file was left as it was",
+}
+
+_EXPECTED: tuple[type[Exception], ...] = (
+    UsageError, ConfigError, SourceError, StateError, RunAborted,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="sailthru-destination",
+        description="Keep Sailthru in sync with your customer data.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more (-v info, -vv debug) on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in _COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if args.verbose:
+        level = logging.DEBUG if args.verbose > 1 else logging.INFO
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except _EXPECTED as exc:
+        out(f"sailthru-destination {args.command}: error: {exc}", sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        after = _AFTER_INTERRUPT.get(args.command, "")
+        out(f"interrupted{after}", sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""``sailthru-destination sync``: push a model (CSV, JSON lines or SQL) to Sailthru."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..sync.config import OBJECTS, load_config, name_problem
+from ..sync.run import DEFAULT_HOME, run_sync
+from ..sync.runner import RunSummary
+from ..sync.sources import open_source
+from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, rate_limits
+from ._credentials import add_credentials, app_options
+
+__all__ = ["add_parser", "format_summary"]
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``sync`` and its flags to the subcommands."""
+    parser = sub.add_parser(
+        "sync",
+        help="push a model (CSV, JSON lines or SQL) to Sailthru: only what changed",
+        description=(
+            "Diff a model against the last run's state and push only what changed. With no "
+            "mapping flags, columns id (primary key), email (match key), groups (JSON array or "
+            "';'-separated list names) and every other column as a var just work."
+        ),
+    )
+    parser.add_argument("source", nargs="?", help="a .csv, .jsonl or .ndjson file")
+    parser.add_argument("--sql", help="a SQL query giving the model (with --db)")
+    parser.add_argument("--db", help="SQLite file (opened read-only) or SQLAlchemy URL for --sql")
+    parser.add_argument("--config", help="a JSON or TOML file of mapping settings")
+    parser.add_argument("--name", help="model name for the state and report (default: file "
+                        "name); a plain name, not a path")
+    parser.add_argument("--object", choices=OBJECTS, help="what rows are (default: users)")
+    parser.add_argument("--primary-key", help="column that identifies a row (default: id)")
+    parser.add_argument("--match-column", help="column Sailthru matches on (default: email)")
+    parser.add_argument("--match-key", choices=("email", "sid", "extid"),
+                        help="what the match column holds (default: email)")
+    parser.add_argument("--groups-column", help="column of list memberships (default: groups)")
+    parser.add_argument("--optout-column", help="column of optout_email levels per row")
+    parser.add_argument("--columns", help="comma-separated var columns (default: all others)")
+    parser.add_argument("--ignore", help="comma-separated columns to leave out")
+    parser.add_argument("--delete-behavior", choices=("nothing", "clear", "delete"),
+                        help="for rows gone from the model (default: nothing)")
+    parser.add_argument("--sync-mode", choices=("upsert", "update"), help="default: upsert")
+    parser.add_argument("--default-list", help="a list every exported user joins")
+    parser.add_argument("--list-prefix", help="put in front of every list name from a group")
+    parser.add_argument("--optout", choices=("none", "all", "basic", "blast"),
+                        help="optout_email level sent with every user")
+    parser.add_argument("--concurrency", type=int,
+                        help="records in flight (default: adapts to rate limit and latency)")
+    parser.add_argument("--bulk", choices=("auto", "always", "never"),
+                        help="use the job API for many changed users (default: auto)")
+    parser.add_argument("--bulk-threshold", type=int,
+                        help="changed users from which --bulk auto uses a job (default: 1000)")
+    parser.add_argument("--rate-limit", action="append", metavar="ENDPOINT=N",
+                        help="starting requests/second, e.g. user=300 (repeatable)")
+    parser.add_argument("--state", help=f"state file (default: {DEFAULT_HOME}/<name>.db)")
+    parser.add_argument("--report-dir", help="folder for this run's report "
+                        f"(default: {DEFAULT_HOME}/reports/<name>-<time>)")
+    parser.add_argument("--home", default=DEFAULT_HOME,
+                        help=f"folder for state and reports (default: {DEFAULT_HOME})")
+    parser.add_argument("--allow-empty", action="store_true", default=None,
+                        help="accept an empty model (every remembered row is then gone)")
+    parser.add_argument("--progress", action="store_true", default=None,
+                        help="show a progress bar even when stderr is not a terminal")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="never show a progress bar")
+    add_credentials(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sync``: exit 0 when every record is done, 1 when some failed."""
+    if (args.source is None) == (args.sql is None):
+        raise UsageError("give exactly one source: a file (sync people.csv) or --sql with --db")
+    if args.name is not None:
+        problem = name_problem(args.name)
+        if problem:
+            raise UsageError(f"--name {problem}; got {args.name!r}")
+    name = args.name or (Path(args.source).stem if args.source else "sql")
+    config = load_config(
+        args.config, name=name, object=args.object, primary_key=args.primary_key,
+        match_column=args.match_column, match_key=args.match_key,
+        groups_column=args.groups_column, optout_column=args.optout_column,
+        columns=args.columns, ignore=args.ignore, delete_behavior=args.delete_behavior,
+        sync_mode=args.sync_mode, default_list=args.default_list, list_prefix=args.list_prefix,
+        optout=args.optout, concurrency=args.concurrency, bulk=args.bulk,
+        bulk_threshold=args.bulk_threshold, state=args.state, report_dir=args.report_dir,
+        allow_empty=args.allow_empty, rate_limits=rate_limits(args.rate_limit) or None,
+    )
+    app = app_options(args)
+    rows = open_source(args.source, sql=args.sql, db=args.db)
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    outcome = run_sync(app, config, rows, home=args.home, progress=progress)
+    source = args.source or "SQL query"
+    out(f"Synced {source} -> {app.api_url} (key {app.masked_key})")
+    for line in format_summary(outcome.summary):
+        out(line)
+    out(f"Report: {outcome.report}")
+    if outcome.summary.failed:
+        out(f"{outcome.summary.failed} record(s) failed: see {outcome.report / 'errors.jsonl'}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _count(number: float) -> str:
+    return f"{number:,}" if isinstance(number, int) else f"{number:,.2f}"
+
+
+def format_summary(summary: RunSummary) -> list[str]:
+    """The readable lines of a run summary."""
+    counts = summary.counts
+    lines = [f"  {'rows read':<16}{_count(summary.rows):>10}"]
+    for name in ("created", "updated", "unchanged", "deleted", "cleared", "kept", "skipped",
+                 "failed"):
+        if counts[name] or name in ("created", "updated", "unchanged", "deleted", "failed"):
+            lines.append(f"  {name:<16}{_count(counts[name]):>10}")
+    lines.append(f"  {'lists created':<16}{_count(summary.lists_created):>10}")
+    per_record = summary.total_calls / summary.rows if summary.rows else 0.0
+    path = summary.path + (f", {summary.jobs} job(s)" if summary.jobs else "")
+    lines.append(f"  {'API calls':<16}{_count(summary.total_calls):>10}   "
+                 f"({per_record:.2f} per row; {path})")
+    lines.append(f"  {'time':<16}{summary.seconds:>9.2f}s")
+    return lines

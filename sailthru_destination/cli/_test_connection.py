@@ -1,0 +1,41 @@
+"""``sailthru-destination test-connection``: check the credentials and endpoint permissions."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._common import EXIT_FAILED, EXIT_OK, UsageError, out
+from ._credentials import add_credentials, app_options
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``test-connection`` and its flags to the subcommands."""
+    parser = sub.add_parser(
+        "test-connection", help="check the credentials and endpoint permissions",
+        description="Check that the key and secret authenticate and may use each endpoint.",
+    )
+    parser.add_argument("--endpoint", action="append",
+                        help="endpoint to check (repeatable; default: user, list, job)")
+    add_credentials(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the connection test: exit 0 when every check passed, 1 otherwise."""
+    from ..destination import SailthruDestination
+
+    app = app_options(args)
+    endpoints = args.endpoint or ("user", "list", "job")
+    with SailthruDestination(app) as destination:
+        try:
+            result = destination.test_connection(endpoints)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    out(f"Testing {app.api_url} with key {app.masked_key}")
+    for _name, ok, sentence in result.checks:
+        out(f"  [{'ok' if ok else 'FAILED'}] {sentence}")
+    out(result.message)
+    return EXIT_OK if result.ok else EXIT_FAILED

@@ -16,6 +16,7 @@ from helpers import KEY, SECRET
 
 from sailthru_destination.cli import main
 from sailthru_destination.serve import MessageQueue, SegmentIngest
+from sailthru_destination.testing import FakeSailthru
 
 WRITE_KEY = "wk-app-secret"
 
@@ -75,45 +76,49 @@ def test_the_write_key_never_shows_in_the_repr() -> None:
     assert WRITE_KEY not in repr(app)
 
 
-def _argv(folder: Path, *extra: str) -> list[str]:
+def _argv(folder: Path, fake: FakeSailthru, *extra: str) -> list[str]:
+    # A reachable API URL: serve checks that something listens there before anything else.
     return ["serve", "--data-dir", str(folder), "--api-key", KEY, "--api-secret", SECRET,
-            "--api-url", "http://127.0.0.1:9", *extra]  # fmt: skip
+            "--api-url", fake.url, *extra]  # fmt: skip
 
 
 def test_serve_without_a_write_key_stops_with_exit_2_naming_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake: FakeSailthru,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("SEGMENT_WRITE_KEY", raising=False)
-    assert main(_argv(tmp_path)) == 2
+    assert main(_argv(tmp_path, fake)) == 2
     assert "SEGMENT_WRITE_KEY" in capsys.readouterr().err
 
 
 def test_a_second_serve_on_the_same_data_dir_stops_with_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake: FakeSailthru, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with FileLock(str(tmp_path / "serve.lock")):
-        assert main(_argv(tmp_path, "--write-key", WRITE_KEY)) == 2
+        assert main(_argv(tmp_path, fake, "--write-key", WRITE_KEY)) == 2
     err = capsys.readouterr().err
     assert "--data-dir" in err
     assert WRITE_KEY not in err
 
 
 def test_bad_settings_stop_with_exit_2_naming_the_setting(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake: FakeSailthru, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = tmp_path / "s.json"
     settings.write_text(json.dumps({"product_url_template": "shop/{id}"}))
-    argv = _argv(tmp_path / "d", "--write-key", WRITE_KEY, "--settings", str(settings))
+    argv = _argv(tmp_path / "d", fake, "--write-key", WRITE_KEY, "--settings", str(settings))
     assert main(argv) == 2
     assert "product_url_template" in capsys.readouterr().err
 
 
 def test_a_port_in_use_stops_with_exit_2_naming_the_setting(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake: FakeSailthru, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        assert main(_argv(tmp_path, "--write-key", WRITE_KEY, "--port", port)) == 2
+        assert main(_argv(tmp_path, fake, "--write-key", WRITE_KEY, "--port", port)) == 2
     assert "--port" in capsys.readouterr().err

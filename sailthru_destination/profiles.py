@@ -149,7 +149,9 @@ def valid_key(match_key: MatchKey | str, value: Any, field_name: str = "key") ->
         )
     text: str = value.strip()
     if match_key is MatchKey.EMAIL:
-        if len(text) > _MAX_EMAIL or not _EMAIL.match(text):
+        # isprintable() refuses lone surrogates (not encodable, so never sendable), zero-width
+        # and other format characters that make two addresses look alike.
+        if len(text) > _MAX_EMAIL or not _EMAIL.match(text) or not text.isprintable():
             raise InvalidValue(field_name, f"{text[:80]!r} is not a valid email address")
         return text.lower()
     if match_key is MatchKey.SID:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._json import loads_bounded
+
 __all__ = ["Row", "SourceError", "open_source", "sqlalchemy_available"]
 
 _SQLITE_PREFIX = "sqlite:///"
@@ -113,7 +115,7 @@ def _jsonl_rows(file: Path) -> Iterator[Row]:
             problem = _not_utf8(iter([text]))
             text = _readable(text)
             try:
-                data = json.loads(text)
+                data = loads_bounded(text)
             except json.JSONDecodeError as exc:
                 yield Row(where, {"__problem__": f"not valid JSON: {exc.msg}"})
                 continue

@@ -68,7 +68,7 @@ class ProfileChange:
     @property
     def id(self) -> str:
         """How results and errors name this record."""
-        return self.record_id if self.record_id is not None else str(self.key)
+        return str(self.record_id) if self.record_id is not None else str(self.key)
 
 
 def user_exists(api: SailthruApi, key: str, value: str) -> bool:

@@ -61,7 +61,7 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("empty list name", {"new_groups": {"   "}}, "lists", "cannot be empty"),
     ("list name too long", {"new_groups": {"L" * 300}}, "lists", "limited to"),
     ("bidi override in list name", {"new_groups": {"evil\u202elist"}}, "lists", "format"),
-    ("groups given as one string", {"new_groups": "VIP"}, "groups", "set of group names"),
+    ("groups given as one string", {"new_groups": "VIP"}, "new_groups", "set of group names"),
 ]
 
 

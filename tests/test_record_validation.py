@@ -220,6 +220,34 @@ def test_a_wrong_typed_field_fails_its_record_alone(
         assert "unexpected" not in middle.error.reason, middle.error.reason
 
 
+_ITEM_FIELDS = [f.name for f in dataclasses.fields(PurchaseItem)]
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.data())
+def test_a_wrong_typed_field_of_an_item_fails_its_record_alone(
+    fake: FakeSailthru, destinations: dict[str, SailthruDestination], data: st.DataObject
+) -> None:
+    kind = data.draw(st.sampled_from(["purchase", "return", "cart"]), label="kind")
+    field = data.draw(st.sampled_from(_ITEM_FIELDS), label="item field")
+    value = data.draw(st.sampled_from(WRONG), label="value")
+    good = KINDS[kind][1](next(_serial))
+    item = dataclasses.replace(_item(next(_serial)), **{field: value})
+    if kind == "cart":
+        bad = dataclasses.replace(good, product=item)
+    else:
+        bad = dataclasses.replace(good, items=[good.items[0], item])
+    middle = _between_good_records(fake, destinations[kind], kind, bad)
+    if middle.status is Status.FAILED:
+        assert middle.error is not None
+        assert middle.error.field, middle.error
+        assert "unexpected" not in middle.error.reason, middle.error.reason
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("stranger", [None, "a record", {"key": "x@example.com"}, 5])
 def test_something_that_is_not_a_record_fails_alone(

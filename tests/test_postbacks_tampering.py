@@ -316,11 +316,24 @@ def test_a_repeated_parameter_is_always_refused_by_the_app(
     assert "more than once" in text
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=8),
-    st.booleans(),
+_ANY_NAME = st.one_of(
+    st.text(max_size=10),
+    st.sampled_from(
+        ["action", "email", "optout", "mode", "send_id", "blast_id", "sid", "optout_email",
+         "lists", "vars", "lists[A]", "lists[]", "vars[a][b]", "vars[a]", "vars[", "lists[a]]"]
+    ),
 )
+_ANY_VALUE = st.one_of(
+    st.text(max_size=10),
+    st.sampled_from(
+        ["optout", "update", "hardbounce", "verify", "a@b.co", "1", "0", "", " ", "{", "[",
+         '{"A": 1}', '["A", 5]', "null", "NaN", '{"a": {"b": [1, {"c": null}]}}']
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_ANY_NAME, _ANY_VALUE, max_size=8), st.booleans())
 def test_any_parameter_set_is_parsed_or_refused_never_crashed_on(
     params: dict[str, str], sign_it: bool
 ) -> None:

@@ -12,10 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["MAX_JSON_DEPTH", "loads_bounded", "too_deep_at"]
+__all__ = ["MAX_JSON_DEPTH", "JsonTooDeep", "loads_bounded", "too_deep_at"]
 
 MAX_JSON_DEPTH = 64
 """The deepest nesting of arrays and objects read from outside (vars flatten to 10 anyway)."""
+
+
+class JsonTooDeep(json.JSONDecodeError):
+    """JSON nested deeper than the bound: invalid JSON, as far as callers are concerned."""
 
 
 def too_deep_at(text: str, max_depth: int = MAX_JSON_DEPTH) -> int | None:
@@ -52,11 +56,11 @@ def loads_bounded(text: str, max_depth: int = MAX_JSON_DEPTH, *, strict: bool = 
     """``json.loads(text)``, refusing nesting deeper than ``max_depth`` as invalid JSON.
 
     ``strict`` also refuses ``NaN`` and ``Infinity`` (not JSON, though Python writes them).
-    Raises :class:`json.JSONDecodeError` for both.
+    Raises :class:`json.JSONDecodeError` for both (:class:`JsonTooDeep` for the nesting).
     """
     at = too_deep_at(text, max_depth)
     if at is not None:
-        raise json.JSONDecodeError(f"nested deeper than {max_depth} levels", text, at)
+        raise JsonTooDeep(f"nested deeper than {max_depth} levels", text, at)
     if not strict:
         return json.loads(text)
     try:

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ._json import MAX_JSON_DEPTH, loads_bounded
+from ._json import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
 from ._protocol import sign, signature_matches
 from .mapping import InvalidValue
 from .options import MatchKey
@@ -268,9 +268,9 @@ def _structured(params: Mapping[str, str], name: str) -> Any:
         raise PostbackError(f"field {name!r} is given both as JSON and in bracket form")
     try:
         return loads_bounded(raw, strict=True)
-    except json.JSONDecodeError as exc:
-        if "deeper" in exc.msg:
-            raise PostbackError(f"field {name!r} is nested too deep ({exc.msg})") from None
+    except JsonTooDeep as exc:
+        raise PostbackError(f"field {name!r} is nested too deep ({exc.msg})") from None
+    except json.JSONDecodeError:
         raise PostbackError(f"field {name!r} is neither JSON nor bracket form") from None
 
 

@@ -21,8 +21,9 @@ this module closes what it can:
   ``blast_id``, ``sid``, ``optout_email``, ``lists``, ``vars`` and their ``[...]`` entries)
   that is present but empty or blank is a bad postback (400). Parameters it never reads
   (``api_key`` ...) carry no meaning, empty or not.
-* **A repeated parameter** (``optout=1&optout=0``): refused by the WSGI app (400), never
-  last-wins. :func:`parse_postback` takes a mapping, which cannot hold one.
+* **A repeated parameter** (``optout=1&optout=0``): refused (400), never last-wins, by the
+  WSGI app and by :func:`parse_postback` given the pairs as sent or a framework's
+  multi-value form (a plain ``dict`` built from the form has already lost the repeat).
 * **Deep JSON** (``vars`` nested 5,000 levels) would crash the parser: nesting deeper than
   :data:`~._json.MAX_JSON_DEPTH`, in JSON or in ``[...]`` form, is refused (400).
 * **One field given twice in two forms** (``vars={...}`` and ``vars[a]=``): refused (400).
@@ -345,14 +346,43 @@ _PARSERS: Mapping[str, Callable[[Mapping[str, str]], Postback]] = {
 }
 
 
-def parse_postback(params: Mapping[str, str], api_secret: str) -> Postback:
+def _unique_fields(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``pairs`` as a dict; a name given twice is refused, never last-wins (nor first-wins)."""
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        if key in fields:
+            raise PostbackError(f"field {_shown(str(key))} is given more than once")
+        fields[key] = value
+    return fields
+
+
+def _fields(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> Mapping[str, str]:
+    getlist = getattr(params, "getlist", None)
+    if isinstance(params, Mapping) and callable(getlist):
+        # A framework's multi-value form (Werkzeug MultiDict, Django QueryDict): its plain
+        # mapping view shows one value per name and would hide a repeated parameter.
+        return _unique_fields((key, value) for key in params for value in getlist(key))
+    if isinstance(params, Mapping):
+        return params
+    return _unique_fields(params)
+
+
+def parse_postback(
+    params: Mapping[str, str] | Iterable[tuple[str, str]], api_secret: str
+) -> Postback:
     """The typed change a signed postback carries.
+
+    ``params`` is a mapping of the form fields, or the ``(name, value)`` pairs as sent
+    (``urllib.parse.parse_qsl(body, keep_blank_values=True)``); a framework's multi-value
+    form (``request.form`` in Flask, ``request.POST`` in Django) may be passed as it is.
+    A name given twice is refused.
 
     Raises :class:`PostbackError` with ``http_status`` 403 for a missing or wrong
     signature (checked first, so unsigned callers learn nothing else), and 400 for a
-    missing action, an unknown action, a missing, empty or malformed field, or a field
+    repeated, missing, empty or malformed field, a missing or unknown action, or a field
     the signature cannot vouch for (see the module docs).
     """
+    params = _fields(params)
     _check_text(params)
     if not params.get("sig"):
         raise PostbackError("postback refused: it carries no signature", http_status=403)
@@ -419,12 +449,7 @@ def _read_form(environ: dict[str, Any]) -> dict[str, str]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise PostbackError("the postback body is not UTF-8") from None
-    fields: dict[str, str] = {}
-    for key, value in parse_qsl(text, keep_blank_values=True):
-        if key in fields:
-            raise PostbackError(f"field {key[:40]!r} is given more than once")
-        fields[key] = value
-    return fields
+    return _unique_fields(parse_qsl(text, keep_blank_values=True))
 
 
 def make_postback_app(api_secret: str, handler: Callable[[Postback], None]) -> WsgiApp:

@@ -346,3 +346,30 @@ def test_any_parameter_set_is_parsed_or_refused_never_crashed_on(
         pytest.fail("an unsigned postback was accepted")
     status, _, _ = post(urlencode(candidate, encoding="utf-8", errors="surrogatepass"))
     assert status in (200, 400, 403)
+
+
+class _MultiValueForm(dict[str, str]):
+    """A form as Flask's ``request.form`` and Django's ``request.POST`` hold one: a mapping that
+    shows one value per name, with every value behind ``getlist``."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__(pairs)
+        self._pairs = pairs
+
+    def getlist(self, key: str) -> list[str]:
+        return [value for name, value in self._pairs if name == key]
+
+
+def test_parse_postback_refuses_a_repeat_in_pairs_or_in_a_frameworks_form() -> None:
+    pairs = [*signed(OPTOUT).items(), ("optout", "0")]
+    for form in (pairs, _MultiValueForm(pairs)):
+        with pytest.raises(PostbackError, match="more than once") as info:
+            parse_postback(form, SECRET)
+        assert info.value.http_status == 400
+
+
+def test_parse_postback_takes_the_pairs_as_sent() -> None:
+    pairs = list(signed(OPTOUT).items())
+    expected = OptoutChange("ann@example.com", True, "all")
+    assert parse_postback(pairs, SECRET) == expected
+    assert parse_postback(_MultiValueForm(pairs), SECRET) == expected

@@ -138,6 +138,7 @@ def test_a_live_coordination_shows_no_password_in_reprs_or_failures(
     try:
         pieces = [
             coordination,
+            coordination.redis,  # redis-py's own repr redacts too
             coordination.lock("acct"),
             coordination.known_lists("acct"),
             coordination.limiters(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,9 @@ def max_in_any_window(times: list[float], window: float = 1.0) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+def fuzz_examples(ci_budget: int) -> int:
+    """A property test's example count: ``ci_budget`` in CI, times ``SAILTHRU_FUZZ_SCALE`` from
+    ``bench/fuzz_inputs.py`` (big budgets belong in bench/, not in CI)."""
+    return ci_budget * max(1, int(os.environ.get("SAILTHRU_FUZZ_SCALE", "1")))

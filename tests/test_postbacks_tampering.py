@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from helpers import fuzz_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -256,7 +257,7 @@ def _outcome(parse: Callable[[], Postback]) -> Postback | PostbackError:
 
 
 _BUDGET = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=fuzz_examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
@@ -332,7 +333,7 @@ _ANY_VALUE = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz_examples(300), deadline=None)
 @given(st.dictionaries(_ANY_NAME, _ANY_VALUE, max_size=8), st.booleans())
 def test_any_parameter_set_is_parsed_or_refused_never_crashed_on(
     params: dict[str, str], sign_it: bool

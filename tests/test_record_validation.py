@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import destination_for, make_fake
+from helpers import destination_for, fuzz_examples, make_fake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -200,7 +200,7 @@ def _between_good_records(
 
 
 @settings(
-    max_examples=250,
+    max_examples=fuzz_examples(250),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -224,7 +224,7 @@ _ITEM_FIELDS = [f.name for f in dataclasses.fields(PurchaseItem)]
 
 
 @settings(
-    max_examples=120,
+    max_examples=fuzz_examples(120),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

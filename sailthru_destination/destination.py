@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from types import TracebackType
@@ -21,8 +22,11 @@ from .profiles import ProfileChange, ProfileExporter
 from .ratelimit import machine_limiters
 from .results import BatchResult, ConnectionCheck, ExportResult
 from .sentkeys import InMemorySentKeys, SentKeys
+from .validation import record_id_of, record_problem
 
 __all__ = ["SailthruDestination", "test_connection"]
+
+log = logging.getLogger(__name__)
 
 _NO_SUCH_SID = "0" * 24
 
@@ -162,12 +166,15 @@ class SailthruDestination:
 
     def export_profile(self, change: ProfileChange) -> ExportResult:
         """Apply one profile change; never raises for a bad record."""
+        return _checked(ProfileChange, self._export_profile, change)
+
+    def _export_profile(self, change: ProfileChange) -> ExportResult:
         with self._user_locks.for_key(change.key):
             return self._profiles.export(change)
 
     def iter_export_profiles(self, changes: Iterable[ProfileChange]) -> Iterator[ExportResult]:
         """Apply changes concurrently, yielding each result in input order as it is ready."""
-        return self._stream(self.export_profile, changes)
+        return self._stream(ProfileChange, self._export_profile, changes)
 
     def export_profiles(self, changes: Iterable[ProfileChange]) -> BatchResult:
         """Apply a batch of changes concurrently; one result per record, in input order."""
@@ -177,19 +184,19 @@ class SailthruDestination:
 
     def send_events(self, events: Iterable[Event]) -> BatchResult:
         """Send custom events; an event already sent (by record id) is skipped."""
-        return BatchResult.of(self._stream(self._events.send, events))
+        return BatchResult.of(self._stream(Event, self._events.send, events))
 
     def send_purchases(self, purchases: Iterable[Purchase]) -> BatchResult:
         """Record completed purchases; an order id is never posted twice."""
-        return BatchResult.of(self._stream(self._commerce.send_purchase, purchases))
+        return BatchResult.of(self._stream(Purchase, self._commerce.send_purchase, purchases))
 
     def send_returns(self, returns: Iterable[Return]) -> BatchResult:
         """Record returned items of earlier orders."""
-        return BatchResult.of(self._stream(self._commerce.send_return, returns))
+        return BatchResult.of(self._stream(Return, self._commerce.send_return, returns))
 
     def update_carts(self, changes: Iterable[CartChange]) -> BatchResult:
         """Add to or remove from users' incomplete purchases (abandoned carts)."""
-        return BatchResult.of(self._stream(self._commerce.update_cart, changes))
+        return BatchResult.of(self._stream(CartChange, self._commerce.update_cart, changes))
 
     # -- Sailthru to host ----------------------------------------------------------------------
 
@@ -220,22 +227,37 @@ class SailthruDestination:
             return limit
 
     def _stream(
-        self, fn: Callable[[Any], ExportResult], items: Iterable[Any]
+        self, kind: type, fn: Callable[[Any], ExportResult], items: Iterable[Any]
     ) -> Iterator[ExportResult]:
         coordination = self.options.coordination
-        concurrency = self.concurrency_for(getattr(fn, "__name__", "records"))
-        if coordination is None:
-            return run_in_order(fn, items, concurrency=concurrency)
+        concurrency = self.concurrency_for(kind.__name__)
 
         def guarded(item: Any) -> ExportResult:
             # Without the shared lock and pacing nothing may be sent: stop taking new work.
-            if coordination.failed:
-                rid = str(getattr(item, "record_id", None) or getattr(item, "key", ""))
+            if coordination is not None and coordination.failed:
                 reason = "not attempted: coordination (Redis) unavailable; retry the record"
-                return ExportResult.failed(RecordError(rid, reason, retryable=True))
-            return fn(item)
+                return ExportResult.failed(RecordError(record_id_of(item), reason, retryable=True))
+            return _checked(kind, fn, item)
 
         return run_in_order(guarded, items, concurrency=concurrency)
+
+
+def _checked(kind: type, fn: Callable[[Any], ExportResult], item: Any) -> ExportResult:
+    """``fn(item)`` for a well-formed record; any record, however malformed, gets one result."""
+    problem = record_problem(item, kind)
+    if problem is not None:
+        return ExportResult.failed(problem)
+    try:
+        return fn(item)
+    except Exception as exc:
+        # The senders report every failure they know of; this is a bug, not bad input. One
+        # record must still not sink its batch and lose the results of the others.
+        log.exception("unexpected %s while sending a %s", type(exc).__name__, kind.__name__)
+        reason = (
+            f"unexpected {type(exc).__name__} (a bug in sailthru-destination, please report "
+            "it); whether the record reached Sailthru is unknown"
+        )
+        return ExportResult.failed(RecordError(record_id_of(item), reason))
 
 
 _AUTH_FAILED = "authentication failed: check the API key and secret"

@@ -8,18 +8,53 @@ parses the four actions into frozen dataclasses a host can apply:
 :func:`make_postback_app` wraps that in a stdlib-only WSGI app.
 
 The secret and the signature never appear in errors or logs.
+
+What the signature cannot see
+-----------------------------
+Sailthru's signature is an MD5 of the secret and the *values* sorted and concatenated: the
+parameter names are not signed, and neither is where one value ends and the next begins.
+So a captured postback can be changed without touching its signature in these ways, and
+this module closes what it can:
+
+* **An added empty parameter** (``&optout=``) adds nothing to the concatenation. Refused:
+  any parameter the parser reads (``action``, ``email``, ``optout``, ``mode``, ``send_id``,
+  ``blast_id``, ``sid``, ``optout_email``, ``lists``, ``vars`` and their ``[...]`` entries)
+  that is present but empty or blank is a bad postback (400). Parameters it never reads
+  (``api_key`` ...) carry no meaning, empty or not.
+* **A repeated parameter** (``optout=1&optout=0``): refused (400), never last-wins, by the
+  WSGI app and by :func:`parse_postback` given the pairs as sent or a framework's
+  multi-value form (a plain ``dict`` built from the form has already lost the repeat).
+* **Deep JSON** (``vars`` nested 5,000 levels) would crash the parser: nesting deeper than
+  :data:`~._json.MAX_JSON_DEPTH`, in JSON or in ``[...]`` form, is refused (400).
+* **One field given twice in two forms** (``vars={...}`` and ``vars[a]=``): refused (400).
+
+Residual risk, which no check here can close (only a signature over names can): an attacker
+holding a genuine signed postback may **rename parameters** and **permute values between
+them** (``send_id=S1`` becomes ``blast_id=S1``; ``lists[A]=1&lists[B]=0`` becomes
+``lists[A]=0&lists[B]=1``; ``mode=template`` renamed to an unread name turns a per-template
+opt-out into a full one), and may **move characters between values** when the sorted
+concatenation stays the same. Strict values narrow this (the action, the ``optout`` flag and
+the email must each be well-formed, so most re-splits are refused), but the bracket form of
+``lists``/``vars`` and the optional ids stay exposed: treat a postback as evidence from
+Sailthru about *one user*, serve the endpoint over HTTPS only so postbacks cannot be
+captured, and prefer re-reading the user (GET /user) before acting on list or var changes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ._json import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
 from ._protocol import sign, signature_matches
+from .mapping import InvalidValue
+from .options import MatchKey
+from .profiles import valid_key
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -124,25 +159,77 @@ def verify_postback(params: Mapping[str, str], api_secret: str) -> bool:
     return signature_matches(params, api_secret)
 
 
+# The parameters a parser reads: present but empty, each is refused (see the module docs).
+_READ_FIELDS = frozenset(
+    {"action", "email", "optout", "mode", "send_id", "blast_id", "sid", "optout_email"}
+)
+_STRUCTURED = ("lists", "vars")
+_BRACKETS = re.compile(r"(?:\[([^\[\]]+)\])+")
+_SEGMENT = re.compile(r"\[([^\[\]]+)\]")
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= 40 else name[:37] + "...")
+
+
+def _check_text(params: Mapping[str, str]) -> None:
+    """Every name and value is text Sailthru could have signed (UTF-8 strings)."""
+    for key, value in params.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise PostbackError("postback parameters must be strings")
+        for text in (key, value):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PostbackError(f"field {_shown(key)} is not valid text") from None
+
+
+def _structured_name(key: str) -> str | None:
+    """``lists`` or ``vars`` when ``key`` is one of them or one of their ``[...]`` entries."""
+    for name in _STRUCTURED:
+        if key == name or key.startswith(name + "["):
+            return name
+    return None
+
+
+def _check_read_fields(params: Mapping[str, str]) -> None:
+    """No field the parser reads is present but empty: the signature cannot see one."""
+    for key, value in params.items():
+        if (key in _READ_FIELDS or _structured_name(key)) and not value.strip():
+            raise PostbackError(
+                f"field {_shown(key)} is empty: an empty parameter leaves the signature "
+                "unchanged, so it cannot be trusted"
+            )
+
+
 def _required(params: Mapping[str, str], name: str, action: str) -> str:
     value = params.get(name)
-    if value is None or not value.strip():
+    if value is None:
         raise PostbackError(f"{action} postback is missing the required field {name!r}")
     return value.strip()
 
 
 def _optional(params: Mapping[str, str], name: str) -> str | None:
     value = params.get(name)
-    if value is None or not value.strip():
-        return None
-    return value.strip()
+    return None if value is None else value.strip()
 
 
-def _flag(value: Any, name: str) -> bool:
-    text = str(value).strip().lower()
+def _email(params: Mapping[str, str], action: str) -> str:
+    email = _required(params, "email", action)
+    try:
+        valid_key(MatchKey.EMAIL, email, "email")
+    except InvalidValue:
+        raise PostbackError(
+            f"field 'email' of the {action} postback is not an email address"
+        ) from None
+    return email
+
+
+def _flag(value: str, name: str) -> bool:
+    text = value.strip().lower()
     if text in ("1", "true", "yes"):
         return True
-    if text in ("0", "false", "no", ""):
+    if text in ("0", "false", "no"):
         return False
     raise PostbackError(f"field {name!r} must be 1 or 0")
 
@@ -152,9 +239,14 @@ def _bracket_fields(params: Mapping[str, str], name: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
     opening = name + "["
     for key, value in params.items():
-        if not key.startswith(opening) or not key.endswith("]"):
+        if not key.startswith(opening):
             continue
-        path = key[len(opening) : -1].split("][")
+        rest = key[len(name) :]
+        if not _BRACKETS.fullmatch(rest):
+            raise PostbackError(f"field {_shown(key)} is not of the form {name}[a][b]")
+        path = _SEGMENT.findall(rest)
+        if len(path) > MAX_JSON_DEPTH:
+            raise PostbackError(f"field {name!r} is nested too deep (over {MAX_JSON_DEPTH})")
         node = result
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -170,12 +262,17 @@ def _bracket_fields(params: Mapping[str, str], name: str) -> dict[str, Any]:
 def _structured(params: Mapping[str, str], name: str) -> Any:
     """A nested field sent as a JSON string (``lists={"A":1}``) or in bracket form."""
     raw = params.get(name)
-    if raw is not None and raw.strip():
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise PostbackError(f"field {name!r} is neither JSON nor bracket form") from None
-    return _bracket_fields(params, name)
+    brackets = _bracket_fields(params, name)
+    if raw is None:
+        return brackets
+    if brackets:
+        raise PostbackError(f"field {name!r} is given both as JSON and in bracket form")
+    try:
+        return loads_bounded(raw, strict=True)
+    except JsonTooDeep as exc:
+        raise PostbackError(f"field {name!r} is nested too deep ({exc.msg})") from None
+    except json.JSONDecodeError:
+        raise PostbackError(f"field {name!r} is neither JSON nor bracket form") from None
 
 
 def _member(value: Any) -> bool:
@@ -184,31 +281,33 @@ def _member(value: Any) -> bool:
     return value not in (None, 0, False)
 
 
+def _list_name(name: str) -> str:
+    if not name.strip():
+        raise PostbackError("field 'lists' names a list with an empty name")
+    return name
+
+
 def _lists(params: Mapping[str, str]) -> dict[str, bool]:
     value = _structured(params, "lists")
     if isinstance(value, list):  # ["A", "B"]: the lists the user is on
         if not all(isinstance(item, str) for item in value):
             raise PostbackError("field 'lists' must name lists with strings")
-        return dict.fromkeys(value, True)
+        return dict.fromkeys((_list_name(item) for item in value), True)
     if isinstance(value, dict):
         # {name: 1|0} or, like GET /user, {name: "<signup date>"}: present and truthy is on.
-        return {str(k): _member(v) for k, v in value.items()}
-    if value is None:
-        return {}
+        return {_list_name(str(k)): _member(v) for k, v in value.items()}
     raise PostbackError("field 'lists' must be an object or an array")
 
 
 def _vars(params: Mapping[str, str]) -> dict[str, Any]:
     value = _structured(params, "vars")
-    if value is None:
-        return {}
     if not isinstance(value, dict):
         raise PostbackError("field 'vars' must be an object")
     return value
 
 
 def _parse_optout(params: Mapping[str, str]) -> OptoutChange:
-    email = _required(params, "email", "optout")
+    email = _email(params, "optout")
     raw = params.get("optout")
     optout = True if raw is None else _flag(raw, "optout")
     return OptoutChange(email=email, optout=optout, mode=_optional(params, "mode"))
@@ -216,7 +315,7 @@ def _parse_optout(params: Mapping[str, str]) -> OptoutChange:
 
 def _parse_hardbounce(params: Mapping[str, str]) -> HardBounce:
     return HardBounce(
-        email=_required(params, "email", "hardbounce"),
+        email=_email(params, "hardbounce"),
         send_id=_optional(params, "send_id"),
         blast_id=_optional(params, "blast_id"),
     )
@@ -224,7 +323,7 @@ def _parse_hardbounce(params: Mapping[str, str]) -> HardBounce:
 
 def _parse_update(params: Mapping[str, str]) -> UserUpdate:
     return UserUpdate(
-        email=_required(params, "email", "update"),
+        email=_email(params, "update"),
         sid=_optional(params, "sid"),
         optout_email=_optional(params, "optout_email"),
         lists=_lists(params),
@@ -234,7 +333,7 @@ def _parse_update(params: Mapping[str, str]) -> UserUpdate:
 
 def _parse_verify(params: Mapping[str, str]) -> Verify:
     return Verify(
-        email=_required(params, "email", "verify"),
+        email=_email(params, "verify"),
         send_id=_required(params, "send_id", "verify"),
     )
 
@@ -247,17 +346,49 @@ _PARSERS: Mapping[str, Callable[[Mapping[str, str]], Postback]] = {
 }
 
 
-def parse_postback(params: Mapping[str, str], api_secret: str) -> Postback:
+def _unique_fields(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``pairs`` as a dict; a name given twice is refused, never last-wins (nor first-wins)."""
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        if key in fields:
+            raise PostbackError(f"field {_shown(str(key))} is given more than once")
+        fields[key] = value
+    return fields
+
+
+def _fields(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> Mapping[str, str]:
+    getlist = getattr(params, "getlist", None)
+    if isinstance(params, Mapping) and callable(getlist):
+        # A framework's multi-value form (Werkzeug MultiDict, Django QueryDict): its plain
+        # mapping view shows one value per name and would hide a repeated parameter.
+        return _unique_fields((key, value) for key in params for value in getlist(key))
+    if isinstance(params, Mapping):
+        return params
+    return _unique_fields(params)
+
+
+def parse_postback(
+    params: Mapping[str, str] | Iterable[tuple[str, str]], api_secret: str
+) -> Postback:
     """The typed change a signed postback carries.
+
+    ``params`` is a mapping of the form fields, or the ``(name, value)`` pairs as sent
+    (``urllib.parse.parse_qsl(body, keep_blank_values=True)``); a framework's multi-value
+    form (``request.form`` in Flask, ``request.POST`` in Django) may be passed as it is.
+    A name given twice is refused.
 
     Raises :class:`PostbackError` with ``http_status`` 403 for a missing or wrong
     signature (checked first, so unsigned callers learn nothing else), and 400 for a
-    missing action, an unknown action or a missing required field.
+    repeated, missing, empty or malformed field, a missing or unknown action, or a field
+    the signature cannot vouch for (see the module docs).
     """
+    params = _fields(params)
+    _check_text(params)
     if not params.get("sig"):
         raise PostbackError("postback refused: it carries no signature", http_status=403)
     if not verify_postback(params, api_secret):
         raise PostbackError("postback refused: its signature does not match", http_status=403)
+    _check_read_fields(params)
     action = (params.get("action") or "").strip().lower()
     if not action:
         raise PostbackError("postback has no 'action'")
@@ -318,12 +449,7 @@ def _read_form(environ: dict[str, Any]) -> dict[str, str]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise PostbackError("the postback body is not UTF-8") from None
-    fields: dict[str, str] = {}
-    for key, value in parse_qsl(text, keep_blank_values=True):
-        if key in fields:
-            raise PostbackError(f"field {key[:40]!r} is given more than once")
-        fields[key] = value
-    return fields
+    return _unique_fields(parse_qsl(text, keep_blank_values=True))
 
 
 def make_postback_app(api_secret: str, handler: Callable[[Postback], None]) -> WsgiApp:

@@ -69,7 +69,7 @@ class ProfileChange:
     @property
     def id(self) -> str:
         """How results and errors name this record."""
-        return self.record_id if self.record_id is not None else str(self.key)
+        return str(self.record_id) if self.record_id is not None else str(self.key)
 
 
 def user_exists(api: SailthruApi, key: str, value: str) -> bool:
@@ -150,7 +150,9 @@ def valid_key(match_key: MatchKey | str, value: Any, field_name: str = "key") ->
         )
     text: str = value.strip()
     if match_key is MatchKey.EMAIL:
-        if len(text) > _MAX_EMAIL or not _EMAIL.match(text):
+        # isprintable() refuses lone surrogates (not encodable, so never sendable), zero-width
+        # and other format characters that make two addresses look alike.
+        if len(text) > _MAX_EMAIL or not _EMAIL.match(text) or not text.isprintable():
             raise InvalidValue(field_name, f"{text[:80]!r} is not a valid email address")
         return text.lower()
     if match_key is MatchKey.SID:

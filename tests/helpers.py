@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -75,3 +76,9 @@ def kill_when(child: subprocess.Popen[str], ready: Callable[[], bool], timeout: 
             time.sleep(0.01)
     finally:
         child.send_signal(signal.SIGKILL)
+
+
+def fuzz_examples(ci_budget: int) -> int:
+    """A property test's example count: ``ci_budget`` in CI, times ``SAILTHRU_FUZZ_SCALE`` from
+    ``bench/fuzz_inputs.py`` (big budgets belong in bench/, not in CI)."""
+    return ci_budget * max(1, int(os.environ.get("SAILTHRU_FUZZ_SCALE", "1")))

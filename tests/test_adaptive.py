@@ -107,7 +107,7 @@ def test_default_destination_adapts_past_the_old_fixed_eight(tmp_path: Path) -> 
             for n in range(150)
         ]
         batch = dest.export_profiles(changes)
-        limit = dest.concurrency_for("export_profile")
+        limit = dest.concurrency_for("ProfileChange")
     assert batch.counts["created"] == 150
     assert isinstance(limit, AdaptiveLimit)
     assert 30 <= limit.current <= 64
@@ -117,4 +117,4 @@ def test_pinned_concurrency_is_kept(tmp_path: Path) -> None:
     with make_fake() as fake, SailthruDestination(
         app_for(fake), DestinationOptions(lock_dir=str(tmp_path), concurrency=5)
     ) as dest:
-        assert dest.concurrency_for("export_profile") == 5
+        assert dest.concurrency_for("ProfileChange") == 5

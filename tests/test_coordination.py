@@ -43,7 +43,7 @@ PROFILES_PER_THREAD = 3
 class RedisServer:
     """A throw-away redis-server on a free loopback port, without persistence."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail(
@@ -65,6 +65,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -415,9 +416,9 @@ def _sleeping(record: list[float]) -> Any:
 
 
 def _lock_digest(scope: str, name: str) -> str:
-    from sailthru_destination.coordination import _digest
+    from sailthru_destination.coordination._health import digest
 
-    return _digest(scope, name)
+    return digest(scope, name)
 
 
 def test_destination_options_coordination_wires_lock_lists_and_pacing_through_redis(

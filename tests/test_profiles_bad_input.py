@@ -32,6 +32,8 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("None key", {"key": None}, "key", "missing"),
     ("empty key", {"key": "  "}, "key", "missing"),
     ("number key", {"key": 42}, "key", "must be a string"),
+    ("email with a lone surrogate", {"key": "ann@exa\ud800mple.com"}, "key", "not a valid email"),
+    ("email with a zero-width space", {"key": "ann@exa\u200bmple.com"}, "key", "not a valid"),
     ("very long email", {"key": "a" * 300 + "@example.com"}, "key", "not a valid email"),
     ("NaN", {"new_properties": {"score": math.nan}}, "score", "NaN"),
     ("infinity", {"new_properties": {"score": math.inf}}, "score", "infinities"),
@@ -59,7 +61,7 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("empty list name", {"new_groups": {"   "}}, "lists", "cannot be empty"),
     ("list name too long", {"new_groups": {"L" * 300}}, "lists", "limited to"),
     ("bidi override in list name", {"new_groups": {"evil\u202elist"}}, "lists", "format"),
-    ("groups given as one string", {"new_groups": "VIP"}, "groups", "set of group names"),
+    ("groups given as one string", {"new_groups": "VIP"}, "new_groups", "set of group names"),
 ]
 
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .._json import loads_bounded
 from ..commerce import Purchase, PurchaseItem, Return
 from ..destination import SailthruDestination
 from ..events import Event
@@ -46,7 +47,7 @@ def _event(row: Row, config: SyncConfig, pk: str) -> Event:
 def _items(value: Any, column: str) -> list[PurchaseItem]:
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads_bounded(value)
         except json.JSONDecodeError as exc:
             raise RowProblem(column, f"items must be a JSON array: {exc.msg}") from None
     if not isinstance(value, list) or not value:

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .._json import loads_bounded
 from .config import SyncConfig
 from .sources import Row
 
@@ -79,7 +80,7 @@ def parse_groups(value: Any, column: str) -> frozenset[str]:
         text = value.strip()
         if text.startswith("["):
             try:
-                value = json.loads(text)
+                value = loads_bounded(text)
             except json.JSONDecodeError as exc:
                 raise RowProblem(column, f"looks like a JSON array but is not: {exc.msg}") from None
         else:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .._json import MAX_JSON_DEPTH, too_deep_at
+
 __all__ = ["MAX_LINE_CHARS", "Row", "SourceError", "open_source", "plain",
            "sqlalchemy_available"]
 
@@ -215,6 +217,9 @@ def _json_row(where: str, text: str) -> Row:
             repeated.extend(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
         return data
 
+    if too_deep_at(text) is not None:
+        return Row(where, {"__problem__": f"not valid JSON: nested deeper than {MAX_JSON_DEPTH} "
+                                          "levels"})
     try:
         data = json.loads(_readable(text), object_pairs_hook=pairs_to_dict)
     except RecursionError:

@@ -192,7 +192,23 @@ class CommerceSender:
             return ExportResult(Status.SENT, rid, f"order {order_id!r}: {len(items)} item(s)")
 
         with self._user_locks.for_key(("email", email) if email else ("extid", extid)):
-            return send_once(self._sent, self._key_locks, "purchase", order_id, rid, send)
+            return send_once(
+                self._sent,
+                self._key_locks,
+                "purchase",
+                order_id,
+                rid,
+                send,
+                reconcile=lambda: self._purchase_recorded(order_id),
+            )
+
+    def _purchase_recorded(self, order_id: str) -> bool:
+        # Sailthru reads a purchase back by the order id it was posted with (purchase_keys).
+        try:
+            self._api.get("purchase", {"purchase_id": order_id, "purchase_key": "extid"})
+        except NotFound:
+            return False
+        return True
 
     # -- returns -----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
@@ -43,6 +43,9 @@ from .errors import SailthruError
 from .lists import KnownLists
 from .locks import LockTimeout
 from .ratelimit import DEFAULT_HEADROOM, RateLimiter, RateLimiterRegistry
+
+if TYPE_CHECKING:  # imported lazily by sent_keys: it builds on this module
+    from .sentkeys_redis import RedisSentKeys
 
 try:
     import redis
@@ -213,6 +216,12 @@ class RedisCoordination:
     ) -> RedisRateLimiterRegistry:
         """Pacing shared by every process using this Redis: pass to ``SailthruApi(limiters=)``."""
         return RedisRateLimiterRegistry(self, limits, headroom=headroom)
+
+    def sent_keys(self, scope: str = "", *, lease: float | None = None) -> RedisSentKeys:
+        """The events, purchases and returns sent in account ``scope`` (use the API key)."""
+        from .sentkeys_redis import DEFAULT_LEASE, RedisSentKeys
+
+        return RedisSentKeys(self, scope, lease=DEFAULT_LEASE if lease is None else lease)
 
     def close(self) -> None:
         """Close the connections to Redis."""

@@ -159,9 +159,10 @@ class DestinationOptions:
     cart update unless the change gives its own (time like ``"20 minutes"`` or minutes as an
     int, sent as ``"+20 minutes"``); ``clear_cart_after_hours`` empties a cart older than
     that before a new item is added.
-    ``coordination`` shares the list mutex, the known lists and the pacing with workers on
-    other machines (:class:`~sailthru_destination.coordination.RedisCoordination`, from the
-    ``redis`` extra); by default they are shared by the threads and processes of this machine.
+    ``coordination`` shares the list mutex, the known lists, the pacing and the sent keys
+    with workers on other machines (:class:`~sailthru_destination.coordination.RedisCoordination`,
+    from the ``redis`` extra); by default they are shared by the threads and processes of this
+    machine (the sent keys by one destination).
     """
 
     match_key: MatchKey = MatchKey.EMAIL

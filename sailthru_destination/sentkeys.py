@@ -14,7 +14,10 @@ A key found ``pending`` or ``unknown`` is never sent again: a crash between clai
 or a read timeout, leaves it there, and the record is reported failed "for reconciliation"
 (check Sailthru, e.g. GET /purchase by extid, then :meth:`SentKeys.release` it to send it
 again). We prefer losing a send to a human's review over posting a purchase twice: that is
-the at-most-once choice. Within one process a per-key lock (:func:`send_once`) keeps two
+the at-most-once choice. A store that can hand an abandoned claim over
+(:class:`Reclaimable`, e.g. Redis) lets a sender that can read its write back reconcile by
+itself: a purchase is looked up by its order id and then recorded or sent (exactly once).
+Within one process a per-key lock (:func:`send_once`) keeps two
 threads from sending the same key at once; across processes the store's atomic claim does.
 
 :class:`InMemorySentKeys` is the default (one process, forgotten at exit); the runner's
@@ -30,10 +33,10 @@ from enum import Enum
 from typing import Protocol, runtime_checkable
 
 from ._concurrency import KeyedLocks
-from .errors import OutcomeUnknown, RecordError
+from .errors import OutcomeUnknown, RecordError, SailthruError
 from .results import ExportResult, Status
 
-__all__ = ["InMemorySentKeys", "KeyState", "SentKeys", "send_once"]
+__all__ = ["InMemorySentKeys", "KeyState", "Reclaimable", "SentKeys", "send_once"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,19 @@ class SentKeys(Protocol):
 
     def release(self, kind: str, key: str) -> None:
         """Forget ``key``: its send surely did not apply, so it may be sent again."""
+        ...
+
+
+@runtime_checkable
+class Reclaimable(Protocol):
+    """A store that can hand over a key whose claim was abandoned or whose outcome is unknown."""
+
+    def reclaim(self, kind: str, key: str) -> bool:
+        """Make ``key`` pending for the caller if it is ``unknown`` or its owner's claim lapsed."""
+        ...
+
+    def in_flight(self, kind: str, key: str) -> bool:
+        """Whether ``key`` is pending under a claim whose owner may still be sending it."""
         ...
 
 
@@ -120,6 +136,8 @@ def send_once(
     key: str,
     record_id: str,
     send: Callable[[], ExportResult],
+    *,
+    reconcile: Callable[[], bool] | None = None,
 ) -> ExportResult:
     """Run ``send`` unless ``key`` of ``kind`` was already sent (or may have been).
 
@@ -127,10 +145,29 @@ def send_once(
     ``SKIPPED``/``FAILED`` result or an exception (other than
     :class:`~sailthru_destination.errors.OutcomeUnknown`) releases the key; an
     ``OutcomeUnknown`` settles it ``unknown`` and is reported as a failure to reconcile.
+
+    ``reconcile`` says whether Sailthru already holds the write (e.g. reads a purchase back).
+    With it and a :class:`Reclaimable` store, a key left ``unknown`` or abandoned ``pending``
+    is taken over and looked up: found, it is recorded as sent; not found, it is sent.
     """
     with locks.for_key((kind, key)):
         if not store.claim(kind, key):
-            return _already(store.state(kind, key), kind, key, record_id)
+            state = store.state(kind, key)
+            if not (
+                reconcile is not None
+                and state is not KeyState.SENT
+                and isinstance(store, Reclaimable)
+                and store.reclaim(kind, key)
+            ):
+                if isinstance(store, Reclaimable) and store.in_flight(kind, key):
+                    reason = f"the {kind} {key!r} is being sent by another worker; send it again"
+                    return ExportResult.failed(RecordError(record_id, reason, retryable=True))
+                return _already(state, kind, key, record_id)
+            if _found(store, kind, key, reconcile):
+                log.info("%s %r: found in Sailthru after an unsettled send", kind, key)
+                return ExportResult(
+                    Status.SKIPPED, record_id, f"already in Sailthru ({kind} {key!r})"
+                )
         try:
             result = send()
         except OutcomeUnknown as exc:
@@ -144,11 +181,29 @@ def send_once(
         except BaseException:
             store.release(kind, key)
             raise
-        if result.status is Status.SENT:
-            store.settle(kind, key, KeyState.SENT)
-        else:
+        if result.status is not Status.SENT:
             store.release(kind, key)
+            return result
+        try:
+            store.settle(kind, key, KeyState.SENT)
+        except SailthruError as exc:
+            # Sent, but not recorded: the claim stays pending, so it is never sent again, and
+            # reporting the record retryable would invite a retry that the claim then blocks.
+            log.error("%s %r: sent, but recording it failed: %s", kind, key, exc)
         return result
+
+
+def _found(store: SentKeys, kind: str, key: str, reconcile: Callable[[], bool]) -> bool:
+    """Whether Sailthru holds the write already (then it is recorded as sent)."""
+    try:
+        found = reconcile()
+    except BaseException:
+        # Unknown still: leave it for a later look-up rather than send blind.
+        store.settle(kind, key, KeyState.UNKNOWN)
+        raise
+    if found:
+        store.settle(kind, key, KeyState.SENT)
+    return found
 
 
 def _already(state: KeyState | None, kind: str, key: str, record_id: str) -> ExportResult:

@@ -152,17 +152,12 @@ def send_once(
     """
     with locks.for_key((kind, key)):
         if not store.claim(kind, key):
-            state = store.state(kind, key)
-            if not (
-                reconcile is not None
-                and state is not KeyState.SENT
-                and isinstance(store, Reclaimable)
-                and store.reclaim(kind, key)
-            ):
-                if isinstance(store, Reclaimable) and store.in_flight(kind, key):
-                    reason = f"the {kind} {key!r} is being sent by another worker; send it again"
-                    return ExportResult.failed(RecordError(record_id, reason, retryable=True))
-                return _already(state, kind, key, record_id)
+            reclaimable = store if isinstance(store, Reclaimable) else None
+            if reclaimable is not None and reclaimable.in_flight(kind, key):
+                reason = f"the {kind} {key!r} is being sent by another worker; send it again"
+                return ExportResult.failed(RecordError(record_id, reason, retryable=True))
+            if reconcile is None or reclaimable is None or not reclaimable.reclaim(kind, key):
+                return _already(store.state(kind, key), kind, key, record_id)
             if _found(store, kind, key, reconcile):
                 log.info("%s %r: found in Sailthru after an unsettled send", kind, key)
                 return ExportResult(

@@ -194,7 +194,9 @@ def test_a_purchase_left_pending_by_a_dead_worker_is_looked_up_then_sent_once(
 def _payload(order_id: str) -> dict[str, object]:
     return {
         "email": "ann@example.com",
-        "items": [{"id": "sku-1", "title": "Mug", "qty": 1, "price": 950, "url": "https://x.test/1"}],
+        "items": [
+            {"id": "sku-1", "title": "Mug", "qty": 1, "price": 950, "url": "https://x.test/1"}
+        ],
         "incomplete": 0,
         "purchase_keys": {"extid": order_id},
     }

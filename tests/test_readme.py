@@ -72,6 +72,7 @@ def test_every_python_sample_runs_in_order(
         "Counter({'skipped': 1})",
         "1999",
         "m3 skipped",
+        "sent None",
         "True ann@example.com all",
         "POST user 200",
         "created",

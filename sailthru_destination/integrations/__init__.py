@@ -1,0 +1,1 @@
+"""Host framework integrations, one module per framework, each an optional extra."""

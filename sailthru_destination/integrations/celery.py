@@ -36,6 +36,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from ..api import SailthruApi
@@ -49,6 +50,7 @@ from ._records import build, result_dict, user_of
 
 try:
     from celery import Celery, Task
+    from celery.exceptions import Ignore
 except ImportError as _missing:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "sailthru_destination.integrations.celery needs the 'celery' extra: "
@@ -94,6 +96,15 @@ if tonumber(ARGV[1]) > done then redis.call('set', KEYS[1], ARGV[1]) end
 return 0
 """
 
+# The last task done in a partition, first stepping over numbers whose task never got queued.
+_TURN = """
+local done = tonumber(redis.call('get', KEYS[1]) or '0')
+local start = done
+while redis.call('srem', KEYS[2], tostring(done + 1)) == 1 do done = done + 1 end
+if done > start then redis.call('set', KEYS[1], done) end
+return done
+"""
+
 
 @dataclasses.dataclass(frozen=True)
 class Account:
@@ -104,10 +115,6 @@ class Account:
     rate_limits: Mapping[str, float] | None = None
     """Starting limits (calls per second, keyed as in ``_protocol.DEFAULT_RATE_LIMITS``) until
     Sailthru's replies tell the account's own; set them for an account with custom limits."""
-
-
-def _incr(coordination: RedisCoordination, key: str) -> Callable[[], int]:
-    return lambda: int(coordination.redis.incr(key))
 
 
 def partition_of(user: str, partitions: int) -> int:
@@ -157,6 +164,7 @@ class SailthruTasks:
         self._destinations: dict[str, SailthruDestination] = {}
         self._guard = threading.Lock()
         self._mark_done = coordination.redis.register_script(_DONE)
+        self._turn = coordination.redis.register_script(_TURN)
         self.tasks: dict[str, Task] = {name: self._register(name) for name in _TASKS}
 
     def __repr__(self) -> str:
@@ -188,12 +196,19 @@ class SailthruTasks:
             partition = partition_of(user_of(kind, record), self.partitions)
             groups.setdefault(partition, []).append(dict(record))
         task = self.tasks[_TASK_OF_KIND[kind]]
+        redis = self._coord.redis
         sent = []
         for partition, group in groups.items():
             key = self._order_key(account, partition, "next")
-            seq = int(self._coord.run("number a task", _incr(self._coord, key)))
+            seq = int(self._coord.run("number a task", partial(redis.incr, key)))
             queue = f"{self.queue_prefix}.{account}.{partition}"
-            sent.append(task.apply_async(args=(account, group, partition, seq), queue=queue))
+            try:
+                sent.append(task.apply_async(args=(account, group, partition, seq), queue=queue))
+            except Exception:
+                # Not queued: the next task of the partition must not wait for this one.
+                skipped = self._order_key(account, partition, "skipped")
+                self._coord.run("skip a task number", partial(redis.sadd, skipped, str(seq)))
+                raise
         return sent
 
     # -- the worker's side ----------------------------------------------------------------------
@@ -272,18 +287,24 @@ class SailthruTasks:
         ) -> list[dict[str, Any]]:
             order = (partition, seq) if partition is not None and seq is not None else None
             if order and not self._wait_turn(this, account, records, *order, waited):
-                return []
-            results = self.run(kind, account, records)
-            used = self.destination(account).options.coordination
-            if self._coord.failed or (used is not None and used.failed):
-                # Nothing was sent for the records Redis failed (no lock, pacing or claim):
-                # the whole task goes again later, and the sent keys skip what did go out.
-                raise CoordinationError("Redis failed during the task; it will be retried")
+                # Done before, and its result stored then: record nothing over it.
+                raise Ignore()
+            try:
+                results = self.run(kind, account, records)
+                used = self.destination(account).options.coordination
+                if self._coord.failed or (used is not None and used.failed):
+                    # Nothing was sent for the records Redis failed (no lock, pacing or claim):
+                    # the whole task goes again later, and the sent keys skip what went out.
+                    raise CoordinationError("Redis failed during the task; it will be retried")
+            except CoordinationError:
+                raise  # retried: the tasks after it in its partition wait for it
+            except Exception:
+                # Failed for good (an unknown account, a bug): do not stall its partition.
+                if order:
+                    self._finish(account, *order)
+                raise
             if order:
-                key = self._order_key(account, order[0], "done")
-                self._coord.run(
-                    "mark a task done", lambda: self._mark_done(keys=[key], args=[order[1]])
-                )
+                self._finish(account, *order)
             return results
 
         task.__name__ = name
@@ -301,6 +322,10 @@ class SailthruTasks:
         )
         return registered
 
+    def _finish(self, account: str, partition: int, seq: int) -> None:
+        key = self._order_key(account, partition, "done")
+        self._coord.run("mark a task done", lambda: self._mark_done(keys=[key], args=[seq]))
+
     def _order_key(self, account: str, partition: int, which: str) -> str:
         return self._coord.key("order", scope_digest(account), str(partition), which)
 
@@ -314,12 +339,11 @@ class SailthruTasks:
         waited_before: float,
     ) -> bool:
         """Wait until task ``seq - 1`` of the partition is done; False if ``seq`` already is."""
-        key = self._order_key(account, partition, "done")
+        keys = [self._order_key(account, partition, w) for w in ("done", "skipped")]
         deadline = time.monotonic() + self._order_wait
         started = time.monotonic()
         while True:
-            raw = self._coord.run("read the task order", lambda: self._coord.redis.get(key))
-            done = int(raw or 0)
+            done = int(self._coord.run("read the task order", lambda: self._turn(keys=keys)))
             if done >= seq:
                 log.info("task %s of %s.%s already done: not run again", seq, account, partition)
                 return False

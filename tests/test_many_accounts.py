@@ -101,7 +101,7 @@ def test_a_throttled_account_does_not_slow_another_in_the_same_process(
     )
     slow.start()
     time.sleep(0.3)  # the slow account is mid-batch, pacing itself at 2/s
-    fast_results = tasks.run("events", "fast", _events("fast", 60))
+    fast_results = tasks.run("events", "fast", _events("fast", 40))
     slow.join(timeout=30)
     fast_times = [at for at, m, e in fakes["fast"].call_times if (m, e) == ("POST", "event")]
     slow_times = [at for at, m, e in fakes["slow"].call_times if (m, e) == ("POST", "event")]

@@ -49,7 +49,8 @@ class SailthruDestination:
     connections. ``api`` and ``lock`` let a host share pacing or plug in a lock that
     spans machines; by default each destination builds its own. ``sent_keys`` remembers
     which events, orders and returns were sent, so a re-run sends none twice (in memory
-    by default; the sync runner keeps it in its SQLite state).
+    by default, in Redis for every host when the options carry a ``coordination``; the
+    sync runner keeps it in its SQLite state).
     """
 
     def __init__(
@@ -89,7 +90,13 @@ class SailthruDestination:
         self._profiles = ProfileExporter(self._api, self._lists, self.options, app)
         self._user_locks = KeyedLocks()
         # One store for events, orders and returns, so a re-run never sends one twice.
-        sent = sent_keys if sent_keys is not None else InMemorySentKeys()
+        if sent_keys is None:
+            sent_keys = (
+                coordination.sent_keys(app.api_key)
+                if coordination is not None
+                else InMemorySentKeys()
+            )
+        sent = sent_keys
         self._events = EventSender(self._api, sent_keys=sent, timezone=app.timezone)
         self._commerce = CommerceSender(
             self._api,

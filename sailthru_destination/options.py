@@ -185,9 +185,10 @@ class DestinationOptions:
     fails the record naming the field; ``"drop"`` renames the var by the documented rule
     (:func:`~sailthru_destination.varnames.repaired_var_name`) or leaves it out, sends the
     rest, and names each one in the result's ``detail``.
-    ``coordination`` shares the list mutex, the known lists and the pacing with workers on
-    other machines (:class:`~sailthru_destination.coordination.RedisCoordination`, from the
-    ``redis`` extra); by default they are shared by the threads and processes of this machine.
+    ``coordination`` shares the list mutex, the known lists, the pacing and the sent keys
+    with workers on other machines (:class:`~sailthru_destination.coordination.RedisCoordination`,
+    from the ``redis`` extra); by default they are shared by the threads and processes of this
+    machine (the sent keys by one destination).
     """
 
     match_key: MatchKey = MatchKey.EMAIL

@@ -35,7 +35,7 @@ from .errors import NotFound, OutcomeUnknown, RecordError, SailthruError
 from .events import time_value
 from .mapping import InvalidValue
 from .results import ExportResult, Status
-from .sentkeys import KeyState
+from .sentkeys import KeyState, Leased
 
 __all__ = ["PurchaseSender"]
 
@@ -178,6 +178,14 @@ class PurchaseSender:
                 "again",
                 retryable=True,
             )
+        sent = self._shop.sent
+        if state is KeyState.PENDING and isinstance(sent, Leased) and sent.in_flight(
+            _KIND, order.order_id
+        ):
+            return order.failed(
+                f"the {_KIND} {order.order_id!r} is being sent by another worker; send it again",
+                retryable=True,
+            )
         # Pending (a run died, or another worker is posting it now) or unknown: read it back.
         try:
             present = self._present(order.order_id)
@@ -193,6 +201,14 @@ class PurchaseSender:
             return order.sent(f" (found in Sailthru: an earlier send was marked {state.value!r})")
         if state is KeyState.UNKNOWN and self._shop.sent.reclaim(_KIND, order.order_id, state):
             return self._post(order, in_doubt=True)
+        if state is KeyState.PENDING and isinstance(sent, Leased):
+            # Its owner's lease ran out (a worker died): whoever reclaims it posts it.
+            if sent.reclaim(_KIND, order.order_id, state):
+                return self._post(order, in_doubt=True)
+            return order.failed(
+                f"the {_KIND} {order.order_id!r} was taken over by another worker; send it again",
+                retryable=True,
+            )
         # Pending and absent: another worker may be posting it right now, so leave it be.
         return order.failed(
             f"the {_KIND} {order.order_id!r} is marked 'pending' and is not in Sailthru: "

@@ -16,7 +16,10 @@ reported failed "for reconciliation" (check Sailthru, then :meth:`SentKeys.relea
 send it again). We prefer losing a send to a human's review over posting an event twice:
 that is the at-most-once choice. Purchases can be read back, so :mod:`.purchases` does the
 reconciling itself and sends each order exactly once: an ``unknown`` order confirmed absent
-is taken back with :meth:`SentKeys.reclaim`, which only one worker can win. Within one
+is taken back with :meth:`SentKeys.reclaim`, which only one worker can win. A store whose
+pending claims carry a lease (:class:`Leased`, e.g. Redis across hosts) also tells a claim
+whose owner may still be sending (reported retryable) from one its owner abandoned (a killed
+worker): an abandoned purchase is read back, then recorded or sent once. Within one
 process a per-key lock (:func:`send_once`) keeps two threads from sending the same key at
 once; across processes the store's atomic claim does.
 
@@ -33,10 +36,10 @@ from enum import Enum
 from typing import Protocol, runtime_checkable
 
 from ._concurrency import KeyedLocks
-from .errors import OutcomeUnknown, RecordError
+from .errors import OutcomeUnknown, RecordError, SailthruError
 from .results import ExportResult, Status
 
-__all__ = ["InMemorySentKeys", "KeyState", "SentKeys", "send_once"]
+__all__ = ["InMemorySentKeys", "KeyState", "Leased", "SentKeys", "send_once"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,15 @@ class SentKeys(Protocol):
         For a send found not applied after all: of the workers that find it so, only the
         one that reclaims it sends it again.
         """
+        ...
+
+
+@runtime_checkable
+class Leased(Protocol):
+    """A store whose pending claims belong to their owner for a lease only (e.g. Redis)."""
+
+    def in_flight(self, kind: str, key: str) -> bool:
+        """Whether ``key`` is pending under a claim whose owner may still be sending it."""
         ...
 
 
@@ -148,6 +160,9 @@ def send_once(
     """
     with locks.for_key((kind, key)):
         if not store.claim(kind, key):
+            if isinstance(store, Leased) and store.in_flight(kind, key):
+                reason = f"the {kind} {key!r} is being sent by another worker; send it again"
+                return ExportResult.failed(RecordError(record_id, reason, retryable=True))
             return _already(store.state(kind, key), kind, key, record_id)
         try:
             result = send()
@@ -162,10 +177,15 @@ def send_once(
         except BaseException:
             store.release(kind, key)
             raise
-        if result.status is Status.SENT:
-            store.settle(kind, key, KeyState.SENT)
-        else:
+        if result.status is not Status.SENT:
             store.release(kind, key)
+            return result
+        try:
+            store.settle(kind, key, KeyState.SENT)
+        except SailthruError as exc:
+            # Sent, but not recorded: the claim stays pending, so it is never sent again, and
+            # reporting the record retryable would invite a retry that the claim then blocks.
+            log.error("%s %r: sent, but recording it failed: %s", kind, key, exc)
         return result
 
 

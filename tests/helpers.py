@@ -82,3 +82,17 @@ def fuzz_examples(ci_budget: int) -> int:
     """A property test's example count: ``ci_budget`` in CI, times ``SAILTHRU_FUZZ_SCALE`` from
     ``bench/fuzz_inputs.py`` (big budgets belong in bench/, not in CI)."""
     return ci_budget * max(1, int(os.environ.get("SAILTHRU_FUZZ_SCALE", "1")))
+
+
+def assert_under_limit(times: list[float], limit: float) -> None:
+    """The calls at ``times`` kept to ``limit`` per second, as Sailthru counts them.
+
+    Sailthru counts per minute, so the run (seconds long) must average at most ``limit``. The
+    pacer spaces send slots at 97.5 % of it; on a loaded machine a thread can be descheduled
+    between its slot and its send, bunching two or three calls into one second, so the peak
+    second is held to the limit plus 10 %: a pacing fault (two accounts sharing one schedule,
+    or none) shows as a multiple, not as 10 %.
+    """
+    span = max(times) - min(times)
+    assert len(times) - 1 <= limit * span, (len(times), span, limit)
+    assert max_in_any_window(times) <= limit * 1.1, (max_in_any_window(times), limit)

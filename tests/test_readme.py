@@ -74,6 +74,7 @@ def test_every_python_sample_runs_in_order(
         "m3 skipped",
         "'traits.first-name' sent as 'first_name'",
         "sent https://shop.example/p/sku-1",
+        "sent None",
         "True ann@example.com all",
         "POST user 200",
         "created",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -17,6 +17,9 @@ from ._known_lists import RedisKnownLists
 from ._lock import RedisListLock
 from ._pacing import RedisRateLimiterRegistry
 from ._url import is_readable, redact_url, url_secrets
+
+if TYPE_CHECKING:  # imported lazily by sent_keys: it builds on this package
+    from ..sentkeys_redis import RedisSentKeys
 
 __all__ = ["RedisCoordination"]
 
@@ -106,6 +109,12 @@ class RedisCoordination:
     ) -> RedisRateLimiterRegistry:
         """Pacing shared by every process using this Redis: pass to ``SailthruApi(limiters=)``."""
         return RedisRateLimiterRegistry(self, limits, headroom=headroom)
+
+    def sent_keys(self, scope: str = "", *, lease: float | None = None) -> RedisSentKeys:
+        """The events, purchases and returns sent in account ``scope`` (use the API key)."""
+        from ..sentkeys_redis import DEFAULT_LEASE, RedisSentKeys
+
+        return RedisSentKeys(self, scope, lease=DEFAULT_LEASE if lease is None else lease)
 
     def close(self) -> None:
         """Close the connections to Redis."""

@@ -2,6 +2,7 @@
 
 One module per host, each an optional extra and a thin shell over
 :class:`~sailthru_destination.SailthruDestination` and the sync state of
-:mod:`sailthru_destination.sync`: ``dlt`` (the ``dlt`` extra) and ``singer`` (the
-``singer`` extra, the ``target-sailthru`` command).
+:mod:`sailthru_destination.sync`: ``dlt`` (the ``dlt`` extra), ``singer`` (the ``singer``
+extra, the ``target-sailthru`` command) and ``celery`` (the ``celery`` extra: tasks routed by
+account and user).
 """

@@ -16,6 +16,7 @@ from ..destination import SailthruDestination
 from ..options import AppOptions
 from .config import SyncConfig
 from .report import RunReport, default_report_dir
+from .runlock import RunLock
 from .runner import RunSummary, SyncRunner
 from .sources import Row
 from .state import SyncState
@@ -51,14 +52,24 @@ def run_sync(
 ) -> SyncOutcome:
     """Sync ``rows`` (the whole model) to the account of ``app`` as ``config`` says.
 
-    Raises :class:`~sailthru_destination.sync.state.StateError` or
+    Raises :class:`~sailthru_destination.sync.state.StateError` (such as
+    :class:`~sailthru_destination.sync.runlock.RunLocked` when another run of the model is
+    still going after ``config.lock_wait`` seconds) or
     :class:`~sailthru_destination.sync.runner.RunAborted` before touching Sailthru when the
     run cannot start; record failures are counted, reported and never raised.
     """
+    state_file = state_path(config, home)
+    with RunLock(state_file, config.name or "model", wait=config.lock_wait):
+        return _run_locked(app, config, rows, home, state_file, progress)
+
+
+def _run_locked(
+    app: AppOptions, config: SyncConfig, rows: Iterable[Row], home: str | Path,
+    state_file: Path, progress: bool,
+) -> SyncOutcome:
     folder = Path(config.report_dir) if config.report_dir else default_report_dir(
         home, config.name or "model"
     )
-    state_file = state_path(config, home)
     with SyncState(state_file) as state:
         report = RunReport(folder)
         api = SailthruApi(

@@ -14,7 +14,7 @@ from typing import Any
 from .config import SyncConfig
 from .sources import Row
 
-__all__ = ["RowProblem", "UserRow", "read_user_row", "row_key"]
+__all__ = ["RowProblem", "UserRow", "read_user_row", "row_key", "user_key"]
 
 
 class RowProblem(ValueError):
@@ -56,6 +56,27 @@ def row_key(row: Row, config: SyncConfig) -> str:
     return str(value).strip()
 
 
+def _match_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return str(int(value) if isinstance(value, float) and value.is_integer() else value)
+
+
+def user_key(config: SyncConfig, match: Any) -> str | None:
+    """The Sailthru user ``match`` names, as Sailthru compares it, or None when it has none.
+
+    Sailthru lower-cases emails and we trim every key before sending it, so
+    ``" Ann@Example.com"`` and ``"ann@example.com"`` are one user. Two rows with one user
+    key are one Sailthru user.
+    """
+    if not _present(match):
+        return None
+    text = _match_text(match).strip()
+    if not text:
+        return None
+    return text.lower() if config.match_key == "email" else text
+
+
 def parse_groups(value: Any, column: str) -> frozenset[str]:
     """Group names from a JSON array, a list, or ``;``-separated text."""
     if not _present(value):
@@ -83,8 +104,7 @@ def read_user_row(row: Row, config: SyncConfig, pk: str) -> UserRow:
     if not _present(match):
         raise RowProblem(config.match_column, f"the match column {config.match_column!r} "
                          "is missing or empty")
-    if not isinstance(match, str):
-        match = str(int(match) if isinstance(match, float) and match.is_integer() else match)
+    match = _match_text(match)
     groups = parse_groups(data.get(config.groups_column), config.groups_column)
     optout = None
     if config.optout_column and _present(data.get(config.optout_column)):

@@ -82,7 +82,7 @@ def _run_locked(
         try:
             with SailthruDestination(app, options, api=api, sent_keys=state) as destination:
                 runner = SyncRunner(destination, config, state, on_failure=report.add_failure,
-                                    progress=progress)
+                                    on_notice=report.add_notice, progress=progress)
                 summary = runner.run(rows)
         finally:
             report.close()

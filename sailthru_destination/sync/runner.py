@@ -7,7 +7,14 @@ Three passes, each streaming so memory stays flat in the number of rows:
    spooled to a temporary file;
 2. export the spooled rows, with their old values from the state (so removed properties
    are cleared and left groups are removed), per user or through the bulk job API;
-3. rows that disappeared from the model get the delete behaviour.
+3. rows that disappeared from the model get the delete behaviour (:mod:`.gone`).
+
+Rows are compared by the Sailthru user they map to (the match value as Sailthru compares
+it: emails lower-cased and trimmed). When two rows map to one user, the row the state says
+already is that user keeps it (else the first in the model); the other is a per-record
+error naming both primary keys and is not exported, so one user is counted once. A new
+row for a user no live row holds (a row re-created under a new key) takes over the old
+row's values, so what it lacks is cleared; and no delete touches a user a row still holds.
 
 The state is written as each record is confirmed, so a killed run resumes on the next.
 """
@@ -18,9 +25,9 @@ import json
 import logging
 import tempfile
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from ..calllog import CallRecord
@@ -29,11 +36,13 @@ from ..profiles import ProfileChange
 from ..results import ExportResult, Status
 from .bulk import BulkExporter
 from .config import SyncConfig
-from .model import RowProblem, UserRow, read_user_row, row_key
+from .gone import remove_gone
+from .model import RowProblem, UserRow, read_user_row, row_key, user_key
 from .sources import Row
 from .state import AppliedRecord, SyncState
+from .summary import RecordFailure, RecordNotice, RunSummary
 
-__all__ = ["RecordFailure", "RunAborted", "RunSummary", "SyncRunner"]
+__all__ = ["RecordFailure", "RecordNotice", "RunAborted", "RunSummary", "SyncRunner"]
 
 log = logging.getLogger(__name__)
 
@@ -42,55 +51,6 @@ _UNCHANGED_DETAIL = "unchanged: no call made"
 
 class RunAborted(Exception):
     """The run stopped before touching Sailthru for a reason the user must look at."""
-
-
-@dataclass(frozen=True)
-class RecordFailure:
-    """One record that failed: its primary key (or where it was), the column and the reason."""
-
-    record: str
-    reason: str
-    field: str | None = None
-    where: str | None = None
-    retryable: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """The failure as plain JSON-ready data."""
-        return {"record": self.record, "where": self.where, "field": self.field,
-                "reason": self.reason, "retryable": self.retryable}
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts per outcome, calls made, lists created, time taken."""
-
-    rows: int = 0
-    counts: Counter[str] = field(default_factory=Counter)
-    calls: Counter[str] = field(default_factory=Counter)
-    lists_created: int = 0
-    path: str = "per-user"
-    jobs: int = 0
-    seconds: float = 0.0
-
-    @property
-    def failed(self) -> int:
-        """How many records failed."""
-        return self.counts["failed"]
-
-    @property
-    def total_calls(self) -> int:
-        """Every API call attempt made, retries included."""
-        return sum(self.calls.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The summary as plain JSON-ready data."""
-        return {
-            "rows": self.rows, "counts": dict(self.counts), "failed": self.failed,
-            "api_calls": self.total_calls, "calls_by_endpoint": dict(self.calls),
-            "calls_per_record": round(self.total_calls / self.rows, 3) if self.rows else 0.0,
-            "lists_created": self.lists_created, "path": self.path, "jobs": self.jobs,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 @dataclass(frozen=True)
@@ -105,6 +65,7 @@ class SyncRunner:
     """Runs one model through one destination, remembering what was applied in ``state``.
 
     ``on_failure`` sees every failed record (the run report writes them out);
+    ``on_notice`` every record left alone on purpose, with the reason;
     ``progress`` shows a tqdm bar on stderr while exporting.
     """
 
@@ -115,6 +76,7 @@ class SyncRunner:
         state: SyncState,
         *,
         on_failure: Callable[[RecordFailure], object] | None = None,
+        on_notice: Callable[[RecordNotice], object] | None = None,
         progress: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -122,8 +84,10 @@ class SyncRunner:
         self._config = config
         self._state = state
         self._on_failure = on_failure
+        self._on_notice = on_notice
         self._progress = progress
         self._clock = clock
+        self._losers = self._handovers = False
         self.summary = RunSummary()
 
     # -- the run ------------------------------------------------------------------------------
@@ -143,11 +107,14 @@ class SyncRunner:
             self._check_fingerprint()
             self._state.start_run()
             with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-                changed = self._diff(rows, spool)
+                self._diff(rows, spool)
+                changed = self._settle_duplicates()
                 self._guard_empty_model()
+                self._handovers = self._state.prepare_handovers() > 0
                 spool.seek(0)
-                self._export(_read_spool(spool), changed)
-            self._remove_gone()
+                self._export(self._exported(_read_spool(spool)), changed)
+            remove_gone(self._dest, self._config, self._state, self.summary, fail=self._fail,
+                        notice=self._notice, bar=self._bar)
         finally:
             api.call_log.sink = previous_sink
             self.summary.seconds = self._clock() - started
@@ -160,6 +127,15 @@ class SyncRunner:
             log.info("the mapping changed since the last run: every row will be exported again")
             self._state.invalidate_hashes()
         self._state.set_meta("fingerprint", fingerprint)
+        # Records from before user keys were kept (or from another match key) get them now.
+        keys: list[tuple[str, str | None]] = []
+        for pk, match in self._state.unkeyed():
+            keys.append((pk, user_key(self._config, match)))
+            if len(keys) >= 1000:
+                self._state.set_keys(keys)
+                keys = []
+        if keys:
+            self._state.set_keys(keys)
 
     def _count_call(
         self, chained: Callable[[CallRecord], object] | None
@@ -175,8 +151,7 @@ class SyncRunner:
 
     # -- pass 1: diff -----------------------------------------------------------------------------
 
-    def _diff(self, rows: Iterable[Row], spool: IO[str]) -> int:
-        changed = 0
+    def _diff(self, rows: Iterable[Row], spool: IO[str]) -> None:
         for row in rows:
             self.summary.rows += 1
             try:
@@ -184,22 +159,49 @@ class SyncRunner:
             except RowProblem as exc:
                 self._fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
                 continue
-            if not self._state.see(pk):
+            # Even a row that fails holds its user: the model still wants that user.
+            key = user_key(self._config, row.data.get(self._config.match_column))
+            user: UserRow | RowProblem
+            try:
+                user = read_user_row(row, self._config, pk)
+            except RowProblem as exc:
+                user = exc
+            valid = isinstance(user, UserRow)
+            changed = isinstance(user, UserRow) and self._state.get_hash(pk) != user.hash
+            if not self._state.see(pk, key, row.where, valid=valid, changed=changed):
                 self._fail(RecordFailure(
                     pk, f"duplicate primary key {self._config.primary_key}={pk!r}: only the "
                     "first row with this key was used", self._config.primary_key, row.where))
                 continue
-            try:
-                user = read_user_row(row, self._config, pk)
-            except RowProblem as exc:
-                self._fail(RecordFailure(pk, exc.reason, exc.field, row.where))
+            if isinstance(user, RowProblem):
+                self._fail(RecordFailure(pk, user.reason, user.field, row.where))
+            elif changed:
+                spool.write(json.dumps(_spooled(user, row.where), default=str) + "\n")
+
+    def _settle_duplicates(self) -> int:
+        """Give each user to one row; report the others. Returns how many rows to export."""
+        winner, user = "", None
+        for row in self._state.contenders():
+            if row.key != user:
+                winner, user = row.pk, row.key
                 continue
-            if self._state.get_hash(pk) == user.hash:
-                self.summary.counts["unchanged"] += 1
-                continue
-            spool.write(json.dumps(_spooled(user, row.where), default=str) + "\n")
-            changed += 1
+            self._losers = True
+            self._state.lose(row.pk, winner)
+            if row.owns:  # an older state gave this user to both rows: the winner has it now
+                self._state.forget(row.pk)
+            self._fail(RecordFailure(
+                row.pk, f"duplicate {self._config.match_key}: row {self._config.primary_key}="
+                f"{winner!r} maps to the same Sailthru user ({row.key!r}); only that row is "
+                "synced to it", self._config.match_column, row.where))
+        unchanged, changed = self._state.tally()
+        if unchanged:
+            self.summary.counts["unchanged"] += unchanged
         return changed
+
+    def _exported(self, pending: Iterator[_Pending]) -> Iterator[_Pending]:
+        if not self._losers:
+            return pending
+        return (item for item in pending if self._state.loser(item.row.pk) is None)
 
     def _guard_empty_model(self) -> None:
         if self._config.allow_empty or self._state.seen_count() or not self._state.count():
@@ -249,15 +251,26 @@ class SyncRunner:
     def _change_for(self, item: _Pending) -> ProfileChange:
         user = item.row
         old = self._state.get(user.pk)
+        if old is None and self._handovers:
+            old = self._state.handover(user.pk)
         # After a mapping change (hash reset) the old groups may name lists under the old
         # prefix: join the new names and leave the old lists alone rather than guess.
         old_groups = old.groups if old and old.hash else frozenset()
+        old_properties = old.properties if old else {}
         old_key = None
         if old is not None and self._config.match_key == "email" and old.match != user.match:
-            old_key = old.match
+            holder = None
+            if old.key != user_key(self._config, user.match):
+                holder = self._state.claimant(old.key, besides=user.pk)
+            if holder is None:
+                old_key = old.match
+            else:
+                # Another row now holds the old email: renaming that user would take it
+                # from that row. This row's new email is a user of its own.
+                old_properties, old_groups = {}, frozenset()
         return ProfileChange(
             key=user.match,
-            old_properties=old.properties if old else {},
+            old_properties=old_properties,
             new_properties=user.properties,
             old_groups=old_groups,
             new_groups=user.groups,
@@ -280,40 +293,8 @@ class SyncRunner:
         key = "unchanged" if result.status is Status.SKIPPED else str(result.status)
         self.summary.counts[key] += 1
         self._state.put(AppliedRecord(user.pk, user.hash, str(user.match), user.properties,
-                                      user.groups, user.optout))
-
-    # -- pass 3: rows that went away ---------------------------------------------------------------
-
-    def _remove_gone(self) -> None:
-        total = self._state.gone_count()
-        if not total:
-            return
-        window: deque[AppliedRecord] = deque()
-
-        def changes() -> Iterator[ProfileChange]:
-            # Read the whole list first: forgetting rows while paging would skip some.
-            for record in list(self._state.gone()):
-                window.append(record)
-                yield ProfileChange(
-                    key=record.match, old_properties=record.properties,
-                    old_groups=record.groups, to_delete=True, record_id=record.pk)
-
-        bar = self._bar(total, "removing")
-        try:
-            for result in self._dest.iter_export_profiles(changes()):
-                record = window.popleft()
-                bar.update(1)
-                if result.status is Status.FAILED:
-                    error = result.error
-                    self._fail(RecordFailure(record.pk, result.detail,
-                                             error.field if error else None, "gone from the model",
-                                             error.retryable if error else False))
-                    continue
-                key = "kept" if result.status is Status.SKIPPED else str(result.status)
-                self.summary.counts[key] += 1
-                self._state.forget(record.pk)
-        finally:
-            bar.close()
+                                      user.groups, user.optout,
+                                      user_key(self._config, user.match)))
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -322,6 +303,10 @@ class SyncRunner:
         log.info("record %s failed: %s", failure.record, failure.reason)
         if self._on_failure is not None:
             self._on_failure(failure)
+
+    def _notice(self, notice: RecordNotice) -> None:
+        if self._on_notice is not None:
+            self._on_notice(notice)
 
     def _bar(self, total: int, label: str) -> Any:
         from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]

@@ -1,0 +1,215 @@
+"""One Sailthru user, several rows: a delete never removes a user the model still holds.
+
+Two rows of the model can map to one Sailthru user: a row re-created under a new primary
+key, two rows with one email (in any case), a row that takes the email another row leaves.
+The user is deleted or cleared only when no live row maps to it, is counted once, and the
+row that loses a duplicate is a per-record error naming both primary keys.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sailthru_destination.api import SailthruApi
+from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.options import AppOptions
+from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.runner import RecordFailure, RecordNotice, RunSummary, SyncRunner
+from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.state import SyncState
+from sailthru_destination.testing import FakeSailthru, Faults
+
+FAST = {"default": 10000.0}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSailthru]:
+    with FakeSailthru(api_key="k", api_secret="s", rate_limits=FAST) as running:
+        yield running
+
+
+class Run:
+    """One run's summary, failures and notices."""
+
+    def __init__(self) -> None:
+        self.failures: list[RecordFailure] = []
+        self.notices: list[RecordNotice] = []
+        self.summary = RunSummary()
+
+
+def _sync(fake: FakeSailthru, tmp_path: Path, people: list[dict[str, Any]],
+          **settings: Any) -> Run:
+    settings = {"delete_behavior": "delete", "bulk": "never", "concurrency": 1, **settings}
+    config = SyncConfig(name="t", rate_limits=FAST, **settings)
+    app = AppOptions("k", "s", fake.url)
+    api = SailthruApi(app, rate_limits=FAST, sleep=lambda _s: None)
+    options = config.destination_options(lock_dir=str(tmp_path / "locks"))
+    rows = [Row(f"line {n}", dict(p)) for n, p in enumerate(people, start=2)]
+    run = Run()
+    with SailthruDestination(app, options, api=api) as dest, SyncState(tmp_path / "s.db") as st:
+        runner = SyncRunner(dest, config, st, on_failure=run.failures.append,
+                            on_notice=run.notices.append)
+        run.summary = runner.run(rows)
+    return run
+
+
+def _user(fake: FakeSailthru, email: str) -> dict[str, Any]:
+    user = fake.find_user(email=email)
+    assert user is not None, f"{email} is not in Sailthru"
+    return user
+
+
+ANN = {"id": 1, "email": "ann@example.com", "plan": "gold", "city": "Lyon", "groups": "VIP"}
+
+
+@pytest.mark.parametrize("behavior", ["delete", "clear"])
+def test_a_row_recreated_under_a_new_key_keeps_its_user(
+    fake: FakeSailthru, tmp_path: Path, behavior: str
+) -> None:
+    _sync(fake, tmp_path, [ANN], delete_behavior=behavior)
+    recreated = {**ANN, "id": 7}
+    del recreated["city"]
+    second = _sync(fake, tmp_path, [recreated], delete_behavior=behavior)
+    user = _user(fake, "ann@example.com")
+    assert user["vars"]["plan"] == "gold"
+    # the new row took over the old row's values: what it no longer has is cleared
+    assert user["vars"].get("city") in (None, "")
+    assert sorted(user["lists"]) == ["VIP"]
+    counts = second.summary.counts
+    assert counts["deleted"] == counts["cleared"] == counts["created"] == 0
+    assert counts["updated"] == 1
+    assert counts["kept"] == 1
+    [notice] = second.notices
+    assert notice.record == "1"
+    assert "id='7'" in notice.reason
+    assert "ann@example.com" in notice.reason
+    third = _sync(fake, tmp_path, [recreated], delete_behavior=behavior)
+    assert third.summary.total_calls == 0
+    assert third.summary.counts["unchanged"] == 1
+    assert _user(fake, "ann@example.com")["vars"]["plan"] == "gold"
+
+
+def test_two_rows_with_one_email_are_one_user_and_one_error(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    twin = {"id": 2, "email": "  ANN@Example.com ", "plan": "silver", "groups": "News"}
+    first = _sync(fake, tmp_path, [ANN, twin])
+    assert len(fake.users) == 1
+    assert first.summary.counts["created"] == 1
+    assert first.summary.failed == 1
+    [failure] = first.failures
+    assert (failure.record, failure.field, failure.where) == ("2", "email", "line 3")
+    assert "id='1'" in failure.reason
+    assert "ann@example.com" in failure.reason
+    assert _user(fake, "ann@example.com")["vars"]["plan"] == "gold"
+
+    # the first row goes away: its user stays, and the twin now owns it
+    second = _sync(fake, tmp_path, [twin])
+    user = _user(fake, "ann@example.com")
+    assert user["vars"]["plan"] == "silver"
+    assert user["vars"].get("city") in (None, "")
+    assert sorted(user["lists"]) == ["News"]
+    assert second.summary.counts["deleted"] == 0
+    assert second.summary.counts["kept"] == 1
+    assert second.summary.failed == 0
+    third = _sync(fake, tmp_path, [twin])
+    assert third.summary.total_calls == 0
+    assert fake.find_user(email="ann@example.com") is not None
+
+
+def test_removing_the_duplicate_row_deletes_nothing(fake: FakeSailthru, tmp_path: Path) -> None:
+    twin = {"id": 2, "email": "Ann@example.com", "plan": "silver"}
+    _sync(fake, tmp_path, [ANN, twin])
+    second = _sync(fake, tmp_path, [ANN])
+    assert second.summary.total_calls == 0
+    assert second.summary.failed == 0
+    assert _user(fake, "ann@example.com")["vars"]["plan"] == "gold"
+
+
+def test_the_row_that_already_owns_the_user_wins_a_duplicate(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _sync(fake, tmp_path, [ANN])
+    newcomer = {"id": 9, "email": "ann@example.com", "plan": "bronze"}
+    second = _sync(fake, tmp_path, [newcomer, ANN])
+    [failure] = second.failures
+    assert failure.record == "9"
+    assert "id='1'" in failure.reason
+    assert second.summary.counts["unchanged"] == 1
+    assert second.summary.total_calls == 0
+    assert _user(fake, "ann@example.com")["vars"]["plan"] == "gold"
+
+
+def test_an_email_taken_over_by_another_row_is_not_renamed_away(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _sync(fake, tmp_path, [ANN])
+    taker = {"id": 5, "email": "ann@example.com", "plan": "bronze"}
+    mover = {**ANN, "email": "ann@new.example.com"}
+    second = _sync(fake, tmp_path, [taker, mover])
+    assert second.summary.failed == 0
+    assert _user(fake, "ann@example.com")["vars"]["plan"] == "bronze"
+    assert _user(fake, "ann@new.example.com")["vars"]["plan"] == "gold"
+    third = _sync(fake, tmp_path, [taker, mover])
+    assert third.summary.total_calls == 0
+    assert len(fake.users) == 2
+
+
+def test_a_gone_row_whose_user_is_unclaimed_is_still_deleted(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    bob = {"id": 2, "email": "bob@example.com"}
+    _sync(fake, tmp_path, [ANN, bob])
+    second = _sync(fake, tmp_path, [{**ANN, "id": 3}])
+    assert fake.find_user(email="bob@example.com") is None
+    assert second.summary.counts["deleted"] == 1
+    assert second.summary.counts["kept"] == 1
+
+
+def test_a_failed_delete_is_reported_and_retried_on_the_next_run(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    bob = {"id": 2, "email": "bob@example.com"}
+    _sync(fake, tmp_path, [ANN, bob])
+    fake.faults = Faults(false_ok_delete_rate=1.0)
+    failed = _sync(fake, tmp_path, [ANN])
+    [failure] = failed.failures
+    assert (failure.record, failure.where, failure.retryable) == ("2", "gone from the model", True)
+    assert "NOT deleted" in failure.reason
+    assert failed.summary.counts["deleted"] == 0
+    assert fake.find_user(email="bob@example.com") is not None
+    fake.faults = Faults()
+    retried = _sync(fake, tmp_path, [ANN])
+    assert retried.summary.counts["deleted"] == 1
+    assert retried.summary.failed == 0
+    assert fake.find_user(email="bob@example.com") is None
+    assert _sync(fake, tmp_path, [ANN]).summary.total_calls == 0
+
+
+def test_a_duplicate_primary_key_is_reported_and_only_the_first_row_is_used(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    run = _sync(fake, tmp_path, [ANN, {**ANN, "plan": "other"}])
+    [failure] = run.failures
+    assert (failure.record, failure.field, failure.where) == ("1", "id", "line 3")
+    assert "duplicate primary key" in failure.reason
+    assert run.summary.counts["created"] == 1
+    assert _user(fake, "ann@example.com")["vars"]["plan"] == "gold"
+
+
+def test_a_state_file_from_before_user_keys_gets_them_and_keeps_the_user(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _sync(fake, tmp_path, [ANN])
+    with sqlite3.connect(tmp_path / "s.db") as old:  # the file as older versions wrote it
+        old.execute("DROP INDEX records_key")
+        old.execute("ALTER TABLE records DROP COLUMN key")
+    second = _sync(fake, tmp_path, [{**ANN, "id": 7, "email": "ANN@example.com"}])
+    assert second.summary.counts["kept"] == 1
+    assert second.summary.counts["deleted"] == 0
+    assert fake.find_user(email="ann@example.com") is not None

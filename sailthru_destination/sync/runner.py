@@ -250,9 +250,9 @@ class SyncRunner:
 
     def _change_for(self, item: _Pending) -> ProfileChange:
         user = item.row
-        old = self._state.get(user.pk)
-        if old is None and self._handovers:
-            old = self._state.handover(user.pk)
+        # A row taking over a user another row held (see SyncState.prepare_handovers)
+        # starts from that user's values, not from its own old user's.
+        old = (self._handovers and self._state.handover(user.pk)) or self._state.get(user.pk)
         # After a mapping change (hash reset) the old groups may name lists under the old
         # prefix: join the new names and leave the old lists alone rather than guess.
         old_groups = old.groups if old and old.hash else frozenset()

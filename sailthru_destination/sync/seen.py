@@ -127,11 +127,13 @@ class RunRows(StateDb):
         return int(unchanged), int(changed)
 
     def prepare_handovers(self) -> int:
-        """For each new row, the record of the row that last held its user, if no row does now.
+        """For each row taking a user over, the record of the row that last held that user.
 
-        That is a row gone from the model, or one whose row now maps to another user: its
-        values are the new row's old values, so what the new row lacks is cleared. Taken as
-        a snapshot before any export changes a record. Returns how many rows take one.
+        A row takes a user over when its own record is not that user (a new row, or one
+        whose email changed) and the user's record belongs to a row gone from the model or
+        now mapping to another user. That record's values are the row's old values, so
+        what the row lacks is cleared. Taken as a snapshot before any export changes a
+        record. Returns how many rows take one.
         """
         with self._lock:
             self._flush()
@@ -143,7 +145,7 @@ class RunRows(StateDb):
                 "  r.groups, r.optout, r.key "
                 "FROM seen s JOIN records r ON r.key = s.key "
                 "WHERE s.valid = 1 AND s.changed = 1 AND s.loser IS NULL "
-                "  AND NOT EXISTS (SELECT 1 FROM records o WHERE o.pk = s.pk) "
+                "  AND NOT EXISTS (SELECT 1 FROM records o WHERE o.pk = s.pk AND o.key = s.key) "
                 "  AND NOT EXISTS (SELECT 1 FROM seen h WHERE h.pk = r.pk AND h.key = r.key) "
                 "ORDER BY r.pk DESC"
             )

@@ -213,3 +213,30 @@ def test_a_state_file_from_before_user_keys_gets_them_and_keeps_the_user(
     assert second.summary.counts["kept"] == 1
     assert second.summary.counts["deleted"] == 0
     assert fake.find_user(email="ann@example.com") is not None
+
+
+def test_a_row_moving_onto_a_user_sailthru_already_has_brings_all_its_values(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    bob = {"id": 2, "email": "bob@example.com", "plan": "silver", "groups": "News"}
+    _sync(fake, tmp_path, [ANN, bob], delete_behavior="clear")
+    _sync(fake, tmp_path, [ANN], delete_behavior="clear")  # bob is cleared, and kept
+    assert _user(fake, "bob@example.com")["vars"].get("plan") in (None, "")
+    moved = _sync(fake, tmp_path, [{**ANN, "email": "bob@example.com"}], delete_behavior="clear")
+    assert moved.summary.failed == 0
+    user = _user(fake, "bob@example.com")
+    assert (user["vars"]["plan"], user["vars"]["city"]) == ("gold", "Lyon")
+    assert sorted(user["lists"]) == ["VIP"]
+
+
+def test_a_row_moving_off_a_user_sailthru_lost_is_created_whole(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _sync(fake, tmp_path, [ANN])
+    with SailthruApi(AppOptions("k", "s", fake.url), rate_limits=FAST) as api:
+        api.delete("user", {"id": "ann@example.com"})  # deleted outside the sync
+    moved = _sync(fake, tmp_path, [{**ANN, "email": "ann@new.example.com"}])
+    assert moved.summary.counts["created"] == 1
+    user = _user(fake, "ann@new.example.com")
+    assert (user["vars"]["plan"], user["vars"]["city"]) == ("gold", "Lyon")
+    assert sorted(user["lists"]) == ["VIP"]

@@ -1,10 +1,12 @@
-"""Pass 3 of a run: the rows gone from the model get the delete behaviour.
+"""Pass 3 of a run: the users no row maps to any more get the delete behaviour.
 
-A gone row's Sailthru user is deleted or cleared only when no row of the model still maps
-to it: a row re-created under a new primary key, or another row with the same email (in
-any case), keeps the user, and the gone row is reported as left alone with the reason.
-Deletes run after every export of the run, so they never undo one. A failed delete keeps
-its record, so the next run tries it again (a delete is a privacy duty).
+They are the users of rows gone from the model, and the users rows left behind when their
+key changed to another existing user's (an email change onto an email Sailthru already
+has, or a new extid). Such a user is deleted or cleared only when no row of the model
+still maps to it: a row re-created under a new primary key, or another row with the same
+email (in any case), keeps the user, and the gone row is reported as left alone with the
+reason. Deletes run after every export of the run, so they never undo one. A failed
+delete is remembered, so the next run tries it again (a delete is a privacy duty).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from ..destination import SailthruDestination
@@ -38,26 +41,29 @@ def remove_gone(
     notice: Callable[[RecordNotice], None],
     bar: Callable[[int, str], Any],
 ) -> None:
-    """Apply the delete behaviour to every applied row this run did not see."""
-    if not state.gone_count():
+    """Apply the delete behaviour to every user no row of this run maps to any more."""
+    left = state.left()
+    if not left and not state.gone_count():
         return
     # Read the whole list first: forgetting rows while paging would skip some.
-    records = list(state.gone())
+    users = [_Gone(r, _WHERE, r.pk) for r in state.gone()]
+    users += [_Gone(r, f"left behind by row {config.primary_key}={r.pk!r}", None) for r in left]
     if config.delete_behavior != "nothing":
-        records = [r for r in records if not _held(config, state, summary, notice, r)]
-    # One user, one delete: further gone rows of the same user follow the first one's fate.
-    first: dict[str | None, AppliedRecord] = {}
-    twins: dict[str, list[str]] = {}
-    for record in records:
-        if record.key is not None and record.key in first:
-            twins.setdefault(first[record.key].pk, []).append(record.pk)
+        users = [u for u in users if not _held(config, state, summary, notice, u)]
+    # One user, one delete: further entries of the same user follow the first one's fate.
+    first: dict[str | None, _Gone] = {}
+    twins: dict[int, list[_Gone]] = {}
+    for user in users:
+        if user.record.key is not None and user.record.key in first:
+            twins.setdefault(id(first[user.record.key]), []).append(user)
         else:
-            first[record.key] = record
-    window: deque[AppliedRecord] = deque()
+            first[user.record.key] = user
+    window: deque[_Gone] = deque()
 
     def changes() -> Iterator[ProfileChange]:
-        for record in first.values():
-            window.append(record)
+        for user in first.values():
+            window.append(user)
+            record = user.record
             yield ProfileChange(
                 key=record.match, old_properties=record.properties,
                 old_groups=record.groups, to_delete=True, record_id=record.pk)
@@ -65,22 +71,40 @@ def remove_gone(
     progress = bar(len(first), "removing")
     try:
         for result in destination.iter_export_profiles(changes()):
-            record = window.popleft()
+            user = window.popleft()
             progress.update(1)
             if result.status is Status.FAILED:
                 error = result.error
-                fail(RecordFailure(record.pk, result.detail, error.field if error else None,
-                                   _WHERE, error.retryable if error else False))
+                fail(RecordFailure(user.record.pk, result.detail,
+                                   error.field if error else None, user.where,
+                                   error.retryable if error else False))
                 continue  # remembered: the next run tries again
             summary.counts["kept" if result.status is Status.SKIPPED else str(result.status)] += 1
-            state.forget(record.pk)
-            for twin in twins.get(record.pk, ()):
-                notice(RecordNotice(twin, f"the same Sailthru user as gone row "
-                                          f"{config.primary_key}={record.pk!r}: "
-                                          f"{result.status} with it", _WHERE))
-                state.forget(twin)
+            user.done(state)
+            for twin in twins.get(id(user), ()):
+                notice(RecordNotice(twin.record.pk, f"the same Sailthru user as "
+                                    f"{config.primary_key}={user.record.pk!r} ({user.where}): "
+                                    f"{result.status} with it", twin.where))
+                twin.done(state)
     finally:
         progress.close()
+
+
+@dataclass(frozen=True)
+class _Gone:
+    """A user to apply the delete behaviour to: a gone row's, or one a row left behind."""
+
+    record: AppliedRecord
+    where: str
+    gone_pk: str | None
+    """The gone row's primary key; None for a user a live row left behind."""
+
+    def done(self, state: SyncState) -> None:
+        """Forget the user: it got the delete behaviour, or a live row holds it."""
+        if self.gone_pk is not None:
+            state.forget(self.gone_pk)
+        elif self.record.key is not None:
+            state.drop_left(self.record.key)
 
 
 def _held(
@@ -88,21 +112,22 @@ def _held(
     state: SyncState,
     summary: RunSummary,
     notice: Callable[[RecordNotice], None],
-    record: AppliedRecord,
+    user: _Gone,
 ) -> bool:
-    """Whether a live row holds ``record``'s user: then it is kept, with a notice."""
-    holder = state.claimant(record.key)
+    """Whether a live row holds ``user``: then it is kept, with a notice."""
+    record = user.record
+    holder = state.claimant(record.key, besides="" if user.gone_pk else record.pk)
     if holder is None:
         return False
     done = "deleted" if config.delete_behavior == "delete" else "cleared"
     reason = (f"row {config.primary_key}={holder!r} of the model maps to the same Sailthru "
               f"user ({config.match_key} {record.key!r}): it was not {done}")
-    log.info("gone row %s kept: %s", record.pk, reason)
+    log.info("%s (%s) kept: %s", record.pk, user.where, reason)
     summary.counts["kept"] += 1
-    notice(RecordNotice(record.pk, reason, _WHERE))
+    notice(RecordNotice(record.pk, reason, user.where))
     held = state.get(holder)
     if held is not None and held.key == record.key:
         # The holder is applied to that user (its export took this row's values over).
-        # Otherwise this record waits, so the holder takes its values when it is applied.
-        state.forget(record.pk)
+        # Otherwise this entry waits, so the holder takes its values when it is applied.
+        user.done(state)
     return True

@@ -47,6 +47,8 @@ __all__ = ["RecordFailure", "RecordNotice", "RunAborted", "RunSummary", "SyncRun
 log = logging.getLogger(__name__)
 
 _UNCHANGED_DETAIL = "unchanged: no call made"
+# An email change that renamed the old user, or found no old user: nothing is left behind.
+_MOVED_WITH_THE_ROW = ("email changed", "old email unknown to Sailthru: user created")
 
 
 class RunAborted(Exception):
@@ -250,24 +252,14 @@ class SyncRunner:
 
     def _change_for(self, item: _Pending) -> ProfileChange:
         user = item.row
-        # A row taking over a user another row held (see SyncState.prepare_handovers)
-        # starts from that user's values, not from its own old user's.
-        old = (self._handovers and self._state.handover(user.pk)) or self._state.get(user.pk)
+        old = self._old_record(user)
         # After a mapping change (hash reset) the old groups may name lists under the old
         # prefix: join the new names and leave the old lists alone rather than guess.
         old_groups = old.groups if old and old.hash else frozenset()
         old_properties = old.properties if old else {}
         old_key = None
         if old is not None and self._config.match_key == "email" and old.match != user.match:
-            holder = None
-            if old.key != user_key(self._config, user.match):
-                holder = self._state.claimant(old.key, besides=user.pk)
-            if holder is None:
-                old_key = old.match
-            else:
-                # Another row now holds the old email: renaming that user would take it
-                # from that row. This row's new email is a user of its own.
-                old_properties, old_groups = {}, frozenset()
+            old_key = old.match
         return ProfileChange(
             key=user.match,
             old_properties=old_properties,
@@ -278,6 +270,25 @@ class SyncRunner:
             old_key=old_key,
             optout=user.optout,
         )
+
+    def _old_record(self, user: UserRow) -> AppliedRecord | None:
+        """What the row's user was as last applied: the row's own record, or another's."""
+        # A row taking over a user another row held (see SyncState.prepare_handovers)
+        # starts from that user's values, not from its own old user's.
+        if self._handovers:
+            taken = self._state.handover(user.pk)
+            if taken is not None:
+                return taken
+        own = self._state.get(user.pk)
+        if own is None or own.key == user_key(self._config, user.match):
+            return own
+        if self._config.match_key != "email":
+            return None  # a new sid or extid is another user: this row's starts afresh
+        if self._state.claimant(own.key, besides=user.pk) is not None:
+            # Another row now holds the old email: renaming that user would take it from
+            # that row. This row's new email is a user of its own.
+            return None
+        return own  # an email change: the old user is renamed when the new email is free
 
     def _applied(self, item: _Pending, result: ExportResult) -> None:
         user = item.row
@@ -292,9 +303,15 @@ class SyncRunner:
             return
         key = "unchanged" if result.status is Status.SKIPPED else str(result.status)
         self.summary.counts[key] += 1
+        new_key = user_key(self._config, user.match)
+        own = self._state.get(user.pk)
+        if (own is not None and own.key not in (None, new_key)
+                and self._config.delete_behavior != "nothing"
+                and result.detail not in _MOVED_WITH_THE_ROW
+                and self._state.claimant(own.key, besides=user.pk) is None):
+            self._state.leave(own)  # no row maps to the old user now: pass 3 deals with it
         self._state.put(AppliedRecord(user.pk, user.hash, str(user.match), user.properties,
-                                      user.groups, user.optout,
-                                      user_key(self._config, user.match)))
+                                      user.groups, user.optout, new_key))
 
     # -- helpers -----------------------------------------------------------------------------------
 

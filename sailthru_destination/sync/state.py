@@ -2,9 +2,10 @@
 
 Per primary key: a hash of the row as last applied, its match value (and that value as
 Sailthru compares it: the user *key*), properties and groups (the "old values" the next
-change is exported with). Also the keys of events and orders already sent, so a re-run
-never posts one twice. Each record is written as soon as Sailthru confirmed it, so a run
-killed at any point resumes where it stopped.
+change is exported with). The users rows left behind when their key changed to another
+user's (they get the delete behaviour, as a gone row's user does). Also the keys of events
+and orders already sent, so a re-run never posts one twice. Each record is written as soon
+as Sailthru confirmed it, so a run killed at any point resumes where it stopped.
 
 No write transaction is ever open while the caller talks to Sailthru: applied records are
 buffered in memory and written in one short transaction (at most every 0.2 s or 500
@@ -35,6 +36,15 @@ CREATE TABLE IF NOT EXISTS records (
     groups TEXT NOT NULL,
     optout TEXT
 );
+CREATE TABLE IF NOT EXISTS left_users (
+    key TEXT PRIMARY KEY,
+    pk TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    match TEXT,
+    properties TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    optout TEXT
+);
 """
 _FLUSH_AFTER = 0.2
 
@@ -49,6 +59,8 @@ class SyncState(RunRows, SentKeysTable, StateDb):
     def __init__(self, path: str | Path) -> None:
         # Applied records confirmed but not yet written: pk -> record, or None to forget.
         self._pending: dict[str, AppliedRecord | None] = {}
+        # Users left behind, the same way, by user key.
+        self._pending_left: dict[str, AppliedRecord | None] = {}
         self._pending_since = 0.0
         super().__init__(path)
 
@@ -86,27 +98,35 @@ class SyncState(RunRows, SentKeysTable, StateDb):
 
     def _flush(self) -> None:
         super()._flush()
-        if not self._pending:
+        if not self._pending and not self._pending_left:
             return
-        puts = [to_row(r) for r in self._pending.values() if r is not None]
-        forgets = [(pk,) for pk, r in self._pending.items() if r is None]
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany("INSERT OR REPLACE INTO records "
-                                 "(pk, hash, match, properties, groups, optout, key) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", puts)
-            self._db.executemany("DELETE FROM records WHERE pk = ?", forgets)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO records (pk, hash, match, properties, groups, optout, "
+                "key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [to_row(r) for r in self._pending.values() if r is not None])
+            self._db.executemany("DELETE FROM records WHERE pk = ?",
+                                 [(pk,) for pk, r in self._pending.items() if r is None])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO left_users (pk, hash, match, properties, groups, "
+                "optout, key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [to_row(r) for r in self._pending_left.values() if r is not None])
+            self._db.executemany("DELETE FROM left_users WHERE key = ?",
+                                 [(k,) for k, r in self._pending_left.items() if r is None])
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
         self._pending.clear()
+        self._pending_left.clear()
 
-    def _buffer(self, pk: str, record: AppliedRecord | None) -> None:
-        if not self._pending:
+    def _buffer(self, pending: dict[str, AppliedRecord | None], key: str,
+                record: AppliedRecord | None) -> None:
+        if not self._pending and not self._pending_left:
             self._pending_since = time.monotonic()
-        self._pending[pk] = record
-        if (len(self._pending) >= BATCH
+        pending[key] = record
+        if (len(self._pending) + len(self._pending_left) >= BATCH
                 or time.monotonic() - self._pending_since >= _FLUSH_AFTER):
             self._flush()
 
@@ -148,12 +168,36 @@ class SyncState(RunRows, SentKeysTable, StateDb):
     def put(self, record: AppliedRecord) -> None:
         """Remember ``record`` as applied (written within 0.2 s, and by :meth:`flush`)."""
         with self._lock:
-            self._buffer(record.pk, record)
+            self._buffer(self._pending, record.pk, record)
 
     def forget(self, pk: str) -> None:
         """Drop ``pk`` (its user was deleted, cleared or left alone after the row went away)."""
         with self._lock:
-            self._buffer(pk, None)
+            self._buffer(self._pending, pk, None)
+
+    def leave(self, record: AppliedRecord) -> None:
+        """Remember the user ``record`` was as left behind: row ``record.pk`` moved off it.
+
+        Written in the same transaction as the row's new record, so a crash loses neither.
+        """
+        if record.key is None:
+            raise ValueError("a left user needs its user key")
+        with self._lock:
+            self._buffer(self._pending_left, record.key, record)
+
+    def left(self) -> list[AppliedRecord]:
+        """The users left behind and not yet dealt with (``pk``: the row that left each)."""
+        with self._lock:
+            self._flush()
+            rows = self._db.execute(
+                "SELECT pk, hash, match, properties, groups, optout, key FROM left_users "
+                "ORDER BY key").fetchall()
+        return [from_row(row) for row in rows]
+
+    def drop_left(self, key: str) -> None:
+        """Forget the left user ``key`` (deleted, cleared, or a row maps to it again)."""
+        with self._lock:
+            self._buffer(self._pending_left, key, None)
 
     def count(self) -> int:
         """How many rows the state holds."""

@@ -171,26 +171,6 @@ def test_a_gone_row_whose_user_is_unclaimed_is_still_deleted(
     assert second.summary.counts["kept"] == 1
 
 
-def test_a_failed_delete_is_reported_and_retried_on_the_next_run(
-    fake: FakeSailthru, tmp_path: Path
-) -> None:
-    bob = {"id": 2, "email": "bob@example.com"}
-    _sync(fake, tmp_path, [ANN, bob])
-    fake.faults = Faults(false_ok_delete_rate=1.0)
-    failed = _sync(fake, tmp_path, [ANN])
-    [failure] = failed.failures
-    assert (failure.record, failure.where, failure.retryable) == ("2", "gone from the model", True)
-    assert "NOT deleted" in failure.reason
-    assert failed.summary.counts["deleted"] == 0
-    assert fake.find_user(email="bob@example.com") is not None
-    fake.faults = Faults()
-    retried = _sync(fake, tmp_path, [ANN])
-    assert retried.summary.counts["deleted"] == 1
-    assert retried.summary.failed == 0
-    assert fake.find_user(email="bob@example.com") is None
-    assert _sync(fake, tmp_path, [ANN]).summary.total_calls == 0
-
-
 def test_a_duplicate_primary_key_is_reported_and_only_the_first_row_is_used(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
@@ -240,3 +220,90 @@ def test_a_row_moving_off_a_user_sailthru_lost_is_created_whole(
     user = _user(fake, "ann@new.example.com")
     assert (user["vars"]["plan"], user["vars"]["city"]) == ("gold", "Lyon")
     assert sorted(user["lists"]) == ["VIP"]
+
+
+def test_a_row_moving_onto_a_gone_rows_user_keeps_it_and_its_old_user_goes(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    bob = {"id": 2, "email": "bob@example.com", "plan": "silver", "groups": "News"}
+    _sync(fake, tmp_path, [ANN, bob])
+    moved = _sync(fake, tmp_path, [{**ANN, "email": "bob@example.com"}])
+    assert moved.summary.failed == 0
+    user = _user(fake, "bob@example.com")
+    assert (user["vars"]["plan"], user["vars"]["city"]) == ("gold", "Lyon")
+    assert sorted(user["lists"]) == ["VIP"]
+    assert fake.find_user(email="ann@example.com") is None  # no row maps to it any more
+    counts = moved.summary.counts
+    assert (counts["updated"], counts["kept"], counts["deleted"]) == (1, 1, 1)
+    assert [n.record for n in moved.notices] == ["2"]
+    assert _sync(fake, tmp_path, [{**ANN, "email": "bob@example.com"}]).summary.total_calls == 0
+
+
+def test_an_email_change_to_a_free_email_renames_the_user_and_deletes_nothing(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _sync(fake, tmp_path, [ANN])
+    moved = _sync(fake, tmp_path, [{**ANN, "email": "ann@new.example.com"}])
+    assert moved.summary.counts["deleted"] == 0
+    assert moved.summary.counts["updated"] == 1
+    assert len(fake.users) == 1
+    assert _user(fake, "ann@new.example.com")["vars"]["plan"] == "gold"
+
+
+def test_a_new_extid_is_a_new_user_and_the_old_one_gets_the_delete_behaviour(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    fake.extid_lookup = True
+    row = {"id": 1, "extid": "c-1", "email": "ann@example.com", "plan": "gold"}
+    _sync(fake, tmp_path, [row], match_column="extid", match_key="extid",
+          delete_behavior="clear")
+    replaced = {**row, "extid": "c-2", "email": "ann@new.example.com"}
+    moved = _sync(fake, tmp_path, [replaced], match_column="extid", match_key="extid",
+                  delete_behavior="clear")
+    assert moved.failures == []
+    assert (moved.summary.counts["created"], moved.summary.counts["cleared"]) == (1, 1)
+    new = fake.find_user(extid="c-2")
+    assert new is not None
+    assert new["vars"]["plan"] == "gold"
+    old = fake.find_user(extid="c-1")
+    assert old is not None
+    assert old["vars"].get("plan") in (None, "")
+
+
+def test_a_row_whose_only_change_is_its_extid_is_sent_to_its_new_user(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    fake.extid_lookup = True
+    settings: dict[str, Any] = {"match_column": "extid", "match_key": "extid",
+                                "delete_behavior": "nothing"}
+    _sync(fake, tmp_path, [{"id": 1, "extid": "c-1", "plan": "gold"}], **settings)
+    moved = _sync(fake, tmp_path, [{"id": 1, "extid": "c-2", "plan": "gold"}], **settings)
+    assert moved.summary.counts["created"] == 1
+    new = fake.find_user(extid="c-2")
+    assert new is not None
+    assert new["vars"]["plan"] == "gold"
+    assert fake.find_user(extid="c-1") is not None  # delete behaviour 'nothing': kept
+
+
+@pytest.mark.parametrize(("model", "record", "where", "gone"), [
+    ([ANN], "2", "gone from the model", "bob@example.com"),
+    ([{**ANN, "email": "bob@example.com"}], "1", "left behind by row id='1'", "ann@example.com"),
+], ids=["gone-row", "left-behind"])
+def test_a_failed_delete_is_reported_and_retried_on_the_next_run(
+    fake: FakeSailthru, tmp_path: Path, model: list[dict[str, Any]], record: str, where: str,
+    gone: str,
+) -> None:
+    _sync(fake, tmp_path, [ANN, {"id": 2, "email": "bob@example.com"}])
+    fake.faults = Faults(false_ok_delete_rate=1.0)
+    failed = _sync(fake, tmp_path, model)
+    [failure] = failed.failures
+    assert (failure.record, failure.where, failure.retryable) == (record, where, True)
+    assert "NOT deleted" in failure.reason
+    assert failed.summary.counts["deleted"] == 0
+    assert fake.find_user(email=gone) is not None
+    fake.faults = Faults()
+    retried = _sync(fake, tmp_path, model)
+    assert retried.summary.counts["deleted"] == 1
+    assert retried.summary.failed == 0
+    assert fake.find_user(email=gone) is None
+    assert _sync(fake, tmp_path, model).summary.total_calls == 0

@@ -90,6 +90,8 @@ class SyncRunner:
         self._progress = progress
         self._clock = clock
         self._losers = self._handovers = False
+        # Rows whose own record is another user than the row maps to now, by primary key.
+        self._moving: dict[str, AppliedRecord] = {}
         self.summary = RunSummary()
 
     # -- the run ------------------------------------------------------------------------------
@@ -273,18 +275,20 @@ class SyncRunner:
 
     def _old_record(self, user: UserRow) -> AppliedRecord | None:
         """What the row's user was as last applied: the row's own record, or another's."""
+        own = self._state.get(user.pk)
+        if own is not None and own.key not in (None, user_key(self._config, user.match)):
+            self._moving[user.pk] = own  # the row maps to another user now
         # A row taking over a user another row held (see SyncState.prepare_handovers)
         # starts from that user's values, not from its own old user's.
         if self._handovers:
             taken = self._state.handover(user.pk)
             if taken is not None:
                 return taken
-        own = self._state.get(user.pk)
-        if own is None or own.key == user_key(self._config, user.match):
+        if user.pk not in self._moving:
             return own
         if self._config.match_key != "email":
             return None  # a new sid or extid is another user: this row's starts afresh
-        if self._state.claimant(own.key, besides=user.pk) is not None:
+        if self._state.claimant(own.key if own else None, besides=user.pk) is not None:
             # Another row now holds the old email: renaming that user would take it from
             # that row. This row's new email is a user of its own.
             return None
@@ -292,6 +296,7 @@ class SyncRunner:
 
     def _applied(self, item: _Pending, result: ExportResult) -> None:
         user = item.row
+        own = self._moving.pop(user.pk, None)
         if result.status is Status.FAILED:
             error = result.error
             self._fail(RecordFailure(
@@ -304,8 +309,7 @@ class SyncRunner:
         key = "unchanged" if result.status is Status.SKIPPED else str(result.status)
         self.summary.counts[key] += 1
         new_key = user_key(self._config, user.match)
-        own = self._state.get(user.pk)
-        if (own is not None and own.key not in (None, new_key)
+        if (own is not None and own.key is not None
                 and self._config.delete_behavior != "nothing"
                 and result.detail not in _MOVED_WITH_THE_ROW
                 and self._state.claimant(own.key, besides=user.pk) is None):

@@ -51,24 +51,28 @@ def remove_gone(
     if config.delete_behavior != "nothing":
         users = [u for u in users if not _held(config, state, summary, notice, u)]
     # One user, one delete: further entries of the same user follow the first one's fate.
-    first: dict[str | None, _Gone] = {}
+    first: dict[str, _Gone] = {}
+    queue: list[_Gone] = []
     twins: dict[int, list[_Gone]] = {}
     for user in users:
-        if user.record.key is not None and user.record.key in first:
-            twins.setdefault(id(first[user.record.key]), []).append(user)
-        else:
-            first[user.record.key] = user
+        key = user.record.key
+        if key is not None and key in first:
+            twins.setdefault(id(first[key]), []).append(user)
+            continue
+        if key is not None:
+            first[key] = user
+        queue.append(user)
     window: deque[_Gone] = deque()
 
     def changes() -> Iterator[ProfileChange]:
-        for user in first.values():
+        for user in queue:
             window.append(user)
             record = user.record
             yield ProfileChange(
                 key=record.match, old_properties=record.properties,
                 old_groups=record.groups, to_delete=True, record_id=record.pk)
 
-    progress = bar(len(first), "removing")
+    progress = bar(len(queue), "removing")
     try:
         for result in destination.iter_export_profiles(changes()):
             user = window.popleft()

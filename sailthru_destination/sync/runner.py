@@ -7,14 +7,16 @@ Three passes, each streaming so memory stays flat in the number of rows:
    spooled to a temporary file;
 2. export the spooled rows, with their old values from the state (so removed properties
    are cleared and left groups are removed), per user or through the bulk job API;
-3. rows that disappeared from the model get the delete behaviour (:mod:`.gone`).
+3. the users no row maps to any more (those of rows gone from the model, and those rows
+   left behind by moving to another existing user) get the delete behaviour (:mod:`.gone`).
 
 Rows are compared by the Sailthru user they map to (the match value as Sailthru compares
 it: emails lower-cased and trimmed). When two rows map to one user, the row the state says
 already is that user keeps it (else the first in the model); the other is a per-record
-error naming both primary keys and is not exported, so one user is counted once. A new
-row for a user no live row holds (a row re-created under a new key) takes over the old
-row's values, so what it lacks is cleared; and no delete touches a user a row still holds.
+error naming both primary keys and is not exported, so one user is counted once. A row
+taking over a user that a gone or moved-away row held (a row re-created under a new key)
+starts from that row's values, so what it lacks is cleared; and no delete touches a user
+a row still maps to.
 
 The state is written as each record is confirmed, so a killed run resumes on the next.
 """
@@ -99,6 +101,8 @@ class SyncRunner:
     def run(self, rows: Iterable[Row]) -> RunSummary:
         """Sync ``rows`` (the whole model) and return what happened."""
         started = self._clock()
+        self._losers = self._handovers = False
+        self._moving.clear()
         api = self._dest.api
         previous_sink = api.call_log.sink
         api.call_log.sink = self._count_call(previous_sink)

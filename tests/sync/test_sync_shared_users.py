@@ -21,7 +21,7 @@ from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.runner import RecordFailure, RecordNotice, RunSummary, SyncRunner
 from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.state import AppliedRecord, SyncState
 from sailthru_destination.testing import FakeSailthru, Faults
 
 FAST = {"default": 10000.0}
@@ -307,3 +307,19 @@ def test_a_failed_delete_is_reported_and_retried_on_the_next_run(
     assert retried.summary.failed == 0
     assert fake.find_user(email=gone) is None
     assert _sync(fake, tmp_path, model).summary.total_calls == 0
+
+
+def test_two_gone_rows_of_one_user_from_an_older_state_make_one_delete(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _sync(fake, tmp_path, [ANN])
+    with SyncState(tmp_path / "s.db") as state:  # older versions applied both rows
+        state.put(AppliedRecord("2", "h", "Ann@Example.com", {"plan": "x"}, frozenset()))
+    bob = {"id": 3, "email": "bob@example.com"}
+    run = _sync(fake, tmp_path, [bob])
+    assert fake.find_user(email="ann@example.com") is None
+    assert fake.calls[("DELETE", "user")] == 1
+    assert run.summary.counts["deleted"] == 1
+    assert [n.record for n in run.notices] == ["2"]
+    assert "deleted with it" in run.notices[0].reason
+    assert _sync(fake, tmp_path, [bob]).summary.total_calls == 0

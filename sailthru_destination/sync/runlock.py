@@ -58,16 +58,24 @@ class RunLock:
             return None
 
     def acquire(self) -> None:
-        """Take the lock, or raise :class:`RunLocked`."""
-        self._pid_file.parent.mkdir(parents=True, exist_ok=True)
+        """Take the lock, or raise :class:`RunLocked` (another run holds it) or
+        :class:`~sailthru_destination.sync.state.StateError` (the folder cannot be used)."""
         try:
+            self._pid_file.parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
         except Timeout:
             raise RunLocked(self.model, self.holder()) from None
-        # Written whole then renamed, so a reader never sees half a number.
-        partial = self._pid_file.with_name(f"{self._pid_file.name}.{os.getpid()}")
-        partial.write_text(str(os.getpid()), encoding="ascii")
-        os.replace(partial, self._pid_file)
+        except OSError as exc:
+            raise StateError(f"cannot take the run lock of {self.model} in "
+                             f"{self._pid_file.parent}: {exc.strerror or exc}") from None
+        try:
+            # Written whole then renamed, so a reader never sees half a number.
+            partial = self._pid_file.with_name(f"{self._pid_file.name}.{os.getpid()}")
+            partial.write_text(str(os.getpid()), encoding="ascii")
+            os.replace(partial, self._pid_file)
+        except OSError as exc:
+            self._lock.release()
+            raise StateError(f"cannot write {self._pid_file}: {exc.strerror or exc}") from None
 
     def release(self) -> None:
         """Let the next run of the model start."""

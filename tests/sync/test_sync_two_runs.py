@@ -168,3 +168,10 @@ def test_no_write_transaction_is_open_while_sailthru_is_called(tmp_path: Path) -
             assert summary.failed == 0
         assert fake.calls[("DELETE", "user")] == 4
     assert blocked == []
+
+
+def test_a_state_folder_that_cannot_be_written_is_a_state_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the state folder should be", encoding="utf-8")
+    with pytest.raises(StateError, match="cannot take the run lock of m"):
+        RunLock(blocker / "m.db", "m").acquire()

@@ -14,7 +14,7 @@ from typing import Any
 from .config import SyncConfig
 from .sources import Row
 
-__all__ = ["RowProblem", "UserRow", "read_user_row", "row_key", "user_key"]
+__all__ = ["RowProblem", "UserRow", "read_user_row", "row_key", "storable", "user_key"]
 
 
 class RowProblem(ValueError):
@@ -54,6 +54,20 @@ def row_key(row: Row, config: SyncConfig) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value).strip()
+
+
+def storable(value: str, field: str) -> str:
+    """``value`` when it is valid Unicode; else :class:`RowProblem` naming ``field``.
+
+    Text decoded with ``surrogateescape`` can hold lone surrogates: no UTF-8 encoder (the
+    state file's, the HTTP body's) accepts them, so such a key fails its own row.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RowProblem(field, f"{value[:80]!r} is not valid Unicode text (it holds a lone "
+                         "surrogate)") from None
+    return value
 
 
 def _match_text(value: Any) -> str:

@@ -39,7 +39,7 @@ from ..results import ExportResult, Status
 from .bulk import BulkExporter
 from .config import SyncConfig
 from .gone import remove_gone
-from .model import RowProblem, UserRow, read_user_row, row_key, user_key
+from .model import RowProblem, UserRow, read_user_row, row_key, storable, user_key
 from .sources import Row
 from .state import AppliedRecord, SyncState
 from .summary import RecordFailure, RecordNotice, RunSummary
@@ -163,7 +163,7 @@ class SyncRunner:
         for row in rows:
             self.summary.rows += 1
             try:
-                pk = row_key(row, self._config)
+                pk = storable(row_key(row, self._config), self._config.primary_key)
             except RowProblem as exc:
                 self._fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
                 continue
@@ -171,9 +171,11 @@ class SyncRunner:
             key = user_key(self._config, row.data.get(self._config.match_column))
             user: UserRow | RowProblem
             try:
+                if key is not None:
+                    storable(key, self._config.match_column)
                 user = read_user_row(row, self._config, pk)
             except RowProblem as exc:
-                user = exc
+                user, key = exc, None
             valid = isinstance(user, UserRow)
             changed = isinstance(user, UserRow) and self._state.get_hash(pk) != user.hash
             if not self._state.see(pk, key, row.where, valid=valid, changed=changed):

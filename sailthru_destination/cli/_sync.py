@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     for line in format_summary(outcome.summary):
         out(line)
     out(f"Report: {outcome.report}")
+    out(f"  open {outcome.report / 'report.html'} in a browser")
     if outcome.summary.failed:
         out(f"{outcome.summary.failed} record(s) failed: see {outcome.report / 'errors.jsonl'}")
         return EXIT_FAILED

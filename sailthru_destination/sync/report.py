@@ -2,21 +2,26 @@
 
 ``summary.json`` holds the counts, calls and timings; ``errors.jsonl`` one line per
 failed record with the reason; ``calls.jsonl`` every API call attempt as sent and as
-answered (the "live debugger"), with the API key masked and no signature or secret.
+answered (the "live debugger"), with the API key masked and no signature or secret; and
+``report.html``, the page a person reads (see :mod:`.report_html`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any
 
 from ..calllog import JsonLinesSink
+from .report_html import write_report_html
 from .runner import RecordFailure
 
 __all__ = ["RunReport", "default_report_dir"]
+
+log = logging.getLogger(__name__)
 
 
 def default_report_dir(base: str | Path, name: str) -> Path:
@@ -58,10 +63,15 @@ class RunReport:
             self._errors.flush()
 
     def finish(self, summary: dict[str, Any]) -> Path:
-        """Write ``summary.json``, close the files and return the summary's path."""
+        """Write ``summary.json``, close the files, write ``report.html`` and return the
+        summary's path."""
         path = self.folder / "summary.json"
         path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
         self.close()
+        try:
+            write_report_html(self.folder)
+        except OSError as exc:  # the run is done and its JSON written: the page is a view
+            log.warning("could not write %s: %s", self.folder / "report.html", exc)
         return path
 
     def close(self) -> None:

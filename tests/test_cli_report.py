@@ -35,3 +35,4 @@ def test_report_of_a_folder_that_is_not_a_report(tmp_path: Path) -> None:
     assert empty.returncode == 2
     assert "not a report folder" in empty.stderr
     assert not (tmp_path / "empty" / "report.html").exists()
+

@@ -46,18 +46,20 @@ def chromium() -> str:
     )
 
 
-def _run(page: Path, profile: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+def _run(page: Path, profile: Path, *flags: str, fragment: str = ""
+         ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
          "--disable-extensions", "--enable-logging=stderr", "--v=0",
-         f"--user-data-dir={profile}", *flags, page.resolve().as_uri()],
+         f"--user-data-dir={profile}", *flags, page.resolve().as_uri() + fragment],
         capture_output=True, text=True, timeout=120, check=False,
     )
 
 
-def load(page: Path, profile: Path) -> Loaded:
-    """``page`` opened in headless Chromium (no network: it is a file URL)."""
-    done = _run(page, profile, "--dump-dom")
+def load(page: Path, profile: Path, fragment: str = "") -> Loaded:
+    """``page`` (with ``fragment``, e.g. ``#status=429``) opened in headless Chromium (no
+    network: it is a file URL)."""
+    done = _run(page, profile, "--dump-dom", fragment=fragment)
     assert done.returncode == 0, done.stderr[-2000:]
     console = [m.group(1) for m in _CONSOLE.finditer(done.stderr)]
     return Loaded(done.stdout, console)

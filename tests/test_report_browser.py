@@ -56,7 +56,7 @@ def test_a_person_sees_counts_failures_chart_and_calls(report: Path, tmp_path: P
                           r'<td>[^<]*</td><td>([^<]*)</td>', dom)
     assert failures == [("5", "line 7", "'not-an-email' is not a valid email address")]
     assert "Invalid email: 1 record(s)" in dom
-    assert "Fix: Correct the address" in dom
+    assert re.search(r'<td>Invalid email</td><td>1</td><td class="fix">Correct the address', dom)
 
     timeline = re.search(r'<svg id="timeline".*?</svg>', dom, re.S)
     assert timeline, "no timeline chart"
@@ -68,7 +68,7 @@ def test_a_person_sees_counts_failures_chart_and_calls(report: Path, tmp_path: P
     body = re.search(r'<table id="calls">.*?<tbody>(.*?)</tbody>', dom, re.S)
     assert body
     assert body.group(1).count("<tr") == calls
-    assert f"{calls} shown" in dom
+    assert f"{calls:,} shown" in dom
     assert "429" in body.group(1)
 
     # The hostile value is text in the call log, never markup that ran.
@@ -81,3 +81,18 @@ def test_the_page_draws_on_screen(report: Path, tmp_path: Path) -> None:
     """A screenshot is made and is not blank (a human looked at one while writing this)."""
     shot = screenshot(report, tmp_path / "profile", tmp_path / "report.png")
     assert shot.stat().st_size > 20_000
+
+
+def test_the_call_log_filters_by_status(report: Path, tmp_path: Path) -> None:
+    """The filter a person picks is kept in the address (report.html#status=429), so the
+    filtered view can be linked to, and is what the browser test can ask for."""
+    page = load(report, tmp_path / "profile", "#status=429")
+    assert page.console == []
+    body = re.search(r'<table id="calls">.*?<tbody>(.*?)</tbody>', page.dom, re.S)
+    assert body
+    statuses = re.findall(r"<tr[^>]*><td>[^<]*</td><td>[^<]*</td><td>\d+</td><td>([^<]*)</td>",
+                          body.group(1))
+    assert statuses
+    assert set(statuses) == {"429"}
+    calls = (report.parent / "calls.jsonl").read_text(encoding="utf-8")
+    assert len(statuses) == calls.count('"status": 429')

@@ -126,7 +126,9 @@ def test_failures_are_grouped_by_reason_with_the_fix(tmp_path: Path) -> None:
     assert "Invalid email: 60 record(s)" in page
     assert "Unknown list: 1 record(s)" in page
     assert page.index("Invalid email: 60") < page.index("Unknown list: 1")  # biggest first
-    assert f"Fix: {fixes['Unknown list']}" in page
+    assert f"<td>Unknown list</td><td>1</td><td class='fix'>{fixes['Unknown list']}</td>" in page
+    assert "<details class='group'><summary>Invalid email" in page  # 60: folded
+    assert "<details class='group' open><summary>Unknown list" in page
     assert "… and 10 more with this reason" in page
     assert "No API call was made" in page
 
@@ -183,9 +185,10 @@ def test_timeline_marks_429s_and_retries_and_merges_long_runs() -> None:
 
 def test_a_folder_without_summary_still_gives_a_page(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "r", None, [{"record": "1", "reason": "boom"}], [])
-    (folder / "calls.jsonl").write_text('{"time": 1, "status": 200}\nnot json\n{"tor',
+    (folder / "calls.jsonl").write_text('{"time": 1, "status": null}\nnot json\n{"tor',
                                         encoding="utf-8")
     page = build_report_html(folder)
+    assert "<option value='null'>no reply (1)</option>" in page
     assert "summary.json is missing" in page
     assert "boom" in page
     assert "All 1 calls" in page

@@ -17,7 +17,9 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 import random
+import secrets
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ CALLS_SHOWN = 1000
 """At most this many calls in the call log view: failed ones first, then the first calls,
 then a random sample of the rest."""
 
+_FAILURES_OPEN = 10  # a reason with more failed records starts folded
 _FAILED_CALLS_SHOWN = 500
 _FIRST_CALLS_SHOWN = 200
 _PAYLOAD_CHARS = 600
@@ -51,9 +54,13 @@ _COUNTS = ("created", "updated", "unchanged", "sent", "deleted", "cleared", "kep
 def write_report_html(folder: str | Path) -> Path:
     """Write ``report.html`` into the report ``folder`` and return its path."""
     path = Path(folder) / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(build_report_html(folder), encoding="utf-8")
-    tmp.replace(path)
+    # A name of its own, so a `report` run while the sync finishes never mixes two pages.
+    tmp = path.with_name(f".report.html.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(build_report_html(folder), encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -198,24 +205,30 @@ class _Failures:
     def section(self) -> str:
         if not self.total:
             return "<h2>Failures</h2><p id='no-failures'>No record failed.</p>"
+        groups = sorted(self.groups.values(), key=lambda g: -g.count)
         parts = [f"<h2>Failures <small>({self.total:,} record(s); all are in errors.jsonl)"
-                 "</small></h2>", "<table id='failures'><thead><tr><th>record</th><th>where</th>"
-                 "<th>field</th><th>reason</th></tr></thead>"]
-        for group in sorted(self.groups.values(), key=lambda g: -g.count):
-            more = group.count - len(group.records)
-            parts.append(
-                f"<tbody class='group'><tr class='reason'><th colspan='4'>{_e(group.title)}: "
-                f"{group.count:,} record(s)<div class='fix'>Fix: {_e(group.fix)}</div></th></tr>")
+                 "</small></h2><table id='reasons'><thead><tr><th>reason</th><th>records</th>"
+                 "<th>fix</th></tr></thead><tbody>"]
+        parts += [f"<tr class='reason'><td>{_e(g.title)}</td><td>{g.count:,}</td>"
+                  f"<td class='fix'>{_e(g.fix)}</td></tr>" for g in groups]
+        parts.append("</tbody></table>")
+        for group in groups:
+            # A long list starts folded, so the chart and the call log stay in reach.
+            shown = " open" if group.count <= _FAILURES_OPEN else ""
+            parts.append(f"<details class='group'{shown}><summary>{_e(group.title)}: "
+                         f"{group.count:,} record(s)</summary><table class='failures'><thead>"
+                         "<tr><th>record</th><th>where</th><th>field</th><th>reason</th></tr>"
+                         "</thead><tbody>")
             for item in group.records:
                 parts.append(
                     "<tr class='failure'>" + "".join(
                         f"<td>{_e(item.get(key) if item.get(key) is not None else '')}</td>"
                         for key in ("record", "where", "field", "reason")) + "</tr>")
+            more = group.count - len(group.records)
             if more > 0:
                 parts.append(f"<tr class='more'><td colspan='4'>… and {more:,} more with this "
                              "reason (see errors.jsonl)</td></tr>")
-            parts.append("</tbody>")
-        parts.append("</table>")
+            parts.append("</tbody></table></details>")
         return "".join(parts)
 
 
@@ -268,7 +281,9 @@ class _Calls:
         for call in _json_lines(path):
             calls.total += 1
             calls.timeline.add(call)
-            calls.statuses[str(call.get("status"))] += 1
+            status = call.get("status")
+            # The filter's values are what the script's String(status) gives: null, no reply.
+            calls.statuses[str(status) if isinstance(status, int) else "null"] += 1
             if _failed(call):
                 calls.failed += 1
                 if len(failed) < _FAILED_CALLS_SHOWN:
@@ -300,8 +315,9 @@ class _Calls:
                     "rest. Every call is in calls.jsonl.")
         else:
             note = f"All {self.total:,} calls, as sent (API key masked, no signature or secret)."
-        options = "".join(f"<option value='{_e(s)}'>{_e(s)} ({n:,})</option>"
-                          for s, n in sorted(self.statuses.items()))
+        options = "".join(
+            f"<option value='{_e(s)}'>{_e('no reply' if s == 'null' else s)} ({n:,})</option>"
+            for s, n in sorted(self.statuses.items()))
         return (
             "<h2>Call log</h2>"
             f"<p class='note' id='calls-note'>{_e(note)}</p>"
@@ -338,7 +354,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}small{color
 .card.bad{border-color:#d33;background:#fff3f3}.card.bad .n{color:#b00}
 table{border-collapse:collapse;width:100%;font-size:13px}
 td,th{border-bottom:1px solid #e4e7ee;padding:4px 6px;text-align:left;vertical-align:top}
-tr.reason th{background:#f4f6fa;font-size:14px}.fix{font-weight:normal;color:#335}
+#reasons td{font-size:14px}#reasons td:first-child{font-weight:600;white-space:nowrap}
+.fix{color:#335}details.group{margin:10px 0}summary{cursor:pointer;font-weight:600}
 td.p{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all;max-width:520px}
 #calls td:not(.p){white-space:nowrap}tr.bad td{background:#fff5f5}tr.retry td{background:#fff9ec}
 #js-errors{background:#b00;color:#fff;padding:8px}
@@ -368,8 +385,14 @@ function render(){var f=filter.value;body.textContent='';var n=0;
   cell(tr,c.m+' /'+c.e);cell(tr,String(c.a));cell(tr,c.s===null?'no reply':String(c.s));
   cell(tr,(c.c!==null?'error '+c.c+': ':'')+c.msg);
   cell(tr,c.d?String(Math.round(c.d*1000)):'');cell(tr,c.p,'p');body.appendChild(tr);});
- shown.textContent=n+' shown';}
-filter.addEventListener('change',render);render();
+ shown.textContent=n.toLocaleString('en')+' shown';}
+var asked=/^#status=(.+)$/.exec(window.location.hash);
+if(asked){var want=decodeURIComponent(asked[1]);
+ Array.prototype.forEach.call(filter.options,function(o){if(o.value===want){filter.value=want;}});}
+filter.addEventListener('change',function(){
+ history.replaceState(null,'',filter.value==='all'?'#':'#status='+encodeURIComponent(filter.value));
+ render();});
+render();
 document.body.setAttribute('data-ready','1');
 })();
 """

@@ -62,12 +62,14 @@ class RunReport:
             self._errors.write(json.dumps(failure.to_dict(), ensure_ascii=False) + "\n")
             self._errors.flush()
 
-    def finish(self, summary: dict[str, Any]) -> Path:
-        """Write ``summary.json``, close the files, write ``report.html`` and return the
-        summary's path."""
+    def finish(self, summary: dict[str, Any], *, page: bool = True) -> Path:
+        """Write ``summary.json``, close the files, write ``report.html`` (unless not
+        ``page``) and return the summary's path."""
         path = self.folder / "summary.json"
         path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
         self.close()
+        if not page:
+            return path
         try:
             write_report_html(self.folder)
         except OSError as exc:  # the run is done and its JSON written: the page is a view

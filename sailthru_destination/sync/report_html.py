@@ -153,8 +153,10 @@ def _number(value: object) -> str:
 
 
 def _counts_section(summary: dict[str, Any], failures_listed: int) -> str:
-    counts = summary.get("counts") if isinstance(summary.get("counts"), dict) else {}
-    assert isinstance(counts, dict)
+    # A sync summary has "counts"; serve's has "results" (messages per outcome).
+    counts = summary.get("counts") or summary.get("results")
+    if not isinstance(counts, dict):
+        counts = {}
     cards = [("rows read", summary.get("rows", 0), "rows")]
     for name in _COUNTS:
         if counts.get(name) or name in ("created", "updated", "unchanged", "failed"):

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import browser
 import pytest
 from browser import load, screenshot
 from test_cli import FAST, run, write_csv
@@ -15,7 +16,7 @@ from test_cli import FAST, run, write_csv
 from sailthru_destination.testing import FakeSailthru, Faults
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fake() -> Iterator[FakeSailthru]:
     """The CLI tests' fake, answering some calls within the limit with a 429."""
     with FakeSailthru(api_key="cli-key", api_secret="cli-secret", rate_limits=FAST, seed=3,
@@ -23,8 +24,10 @@ def fake() -> Iterator[FakeSailthru]:
         yield running
 
 
-@pytest.fixture
-def report(tmp_path: Path, fake: FakeSailthru) -> Path:
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, fake: FakeSailthru) -> Path:
+    """One real run's page, shared by the tests (each opens it in its own browser profile)."""
+    tmp_path = tmp_path_factory.mktemp("run")
     rows = [{"id": str(i), "email": f"user{i}@example.com", "name": f"User {i}"}
             for i in range(40)]
     rows[5]["email"] = "not-an-email"
@@ -96,3 +99,15 @@ def test_the_call_log_filters_by_status(report: Path, tmp_path: Path) -> None:
     assert set(statuses) == {"429"}
     calls = (report.parent / "calls.jsonl").read_text(encoding="utf-8")
     assert len(statuses) == calls.count('"status": 429')
+
+
+def test_a_missing_browser_fails_loudly_unless_opted_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no chromium on it
+    monkeypatch.delenv(browser.OPT_OUT, raising=False)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
+        browser.chromium()
+    monkeypatch.setenv(browser.OPT_OUT, "1")
+    with pytest.raises(pytest.skip.Exception, match="opts out"):
+        browser.chromium()

@@ -92,6 +92,10 @@ def test_no_secret_signature_or_full_key_reaches_the_page(tmp_path: Path) -> Non
     for secret in ("hunter2", "0123456789abcdef", "d41d8cd98f00b204e9800998ecf8427e",
                    "s3cr3t-value"):
         assert secret not in page
+    odd = write_folder(tmp_path / "odd", {"api_url": "https://u:hunter2@h:99999x/"}, [], [])
+    odd_page = build_report_html(odd)
+    assert "hunter2" not in odd_page
+    assert "an unreadable URL" in odd_page
     assert "cdef" in page
     assert "api.example.com" in page
 

@@ -123,10 +123,13 @@ def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
 
 def _safe_url(url: object) -> str:
     """``url`` without a user name or password."""
-    parts = urlsplit(str(url))
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+    except ValueError:  # a bad port or bracket: show nothing rather than a password
+        return "(an unreadable URL)"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 

@@ -180,14 +180,24 @@ def plan_upsert(
     )
 
 
-def with_lists(payload: dict[str, Any], lists: dict[str, int], registry: ListRegistry) -> dict[
-    str, Any
-]:
+def with_lists(
+    payload: dict[str, Any],
+    lists: dict[str, int],
+    registry: ListRegistry,
+    ensured: set[str] | None = None,
+) -> dict[str, Any]:
     """``payload`` with its ``lists`` changes, once every joined list exists (created if not).
 
     Leaving a list that never existed is a no-op; naming it could create it, so it is left out.
+    ``ensured`` remembers the lists already ensured by this caller (a bulk file names the
+    same few lists on every line).
     """
-    registry.ensure_all(joined(lists))
+    wanted = joined(lists)
+    if ensured is None:
+        registry.ensure_all(wanted)
+    else:
+        registry.ensure_all(name for name in wanted if name not in ensured)
+        ensured.update(wanted)
     sent = {name: flag for name, flag in lists.items() if flag or registry.exists(name)}
     return {**payload, "lists": sent} if sent else payload
 

@@ -68,6 +68,7 @@ class BulkExporter:
         self._config = config
         self._chunk = chunk
         self._in_flight = max(1, in_flight)
+        self._ensured: set[str] = set()
         self._jobs = JobRunner(destination.api, poll_interval=poll_interval, max_poll=max_poll,
                                timeout=timeout)
 
@@ -137,7 +138,7 @@ class BulkExporter:
             if plan.needs_read:
                 return _NEEDS_READ
             status = Status.CREATED if plan.created else Status.UPDATED
-            outcome = (with_lists(plan.payload, plan.lists, self._dest.lists),
+            outcome = (with_lists(plan.payload, plan.lists, self._dest.lists, self._ensured),
                        plan.noted(ExportResult(status, change.id, _APPLIED)))
             return outcome[1]
 

@@ -24,7 +24,8 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import IO, Any
 
 from ..calllog import CallRecord
@@ -32,7 +33,9 @@ from ..destination import SailthruDestination
 from ..profiles import ProfileChange
 from ..results import ExportResult, Status
 from .bulk import BulkExporter
+from .bulk_choice import bulk_is_faster
 from .config import SyncConfig
+from .digest import content_part, row_digest, stored_hash, unchanged_row
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key
 from .sources import Row
 from .state import AppliedRecord, SyncState
@@ -42,6 +45,7 @@ __all__ = ["RecordFailure", "RunAborted", "RunSummary", "SyncRunner"]
 log = logging.getLogger(__name__)
 
 _UNCHANGED_DETAIL = "unchanged: no call made"
+_DIFF_BLOCK = 500
 
 
 class RunAborted(Exception):
@@ -202,33 +206,49 @@ class SyncRunner:
     # -- pass 1: diff -----------------------------------------------------------------------------
 
     def _diff(self, rows: Iterable[Row], spool: IO[str], deleted: IO[str]) -> int:
+        # In blocks, so the state is read and written once per block, not per row.
         changed = 0
-        for row in rows:
-            self.summary.rows += 1
-            try:
-                pk = row_key(row, self._config)
-            except RowProblem as exc:
-                self._fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
-                continue
-            if not self._state.see(pk):
-                self._fail(RecordFailure(
-                    pk, f"duplicate primary key {self._config.primary_key}={pk!r}: only the "
-                    "first row with this key was used", self._config.primary_key, row.where))
-                continue
-            if is_deleted(row, self._config):
-                self._spool_deleted(row, pk, deleted)
-                continue
-            try:
-                user = read_user_row(row, self._config, pk)
-            except RowProblem as exc:
-                self._fail(RecordFailure(pk, exc.reason, exc.field, row.where))
-                continue
-            if self._state.get_hash(pk) == user.hash:
-                self.summary.counts["unchanged"] += 1
-                continue
-            spool.write(json.dumps(_spooled(user, row.where), default=str) + "\n")
-            changed += 1
+        for block in _blocks(rows, _DIFF_BLOCK):
+            keyed: list[tuple[Row, str]] = []
+            for row in block:
+                self.summary.rows += 1
+                try:
+                    keyed.append((row, row_key(row, self._config)))
+                except RowProblem as exc:
+                    self._fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
+            firsts = self._state.see_many([pk for _, pk in keyed])
+            fresh = [pk for (_, pk), first in zip(keyed, firsts, strict=True) if first]
+            stored = self._state.get_hashes(fresh)
+            for (row, pk), first in zip(keyed, firsts, strict=True):
+                changed += self._diff_row(row, pk, first, stored.get(pk), spool, deleted)
         return changed
+
+    def _diff_row(self, row: Row, pk: str, first: bool, stored: str | None, spool: IO[str],
+                  deleted: IO[str]) -> int:
+        """Sort one row: 1 when it changed (spooled for export), else 0."""
+        if not first:
+            self._fail(RecordFailure(
+                pk, f"duplicate primary key {self._config.primary_key}={pk!r}: only the "
+                "first row with this key was used", self._config.primary_key, row.where))
+            return 0
+        if is_deleted(row, self._config):
+            self._spool_deleted(row, pk, deleted)
+            return 0
+        digest = row_digest(row.data)
+        if unchanged_row(stored, digest):
+            self.summary.counts["unchanged"] += 1
+            return 0
+        try:
+            user = read_user_row(row, self._config, pk)
+        except RowProblem as exc:
+            self._fail(RecordFailure(pk, exc.reason, exc.field, row.where))
+            return 0
+        if content_part(stored) == user.hash:
+            self.summary.counts["unchanged"] += 1
+            return 0
+        user = replace(user, hash=stored_hash(user.hash, digest))
+        spool.write(json.dumps(_spooled(user, row.where), default=str) + "\n")
+        return 1
 
     def _spool_deleted(self, row: Row, pk: str, deleted: IO[str]) -> None:
         """Queue a row marked deleted, with the values last applied (else the row's own)."""
@@ -280,7 +300,12 @@ class SyncRunner:
         mode = self._config.bulk
         if mode == "never" or self._config.sync_mode != "upsert" or changed == 0:
             return False
-        return mode == "always" or changed >= self._config.bulk_threshold
+        if mode == "always":
+            return True
+        if self._config.bulk_threshold is not None:
+            return changed >= self._config.bulk_threshold
+        pace = self._dest.api.limiter("POST", "user").rate
+        return bulk_is_faster(changed, pace)
 
     def _per_user(self, pending: Iterable[_Pending]) -> Iterator[tuple[_Pending, ExportResult]]:
         window: deque[_Pending] = deque()
@@ -371,6 +396,12 @@ class SyncRunner:
 
         return tqdm(total=total, desc=label, unit="rec", disable=not self._progress or not total,
                     leave=False)
+
+
+def _blocks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    it = iter(rows)
+    while block := list(islice(it, size)):
+        yield block
 
 
 def _spooled(user: UserRow, where: str) -> dict[str, Any]:

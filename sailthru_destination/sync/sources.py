@@ -171,7 +171,9 @@ def _csv_records(handle: IO[str], reader: Any, header: list[str]) -> Iterator[Ro
 def _csv_row(where: str, header: list[str], values: list[str]) -> Row:
     data = dict(zip(header, values, strict=False))  # a short row lacks its last columns
     extra = values[len(header):]
-    problem = _not_utf8(iter([*data, *data.values(), *extra]))
+    # Most rows are ASCII: then no byte can have been undecodable, and no cell is searched.
+    ascii_only = "".join(values).isascii() and "".join(header).isascii()
+    problem = None if ascii_only else _not_utf8(iter([*data, *data.values(), *extra]))
     if problem:
         # Kept (readable) so the row's key still counts as seen: never "gone".
         data = {_readable(k): _readable(v) for k, v in data.items()}
@@ -208,7 +210,7 @@ def _skip_rest_of_line(handle: IO[str]) -> None:
 
 
 def _json_row(where: str, text: str) -> Row:
-    problem = _not_utf8(iter([text]))
+    problem = None if text.isascii() else _not_utf8(iter([text]))
     repeated: list[str] = []
 
     def pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -221,7 +223,8 @@ def _json_row(where: str, text: str) -> Row:
         return Row(where, {"__problem__": f"not valid JSON: nested deeper than {MAX_JSON_DEPTH} "
                                           "levels"})
     try:
-        data = json.loads(_readable(text), object_pairs_hook=pairs_to_dict)
+        # Without an undecodable byte the text is already readable: no re-encoding.
+        data = json.loads(_readable(text) if problem else text, object_pairs_hook=pairs_to_dict)
     except RecursionError:
         return Row(where, {"__problem__": "not valid JSON: nested too deeply"})
     except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits

@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS sent (
 """
 
 
+# Keys per IN (...) query: under SQLite's default limit of bound parameters.
+_BLOCK = 500
+
+
 class StateError(Exception):
     """The state file cannot be used (unreadable, or made for another kind of model)."""
 
@@ -110,6 +114,15 @@ class SyncState:
             self._commit()
         return cursor
 
+    def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if self._batch_started is None:
+            self._db.execute("BEGIN")
+            self._batch_started = time.monotonic()
+        self._db.executemany(sql, rows)
+        self._batch_size += len(rows)
+        if self._batch_size >= 500 or time.monotonic() - self._batch_started >= 0.2:
+            self._commit()
+
     def _commit(self) -> None:
         if self._batch_started is not None:
             self._db.execute("COMMIT")
@@ -151,6 +164,17 @@ class SyncState:
             row = self._db.execute("SELECT hash FROM records WHERE pk = ?", (pk,)).fetchone()
         return None if row is None else str(row[0])
 
+    def get_hashes(self, pks: list[str]) -> dict[str, str]:
+        """:meth:`get_hash` for a block of keys in one query (keys not applied are left out)."""
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(pks), _BLOCK):
+                part = pks[start:start + _BLOCK]
+                marks = ",".join("?" * len(part))
+                found.update((str(pk), str(digest)) for pk, digest in self._db.execute(
+                    f"SELECT pk, hash FROM records WHERE pk IN ({marks})", part))  # noqa: S608
+        return found
+
     def put(self, record: AppliedRecord) -> None:
         """Remember ``record`` as applied (committed at once)."""
         values = (
@@ -191,6 +215,21 @@ class SyncState:
             except sqlite3.IntegrityError:
                 return False
         return True
+
+    def see_many(self, pks: list[str]) -> list[bool]:
+        """:meth:`see` for a block of keys at once, in order (a repeat in the block is False)."""
+        firsts: list[bool] = []
+        fresh: dict[str, None] = {}
+        with self._lock:
+            known = _in_table(self._db, "seen", pks)
+            for pk in pks:
+                first = pk not in known and pk not in fresh
+                if first:
+                    fresh[pk] = None
+                firsts.append(first)
+            if fresh:
+                self._write_many("INSERT INTO seen VALUES (?)", [(pk,) for pk in fresh])
+        return firsts
 
     def seen_count(self) -> int:
         """How many distinct primary keys this run has seen."""
@@ -267,6 +306,17 @@ class SyncState:
             return int(self._db.execute(
                 "SELECT COUNT(*) FROM sent WHERE kind = ? AND state = ?", (kind, str(state))
             ).fetchone()[0])
+
+
+def _in_table(db: sqlite3.Connection, table: str, pks: list[str]) -> set[str]:
+    """Which of ``pks`` the one-column ``table`` holds (queried in blocks)."""
+    found: set[str] = set()
+    for start in range(0, len(pks), _BLOCK):
+        part = pks[start:start + _BLOCK]
+        marks = ",".join("?" * len(part))
+        found.update(str(row[0]) for row in db.execute(
+            f"SELECT pk FROM {table} WHERE pk IN ({marks})", part))  # noqa: S608
+    return found
 
 
 def _record(row: tuple[Any, ...]) -> AppliedRecord:

@@ -14,7 +14,10 @@ An explicit ``bulk_threshold`` replaces the model.
 
 from __future__ import annotations
 
-__all__ = ["JOB_SECONDS", "MAX_POLL", "ROW_SECONDS", "bulk_is_faster", "bulk_seconds"]
+from .config import SyncConfig
+
+__all__ = ["JOB_SECONDS", "MAX_POLL", "ROW_SECONDS", "bulk_is_faster", "bulk_seconds",
+           "use_bulk"]
 
 JOB_SECONDS = 60.0
 """Seconds from posting a job file until Sailthru reports it completed (an estimate)."""
@@ -39,3 +42,15 @@ def bulk_is_faster(changed: int, pace: float, **costs: float) -> bool:
     if pace <= 0:
         return True
     return bulk_seconds(changed, **costs) < changed / pace
+
+
+def use_bulk(config: SyncConfig, changed: int, pace: float) -> bool:
+    """Whether ``changed`` rows take the job path: ``bulk`` always/never, else the explicit
+    ``bulk_threshold`` when set, else the cost model at ``pace`` calls per second."""
+    if config.bulk == "never" or changed <= 0:
+        return False
+    if config.bulk == "always":
+        return True
+    if config.bulk_threshold is not None:
+        return changed >= config.bulk_threshold
+    return bulk_is_faster(changed, pace)

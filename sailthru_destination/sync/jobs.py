@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..api import SailthruApi
+from ..errors import OutcomeUnknown, SailthruError
 
-__all__ = ["JobFailed", "JobRunner"]
+__all__ = ["JobFailed", "JobRefused", "JobRunner"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,10 @@ class JobFailed(Exception):
     def __init__(self, message: str, job_id: str | None = None) -> None:
         super().__init__(message)
         self.job_id = job_id
+
+
+class JobRefused(JobFailed):
+    """Sailthru refused to start the job (a clear error to its POST): nothing of it ran."""
 
 
 class JobRunner:
@@ -49,12 +54,19 @@ class JobRunner:
     def run(self, params: Mapping[str, Any], path: str, size: int) -> dict[str, Any]:
         """Post a job with ``path`` as its file; return its final status once completed.
 
-        Raises :class:`JobFailed` when the job ends in error or is not done in time, and
-        :class:`~sailthru_destination.errors.SailthruError` when a call fails.
+        Raises :class:`JobRefused` when Sailthru refused to start it, :class:`JobFailed` when
+        it ends in error or is not done in time, and
+        :class:`~sailthru_destination.errors.SailthruError` when a call has no clear answer
+        (:class:`~sailthru_destination.errors.OutcomeUnknown`) or a poll fails.
         """
         with self._lock:
             self.started += 1
-        reply = self._api.post("job", dict(params), file=path)
+        try:
+            reply = self._api.post("job", dict(params), file=path)
+        except OutcomeUnknown:
+            raise
+        except SailthruError as exc:
+            raise JobRefused(f"the job was refused: {exc}") from exc
         job_id = reply.get("job_id")
         if not job_id:
             raise JobFailed(f"the job API answered without a job_id: {reply!r}")

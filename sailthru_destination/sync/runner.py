@@ -33,7 +33,7 @@ from ..destination import SailthruDestination
 from ..profiles import ProfileChange
 from ..results import ExportResult, Status
 from .bulk import BulkExporter
-from .bulk_choice import bulk_is_faster
+from .bulk_choice import use_bulk
 from .config import SyncConfig
 from .digest import content_part, row_digest, stored_hash, unchanged_row
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key
@@ -158,8 +158,11 @@ class SyncRunner:
         try:
             if self._config.object in ("events", "purchases", "returns"):
                 from .activity import send_activity
+                from .purchase_import import bulk_purchases
 
-                send_activity(self._dest, self._config, rows, self.summary, self._fail)
+                bulk = bulk_purchases(self._dest, self._config, self._state, self.summary)
+                send_activity(self._dest, self._config, rows, self.summary, self._fail,
+                              bulk=bulk)
                 return self.summary
             self._check_fingerprint()
             self._state.start_run()
@@ -297,15 +300,9 @@ class SyncRunner:
             bar.close()
 
     def _use_bulk(self, changed: int) -> bool:
-        mode = self._config.bulk
-        if mode == "never" or self._config.sync_mode != "upsert" or changed == 0:
+        if self._config.sync_mode != "upsert":
             return False
-        if mode == "always":
-            return True
-        if self._config.bulk_threshold is not None:
-            return changed >= self._config.bulk_threshold
-        pace = self._dest.api.limiter("POST", "user").rate
-        return bulk_is_faster(changed, pace)
+        return use_bulk(self._config, changed, self._dest.api.limiter("POST", "user").rate)
 
     def _per_user(self, pending: Iterable[_Pending]) -> Iterator[tuple[_Pending, ExportResult]]:
         window: deque[_Pending] = deque()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+
+from .sources import Row
 
 __all__ = ["content_part", "row_digest", "stored_hash", "unchanged_row"]
 
@@ -23,10 +24,11 @@ __all__ = ["content_part", "row_digest", "stored_hash", "unchanged_row"]
 _ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
-def row_digest(data: dict[str, Any]) -> str:
-    """A digest of the row exactly as read (column order included)."""
-    return hashlib.blake2b(_ENCODER.encode(data).encode("utf-8", "surrogatepass"),
-                           digest_size=16).hexdigest()
+def row_digest(row: Row) -> str:
+    """A digest of the row exactly as read (column order included): of its text when the
+    source kept it, else of its values encoded."""
+    text = row.raw if row.raw is not None else _ENCODER.encode(row.data)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def stored_hash(content: str, digest: str) -> str:

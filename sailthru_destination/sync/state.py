@@ -175,6 +175,11 @@ class SyncState:
                     f"SELECT pk, hash FROM records WHERE pk IN ({marks})", part))  # noqa: S608
         return found
 
+    def set_hash(self, pk: str, digest: str) -> None:
+        """Replace only the stored hash of ``pk`` (the row was unchanged but read differently)."""
+        with self._lock:
+            self._write("UPDATE records SET hash = ? WHERE pk = ?", (digest, pk))
+
     def put(self, record: AppliedRecord) -> None:
         """Remember ``record`` as applied (committed at once)."""
         values = (

@@ -132,6 +132,8 @@ def test_a_state_file_from_before_the_row_digest_is_honoured(
                                        record.properties, record.groups, record.optout))
     again = _runner_sync(fake, tmp_path, _people(4))
     assert (again.counts["unchanged"], again.total_calls) == (4, 0)
+    with SyncState(tmp_path / "s.db") as state:  # the digest is remembered from now on
+        assert all(":" in (state.get_hash(str(i)) or "") for i in range(4))
 
 
 def test_a_mapping_change_still_exports_every_row_again(
@@ -177,3 +179,41 @@ def test_a_failed_line_does_not_sink_the_bulk_file(fake: FakeSailthru, tmp_path:
     rows = [*_people(3), {"id": 9, "email": "not an email", "plan": "x"}]
     summary = _runner_sync(fake, tmp_path, rows, bulk="always")
     assert (summary.path, summary.counts["created"], summary.failed) == ("bulk", 3, 1)
+
+
+def test_a_jsonl_model_rerun_hashes_each_line_and_maps_only_what_changed(
+    fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sailthru_destination.sync import runner
+    from sailthru_destination.sync.sources import open_source
+
+    model = tmp_path / "people.jsonl"
+
+    def write(people: list[dict[str, Any]]) -> None:
+        model.write_text("".join(json.dumps(p) + "\n" for p in people), encoding="utf-8")
+
+    def sync() -> RunSummary:
+        config = SyncConfig(name="t", rate_limits=FAST)
+        app = AppOptions("test-key", "test-secret", fake.url)
+        api = SailthruApi(app, rate_limits=FAST, sleep=lambda _s: None)
+        options = config.destination_options(lock_dir=str(tmp_path / "locks"))
+        with SailthruDestination(app, options, api=api) as dest, \
+                SyncState(tmp_path / "s.db") as state:
+            return SyncRunner(dest, config, state).run(open_source(str(model)))
+
+    people = _people(5)
+    write(people)
+    sync()
+    mapped: list[str] = []
+    real = runner.read_user_row
+    monkeypatch.setattr(runner, "read_user_row",
+                        lambda row, config, pk: mapped.append(pk) or real(row, config, pk))
+    people[1] = dict(reversed(list(people[1].items())))  # same user, written differently
+    people[3] = {**people[3], "plan": "platinum"}
+    write(people)
+    again = sync()
+    assert (again.counts["unchanged"], again.counts["updated"], sorted(mapped)) == (
+        4, 1, ["1", "3"])
+    mapped.clear()
+    third = sync()
+    assert (third.counts["unchanged"], mapped) == (5, [])

@@ -108,6 +108,7 @@ class _Pending:
 
     row: UserRow
     where: str
+    known: bool = True  # False: the state had no record of it (no old values to read)
 
 
 class SyncRunner:
@@ -253,7 +254,8 @@ class SyncRunner:
             self.summary.counts["unchanged"] += 1
             return 0
         user = replace(user, hash=stored_hash(user.hash, digest))
-        spool.write(json.dumps(_spooled(user, row.where), default=str) + "\n")
+        spool.write(json.dumps(_spooled(user, row.where, stored is not None), default=str)
+                    + "\n")
         return 1
 
     def _spool_deleted(self, row: Row, pk: str, deleted: IO[str]) -> None:
@@ -320,7 +322,8 @@ class SyncRunner:
 
     def _change_for(self, item: _Pending) -> ProfileChange:
         user = item.row
-        old = self._state.get(user.pk)
+        # A row the diff found no record of has no old values: no read for it.
+        old = self._state.get(user.pk) if item.known else None
         # After a mapping change (hash reset) the old groups may name lists under the old
         # prefix: join the new names and leave the old lists alone rather than guess.
         old_groups = old.groups if old and old.hash else frozenset()
@@ -404,10 +407,10 @@ def _blocks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
         yield block
 
 
-def _spooled(user: UserRow, where: str) -> dict[str, Any]:
+def _spooled(user: UserRow, where: str, known: bool = True) -> dict[str, Any]:
     return {"pk": user.pk, "match": user.match, "properties": user.properties,
             "groups": sorted(user.groups), "optout": user.optout, "hash": user.hash,
-            "where": where}
+            "where": where, "known": known}
 
 
 def _read_deleted(spool: IO[str]) -> Iterator[tuple[AppliedRecord, str]]:
@@ -422,4 +425,4 @@ def _read_spool(spool: IO[str]) -> Iterator[_Pending]:
         data = json.loads(line)
         user = UserRow(data["pk"], data["match"], data["properties"], frozenset(data["groups"]),
                        data["optout"], data["hash"])
-        yield _Pending(user, data["where"])
+        yield _Pending(user, data["where"], data.get("known", True))

@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import IO, Any
 
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 _UNCHANGED_DETAIL = "unchanged: no call made"
 _DIFF_BLOCK = 500
+# One encoder for every spooled row (json.dumps with options builds one per call).
+_SPOOL_ENCODER = json.JSONEncoder(default=str)
 
 
 class RunAborted(Exception):
@@ -253,9 +255,9 @@ class SyncRunner:
             self._state.set_hash(pk, stored_hash(user.hash, digest))
             self.summary.counts["unchanged"] += 1
             return 0
-        user = replace(user, hash=stored_hash(user.hash, digest))
-        spool.write(json.dumps(_spooled(user, row.where, stored is not None), default=str)
-                    + "\n")
+        spooled = _spooled(user, row.where, stored is not None)
+        spooled["hash"] = stored_hash(user.hash, digest)
+        spool.write(_SPOOL_ENCODER.encode(spooled) + "\n")
         return 1
 
     def _spool_deleted(self, row: Row, pk: str, deleted: IO[str]) -> None:

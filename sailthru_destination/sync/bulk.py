@@ -82,7 +82,7 @@ class BulkExporter:
     ) -> Iterator[tuple[T, ExportResult]]:
         """Yield ``(item, result)`` for every item, in chunks through the job API."""
         per_user: list[T] = []
-        running: deque[tuple[Future[None], list[tuple[T, ExportResult]]]] = deque()
+        running: deque[tuple[Future[str], list[tuple[T, ExportResult]]]] = deque()
         with tempfile.TemporaryDirectory(prefix="sailthru-bulk-") as folder, \
                 ThreadPoolExecutor(self._in_flight, thread_name_prefix="bulk-job") as pool:
             files = 0
@@ -151,21 +151,23 @@ class BulkExporter:
             return outcome
         return None if result is _NEEDS_READ else result
 
-    def _job(self, file: JobFile) -> None:
+    def _job(self, file: JobFile) -> str:
         self._jobs.run({"job": "update"}, file.path, file.lines)
+        return file.path
 
     def _finished(
         self,
-        job: Future[None],
+        job: Future[str],
         batch: list[tuple[T, ExportResult]],
         change_for: Callable[[T], ProfileChange],
     ) -> Iterator[tuple[T, ExportResult]]:
         try:
-            job.result()
+            path = job.result()
         except (JobFailed, SailthruError) as exc:
             log.warning("bulk job failed (%s): sending its %d users one by one", exc, len(batch))
             yield from self._per_user([item for item, _ in batch], change_for)
             return
+        os.remove(path)  # the disk holds at most the files of the jobs in flight
         yield from batch
 
     def _per_user(

@@ -217,3 +217,41 @@ def test_a_jsonl_model_rerun_hashes_each_line_and_maps_only_what_changed(
     mapped.clear()
     third = sync()
     assert (third.counts["unchanged"], mapped) == (5, [])
+
+
+_ROW_VALUES = st.one_of(st.none(), st.just(""), st.integers(-1000, 1000), st.text(max_size=8),
+                        st.booleans(), st.lists(st.integers(0, 9), max_size=3))
+_ROW = st.fixed_dictionaries(
+    {"plan": _ROW_VALUES, "city": _ROW_VALUES},
+    optional={"groups": st.lists(st.sampled_from(["VIP", "News", "Beta"]), max_size=3),
+              "bad var!": _ROW_VALUES},
+)
+
+
+def test_a_model_synced_through_jobs_ends_as_synced_user_by_user(tmp_path: Path) -> None:
+    counter = iter(range(10**6))
+
+    @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(first=st.lists(_ROW, min_size=1, max_size=6),
+           second=st.lists(_ROW, min_size=1, max_size=6))
+    def check(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> None:
+        n = next(counter)
+
+        def rows(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{"id": i, "email": f"e{n}-{i}@example.com", **v} for i, v in enumerate(values)]
+
+        outcomes = []
+        for path, fake in (("never", per_user), ("always", bulk)):
+            home = tmp_path / f"{n}-{path}"
+            counts = [dict(_runner_sync(fake, home, rows(history), bulk=path).counts)
+                      for history in (first, second)]
+            users = {k: v for k, v in _snapshot(fake).items() if k.startswith(f"e{n}-")}
+            outcomes.append((counts, users))
+        assert outcomes[0] == outcomes[1]
+
+    with make_fake(rate_limits=FAST) as per_user, make_fake(rate_limits=FAST) as bulk:
+        check()
+
+
+def _snapshot(fake: FakeSailthru) -> dict[str, Any]:
+    return {u["keys"]["email"]: (u["vars"], sorted(u["lists"])) for u in fake.users.values()}

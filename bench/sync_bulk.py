@@ -66,13 +66,21 @@ def sync(url: str, model: Path, home: Path, *extra: str) -> dict[str, Any]:
     summary: dict[str, Any] = json.loads((report / "summary.json").read_text())
     summary["wall"] = wall
     summary["peak_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
+    # The sync process's own CPU: on a loaded machine wall time also counts waiting for a core.
+    summary["cpu"] = usage.ru_utime + usage.ru_stime
     return summary
 
 
 def line(label: str, summary: dict[str, Any]) -> str:
     return (f"{label:<34} {summary['rows']:>8,} rows  {summary['wall']:>8.1f} s  "
-            f"{summary['api_calls']:>8,} calls  peak {summary['peak_mb']:>6.0f} MB  "
+            f"{summary['api_calls']:>8,} calls  cpu {summary['cpu']:>6.1f} s  "
+            f"peak {summary['peak_mb']:>6.0f} MB  "
             f"({summary['path']}, {summary['jobs']} job(s))")
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: the machine is shared, so say how busy it was."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -81,6 +89,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=10_000)
     parser.add_argument("--full-per-user", action="store_true")
     args = parser.parse_args()
+    load_before = _load()
     with tempfile.TemporaryDirectory(prefix="sync-bulk-") as folder:
         base = Path(folder)
         full = base / "full.jsonl"
@@ -104,6 +113,8 @@ def main() -> None:
             fake.terminate()
             fake.wait()
 
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; "
+          f"load average before {load_before}, after {_load()}")
     print(f"fake: latency 50 ms, POST user 300/s, others 40/s; {args.users:,} users")
     print(line("per-user path (measured)", per_user))
     projected = per_user["wall"] * args.users / per_user["rows"]

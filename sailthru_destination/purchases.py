@@ -79,6 +79,15 @@ class PurchaseSender:
         rid = text(purchase.order_id)
         return guard(rid, lambda: self._send(self._order(purchase, rid)))
 
+    def import_payload(self, purchase: Purchase) -> tuple[str, dict[str, Any]]:
+        """The order id and the complete POST /purchase payload of ``purchase``, as a line of
+        a ``purchase_import`` job holds it (the buyer's email looked up when only an extid is
+        given). Claims nothing; raises :class:`~.mapping.InvalidValue` for a bad field and
+        :class:`~.errors.SailthruError` when the lookup fails."""
+        order = self._order(purchase, text(purchase.order_id))
+        order.payload["email"] = order.email or email_for_extid(self._shop.api, order.extid)
+        return order.order_id, order.payload
+
     def _order(self, purchase: Purchase, rid: str) -> _Order:
         order_id = valid_id(purchase.order_id, "order_id")
         unit = valid_unit(purchase.currency_unit)

@@ -59,9 +59,13 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--concurrency", type=int,
                         help="records in flight (default: adapts to rate limit and latency)")
     parser.add_argument("--bulk", choices=("auto", "always", "never"),
-                        help="use the job API for many changed users (default: auto)")
+                        help="use the job API for many changed users or purchases (default: "
+                        "auto: a job when changed / rate > job overhead (about 70 s) + "
+                        "changed x 0.25 ms, from about 23,000 users at 300/s or 2,900 orders "
+                        "at 40/s)")
     parser.add_argument("--bulk-threshold", type=int,
-                        help="changed users from which --bulk auto uses a job (default: 1000)")
+                        help="changed rows from which --bulk auto uses a job (replaces the "
+                        "cost model)")
     parser.add_argument("--rate-limit", action="append", metavar="ENDPOINT=N",
                         help="starting requests/second, e.g. user=300 (repeatable)")
     parser.add_argument("--state", help=f"state file (default: {DEFAULT_HOME}/<name>.db)")

@@ -104,10 +104,18 @@ def send_activity(
     rows: Iterable[Row],
     summary: RunSummary,
     fail: Callable[[RecordFailure], None],
+    *,
+    bulk: tuple[Callable[[Iterable[Any]], Any], int] | None = None,
 ) -> None:
-    """Send every row of an ``events``, ``purchases`` or ``returns`` model, each at most once."""
+    """Send every row of an ``events``, ``purchases`` or ``returns`` model, each at most once.
+
+    ``bulk`` is ``(send, chunk)``: another way to send chunks of that many records (the
+    purchase_import job path of :mod:`.purchase_import`)."""
     build, method = _KINDS[config.object]
     send: Callable[[Iterable[Any]], Any] = getattr(destination, method)
+    chunk = _CHUNK
+    if bulk is not None:
+        send, chunk = bulk
     batch: list[tuple[str, str, Any]] = []
     for row in rows:
         summary.rows += 1
@@ -120,7 +128,7 @@ def send_activity(
         except RowProblem as exc:
             fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
             continue
-        if len(batch) >= _CHUNK:
+        if len(batch) >= chunk:
             _settle(batch, send, summary, fail)
             batch = []
     if batch:

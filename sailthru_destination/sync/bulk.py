@@ -1,31 +1,36 @@
-"""The bulk path: many changed users through one job API ``update`` instead of a call each.
+"""The bulk path: many changed users through job API ``update`` jobs instead of a call each.
 
-Each user's POST /user payload (built exactly as the per-user path builds it) becomes one
-line of a JSON-lines file; the lists those users join are ensured first, once each, under
-the list mutex (a job naming a missing list would let Sailthru create duplicates). The
-file is posted as a job, the job polled until done, and only then are the rows recorded
-as applied. When a job ends in error, its rows go through the per-user path instead.
-Rows that need a read first (an email change, update mode) always go per user.
+Each user's POST /user payload is built by :func:`~sailthru_destination.profile_payload.
+plan_upsert`, the same pure function the per-user path uses, and streamed into a job file
+a line at a time (:mod:`.jobfile`). The lists those users join are ensured first, once
+each, under the list mutex (a job naming a missing list would let Sailthru create
+duplicates). While one job is uploaded and polled, the next file is being built (at most
+``in_flight`` jobs at once); only when a job is done are its rows recorded as applied.
+When a job ends in error, its rows go through the per-user path instead (a bulk update is
+idempotent, so a partly applied job is safe to send again). Rows that need a read first
+(an email change, update mode) always go per user.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from ..api import SailthruApi
+from .._commerce_records import guard
 from ..destination import SailthruDestination
-from ..errors import SailthruError
-from ..profiles import ProfileChange, ProfileExporter
+from ..errors import RecordError, SailthruError
+from ..locks import LockTimeout
+from ..options import SyncMode
+from ..profile_payload import ProfileChange, plan_upsert, with_lists
 from ..results import ExportResult, Status
 from .config import SyncConfig
-
-if TYPE_CHECKING:
-    pass
+from .jobfile import JobFile
+from .jobs import JobFailed, JobRunner
 
 __all__ = ["BulkExporter", "JobFailed"]
 
@@ -33,44 +38,19 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_DONE = ("completed", "complete", "done")
+_APPLIED = "applied by a bulk job"
 
-
-class JobFailed(Exception):
-    """A bulk job ended in error or never finished."""
-
-
-class _NeedsRead(Exception):
-    """The change needs a read before its write: it cannot go in a bulk file."""
-
-
-class _CapturingApi:
-    """Stands in for the API while building payloads: keeps the POST /user, refuses reads."""
-
-    def __init__(self) -> None:
-        self.payload: dict[str, Any] | None = None
-
-    def post(self, endpoint: str, payload: Mapping[str, Any], **_: Any) -> dict[str, Any]:
-        if endpoint != "user":
-            raise _NeedsRead(endpoint)
-        self.payload = dict(payload)
-        return {}
-
-    def get(self, endpoint: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        raise _NeedsRead(endpoint)
-
-    def delete(self, endpoint: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        raise _NeedsRead(endpoint)
-
-    def wait(self, seconds: float) -> None:
-        raise _NeedsRead("wait")
+_Line = tuple[dict[str, Any], ExportResult]
+# Stands for "needs a read first": never a real result (its record id is empty).
+_NEEDS_READ = ExportResult(Status.SKIPPED, "", "needs a read before its write")
 
 
 class BulkExporter:
     """Sends changes through job API ``update`` jobs of at most ``chunk`` users each.
 
     ``poll_interval`` is the first wait between job polls (doubling up to ``max_poll``);
-    ``timeout`` bounds the total wait for one job (then its rows go per user).
+    ``timeout`` bounds the total wait for one job (then its rows go per user);
+    ``in_flight`` bounds the jobs uploaded or polled while the next file is built.
     """
 
     def __init__(
@@ -82,109 +62,113 @@ class BulkExporter:
         poll_interval: float = 0.2,
         max_poll: float = 10.0,
         timeout: float = 3600.0,
+        in_flight: int = 2,
     ) -> None:
         self._dest = destination
-        self._api = destination.api
         self._config = config
         self._chunk = chunk
-        self._poll_interval = poll_interval
-        self._max_poll = max_poll
-        self._timeout = timeout
-        self._capture = _CapturingApi()
-        # The destination's own registry, so lists are created once under its mutex; the
-        # payloads come from the same exporter code as the per-user path, so both agree.
-        self._builder = ProfileExporter(
-            cast(SailthruApi, self._capture),
-            destination.lists,
-            destination.options,
-            destination.app,
-        )
-        self.jobs = 0
+        self._in_flight = max(1, in_flight)
+        self._ensured: set[str] = set()
+        self._jobs = JobRunner(destination.api, poll_interval=poll_interval, max_poll=max_poll,
+                               timeout=timeout)
+
+    @property
+    def jobs(self) -> int:
+        """How many jobs were started."""
+        return self._jobs.started
 
     def export(
         self, items: Iterable[T], change_for: Callable[[T], ProfileChange]
     ) -> Iterator[tuple[T, ExportResult]]:
         """Yield ``(item, result)`` for every item, in chunks through the job API."""
-        batch: list[tuple[T, ExportResult]] = []
         per_user: list[T] = []
-        with tempfile.TemporaryDirectory(prefix="sailthru-bulk-") as folder:
-            path = os.path.join(folder, "update.jsonl")
-            handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 (reopened per chunk)
+        running: deque[tuple[Future[str], list[tuple[T, ExportResult]]]] = deque()
+        with tempfile.TemporaryDirectory(prefix="sailthru-bulk-") as folder, \
+                ThreadPoolExecutor(self._in_flight, thread_name_prefix="bulk-job") as pool:
+            files = 0
+
+            def new_file() -> JobFile:
+                nonlocal files
+                files += 1
+                return JobFile(os.path.join(folder, f"update-{files}.jsonl"))
+
+            current, batch = new_file(), []
             try:
                 for item in items:
-                    outcome = self._payload(change_for(item))
+                    outcome = self.line(change_for(item))
                     if isinstance(outcome, ExportResult):
                         yield item, outcome
-                        continue
-                    if outcome is None:
+                    elif outcome is None:
                         per_user.append(item)
                         if len(per_user) >= self._chunk:
                             yield from self._per_user(per_user, change_for)
                             per_user = []
-                        continue
-                    payload, result = outcome
-                    handle.write(json.dumps(payload, separators=(",", ":")) + "\n")
-                    batch.append((item, result))
-                    if len(batch) >= self._chunk:
-                        handle.close()
-                        yield from self._run_job(path, batch, change_for)
-                        batch = []
-                        handle = open(path, "w", encoding="utf-8")  # noqa: SIM115
+                    else:
+                        current.add(outcome[0])
+                        batch.append((item, outcome[1]))
+                        if len(batch) >= self._chunk:
+                            current.close()
+                            running.append((pool.submit(self._job, current), batch))
+                            current, batch = new_file(), []
+                            while running and (running[0][0].done()
+                                               or len(running) >= self._in_flight):
+                                yield from self._finished(*running.popleft(), change_for)
             finally:
-                handle.close()
+                current.close()
             if batch:
-                yield from self._run_job(path, batch, change_for)
+                running.append((pool.submit(self._job, current), batch))
+            while running:
+                yield from self._finished(*running.popleft(), change_for)
         if per_user:
             yield from self._per_user(per_user, change_for)
 
-    def _payload(
-        self, change: ProfileChange
-    ) -> ExportResult | tuple[dict[str, Any], ExportResult] | None:
-        """The user's payload and result-to-be; a final result; or None: send it per user."""
-        self._capture.payload = None
-        try:
-            result = self._builder.export(change)
-        except _NeedsRead:
+    def line(self, change: ProfileChange) -> _Line | ExportResult | None:
+        """The change's job-file line and its result-to-be; a final result; or None: the
+        change needs a read before its write, so it goes per user."""
+        options = self._dest.options
+        if options.sync_mode is SyncMode.UPDATE:
             return None
-        if result.status is Status.FAILED or self._capture.payload is None:
-            return result
-        return self._capture.payload, result
+        outcome: _Line | None = None
 
-    def _run_job(
+        def build() -> ExportResult:
+            nonlocal outcome
+            plan = plan_upsert(change, options, self._dest.app.timezone)
+            if isinstance(plan, ExportResult):
+                return plan
+            if plan.needs_read:
+                return _NEEDS_READ
+            status = Status.CREATED if plan.created else Status.UPDATED
+            outcome = (with_lists(plan.payload, plan.lists, self._dest.lists, self._ensured),
+                       plan.noted(ExportResult(status, change.id, _APPLIED)))
+            return outcome[1]
+
+        try:
+            result = guard(change.id, build)
+        except LockTimeout as exc:
+            return ExportResult.failed(RecordError(change.id, str(exc), field="lists",
+                                                   retryable=True))
+        if outcome is not None:
+            return outcome
+        return None if result is _NEEDS_READ else result
+
+    def _job(self, file: JobFile) -> str:
+        self._jobs.run({"job": "update"}, file.path, file.lines)
+        return file.path
+
+    def _finished(
         self,
-        path: str,
+        job: Future[str],
         batch: list[tuple[T, ExportResult]],
         change_for: Callable[[T], ProfileChange],
     ) -> Iterator[tuple[T, ExportResult]]:
         try:
-            self._job(path, len(batch))
+            path = job.result()
         except (JobFailed, SailthruError) as exc:
             log.warning("bulk job failed (%s): sending its %d users one by one", exc, len(batch))
             yield from self._per_user([item for item, _ in batch], change_for)
             return
-        for item, result in batch:
-            yield item, ExportResult(result.status, result.record_id, "applied by a bulk job")
-
-    def _job(self, path: str, size: int) -> None:
-        self.jobs += 1
-        reply = self._api.post("job", {"job": "update"}, file=path)
-        job_id = reply.get("job_id")
-        if not job_id:
-            raise JobFailed(f"the job API answered without a job_id: {reply!r}")
-        log.info("bulk update job %s started for %d users", job_id, size)
-        waited, delay = 0.0, self._poll_interval
-        while True:
-            status = self._api.get("job", {"job_id": job_id})
-            state = str(status.get("status", "")).lower()
-            if state in _DONE:
-                return
-            if state == "error":
-                raise JobFailed(f"job {job_id} ended in error")
-            if waited >= self._timeout:
-                raise JobFailed(f"job {job_id} not done after {waited:.0f} s")
-            self._api.wait(delay)
-            waited += delay
-            delay = min(delay * 2, self._max_poll)
+        os.remove(path)  # the disk holds at most the files of the jobs in flight
+        yield from batch
 
     def _per_user(
         self, items: list[T], change_for: Callable[[T], ProfileChange]

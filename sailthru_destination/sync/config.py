@@ -63,8 +63,9 @@ class SyncConfig:
     ``match_column`` holds the value Sailthru matches users on (``match_key``: email,
     sid or extid). ``groups_column`` holds list memberships; ``optout_column`` an
     ``optout_email`` level per row. ``columns`` limits the var columns (all others when
-    empty); ``ignore`` drops columns. ``bulk`` is ``auto`` (the job API from
-    ``bulk_threshold`` changed users on), ``always`` or ``never``. ``lock_wait`` is how
+    empty); ``ignore`` drops columns. ``bulk`` is ``auto`` (the job API when the
+    cost model of :mod:`.bulk_choice` says it is faster, or from ``bulk_threshold`` changed
+    rows on when that is set), ``always`` or ``never``. ``lock_wait`` is how
     many seconds a run waits for another run of the same model to finish before it gives
     up (exit 2).
     """
@@ -86,7 +87,7 @@ class SyncConfig:
     optout: str | None = None
     concurrency: int | None = None
     bulk: BulkMode = "auto"
-    bulk_threshold: int = 1000
+    bulk_threshold: int | None = None
     state: str | None = None
     report_dir: str | None = None
     allow_empty: bool = False
@@ -108,8 +109,9 @@ class SyncConfig:
             raise ConfigError(f"bulk must be one of {', '.join(_BULK_MODES)}; got {self.bulk!r}")
         if self.price_unit not in ("dollars", "cents"):
             raise ConfigError(f"price_unit must be 'dollars' or 'cents'; got {self.price_unit!r}")
-        if isinstance(self.bulk_threshold, bool) or not isinstance(self.bulk_threshold, int) or (
-            self.bulk_threshold < 1
+        if self.bulk_threshold is not None and (
+            isinstance(self.bulk_threshold, bool) or not isinstance(self.bulk_threshold, int)
+            or self.bulk_threshold < 1
         ):
             raise ConfigError(f"bulk_threshold must be a whole number >= 1; got "
                               f"{self.bulk_threshold!r}")

@@ -63,8 +63,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                 "latency)."),
         "bulk": _setting({"enum": ["auto", "always", "never"]}, "Use the job API for many "
                          "changed users.", default="auto"),
-        "bulk_threshold": _setting({"type": "integer", "minimum": 1}, "Changed users from "
-                                   "which bulk auto uses a job.", default=1000),
+        "bulk_threshold": _setting({"type": ["integer", "null"], "minimum": 1}, "Changed rows "
+                                   "from which bulk auto uses a job (default: the cost model "
+                                   "decides)."),
         "state": _setting(_OPTIONAL_NAME, "State file (default: <home>/<name>.db)."),
         "report_dir": _setting(_OPTIONAL_NAME, "Folder for the run's report (default: "
                                "<home>/reports/<name>-<time>)."),
@@ -138,7 +139,7 @@ def _problem(value: object, rule: Mapping[str, Any]) -> str | None:
 
 def check_settings(settings: Mapping[str, Any]) -> list[str]:
     """Every problem of ``settings`` (a config file's object) under :data:`CONFIG_SCHEMA`,
-    each naming its setting, e.g. ``bulk_threshold must be a whole number (got "10")``."""
+    each naming its setting, e.g. ``bulk_threshold must be a whole number or null (got "10")``."""
     known = CONFIG_SCHEMA["properties"]
     problems = []
     for key, value in settings.items():

@@ -19,6 +19,9 @@ __all__ = [
     "RowProblem", "UserRow", "is_deleted", "read_user_row", "row_key", "storable", "user_key",
 ]
 
+# What json.dumps(sort_keys=True, default=str) does, without building an encoder per row.
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+
 
 class RowProblem(ValueError):
     """A row the config cannot read; ``field`` names the column."""
@@ -153,7 +156,6 @@ def read_user_row(row: Row, config: SyncConfig, pk: str) -> UserRow:
     if config.columns and config.match_key == "email" and config.match_column == "email":
         properties.setdefault("email", match)
     digest = hashlib.sha256(
-        json.dumps([match, properties, sorted(groups), optout], sort_keys=True, default=str)
-        .encode("utf-8")
+        _HASH_ENCODER.encode([match, properties, sorted(groups), optout]).encode("utf-8")
     ).hexdigest()
     return UserRow(pk, match, properties, groups, optout, digest)

@@ -43,7 +43,9 @@ from ..destination import SailthruDestination
 from ..profiles import ProfileChange
 from ..results import ExportResult, Status
 from .bulk import BulkExporter
+from .bulk_choice import use_bulk
 from .config import SyncConfig
+from .digest import content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, storable, user_key
 from .sources import Row
@@ -55,6 +57,8 @@ __all__ = ["RecordFailure", "RecordNotice", "RunAborted", "RunSummary", "SyncRun
 log = logging.getLogger(__name__)
 
 _UNCHANGED_DETAIL = "unchanged: no call made"
+# One encoder for every spooled row (json.dumps with options builds one per call).
+_SPOOL_ENCODER = json.JSONEncoder(default=str)
 # An email change that renamed the old user, or found no old user: nothing is left behind.
 _MOVED_WITH_THE_ROW = ("email changed", "old email unknown to Sailthru: user created")
 
@@ -129,8 +133,11 @@ class SyncRunner:
         try:
             if self._config.object in ("events", "purchases", "returns"):
                 from .activity import send_activity
+                from .purchase_import import bulk_purchases
 
-                send_activity(self._dest, self._config, rows, self.summary, self._fail)
+                bulk = bulk_purchases(self._dest, self._config, self._state, self.summary)
+                send_activity(self._dest, self._config, rows, self.summary, self._fail,
+                              bulk=bulk)
                 return self.summary
             self._check_fingerprint()
             self._state.start_run()
@@ -198,6 +205,13 @@ class SyncRunner:
                 continue
             # Even a row that fails holds its user: the model still wants that user.
             key = user_key(self._config, row.data.get(self._config.match_column))
+            stored = self._state.get_hash(pk)
+            digest = row_digest(row)
+            if unchanged_row(stored, digest) and "__problem__" not in row.data:
+                # The very row last applied: no need to map it (the no-change re-run's cost).
+                if not self._state.see(pk, key, row.where, valid=True, changed=False):
+                    self._duplicate(pk, row)
+                continue
             user: UserRow | RowProblem
             try:
                 if key is not None:
@@ -206,24 +220,31 @@ class SyncRunner:
             except RowProblem as exc:
                 user, key = exc, None
             valid = isinstance(user, UserRow)
-            changed = isinstance(user, UserRow) and self._state.get_hash(pk) != user.hash
+            changed = isinstance(user, UserRow) and content_part(stored) != user.hash
             if not self._state.see(pk, key, row.where, valid=valid, changed=changed):
-                self._fail(RecordFailure(
-                    pk, f"duplicate primary key {self._config.primary_key}={pk!r}: only the "
-                    "first row with this key was used", self._config.primary_key, row.where))
+                self._duplicate(pk, row)
                 continue
             if isinstance(user, RowProblem):
                 self._fail(RecordFailure(pk, user.reason, user.field, row.where))
             elif changed:
-                spool.write(json.dumps(_spooled(user, row.where), default=str) + "\n")
+                spooled = _spooled(user, row.where)
+                spooled["hash"] = stored_hash(user.hash, digest)
+                spool.write(_SPOOL_ENCODER.encode(spooled) + "\n")
+            elif stored != stored_hash(user.hash, digest):
+                # The same user read differently (or stored before row digests): remember
+                # the new digest so the next run skips mapping it.
+                self._state.set_hash(pk, stored_hash(user.hash, digest))
+
+    def _duplicate(self, pk: str, row: Row) -> None:
+        self._fail(RecordFailure(
+            pk, f"duplicate primary key {self._config.primary_key}={pk!r}: only the "
+            "first row with this key was used", self._config.primary_key, row.where))
 
     def _mark_deleted(self, row: Row, pk: str) -> None:
         """A row the model marks deleted: gone this run, with the values last applied (else,
         never synced through this state, the row's own)."""
         if not self._state.mark_deleted(pk):
-            self._fail(RecordFailure(
-                pk, f"duplicate primary key {self._config.primary_key}={pk!r}: only the "
-                "first row with this key was used", self._config.primary_key, row.where))
+            self._duplicate(pk, row)
             return
         if self._state.get(pk) is not None:
             return
@@ -301,10 +322,9 @@ class SyncRunner:
             bar.close()
 
     def _use_bulk(self, changed: int) -> bool:
-        mode = self._config.bulk
-        if mode == "never" or self._config.sync_mode != "upsert" or changed == 0:
+        if self._config.sync_mode != "upsert":
             return False
-        return mode == "always" or changed >= self._config.bulk_threshold
+        return use_bulk(self._config, changed, self._dest.api.limiter("POST", "user").rate)
 
     def _per_user(self, pending: Iterable[_Pending]) -> Iterator[tuple[_Pending, ExportResult]]:
         window: deque[_Pending] = deque()

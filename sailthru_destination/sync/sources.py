@@ -40,10 +40,15 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class Row:
-    """One row of the model and where it was found (``line 12``, ``row 40``)."""
+    """One row of the model and where it was found (``line 12``, ``row 40``).
+
+    ``raw`` is the row's text as read, when the source has it for free (a JSON line): the
+    cheap unchanged check hashes it instead of encoding ``data`` again.
+    """
 
     where: str
     data: dict[str, Any]
+    raw: str | None = None
 
 
 def plain(value: Any) -> Any:
@@ -171,7 +176,9 @@ def _csv_records(handle: IO[str], reader: Any, header: list[str]) -> Iterator[Ro
 def _csv_row(where: str, header: list[str], values: list[str]) -> Row:
     data = dict(zip(header, values, strict=False))  # a short row lacks its last columns
     extra = values[len(header):]
-    problem = _not_utf8(iter([*data, *data.values(), *extra]))
+    # Most rows are ASCII: then no byte can have been undecodable, and no cell is searched.
+    ascii_only = "".join(values).isascii() and "".join(header).isascii()
+    problem = None if ascii_only else _not_utf8(iter([*data, *data.values(), *extra]))
     if problem:
         # Kept (readable) so the row's key still counts as seen: never "gone".
         data = {_readable(k): _readable(v) for k, v in data.items()}
@@ -183,6 +190,7 @@ def _csv_row(where: str, header: list[str], values: list[str]) -> Row:
 
 def _jsonl_rows(file: Path) -> Iterator[Row]:
     with file.open(encoding="utf-8", errors="surrogateescape", newline=None) as handle:
+        decoder = _Decoder()
         number = 0
         while True:
             line = handle.readline(MAX_LINE_CHARS + 1)
@@ -197,7 +205,7 @@ def _jsonl_rows(file: Path) -> Iterator[Row]:
                 continue
             text = line.strip()
             if text:
-                yield _json_row(where, text)
+                yield _json_row(where, text, decoder)
 
 
 def _skip_rest_of_line(handle: IO[str]) -> None:
@@ -207,21 +215,38 @@ def _skip_rest_of_line(handle: IO[str]) -> None:
             return
 
 
-def _json_row(where: str, text: str) -> Row:
-    problem = _not_utf8(iter([text]))
-    repeated: list[str] = []
+class _Decoder:
+    """Decodes JSON lines, noting repeated keys (``json`` keeps the last one silently).
 
-    def pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    One per file: building a decoder per line cost more than decoding a short line.
+    """
+
+    def __init__(self) -> None:
+        self.repeated: list[str] = []
+        self._decoder = json.JSONDecoder(object_pairs_hook=self._pairs)
+
+    def _pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         data = dict(pairs)
         if len(data) != len(pairs):
-            repeated.extend(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+            self.repeated.extend(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
         return data
 
+    def decode(self, text: str) -> Any:
+        self.repeated.clear()
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return self._decoder.decode(text)
+
+
+def _json_row(where: str, text: str, decoder: _Decoder | None = None) -> Row:
+    problem = None if text.isascii() else _not_utf8(iter([text]))
+    decoder = decoder or _Decoder()
     if too_deep_at(text) is not None:
         return Row(where, {"__problem__": "not valid JSON: nested too deeply (deeper than "
                                           f"{MAX_JSON_DEPTH} levels)"})
     try:
-        data = json.loads(_readable(text), object_pairs_hook=pairs_to_dict)
+        # Without an undecodable byte the text is already readable: no re-encoding.
+        data = decoder.decode(_readable(text) if problem else text)
     except RecursionError:
         return Row(where, {"__problem__": "not valid JSON: nested too deeply"})
     except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
@@ -231,10 +256,12 @@ def _json_row(where: str, text: str) -> Row:
         return Row(where, {"__problem__": "each line must be a JSON object"})
     if problem:
         data["__problem__"] = problem
-    elif repeated:
+    elif decoder.repeated:
         # json would silently keep the last value; the row is kept (its key still counts as
         # seen) but refused.
-        data["__problem__"] = f"the key {repeated[0]!r} appears twice in one object"
+        data["__problem__"] = f"the key {decoder.repeated[0]!r} appears twice in one object"
+    else:
+        return Row(where, data, text)
     return Row(where, data)
 
 

@@ -15,6 +15,7 @@ is kept out by :class:`~sailthru_destination.sync.runlock.RunLock`) is never loc
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,6 +170,12 @@ class SyncState(RunRows, SentKeysTable, StateDb):
         """Remember ``record`` as applied (written within 0.2 s, and by :meth:`flush`)."""
         with self._lock:
             self._buffer(self._pending, record.pk, record)
+
+    def set_hash(self, pk: str, digest: str) -> None:
+        """Replace only the stored hash of ``pk`` (the row was unchanged but read differently)."""
+        record = self.get(pk)
+        if record is not None:
+            self.put(dataclasses.replace(record, hash=digest))
 
     def forget(self, pk: str) -> None:
         """Drop ``pk`` (its user was deleted, cleared or left alone after the row went away)."""

@@ -1,7 +1,12 @@
-"""/job: export_list_data (a CSV the fake serves itself), bulk update, and list import.
+"""/job: export_list_data (a CSV the fake serves itself), bulk update, list and purchase import.
 
 Updates and imports take effect when the job is created; the job then reports ``pending``
 until its ``job_polls``-th GET (configurable, to test polling, timeouts and failed jobs).
+A ``purchase_import`` file holds one POST /purchase payload per line (the format of
+:mod:`sailthru_destination.sync.jobfile`); each line becomes a completed purchase, readable
+by GET /purchase, and a line that cannot be imported is counted in ``errors`` and named in
+``error_lines`` (``{line, error}``), never silently dropped. Imported purchases trigger
+nothing (as in Sailthru, where they do not start flows).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._protocol import is_loopback_url
+from ..sync.jobfile import read_line
+from ._commerce import post_purchase
 from ._errors import ApiError, invalid_parameter
 from ._forms import Form
 from ._lists import add_emails, unknown_list
@@ -44,6 +51,10 @@ def post_job(state: State, payload: Mapping[str, Any], form: Form) -> Answer:
     elif kind == "update":
         processed, errors = (0, 0) if state.job_fails else _run_update(state, payload, form)
         job = _new_job(state, kind, "Bulk Update", {"processed": processed, "errors": errors})
+    elif kind == "purchase_import":
+        processed, problems = (0, []) if state.job_fails else _run_purchase_import(state, form)
+        job = _new_job(state, kind, "Purchase Import", {
+            "processed": processed, "errors": len(problems), "error_lines": problems})
     elif kind == "import":
         processed = 0 if state.job_fails else _run_import(state, payload, form)
         name = str(payload.get("list") or "")
@@ -181,7 +192,7 @@ def _run_update(state: State, payload: Mapping[str, Any], form: Form) -> tuple[i
         lines: list[dict[str, Any] | None] = [{"id": e} for e in _split(payload["emails"])]
     else:
         text = _fetch(str(payload["url"])) if source == "url" else form.files["file"].decode()
-        lines = [_json_line(line) for line in text.splitlines() if line.strip()]
+        lines = [read_line(line) for line in text.splitlines() if line.strip()]
     processed = errors = 0
     for line in lines:
         try:
@@ -192,6 +203,25 @@ def _run_update(state: State, payload: Mapping[str, Any], form: Form) -> tuple[i
         except ApiError:
             errors += 1
     return processed, errors
+
+
+def _run_purchase_import(state: State, form: Form) -> tuple[int, list[dict[str, Any]]]:
+    """Import each line as a completed purchase; return how many, and the lines refused."""
+    if "file" not in form.files:
+        raise invalid_parameter("Missing required parameter: file")
+    processed, problems = 0, []
+    for number, text in enumerate(form.files["file"].decode("utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        line = read_line(text)
+        try:
+            if line is None:
+                raise invalid_parameter("Invalid JSON line: each line must be a JSON object")
+            post_purchase(state, {**line, "incomplete": 0})
+            processed += 1
+        except ApiError as exc:
+            problems.append({"line": number, "error": exc.message})
+    return processed, problems
 
 
 def _run_import(state: State, payload: Mapping[str, Any], form: Form) -> int:
@@ -216,14 +246,6 @@ def _fetch(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback only)
         data: bytes = response.read()
     return data.decode("utf-8")
-
-
-def _json_line(line: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _merged(line: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def _config_file(tmp_path: Path, settings: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"bulk_threshold": "10"}, "bulk_threshold must be a whole number (got '10')"),
+    ({"bulk_threshold": "10"}, "bulk_threshold must be a whole number or null (got '10')"),
     ({"price_unit": "euros"}, "price_unit must be one of 'dollars', 'cents' (got 'euros')"),
     ({"allow_empty": "yes"}, "allow_empty must be true or false (got 'yes')"),
     ({"columns": ["a", 3]}, "columns item 2 must be text"),

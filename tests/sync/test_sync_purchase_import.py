@@ -1,0 +1,192 @@
+"""Historical purchases through purchase_import jobs: each order in Sailthru exactly once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import make_fake
+
+from sailthru_destination.api import SailthruApi
+from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.options import AppOptions
+from sailthru_destination.sentkeys import KeyState
+from sailthru_destination.sync import jobs
+from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.jobfile import dumps_line
+from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunner
+from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.state import SyncState
+from sailthru_destination.testing import FakeSailthru
+
+FAST = {"default": 10000.0}
+ITEM = {"id": "sku1", "title": "Shoe", "qty": 2, "price": 9.99, "url": "https://x.test/s"}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSailthru]:
+    with make_fake(rate_limits=FAST) as running:
+        yield running
+
+
+def _orders(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"id": f"o{i}", "order_id": f"o{i}", "email": f"p{i}@example.com", "items": [ITEM]}
+            for i in range(start, start + n)]
+
+
+def _sync(fake: FakeSailthru, tmp_path: Path, rows: list[dict[str, Any]],
+          failures: list[RecordFailure] | None = None, rate: float = 10000.0,
+          **settings: Any) -> RunSummary:
+    limits = {**FAST, "purchase": rate}
+    config = SyncConfig(name="t", object="purchases", rate_limits=limits, **settings)
+    app = AppOptions("test-key", "test-secret", fake.url)
+    api = SailthruApi(app, rate_limits=limits, sleep=lambda _s: None)
+    options = config.destination_options(lock_dir=str(tmp_path / "locks"))
+    with SyncState(tmp_path / "s.db") as state, \
+            SailthruDestination(app, options, api=api, sent_keys=state) as dest:
+        sink = failures.append if failures is not None else None
+        source = [Row(f"line {n}", dict(r)) for n, r in enumerate(rows, start=1)]
+        return SyncRunner(dest, config, state, on_failure=sink).run(source)
+
+
+def _extids(fake: FakeSailthru) -> list[str]:
+    return sorted(str(p["purchase_keys"]["extid"]) for p in fake.purchases)
+
+
+def test_the_fake_imports_each_line_and_reports_a_malformed_one(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    good = {"email": "a@example.com", "items": [{"id": "s", "title": "T", "qty": 1,
+                                                 "price": 500, "url": "https://x.test/s"}],
+            "purchase_keys": {"extid": "A-1"}}
+    path = tmp_path / "p.jsonl"
+    path.write_text(dumps_line(good) + "not json\n" + dumps_line({"email": "b@example.com"}),
+                    encoding="utf-8")
+    api = SailthruApi(AppOptions("test-key", "test-secret", fake.url), sleep=lambda _s: None)
+    with api:
+        job_id = api.post("job", {"job": "purchase_import"}, file=str(path))["job_id"]
+        status = api.get("job", {"job_id": job_id})
+        found = api.get("purchase", {"purchase_id": "A-1", "purchase_key": "extid"})
+    assert (status["status"], status["processed"], status["errors"]) == ("completed", 1, 2)
+    assert [e["line"] for e in status["error_lines"]] == [2, 3]
+    assert "JSON" in status["error_lines"][0]["error"]
+    assert found["email"] == "a@example.com"
+    assert found["total"] == 500
+
+
+def test_a_backfill_goes_in_one_job_and_a_rerun_sends_nothing(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    summary = _sync(fake, tmp_path, _orders(50), bulk="always")
+    assert (summary.path, summary.jobs, summary.counts["sent"]) == ("bulk", 1, 50)
+    assert fake.calls[("POST", "purchase")] == 0
+    assert _extids(fake) == sorted(f"o{i}" for i in range(50))
+    again = _sync(fake, tmp_path, _orders(55), bulk="always")
+    assert (again.counts["unchanged"], again.counts["sent"]) == (50, 5)
+    assert len(fake.purchases) == 55
+    with SyncState(tmp_path / "s.db") as state:
+        assert state.sent_count("purchase") == 55
+
+
+def test_a_bad_row_fails_alone(fake: FakeSailthru, tmp_path: Path) -> None:
+    failures: list[RecordFailure] = []
+    rows = [*_orders(3), {"id": "bad", "order_id": "bad", "email": "x@example.com",
+                          "items": [{"id": "s", "title": "T", "qty": 1}]}]
+    summary = _sync(fake, tmp_path, rows, failures, bulk="always")
+    assert (summary.counts["sent"], summary.failed) == (3, 1)
+    assert (failures[0].where, failures[0].field) == ("line 4", "items")
+
+
+def test_a_job_that_errors_after_importing_part_of_its_file_leaves_each_order_once(
+    tmp_path: Path,
+) -> None:
+    with make_fake(rate_limits=FAST, job_fails=True) as fake:
+        # As if the failed job had imported the first 4 orders before it stopped.
+        api = SailthruApi(AppOptions("test-key", "test-secret", fake.url),
+                          sleep=lambda _s: None)
+        with api:
+            for order in _orders(4):
+                api.post("purchase", {"email": order["email"], "incomplete": 0,
+                                      "items": [{**ITEM, "price": 999}],
+                                      "purchase_keys": {"extid": order["order_id"]}})
+        summary = _sync(fake, tmp_path, _orders(10), bulk="always")
+        assert summary.counts["sent"] == 10
+        assert _extids(fake) == sorted(f"o{i}" for i in range(10))  # each exactly once
+        assert fake.calls[("POST", "purchase")] == 4 + 6
+        with SyncState(tmp_path / "s.db") as state:
+            assert state.sent_count("purchase") == 10
+
+
+def test_a_refused_job_releases_its_claims_and_sends_one_by_one(
+    fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = jobs.JobRunner.run
+
+    def refused(self: jobs.JobRunner, params: Any, path: str, size: int) -> dict[str, Any]:
+        return real(self, {**params, "job": "no_such_job"}, path, size)
+
+    monkeypatch.setattr(jobs.JobRunner, "run", refused)
+    summary = _sync(fake, tmp_path, _orders(5), bulk="always")
+    assert summary.counts["sent"] == 5
+    assert fake.calls[("GET", "purchase")] == 0  # nothing in doubt: no read-back
+    assert _extids(fake) == sorted(f"o{i}" for i in range(5))
+
+
+@pytest.mark.parametrize("posted", [True, False])
+def test_a_crash_mid_run_never_sends_an_order_twice(
+    fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, posted: bool
+) -> None:
+    real = jobs.JobRunner.run
+
+    def crash(self: jobs.JobRunner, params: Any, path: str, size: int) -> dict[str, Any]:
+        if posted:
+            real(self, params, path, size)
+        raise KeyboardInterrupt  # the process dies before the orders are settled
+
+    with monkeypatch.context() as patch:
+        patch.setattr(jobs.JobRunner, "run", crash)
+        with pytest.raises(KeyboardInterrupt):
+            _sync(fake, tmp_path, _orders(6), bulk="always")
+    with SyncState(tmp_path / "s.db") as state:
+        assert state.sent_count("purchase", KeyState.PENDING) == 6
+    failures: list[RecordFailure] = []
+    again = _sync(fake, tmp_path, _orders(6), failures, bulk="always")
+    if posted:
+        assert again.counts["sent"] == 6  # read back and found: recorded, not re-sent
+        assert _extids(fake) == sorted(f"o{i}" for i in range(6))
+    else:  # claimed, never posted: reported, never silently re-sent or dropped
+        assert (again.failed, len(fake.purchases)) == (6, 0)
+        assert "pending" in failures[0].reason
+    assert fake.calls[("POST", "purchase")] == 0
+
+
+def test_auto_imports_only_when_the_cost_model_says_it_is_faster(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    few = _sync(fake, tmp_path, _orders(5), bulk="auto")
+    assert (few.path, fake.calls[("POST", "purchase")]) == ("per-user", 5)
+    # At 1 order/s, 100 orders cost 100 s one by one: a job (about 70 s) is faster.
+    many = _sync(fake, tmp_path, _orders(100, start=5), bulk="auto", rate=1.0)
+    assert (many.path, many.jobs, many.counts["sent"]) == ("bulk", 1, 100)
+    assert fake.calls[("POST", "purchase")] == 5
+    never = _sync(fake, tmp_path, _orders(100, start=200), bulk="never", rate=1.0)
+    assert never.path == "per-user"
+    assert json.dumps(many.to_dict())
+
+
+def test_a_job_reporting_refused_lines_has_every_order_read_back(
+    fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = jobs.JobRunner.run
+
+    def with_errors(self: jobs.JobRunner, params: Any, path: str, size: int) -> dict[str, Any]:
+        return {**real(self, params, path, size), "errors": 1}
+
+    monkeypatch.setattr(jobs.JobRunner, "run", with_errors)
+    summary = _sync(fake, tmp_path, _orders(4), bulk="always")
+    assert summary.counts["sent"] == 4
+    assert fake.calls[("GET", "purchase")] >= 4
+    assert _extids(fake) == sorted(f"o{i}" for i in range(4))

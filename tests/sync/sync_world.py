@@ -1,0 +1,187 @@
+"""A fake Sailthru and a folder of state files, and the sync runs the stateful test makes.
+
+The runs are wired as :func:`sailthru_destination.sync.run.run_sync` wires them (API,
+destination with the state as its sent-keys store, runner), but in process, with waits
+that return at once and an in-process rate limiter, so hundreds of runs fit in seconds.
+An interrupted run forks: the child runs and SIGKILLs itself right after its N-th API
+call (the request was sent and answered, nothing after it happened), as a crash would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sailthru_destination._protocol import ErrorCode
+from sailthru_destination.api import SailthruApi
+from sailthru_destination.calllog import CallRecord
+from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.options import AppOptions
+from sailthru_destination.ratelimit import RateLimiterRegistry
+from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunner
+from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.state import SyncState
+from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.testing import _app as fake_app
+from sailthru_destination.testing._errors import ApiError
+
+KEY, SECRET = "stateful-key", "stateful-secret"
+FAST = {"default": 100_000.0}
+OBJECTS = ("users", "events", "purchases")
+# How long a killed child may take before the test gives up on it (a hang is a failure).
+_CHILD_TIMEOUT = 60.0
+
+
+@dataclass
+class ModelRun:
+    """What one model's run said: its summary and the records it reported failed."""
+
+    summary: RunSummary
+    failures: list[RecordFailure] = field(default_factory=list)
+
+
+def _no_wait(_seconds: float) -> None:
+    """Waits (backoff, delete confirmation) return at once: the fake needs no time to settle."""
+
+
+def run_model(
+    url: str,
+    folder: Path,
+    obj: str,
+    rows: list[Row],
+    settings: Mapping[str, Any],
+    on_call: Callable[[CallRecord], object] | None = None,
+) -> ModelRun:
+    """Run the sync of one model (``obj``: users, events or purchases) to the end."""
+    config = SyncConfig(object=obj, name=obj, rate_limits=FAST, allow_empty=True, **settings)
+    app = AppOptions(KEY, SECRET, url, read_timeout=5.0)
+    api = SailthruApi(app, sleep=_no_wait, rate_limits=FAST, concurrency=config.concurrency,
+                      limiters=RateLimiterRegistry(FAST))
+    api.call_log.sink = on_call
+    options = config.destination_options(lock_dir=str(folder / "locks"))
+    failures: list[RecordFailure] = []
+    with SyncState(folder / f"{obj}.db") as state, SailthruDestination(
+        app, options, api=api, sent_keys=state
+    ) as destination:
+        runner = SyncRunner(destination, config, state, on_failure=failures.append)
+        summary = runner.run(rows)
+    return ModelRun(summary, failures)
+
+
+def run_killed(
+    url: str,
+    folder: Path,
+    models: Mapping[str, list[Row]],
+    settings: Mapping[str, Any],
+    kill_after: int,
+) -> bool:
+    """Run the models in a forked child that SIGKILLs itself after its ``kill_after``-th call.
+
+    True when the kill happened (False: the runs finished in fewer calls).
+    """
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the test runner
+        code = 0
+        try:
+            calls = 0
+
+            def count(_record: CallRecord) -> None:
+                nonlocal calls
+                calls += 1
+                if calls >= kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            for obj in OBJECTS:
+                run_model(url, folder, obj, models[obj], settings, count)
+        except BaseException:
+            code = 3
+        os._exit(code)
+    return _reap(pid)
+
+
+def _reap(pid: int) -> bool:
+    deadline = time.monotonic() + _CHILD_TIMEOUT
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("an interrupted run hung")
+        time.sleep(0.002)
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+        return True
+    code = os.WEXITSTATUS(status)
+    if code != 0:
+        raise AssertionError(f"an interrupted run crashed on its own (exit {code})")
+    return False
+
+
+@contextlib.contextmanager
+def answer_5xx_after_applying(rate: Callable[[], float], rng: random.Random) -> Iterator[None]:
+    """Make the fake apply a POST/DELETE, then answer 503 with error 9 (``rate()`` of them).
+
+    The fake's own ``server_error_rate`` fails a request *before* applying it; production
+    also answers 5xx after doing the work (a gateway timeout), which only a reply-side fault
+    shows. The route table is the fake's extension point; it is restored on exit.
+    """
+    saved = dict(fake_app.ROUTES)
+
+    def wrap(handler: fake_app.Handler) -> fake_app.Handler:
+        def applied_then_failed(state: Any, payload: Any, form: Any) -> tuple[int, dict[str, Any]]:
+            reply = handler(state, payload, form)
+            if reply[0] == 200 and rng.random() < rate():
+                raise ApiError(503, ErrorCode.INTERNAL_ERROR, "Internal error (after applying)")
+            return reply
+
+        return applied_then_failed
+
+    for route, handler in saved.items():
+        if route[0] != "GET":
+            fake_app.ROUTES[route] = wrap(handler)
+    try:
+        yield
+    finally:
+        fake_app.ROUTES.clear()
+        fake_app.ROUTES.update(saved)
+
+
+def sent_keys(folder: Path, obj: str) -> dict[str, str]:
+    """The sent-keys store of a model's state: key -> pending, sent or unknown."""
+    path = folder / f"{obj}.db"
+    if not path.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {str(k): str(s) for k, s in db.execute("SELECT key, state FROM sent")}
+
+
+def applied_keys(folder: Path) -> set[str]:
+    """The primary keys the users state remembers as applied."""
+    path = folder / "users.db"
+    if not path.exists():
+        return set()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {str(pk) for (pk,) in db.execute("SELECT pk FROM records")}
+
+
+def scratch_folder() -> Path:
+    """A new folder for state files, in memory when the machine has /dev/shm (SQLite commits
+    cost most of a small run on disk)."""
+    shm = Path("/dev/shm")
+    return Path(tempfile.mkdtemp(prefix="sync-stateful-", dir=shm if shm.is_dir() else None))
+
+
+def make_fake() -> FakeSailthru:
+    """A fake Sailthru whose limits never make the runner wait."""
+    return FakeSailthru(api_key=KEY, api_secret=SECRET, rate_limits=FAST)

@@ -1,0 +1,282 @@
+"""Random model histories synced through faults and crashes end as the reference says.
+
+A hypothesis state machine edits a users model (add a row; change its properties and
+groups; change its email; re-create it under a new key; give two rows one email in any
+case; remove it) and appends events and purchases. Between runs it injects the fake's
+faults (dropped connections, 5xx before or after applying, false-200 deletes, stale
+reads) and kills runs at a random API call. After every complete run with no fault it
+checks, for the delete behaviour of the machine (nothing, clear, delete):
+
+* the fake's users, vars and lists are what :func:`stateful_model.expected_users` says;
+* no event or purchase is in the fake twice, and each is either there or was reported;
+* nothing is reported done that is not: no failure in that run, the state remembers
+  exactly the live rows, each order or event it calls sent is in the fake, and the
+  created and deleted counts are the users that appeared and vanished.
+
+CI runs a small, derandomized budget. ``SAILTHRU_STATEFUL=bench`` (see bench/README.md)
+selects the big budget with random seeds.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sys
+from collections import Counter
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from stateful_model import (
+    ITEM,
+    SHOP_DOMAIN,
+    USER_DOMAIN,
+    Model,
+    Person,
+    expected_users,
+    user_sids,
+    users_view,
+)
+from sync_world import (
+    OBJECTS,
+    ModelRun,
+    answer_5xx_after_applying,
+    applied_keys,
+    make_fake,
+    run_killed,
+    run_model,
+    scratch_folder,
+    sent_keys,
+)
+
+from sailthru_destination.testing import Faults
+
+_COMMON = {"deadline": None, "suppress_health_check": list(HealthCheck)}
+settings.register_profile("ci", max_examples=25, stateful_step_count=25, derandomize=True,
+                          **_COMMON)  # type: ignore[arg-type]
+settings.register_profile("bench", max_examples=2_000, stateful_step_count=50,
+                          **_COMMON)  # type: ignore[arg-type]
+settings.register_profile("noshrink", max_examples=25, stateful_step_count=25, derandomize=True,
+                          phases=[Phase.explicit, Phase.generate],
+                          **_COMMON)  # type: ignore[arg-type]
+PROFILE = settings.get_profile(os.environ.get("SAILTHRU_STATEFUL", "ci"))
+
+NAMES = ("ann", "bob", "cy", "dee")
+props = st.dictionaries(st.sampled_from(("plan", "score", "city")),
+                        st.sampled_from(("gold", "free", "Lyon")) | st.integers(0, 3),
+                        max_size=3).map(lambda d: tuple(sorted(d.items())))
+groups = st.frozensets(st.sampled_from(("A", "B", "C")), max_size=3)
+cases = st.sampled_from((str.lower, str.upper, str.title))
+pick = st.integers(0, 1_000)
+faults = st.builds(
+    Faults,
+    connection_error_rate=st.sampled_from((0.0, 0.1, 0.3)),
+    server_error_rate=st.sampled_from((0.0, 0.1, 0.3)),
+    false_ok_delete_rate=st.sampled_from((0.0, 0.3, 0.9)),
+    stale_read_window=st.sampled_from((0.0, 30.0)),  # 30 s: every read in the run is stale
+)
+
+
+class SyncMachine(RuleBasedStateMachine):
+    """A model history synced through faults and crashes; ``behavior`` is set by subclasses."""
+
+    behavior = "nothing"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = Model()
+        self.folder = scratch_folder()
+        self.fake = make_fake().start()
+        self.after_apply = 0.0
+        self.rng = random.Random(0)
+        self.patch = answer_5xx_after_applying(lambda: self.after_apply, self.rng)
+        self.patch.__enter__()
+        self.settings: dict[str, Any] = {"delete_behavior": self.behavior, "concurrency": 1}
+        self.reported: dict[str, set[str]] = {obj: set() for obj in OBJECTS}
+        self.dirty = False  # a crash or a failed record since the last clean run
+
+    def teardown(self) -> None:
+        try:
+            if sys.exc_info()[0] is None:  # the history ran to its end: check where it left us
+                self.check()
+        finally:
+            self.patch.__exit__(None, None, None)
+            self.fake.stop()
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    @initialize(seed=st.integers(0, 2**32 - 1), bulk=st.sampled_from(("never", "always")),
+                concurrency=st.just(1) if PROFILE.derandomize else st.integers(1, 4))
+    def configure(self, seed: int, bulk: str, concurrency: int) -> None:
+        self.rng.seed(seed)
+        self.settings.update(bulk=bulk, concurrency=concurrency)
+
+    # -- the model ----------------------------------------------------------------------------
+
+    def _pk(self, index: int) -> str:
+        keys = sorted(self.model.people)
+        return keys[index % len(keys)]
+
+    def _fresh_email(self, name: str) -> str:
+        return f"{name}{self.model.next_key + 1}@{USER_DOMAIN}"
+
+    @rule(name=st.sampled_from(NAMES), properties=props, member_of=groups)
+    def add_row(self, name: str, properties: Any, member_of: frozenset[str]) -> None:
+        email = self._fresh_email(name)
+        self.model.put(self.model.new_key(), Person(email, properties, member_of))
+
+    @precondition(lambda self: self.model.people)
+    @rule(index=pick, properties=props, member_of=groups)
+    def change_row(self, index: int, properties: Any, member_of: frozenset[str]) -> None:
+        pk = self._pk(index)
+        self.model.put(pk, Person(self.model.people[pk].email, properties, member_of))
+
+    @precondition(lambda self: self.model.people)
+    @rule(index=pick, name=st.sampled_from(NAMES), reuse=st.booleans(), other=pick, case=cases)
+    def change_email(self, index: int, name: str, reuse: bool, other: int, case: Any) -> None:
+        pk = self._pk(index)
+        if reuse:  # an email the model used before, maybe by a row since removed
+            used = sorted(self.model.ever)
+            email = case(used[other % len(used)])
+        else:
+            email = self._fresh_email(name)
+        person = self.model.people[pk]
+        self.model.put(pk, Person(email, person.props, person.groups))
+
+    @precondition(lambda self: self.model.people)
+    @rule(index=pick, properties=props, member_of=groups)
+    def recreate_row(self, index: int, properties: Any, member_of: frozenset[str]) -> None:
+        pk = self._pk(index)
+        email = self.model.people[pk].email
+        self.model.remove(pk)
+        self.model.put(self.model.new_key(), Person(email, properties, member_of))
+
+    @precondition(lambda self: len(self.model.people) >= 2)
+    @rule(index=pick, other=pick, case=cases)
+    def share_email(self, index: int, other: int, case: Any) -> None:
+        pk, owner = self._pk(index), self._pk(other)
+        if pk == owner:
+            owner = self._pk(other + 1)
+        person = self.model.people[pk]
+        email = case(self.model.people[owner].email)
+        self.model.put(pk, Person(email, person.props, person.groups))
+
+    @precondition(lambda self: self.model.people)
+    @rule(index=pick)
+    def remove_row(self, index: int) -> None:
+        self.model.remove(self._pk(index))
+
+    @rule(buyer=st.integers(0, 3))
+    def add_event(self, buyer: int) -> None:
+        key = f"e{len(self.model.events)}"
+        self.model.events.append({"id": key, "email": f"b{buyer}@{SHOP_DOMAIN}",
+                                  "event": "viewed", "rid": key})
+
+    @rule(buyer=st.integers(0, 3))
+    def add_purchase(self, buyer: int) -> None:
+        key = f"o{len(self.model.purchases)}"
+        self.model.purchases.append({"id": key, "order_id": key,
+                                     "email": f"b{buyer}@{SHOP_DOMAIN}", "items": [ITEM]})
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    @rule(chosen=faults, after_apply=st.sampled_from((0.0, 0.2, 0.5)))
+    def inject_faults(self, chosen: Faults, after_apply: float) -> None:
+        self.fake.faults = chosen
+        self.after_apply = after_apply
+
+    def _run_all(self) -> dict[str, ModelRun]:
+        runs = {}
+        models = self.model.rows()
+        for obj in OBJECTS:
+            runs[obj] = run_model(self.fake.url, self.folder, obj, models[obj], self.settings)
+            self.reported[obj] |= {f.record for f in runs[obj].failures}
+        if any(run.failures for run in runs.values()):
+            self.dirty = True
+        return runs
+
+    @rule()
+    def run(self) -> None:
+        self._run_all()
+
+    @rule(kill_after=st.integers(1, 60))
+    def interrupted_run(self, kill_after: int) -> None:
+        models = self.model.rows()
+        if run_killed(self.fake.url, self.folder, models, self.settings, kill_after):
+            self.dirty = True
+
+    @rule()
+    def check(self) -> None:
+        """A complete run with no fault, then every invariant."""
+        self.fake.faults = Faults()
+        self.after_apply = 0.0
+        counts_hold = not self.dirty
+        before = user_sids(self.fake.users)
+        unsettled = {obj: {k for k, s in sent_keys(self.folder, obj).items() if s != "sent"}
+                     for obj in ("events", "purchases")}
+        runs = self._run_all()
+        after = self.fake.users
+        self._check_users(runs["users"], before, after, counts_hold)
+        self._check_activity("events", runs["events"], self._posted_events(), unsettled)
+        self._check_activity("purchases", runs["purchases"], self._posted_orders(), unsettled)
+        self.dirty = False
+
+    # -- the invariants -----------------------------------------------------------------------
+
+    def _check_users(self, run: ModelRun, before: set[str], fake_users: dict[str, Any],
+                     counts_hold: bool) -> None:
+        users = users_view(fake_users)
+        expected = expected_users(self.model, self.behavior)
+        assert run.failures == [], f"failures in a run with no fault: {run.failures}"
+        missing = expected.present - set(users)
+        assert not missing, f"users of live rows missing from Sailthru: {sorted(missing)}"
+        extra = set(users) - expected.allowed
+        assert not extra, f"users Sailthru should not hold ({self.behavior}): {sorted(extra)}"
+        wrong = {e: (users[e], view) for e, view in expected.exact.items() if users[e] != view}
+        assert not wrong, f"users that differ from their row (got, wanted): {wrong}"
+        dirty = {e: users[e] for e in expected.blank & set(users) if users[e].vars or
+                 users[e].lists}
+        assert not dirty, f"cleared users that still hold vars or lists: {dirty}"
+        live = set(self.model.people)
+        assert applied_keys(self.folder) == live, "the state does not remember the live rows"
+        if counts_hold:
+            counts = run.summary.counts
+            sids = user_sids(fake_users)
+            created, vanished = sids - before, before - sids
+            assert counts["created"] == len(created), f"created {dict(counts)} vs {created}"
+            assert counts["deleted"] == len(vanished), f"deleted {dict(counts)} vs {vanished}"
+
+    def _posted_events(self) -> Counter[str]:
+        return Counter(str(e["vars"].get("rid")) for e in self.fake.events)
+
+    def _posted_orders(self) -> Counter[str]:
+        return Counter(str(p["purchase_keys"].get("extid")) for p in self.fake.purchases)
+
+    def _check_activity(self, obj: str, run: ModelRun, posted: Counter[str],
+                        unsettled: dict[str, set[str]]) -> None:
+        rows = self.model.events if obj == "events" else self.model.purchases
+        keys = {str(r["id"]) for r in rows}
+        twice = sorted(k for k, n in posted.items() if n > 1)
+        assert not twice, f"{obj} posted twice: {twice}"
+        assert set(posted) <= keys, f"{obj} posted that the model never had"
+        lost = keys - set(posted) - self.reported[obj]
+        assert not lost, f"{obj} neither in Sailthru nor reported: {sorted(lost)}"
+        said_sent = {k for k, state in sent_keys(self.folder, obj).items() if state == "sent"}
+        assert said_sent <= set(posted), f"{obj} recorded sent, not in Sailthru"
+        # Only a send left pending or unknown by an earlier run may fail again, as a report.
+        unexplained = {f.record for f in run.failures} - unsettled[obj]
+        assert not unexplained, f"{obj} failed in a run with no fault: {run.failures}"
+
+
+def _machine(behavior: str) -> Any:
+    machine: type[SyncMachine] = type(
+        f"Sync{behavior.title()}Machine", (SyncMachine,), {"behavior": behavior})
+    case = machine.TestCase
+    case.settings = PROFILE
+    return case
+
+
+TestSyncDeleteNothing = _machine("nothing")
+TestSyncDeleteClear = _machine("clear")
+TestSyncDeleteDelete = _machine("delete")

@@ -247,7 +247,16 @@ class ProfileExporter:
             payload["keys"] = {"email": new_email}
 
         if match is MatchKey.EMAIL and email_changed and old_email is not None:
-            return self._change_email(rid, payload, lists, old_email, value)
+            # A user who already owns the new email has none of this row yet: it gets the
+            # row whole (every var, every list), not the diff against the old email's user.
+            whole = (payload, lists)
+            if old_email.lower() != value.lower():  # not just a change of case: another user
+                all_vars = changed_vars(None, change.new_properties,
+                                        var_names=self._opts.var_names,
+                                        timezone=self._timezone, exclude=_KEY_PROPERTIES)
+                whole = ({**payload, "vars": all_vars} if all_vars else payload,
+                         membership_changes((), new_lists, always=always))
+            return self._change_email(rid, payload, lists, old_email, value, whole)
         if self._opts.sync_mode is SyncMode.UPDATE and not self._exists(str(match), value):
             return ExportResult(Status.SKIPPED, rid, "no such user in Sailthru (update mode)")
         self._send(payload, lists)
@@ -255,12 +264,13 @@ class ProfileExporter:
         return ExportResult(Status.CREATED if created else Status.UPDATED, rid)
 
     def _change_email(
-        self, rid: str, payload: dict[str, Any], lists: dict[str, int], old: str, new: str
+        self, rid: str, payload: dict[str, Any], lists: dict[str, int], old: str, new: str,
+        whole: tuple[dict[str, Any], dict[str, int]],
     ) -> ExportResult:
         # The user who already owns the new email wins; otherwise the user found by the
         # old email gets the new email key. Never a second user for one person.
         if self._exists("email", new):
-            self._send(payload, lists)
+            self._send(*whole)
             return ExportResult(Status.UPDATED, rid, "email already in Sailthru: updated that user")
         if self._exists("email", old):
             self._send({**payload, "id": old, "keys": {"email": new}}, lists)

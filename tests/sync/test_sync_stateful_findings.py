@@ -1,0 +1,67 @@
+"""What the stateful sync test found beyond issue 12's list, each as the smallest history.
+
+Each test is the shrunk example, written out by hand so it names the promise it breaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sync_world import make_fake, run_model
+
+from sailthru_destination.sync.sources import Row
+from sailthru_destination.testing import FakeSailthru
+
+ANN = "ann@model.example.com"
+BOB = "bob@model.example.com"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSailthru]:
+    with make_fake() as running:
+        yield running
+
+
+def _sync(fake: FakeSailthru, folder: Path, *rows: dict[str, Any], behavior: str = "nothing"
+          ) -> None:
+    settings = {"delete_behavior": behavior, "concurrency": 1, "bulk": "never"}
+    model = [Row(f"line {n}", row) for n, row in enumerate(rows, 2)]
+    run = run_model(fake.url, folder, "users", model, settings)
+    assert run.failures == []
+
+
+def _users(fake: FakeSailthru) -> dict[str, tuple[dict[str, Any], set[str]]]:
+    return {u["keys"]["email"]: (u["vars"], set(u["lists"])) for u in fake.users.values()}
+
+
+@pytest.mark.xfail(strict=True, reason="the runner renames the shared user (sync/runner.py)")
+def test_a_row_leaving_a_shared_email_leaves_the_user_to_the_row_still_on_it(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    first = {"id": "1", "email": ANN, "plan": "gold"}
+    second = {"id": "2", "email": ANN, "plan": "gold"}
+    _sync(fake, tmp_path, first, second)
+    _sync(fake, tmp_path, first, second | {"email": BOB})
+    # Row 1 still says ann: its user must stay. Today the email change of row 2 moves the
+    # one user to bob, and row 1, unchanged, is never sent again: ann is gone for good.
+    _sync(fake, tmp_path, first, second | {"email": BOB})
+    assert set(_users(fake)) == {ANN, BOB}
+
+
+@pytest.mark.parametrize("behavior", ["nothing", "clear"])
+def test_a_row_moving_onto_a_kept_user_gives_that_user_its_vars_and_lists(
+    fake: FakeSailthru, tmp_path: Path, behavior: str
+) -> None:
+    gone = {"id": "1", "email": ANN, "plan": "gold", "groups": ["A"]}
+    mover = {"id": "2", "email": BOB, "plan": "free", "groups": ["B"]}
+    _sync(fake, tmp_path, gone, mover, behavior=behavior)
+    _sync(fake, tmp_path, mover, behavior=behavior)  # ann's user is kept (or cleared)
+    _sync(fake, tmp_path, mover | {"email": ANN}, behavior=behavior)
+    # The only row on ann says plan free, group B; an update of the user that already owns
+    # the new email must carry the row's whole state, not its diff against the old email.
+    variables, lists = _users(fake)[ANN]
+    assert variables.get("plan") == "free"
+    assert "B" in lists

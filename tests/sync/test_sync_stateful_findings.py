@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_world import make_fake, run_model
+from sync_world import make_fake, run_killed, run_model
 
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.testing import FakeSailthru
@@ -65,3 +65,20 @@ def test_a_row_moving_onto_a_kept_user_gives_that_user_its_vars_and_lists(
     variables, lists = _users(fake)[ANN]
     assert variables.get("plan") == "free"
     assert "B" in lists
+
+
+@pytest.mark.xfail(strict=True, reason="the state learns of a user only after its POST "
+                   "(sync/runner.py, sync/state.py)")
+@pytest.mark.parametrize("behavior", ["clear", "delete"])
+def test_a_user_created_by_a_killed_run_gets_the_delete_behaviour_when_its_row_goes(
+    fake: FakeSailthru, tmp_path: Path, behavior: str
+) -> None:
+    settings = {"delete_behavior": behavior, "concurrency": 1, "bulk": "never"}
+    ann = {"id": "1", "email": ANN, "plan": "gold"}
+    models = {"users": [Row("line 2", ann)], "events": [], "purchases": []}
+    # Killed right after the POST /user that created ann was answered: Sailthru has the
+    # user, the state never heard of it (it is written after the reply, in batches).
+    assert run_killed(fake.url, tmp_path, models, settings, kill_after=1)
+    assert set(_users(fake)) == {ANN}
+    _sync(fake, tmp_path, behavior=behavior)  # ann's row is gone from the model
+    assert _users(fake).get(ANN, ({}, set())) == ({}, set())

@@ -1,6 +1,6 @@
 """The stateful sync test (tests/sync/test_sync_stateful.py) with a big budget and random seeds.
 
-CI runs 60 fixed examples per delete behaviour; this runs as many as asked, from a random
+CI runs 40 fixed examples per delete behaviour; this runs as many as asked, from a random
 seed (printed, so a failure can be replayed with ``--seed``); ``--threads 4`` lets runs use
 up to 4 threads (more interleavings, but an example may then not replay exactly).
 Prints each behaviour's outcome and the shrunk failing histories hypothesis found.

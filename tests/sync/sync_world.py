@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,24 +80,32 @@ class SkippedTime:
             yield
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where the runs go and how: the fake's URL, the state folder, the sync settings, the clock."""
+
+    url: str
+    folder: Path
+    settings: Mapping[str, Any]
+    clock: SkippedTime
+
+
 def run_model(
-    url: str,
-    folder: Path,
+    target: Target,
     obj: str,
     rows: list[Row],
-    settings: Mapping[str, Any],
-    clock: SkippedTime,
     on_call: Callable[[CallRecord], object] | None = None,
 ) -> ModelRun:
     """Run the sync of one model (``obj``: users, events or purchases) to the end."""
-    config = SyncConfig(object=obj, name=obj, rate_limits=FAST, allow_empty=True, **settings)
-    app = AppOptions(KEY, SECRET, url, read_timeout=5.0)
-    api = SailthruApi(app, sleep=clock.sleep, rate_limits=FAST, concurrency=config.concurrency,
-                      limiters=RateLimiterRegistry(FAST))
+    config = SyncConfig(object=obj, name=obj, rate_limits=FAST, allow_empty=True,
+                        **target.settings)
+    app = AppOptions(KEY, SECRET, target.url, read_timeout=5.0)
+    api = SailthruApi(app, sleep=target.clock.sleep, rate_limits=FAST,
+                      concurrency=config.concurrency, limiters=RateLimiterRegistry(FAST))
     api.call_log.sink = on_call
-    options = config.destination_options(lock_dir=str(folder / "locks"))
+    options = config.destination_options(lock_dir=str(target.folder / "locks"))
     failures: list[RecordFailure] = []
-    with SyncState(folder / f"{obj}.db") as state, SailthruDestination(
+    with SyncState(target.folder / f"{obj}.db") as state, SailthruDestination(
         app, options, api=api, sent_keys=state
     ) as destination:
         runner = SyncRunner(destination, config, state, on_failure=failures.append)
@@ -104,40 +113,63 @@ def run_model(
     return ModelRun(summary, failures)
 
 
-def run_killed(
-    url: str,
-    folder: Path,
+def run_all(
+    target: Target,
     models: Mapping[str, list[Row]],
-    settings: Mapping[str, Any],
-    clock: SkippedTime,
-    kill_after: int,
-) -> bool:
+    on_call: Callable[[CallRecord], object] | None = None,
+) -> dict[str, ModelRun]:
+    """Run the users model, then the events and purchases models that have rows."""
+    return {obj: run_model(target, obj, models[obj], on_call)
+            for obj in OBJECTS if obj == "users" or models[obj]}
+
+
+def run_killed(target: Target, models: Mapping[str, list[Row]], kill_after: int) -> bool:
     """Run the models in a forked child that SIGKILLs itself after its ``kill_after``-th call.
 
     True when the kill happened (False: the runs finished in fewer calls).
     """
+    calls = 0
+
+    def count(_record: CallRecord) -> None:
+        nonlocal calls
+        calls += 1
+        if calls >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    pid = _fork(lambda: run_all(target, models, count), target.folder)
+    killed, crash = _reap(pid, target.folder)
+    if crash:
+        raise AssertionError(f"an interrupted run crashed on its own:\n{crash}")
+    return killed
+
+
+def run_together(target: Target, models: Mapping[str, list[Row]], copies: int = 2) -> list[str]:
+    """Run the models in ``copies`` forked children at once; the tracebacks of those that crashed.
+
+    An operator starting a second sync by mistake (or a scheduler overlapping two runs)
+    does exactly this on one state folder.
+    """
+    pids = [_fork(lambda: run_all(target, models), target.folder) for _ in range(copies)]
+    crashes = [_reap(pid, target.folder)[1] for pid in pids]
+    return [crash for crash in crashes if crash]
+
+
+def _fork(work: Callable[[], object], folder: Path) -> int:
+    """Run ``work`` in a forked child; if it raises, its traceback goes to a file."""
     pid = os.fork()
     if pid == 0:  # the child: never return into the test runner
         code = 0
         try:
-            calls = 0
-
-            def count(_record: CallRecord) -> None:
-                nonlocal calls
-                calls += 1
-                if calls >= kill_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-            for obj in OBJECTS:
-                if obj == "users" or models[obj]:
-                    run_model(url, folder, obj, models[obj], settings, clock, count)
+            work()
         except BaseException:
+            (folder / f"crash-{os.getpid()}.txt").write_text(traceback.format_exc())
             code = 3
         os._exit(code)
-    return _reap(pid)
+    return pid
 
 
-def _reap(pid: int) -> bool:
+def _reap(pid: int, folder: Path) -> tuple[bool, str]:
+    """Wait for a child: (whether SIGKILL ended it, the traceback it left or "")."""
     deadline = time.monotonic() + _CHILD_TIMEOUT
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -146,14 +178,16 @@ def _reap(pid: int) -> bool:
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            raise AssertionError("an interrupted run hung")
+            raise AssertionError("a forked run hung")
         time.sleep(0.002)
+    crash_file = folder / f"crash-{pid}.txt"
+    crash = crash_file.read_text() if crash_file.exists() else ""
+    crash_file.unlink(missing_ok=True)
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
-        return True
-    code = os.WEXITSTATUS(status)
-    if code != 0:
-        raise AssertionError(f"an interrupted run crashed on its own (exit {code})")
-    return False
+        return True, crash
+    if not crash and os.WEXITSTATUS(status) != 0:
+        crash = f"exit {os.WEXITSTATUS(status)}"
+    return False, crash
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_world import SkippedTime, make_fake, run_killed, run_model
+from sync_world import SkippedTime, Target, make_fake, run_killed, run_model
 
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.testing import FakeSailthru
@@ -29,7 +29,7 @@ def _sync(fake: FakeSailthru, folder: Path, *rows: dict[str, Any], behavior: str
           ) -> None:
     settings = {"delete_behavior": behavior, "concurrency": 1, "bulk": "never"}
     model = [Row(f"line {n}", row) for n, row in enumerate(rows, 2)]
-    run = run_model(fake.url, folder, "users", model, settings, SkippedTime())
+    run = run_model(Target(fake.url, folder, settings, SkippedTime()), "users", model)
     assert run.failures == []
 
 
@@ -78,7 +78,7 @@ def test_a_user_created_by_a_killed_run_gets_the_delete_behaviour_when_its_row_g
     models = {"users": [Row("line 2", ann)], "events": [], "purchases": []}
     # Killed right after the POST /user that created ann was answered: Sailthru has the
     # user, the state never heard of it (it is written after the reply, in batches).
-    assert run_killed(fake.url, tmp_path, models, settings, SkippedTime(), kill_after=1)
+    assert run_killed(Target(fake.url, tmp_path, settings, SkippedTime()), models, kill_after=1)
     assert set(_users(fake)) == {ANN}
     _sync(fake, tmp_path, behavior=behavior)  # ann's row is gone from the model
     assert _users(fake).get(ANN, ({}, set())) == ({}, set())

@@ -59,11 +59,17 @@ class Model:
     carried: set[str] = field(default_factory=set)  # emails that got another email's history
     vacated: set[str] = field(default_factory=set)
     next_key: int = 0
+    next_email: int = 0
 
     def new_key(self) -> str:
         """A primary key never used before."""
         self.next_key += 1
         return f"p{self.next_key}"
+
+    def new_email(self, name: str) -> str:
+        """An email never used before (sharing one is a rule of its own)."""
+        self.next_email += 1
+        return f"{name}{self.next_email}@{USER_DOMAIN}"
 
     def put(self, pk: str, person: Person) -> None:
         """Add or change a row (an email change carries the old user's history along)."""

@@ -34,7 +34,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from stateful_model import (
     ITEM,
     SHOP_DOMAIN,
-    USER_DOMAIN,
     Model,
     Person,
     expected_users,
@@ -136,12 +135,9 @@ class SyncMachine(RuleBasedStateMachine):
         keys = sorted(self.model.people)
         return keys[index % len(keys)]
 
-    def _fresh_email(self, name: str) -> str:
-        return f"{name}{self.model.next_key + 1}@{USER_DOMAIN}"
-
     @rule(name=st.sampled_from(NAMES), properties=props, member_of=groups)
     def add_row(self, name: str, properties: Any, member_of: frozenset[str]) -> None:
-        email = self._fresh_email(name)
+        email = self.model.new_email(name)
         self.model.put(self.model.new_key(), Person(email, properties, member_of))
 
     @precondition(lambda self: self.model.people)
@@ -158,7 +154,7 @@ class SyncMachine(RuleBasedStateMachine):
             used = sorted(self.model.ever)
             email = case(used[other % len(used)])
         else:
-            email = self._fresh_email(name)
+            email = self.model.new_email(name)
         person = self.model.people[pk]
         self.model.put(pk, Person(email, person.props, person.groups))
 

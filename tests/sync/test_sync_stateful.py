@@ -11,8 +11,9 @@ the machine (nothing, clear, delete):
 * the fake's users, vars and lists are what :func:`stateful_model.expected_users` says;
 * no event or purchase is in the fake twice, and each is either there or was reported;
 * nothing is reported done that is not: no failure in that run, the state remembers
-  exactly the live rows, each order or event it calls sent is in the fake, and the
-  created and deleted counts are the users that appeared and vanished.
+  exactly the live rows, each order or event it calls sent is in the fake, "deleted"
+  counts the users that vanished and "created" at least the users that appeared and at
+  most one per new email.
 
 CI runs a small, derandomized budget. ``SAILTHRU_STATEFUL=bench`` (see bench/README.md)
 selects the big budget with random seeds.
@@ -66,7 +67,7 @@ settings.register_profile(
     "ci", max_examples=40, stateful_step_count=30, derandomize=True, database=None,
     phases=list(Phase) if _SHRINK else [Phase.explicit, Phase.generate],
     **_COMMON)  # type: ignore[arg-type]
-# bench/stateful.py: a big budget with random seeds (and up to 4 threads per run).
+# bench/stateful.py: a big budget with random seeds, shrinking on.
 settings.register_profile(
     "bench", max_examples=int(os.environ.get("SAILTHRU_STATEFUL_EXAMPLES", "1000")),
     stateful_step_count=int(os.environ.get("SAILTHRU_STATEFUL_STEPS", "50")),

@@ -106,7 +106,8 @@ class DeleteVerifier:
         self._backoff = backoff
         self._confirm_after = confirm_after
 
-    def _gone(self, lookups: list[tuple[str, str]]) -> bool:
+    def gone(self, lookups: list[tuple[str, str]]) -> bool:
+        """Whether no lookup finds the user, by a read and a second read after the wait."""
         if any(user_exists(self._api, k, v) for k, v in lookups):
             return False
         if self._confirm_after <= 0:
@@ -123,7 +124,7 @@ class DeleteVerifier:
             # "Not found" means already gone, or a racing delete won: verify all the same.
             with contextlib.suppress(NotFound):
                 self._api.delete("user", {"id": value, "key": key})
-            if self._gone(lookups):
+            if self.gone(lookups):
                 return attempt
             log.warning("user still present after delete attempt %d of %d", attempt, self._attempts)
             if attempt < self._attempts:
@@ -247,8 +248,9 @@ class ProfileExporter:
             payload["keys"] = {"email": new_email}
 
         if match is MatchKey.EMAIL and email_changed and old_email is not None:
-            # A user who already owns the new email has none of this row yet: it gets the
-            # row whole (every var, every list), not the diff against the old email's user.
+            # A user who already owns the new email, or one created because the old one is
+            # not found, has none of this row yet: it gets the row whole (every var, every
+            # list), not the diff against the old email's user.
             whole = (payload, lists)
             if old_email.lower() != value.lower():  # not just a change of case: another user
                 all_vars = changed_vars(None, change.new_properties,
@@ -279,7 +281,7 @@ class ProfileExporter:
             return ExportResult(
                 Status.SKIPPED, rid, "no user with the old or new email (update mode)"
             )
-        self._send(payload, lists)
+        self._send(*whole)  # a new user: the row whole, not its diff
         return ExportResult(Status.CREATED, rid, "old email unknown to Sailthru: user created")
 
     def _remove(self, change: ProfileChange, rid: str, value: str) -> ExportResult:
@@ -288,7 +290,9 @@ class ProfileExporter:
         if behavior is DeleteBehavior.NOTHING:
             return ExportResult(Status.SKIPPED, rid, "delete behaviour is 'nothing': user kept")
         if behavior is DeleteBehavior.CLEAR:
-            if not self._exists(key, value):
+            # A read soon after the user was written may not see it yet: "no such user"
+            # skips the clear for good, so it is believed only as a delete's "gone" is.
+            if self._verifier.gone([(key, value)]):
                 return ExportResult(
                     Status.SKIPPED, rid, "no such user in Sailthru: nothing to clear"
                 )

@@ -13,7 +13,7 @@ import pytest
 from sync_world import SkippedTime, Target, make_fake, run_killed, run_model
 
 from sailthru_destination.sync.sources import Row
-from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.testing import FakeSailthru, Faults
 
 ANN = "ann@model.example.com"
 BOB = "bob@model.example.com"
@@ -25,11 +25,11 @@ def fake() -> Iterator[FakeSailthru]:
         yield running
 
 
-def _sync(fake: FakeSailthru, folder: Path, *rows: dict[str, Any], behavior: str = "nothing"
-          ) -> None:
+def _sync(fake: FakeSailthru, folder: Path, *rows: dict[str, Any], behavior: str = "nothing",
+          clock: SkippedTime | None = None) -> None:
     settings = {"delete_behavior": behavior, "concurrency": 1, "bulk": "never"}
     model = [Row(f"line {n}", row) for n, row in enumerate(rows, 2)]
-    run = run_model(Target(fake.url, folder, settings, SkippedTime()), "users", model)
+    run = run_model(Target(fake.url, folder, settings, clock or SkippedTime()), "users", model)
     assert run.failures == []
 
 
@@ -100,3 +100,37 @@ def test_a_var_written_by_a_killed_run_is_cleared_when_the_row_drops_it(
     # and plan=gold stays on the user for good.
     _sync(fake, tmp_path, ann)
     assert _users(fake)[ANN][0] == {}
+
+
+def _stale_reads(fake: FakeSailthru) -> None:
+    # Reads this soon after a write see the user as it was before (eventual consistency);
+    # the runs below follow each other at once, so a read of a user just created misses it.
+    fake.faults = Faults(stale_read_window=0.4)
+
+
+def test_an_email_change_that_cannot_find_the_old_user_creates_the_new_one_whole(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    ann = {"id": "1", "email": ANN, "plan": "gold", "groups": ["A"]}
+    clock = SkippedTime()
+    with clock.driving_the_fake():
+        _stale_reads(fake)
+        _sync(fake, tmp_path, ann, clock=clock)
+        _sync(fake, tmp_path, ann | {"email": BOB}, clock=clock)
+    # The old user was not found (a stale read here; deleted by hand elsewhere): bob is a
+    # new user and must get the row whole, not the empty diff of an unchanged row.
+    assert _users(fake)[BOB] == ({"plan": "gold"}, {"A"})
+
+
+def test_a_clear_believes_no_such_user_only_after_a_second_read(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    ann = {"id": "1", "email": ANN, "plan": "gold", "groups": ["A"]}
+    clock = SkippedTime()
+    with clock.driving_the_fake():
+        _stale_reads(fake)
+        _sync(fake, tmp_path, ann, behavior="clear", clock=clock)
+        _sync(fake, tmp_path, behavior="clear", clock=clock)  # ann's row is gone
+    # A read right after the create said "no such user"; the clear was skipped and the
+    # row forgotten, so the user kept its vars and lists for good.
+    assert _users(fake)[ANN] == ({}, set())

@@ -102,21 +102,24 @@ def test_a_var_written_by_a_killed_run_is_cleared_when_the_row_drops_it(
     assert _users(fake)[ANN][0] == {}
 
 
-def _stale_reads(fake: FakeSailthru) -> None:
-    # Reads this soon after a write see the user as it was before (eventual consistency);
-    # the runs below follow each other at once, so a read of a user just created misses it.
-    fake.faults = Faults(stale_read_window=0.4)
+def _runs_under_stale_reads(fake: FakeSailthru, folder: Path, *models: list[dict[str, Any]],
+                            behavior: str = "nothing") -> None:
+    """One run per model, back to back, while reads this soon after a write see the user as
+    it was before (eventual consistency): a read of a user just created misses it."""
+    clock = SkippedTime()
+    with clock.driving_the_fake():
+        fake.faults = Faults(stale_read_window=0.4)
+        for rows in models:
+            _sync(fake, folder, *rows, behavior=behavior, clock=clock)
+
+
+ANN_GOLD = {"id": "1", "email": ANN, "plan": "gold", "groups": ["A"]}
 
 
 def test_an_email_change_that_cannot_find_the_old_user_creates_the_new_one_whole(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
-    ann = {"id": "1", "email": ANN, "plan": "gold", "groups": ["A"]}
-    clock = SkippedTime()
-    with clock.driving_the_fake():
-        _stale_reads(fake)
-        _sync(fake, tmp_path, ann, clock=clock)
-        _sync(fake, tmp_path, ann | {"email": BOB}, clock=clock)
+    _runs_under_stale_reads(fake, tmp_path, [ANN_GOLD], [ANN_GOLD | {"email": BOB}])
     # The old user was not found (a stale read here; deleted by hand elsewhere): bob is a
     # new user and must get the row whole, not the empty diff of an unchanged row.
     assert _users(fake)[BOB] == ({"plan": "gold"}, {"A"})
@@ -125,12 +128,7 @@ def test_an_email_change_that_cannot_find_the_old_user_creates_the_new_one_whole
 def test_a_clear_believes_no_such_user_only_after_a_second_read(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
-    ann = {"id": "1", "email": ANN, "plan": "gold", "groups": ["A"]}
-    clock = SkippedTime()
-    with clock.driving_the_fake():
-        _stale_reads(fake)
-        _sync(fake, tmp_path, ann, behavior="clear", clock=clock)
-        _sync(fake, tmp_path, behavior="clear", clock=clock)  # ann's row is gone
+    _runs_under_stale_reads(fake, tmp_path, [ANN_GOLD], [], behavior="clear")
     # A read right after the create said "no such user"; the clear was skipped and the
     # row forgotten, so the user kept its vars and lists for good.
     assert _users(fake)[ANN] == ({}, set())

@@ -139,10 +139,20 @@ class SailthruApi:
         return self._call("GET", endpoint, payload)
 
     def post(
-        self, endpoint: str, payload: Mapping[str, Any], *, file: FileData | None = None
+        self,
+        endpoint: str,
+        payload: Mapping[str, Any],
+        *,
+        file: FileData | None = None,
+        repeat: bool | None = None,
     ) -> dict[str, Any]:
-        """POST ``payload`` to ``endpoint`` (multipart with a ``file`` part when given)."""
-        return self._call("POST", endpoint, payload, file)
+        """POST ``payload`` to ``endpoint`` (multipart with a ``file`` part when given).
+
+        ``repeat`` overrides whether this call may be sent again after an unclear answer
+        (by default: unless the endpoint is a write not to repeat, such as /purchase). A job
+        that imports purchases must not be repeated although most jobs may.
+        """
+        return self._call("POST", endpoint, payload, file, repeat=repeat)
 
     def delete(self, endpoint: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """DELETE on ``endpoint`` with ``payload``; the decoded reply."""
@@ -230,6 +240,7 @@ class SailthruApi:
         file: FileData | None = None,
         *,
         bearer: str | None = None,
+        repeat: bool | None = None,
     ) -> dict[str, Any]:
         if self._closed:
             raise RuntimeError("SailthruApi is closed")
@@ -248,7 +259,9 @@ class SailthruApi:
             prepared=prepared,
             logged_payload=logged,
             limiter=self.limiter(method, endpoint),
-            may_repeat=(method, endpoint) not in self._non_idempotent,
+            may_repeat=(
+                repeat if repeat is not None else (method, endpoint) not in self._non_idempotent
+            ),
             file=FilePart(file) if file is not None else None,
             bearer=bearer,
         )

@@ -84,7 +84,8 @@ class DeleteVerifier:
         self._backoff = backoff
         self._confirm_after = confirm_after
 
-    def _gone(self, lookups: list[tuple[str, str]]) -> bool:
+    def gone(self, lookups: list[tuple[str, str]]) -> bool:
+        """Whether no lookup finds the user, by a read and a second read after the wait."""
         if any(user_exists(self._api, k, v) for k, v in lookups):
             return False
         if self._confirm_after <= 0:
@@ -101,7 +102,7 @@ class DeleteVerifier:
             # "Not found" means already gone, or a racing delete won: verify all the same.
             with contextlib.suppress(NotFound):
                 self._api.delete("user", {"id": value, "key": key})
-            if self._gone(lookups):
+            if self.gone(lookups):
                 return attempt
             log.warning("user still present after delete attempt %d of %d", attempt, self._attempts)
             if attempt < self._attempts:
@@ -172,7 +173,9 @@ class ProfileExporter:
         self, rid: str, payload: dict[str, Any], lists: dict[str, int], old: str, new: str
     ) -> ExportResult:
         # The user who already owns the new email wins; otherwise the user found by the
-        # old email gets the new email key. Never a second user for one person.
+        # old email gets the new email key. Never a second user for one person. The payload
+        # holds the row whole (every var and list, see plan_upsert), as neither of those
+        # users may have it yet.
         if self._exists("email", new):
             self._send(payload, lists)
             return ExportResult(Status.UPDATED, rid, "email already in Sailthru: updated that user")
@@ -183,7 +186,7 @@ class ProfileExporter:
             return ExportResult(
                 Status.SKIPPED, rid, "no user with the old or new email (update mode)"
             )
-        self._send(payload, lists)
+        self._send(payload, lists)  # a new user
         return ExportResult(Status.CREATED, rid, "old email unknown to Sailthru: user created")
 
     def _remove(self, change: ProfileChange, rid: str, value: str) -> ExportResult:
@@ -192,7 +195,9 @@ class ProfileExporter:
         if behavior is DeleteBehavior.NOTHING:
             return ExportResult(Status.SKIPPED, rid, "delete behaviour is 'nothing': user kept")
         if behavior is DeleteBehavior.CLEAR:
-            if not self._exists(key, value):
+            # A read soon after the user was written may not see it yet: "no such user"
+            # skips the clear for good, so it is believed only as a delete's "gone" is.
+            if self._verifier.gone([(key, value)]):
                 return ExportResult(
                     Status.SKIPPED, rid, "no such user in Sailthru: nothing to clear"
                 )

@@ -51,8 +51,14 @@ class JobRunner:
         self._lock = threading.Lock()
         self.started = 0
 
-    def run(self, params: Mapping[str, Any], path: str, size: int) -> dict[str, Any]:
+    def run(
+        self, params: Mapping[str, Any], path: str, size: int, *, repeat: bool = True
+    ) -> dict[str, Any]:
         """Post a job with ``path`` as its file; return its final status once completed.
+
+        ``repeat=False`` for a job that must not run twice (an import of purchases): an
+        unclear answer to its POST is then :class:`~sailthru_destination.errors.OutcomeUnknown`
+        rather than a retry that could start a second job.
 
         Raises :class:`JobRefused` when Sailthru refused to start it, :class:`JobFailed` when
         it ends in error or is not done in time, and
@@ -62,7 +68,7 @@ class JobRunner:
         with self._lock:
             self.started += 1
         try:
-            reply = self._api.post("job", dict(params), file=path)
+            reply = self._api.post("job", dict(params), file=path, repeat=repeat)
         except OutcomeUnknown:
             raise
         except SailthruError as exc:

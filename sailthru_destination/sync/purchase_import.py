@@ -196,7 +196,9 @@ class PurchaseImporter:
     def _run(self, file: JobFile, claimed: list[_Line]) -> bool:
         """Run the job; True when it settled every order, else the orders were handed back."""
         try:
-            status = self._jobs.run({"job": "purchase_import"}, file.path, file.lines)
+            status = self._jobs.run(
+                {"job": "purchase_import"}, file.path, file.lines, repeat=False
+            )
         except JobRefused as exc:
             log.warning("%s: sending its %d orders one by one", exc, len(claimed))
             for line in claimed:  # nothing of it ran

@@ -16,6 +16,7 @@ is kept out by :class:`~sailthru_destination.sync.runlock.RunLock`) is never loc
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +70,12 @@ class SyncState(RunRows, SentKeysTable, StateDb):
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
         if "key" not in columns:  # a state file from before user keys were kept
-            self._db.execute("ALTER TABLE records ADD COLUMN key TEXT")
+            try:
+                self._db.execute("ALTER TABLE records ADD COLUMN key TEXT")
+            except sqlite3.OperationalError as exc:
+                # Another process opening the same new file added it first.
+                if "duplicate column" not in str(exc):
+                    raise
         self._db.execute("CREATE INDEX IF NOT EXISTS records_key ON records (key)")
         super()._prepare()
 

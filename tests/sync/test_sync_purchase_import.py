@@ -125,8 +125,9 @@ def test_a_refused_job_releases_its_claims_and_sends_one_by_one(
 ) -> None:
     real = jobs.JobRunner.run
 
-    def refused(self: jobs.JobRunner, params: Any, path: str, size: int) -> dict[str, Any]:
-        return real(self, {**params, "job": "no_such_job"}, path, size)
+    def refused(self: jobs.JobRunner, params: Any, path: str, size: int,
+               **kw: Any) -> dict[str, Any]:
+        return real(self, {**params, "job": "no_such_job"}, path, size, **kw)
 
     monkeypatch.setattr(jobs.JobRunner, "run", refused)
     summary = _sync(fake, tmp_path, _orders(5), bulk="always")
@@ -141,9 +142,10 @@ def test_a_crash_mid_run_never_sends_an_order_twice(
 ) -> None:
     real = jobs.JobRunner.run
 
-    def crash(self: jobs.JobRunner, params: Any, path: str, size: int) -> dict[str, Any]:
+    def crash(self: jobs.JobRunner, params: Any, path: str, size: int,
+             **kw: Any) -> dict[str, Any]:
         if posted:
-            real(self, params, path, size)
+            real(self, params, path, size, **kw)
         raise KeyboardInterrupt  # the process dies before the orders are settled
 
     with monkeypatch.context() as patch:
@@ -182,11 +184,28 @@ def test_a_job_reporting_refused_lines_has_every_order_read_back(
 ) -> None:
     real = jobs.JobRunner.run
 
-    def with_errors(self: jobs.JobRunner, params: Any, path: str, size: int) -> dict[str, Any]:
-        return {**real(self, params, path, size), "errors": 1}
+    def with_errors(self: jobs.JobRunner, params: Any, path: str, size: int,
+                   **kw: Any) -> dict[str, Any]:
+        return {**real(self, params, path, size, **kw), "errors": 1}
 
     monkeypatch.setattr(jobs.JobRunner, "run", with_errors)
     summary = _sync(fake, tmp_path, _orders(4), bulk="always")
     assert summary.counts["sent"] == 4
     assert fake.calls[("GET", "purchase")] >= 4
     assert _extids(fake) == sorted(f"o{i}" for i in range(4))
+
+
+def test_an_import_job_answered_5xx_after_it_ran_imports_each_order_once(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Found by the stateful test: the job's POST was retried as if a job could not land twice,
+    # so a 5xx after Sailthru had started it started a second import of the same orders.
+    from sailthru_destination.testing import Faults
+
+    fake.faults = Faults(error_after_apply_rate=1.0)
+    rows = _orders(5)
+    first = _sync(fake, tmp_path, rows, bulk="always")
+    fake.faults = Faults()
+    _sync(fake, tmp_path, rows, bulk="always")
+    assert _extids(fake) == sorted(str(r["order_id"]) for r in rows)
+    assert first.counts["sent"] + first.counts["failed"] == 5

@@ -19,7 +19,7 @@ from .api import SailthruApi
 from .errors import NotFound, RecordError, SailthruError
 from .lists import ListRegistry, joined, membership_changes
 from .locks import LockTimeout
-from .mapping import InvalidValue, changed_vars, clear_vars, list_name
+from .mapping import InvalidValue, changed_vars, clear_vars, list_name, vars_for_change
 from .options import AppOptions, DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel, SyncMode
 from .results import ExportResult, Status
 from .varnames import VarProblem, describe_problems
@@ -252,6 +252,14 @@ class ProfileExporter:
         old_email = self._old_email(change, value)
         email_changed = old_email is not None and new_email is not None and old_email != new_email
         first_export = not change.old_properties and not change.old_groups and old_email is None
+        if email_changed:
+            # The new email may land on a user Sailthru already has, or on a new one: its
+            # values are not the old ones, so every var and list goes, not only the changes.
+            variables = vars_for_change(
+                change.old_properties, change.new_properties, var_names=self._opts.var_names,
+                timezone=self._timezone, exclude=_KEY_PROPERTIES,
+            )
+            lists.update(dict.fromkeys(sorted(new_lists), 1))
         real_list_changes = {k: v for k, v in lists.items() if k not in always or k in new_lists}
         if not (variables or real_list_changes or email_changed or first_export):
             return ExportResult(Status.SKIPPED, rid, "unchanged: no call made")

@@ -2,7 +2,9 @@
 
 ``sources`` reads rows (CSV, JSON lines, SQL), ``config`` says which column means what,
 ``state`` remembers what was applied (SQLite), ``runner`` does the diff and the export,
-``bulk`` sends large batches through the job API, ``report`` writes the run report.
+``gone`` applies the delete behaviour to rows gone from the model, ``bulk`` sends large
+batches through the job API, ``report`` writes the run report, ``runlock`` keeps a second
+run of a model out while one is going.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from ..destination import SailthruDestination
 from ..events import Event
 from ..results import ExportResult, Status
 from .config import SyncConfig
-from .model import RowProblem, row_key
+from .model import RowProblem, row_key, storable
 from .runner import RecordFailure, RunSummary
 from .sources import Row
 
@@ -112,7 +112,7 @@ def send_activity(
     for row in rows:
         summary.rows += 1
         try:
-            pk = row_key(row, config)
+            pk = storable(row_key(row, config), config.primary_key)
             problem = row.data.get("__problem__")
             if problem:  # a row the source could not read whole is not sent half-read
                 raise RowProblem("row", str(problem))

@@ -63,7 +63,9 @@ class SyncConfig:
     sid or extid). ``groups_column`` holds list memberships; ``optout_column`` an
     ``optout_email`` level per row. ``columns`` limits the var columns (all others when
     empty); ``ignore`` drops columns. ``bulk`` is ``auto`` (the job API from
-    ``bulk_threshold`` changed users on), ``always`` or ``never``.
+    ``bulk_threshold`` changed users on), ``always`` or ``never``. ``lock_wait`` is how
+    many seconds a run waits for another run of the same model to finish before it gives
+    up (exit 2).
     """
 
     object: str = "users"
@@ -87,6 +89,7 @@ class SyncConfig:
     state: str | None = None
     report_dir: str | None = None
     allow_empty: bool = False
+    lock_wait: float = 2.0
     rate_limits: Mapping[str, float] = field(default_factory=dict)
     # events
     event_column: str = "event"
@@ -112,6 +115,11 @@ class SyncConfig:
         problem = name_problem(self.name) if self.name else None
         if problem:
             raise ConfigError(f"name {problem}; got {self.name!r}")
+        if isinstance(self.lock_wait, bool) or not isinstance(self.lock_wait, (int, float)) or (
+            not 0 <= self.lock_wait <= 86_400
+        ):
+            raise ConfigError(f"lock_wait must be a number of seconds from 0 to 86400; got "
+                              f"{self.lock_wait!r}")
         for name in ("primary_key", "match_column"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{name} must name a column of the model")

@@ -15,7 +15,9 @@ from .._json import loads_bounded
 from .config import SyncConfig
 from .sources import Row
 
-__all__ = ["RowProblem", "UserRow", "is_deleted", "read_user_row", "row_key"]
+__all__ = [
+    "RowProblem", "UserRow", "is_deleted", "read_user_row", "row_key", "storable", "user_key",
+]
 
 
 class RowProblem(ValueError):
@@ -72,6 +74,41 @@ def row_key(row: Row, config: SyncConfig) -> str:
     return key
 
 
+def storable(value: str, field: str) -> str:
+    """``value`` when it is valid Unicode; else :class:`RowProblem` naming ``field``.
+
+    Text decoded with ``surrogateescape`` can hold lone surrogates: no UTF-8 encoder (the
+    state file's, the HTTP body's) accepts them, so such a key fails its own row.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RowProblem(field, f"{value[:80]!r} is not valid Unicode text (it holds a lone "
+                         "surrogate)") from None
+    return value
+
+
+def _match_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return str(int(value) if isinstance(value, float) and value.is_integer() else value)
+
+
+def user_key(config: SyncConfig, match: Any) -> str | None:
+    """The Sailthru user ``match`` names, as Sailthru compares it, or None when it has none.
+
+    Sailthru lower-cases emails and we trim every key before sending it, so
+    ``" Ann@Example.com"`` and ``"ann@example.com"`` are one user. Two rows with one user
+    key are one Sailthru user.
+    """
+    if not _present(match):
+        return None
+    text = _match_text(match).strip()
+    if not text:
+        return None
+    return text.lower() if config.match_key == "email" else text
+
+
 def parse_groups(value: Any, column: str) -> frozenset[str]:
     """Group names from a JSON array, a list, or ``;``-separated text."""
     if not _present(value):
@@ -99,8 +136,7 @@ def read_user_row(row: Row, config: SyncConfig, pk: str) -> UserRow:
     if not _present(match):
         raise RowProblem(config.match_column, f"the match column {config.match_column!r} "
                          "is missing or empty")
-    if not isinstance(match, str):
-        match = str(int(match) if isinstance(match, float) and match.is_integer() else match)
+    match = _match_text(match)
     groups = parse_groups(data.get(config.groups_column), config.groups_column)
     optout = None
     if config.optout_column and _present(data.get(config.optout_column)):

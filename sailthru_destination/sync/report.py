@@ -1,8 +1,10 @@
 """The run report: a folder a user opens after a run to see what happened and why.
 
 ``summary.json`` holds the counts, calls and timings; ``errors.jsonl`` one line per
-failed record with the reason; ``calls.jsonl`` every API call attempt as sent and as
-answered (the "live debugger"), with the API key masked and no signature or secret.
+failed record with the reason; ``skipped.jsonl`` one line per record left alone on purpose
+with the reason (such as a gone row whose user another row holds); ``calls.jsonl`` every
+API call attempt as sent and as answered (the "live debugger"), with the API key masked
+and no signature or secret.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..calllog import JsonLinesSink
-from .runner import RecordFailure
+from .summary import RecordFailure, RecordNotice
 
 __all__ = ["RunReport", "default_report_dir"]
 
@@ -43,6 +45,8 @@ class RunReport:
         self.calls = JsonLinesSink(self.folder / "calls.jsonl")
         self._errors: IO[str] = (self.folder / "errors.jsonl").open(
             "a" if append else "w", encoding="utf-8")
+        self._skipped: IO[str] = (self.folder / "skipped.jsonl").open(
+            "a" if append else "w", encoding="utf-8")
         (self.folder / "calls.jsonl").touch()
         self._lock = threading.Lock()
         self.failures = 0
@@ -57,6 +61,12 @@ class RunReport:
             self._errors.write(json.dumps(failure.to_dict(), ensure_ascii=False) + "\n")
             self._errors.flush()
 
+    def add_notice(self, notice: RecordNotice) -> None:
+        """Write one record left alone on purpose to ``skipped.jsonl``."""
+        with self._lock:
+            self._skipped.write(json.dumps(notice.to_dict(), ensure_ascii=False) + "\n")
+            self._skipped.flush()
+
     def finish(self, summary: dict[str, Any]) -> Path:
         """Write ``summary.json``, close the files and return the summary's path."""
         path = self.folder / "summary.json"
@@ -67,6 +77,7 @@ class RunReport:
     def close(self) -> None:
         """Close the files (also done by :meth:`finish`)."""
         with self._lock:
-            if not self._errors.closed:
-                self._errors.close()
+            for handle in (self._errors, self._skipped):
+                if not handle.closed:
+                    handle.close()
         self.calls.close()

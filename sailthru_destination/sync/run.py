@@ -22,6 +22,7 @@ from ..options import AppOptions
 from .config import SyncConfig
 from .model import RowProblem, row_key
 from .report import RunReport, default_report_dir
+from .runlock import RunLock
 from .runner import RunSummary, SyncRunner
 from .sources import Row
 from .state import SyncState
@@ -75,14 +76,24 @@ def run_sync(
 
     With ``incremental``, ``rows`` are only the new or changed rows (see
     :meth:`SyncRunner.apply`), and the report folder, when it exists, is added to.
-    Raises :class:`~sailthru_destination.sync.state.StateError` or
+    Raises :class:`~sailthru_destination.sync.state.StateError` (such as
+    :class:`~sailthru_destination.sync.runlock.RunLocked` when another run of the model is
+    still going after ``config.lock_wait`` seconds) or
     :class:`~sailthru_destination.sync.runner.RunAborted` before touching Sailthru when the
     run cannot start; record failures are counted, reported and never raised.
     """
+    state_file = state_path(config, home)
+    with RunLock(state_file, config.name or "model", wait=config.lock_wait):
+        return _run_locked(app, config, rows, home, state_file, progress, incremental)
+
+
+def _run_locked(
+    app: AppOptions, config: SyncConfig, rows: Iterable[Row], home: str | Path,
+    state_file: Path, progress: bool, incremental: bool,
+) -> SyncOutcome:
     folder = Path(config.report_dir) if config.report_dir else default_report_dir(
         home, config.name or "model"
     )
-    state_file = state_path(config, home)
     with SyncState(state_file) as state:
         report = RunReport(folder, append=incremental)
         api = SailthruApi(
@@ -95,7 +106,7 @@ def run_sync(
         try:
             with SailthruDestination(app, options, api=api, sent_keys=state) as destination:
                 runner = SyncRunner(destination, config, state, on_failure=report.add_failure,
-                                    progress=progress)
+                                    on_notice=report.add_notice, progress=progress)
                 if incremental:
                     summary = runner.apply(_latest_per_key(rows, config))
                 else:

@@ -7,11 +7,22 @@ Three passes, each streaming so memory stays flat in the number of rows:
    spooled to a temporary file;
 2. export the spooled rows, with their old values from the state (so removed properties
    are cleared and left groups are removed), per user or through the bulk job API;
-3. rows marked deleted (``deleted_column``), and rows that disappeared from the model,
-   get the delete behaviour.
+3. the users no row maps to any more (those of rows gone from the model or marked deleted
+   by ``deleted_column``, and those rows left behind by moving to another existing user) get
+   the delete behaviour (:mod:`.gone`).
 
-:meth:`SyncRunner.apply` is the same without the disappeared rows, for hosts that hand
-over only new rows (see :mod:`sailthru_destination.sync.run`).
+:meth:`SyncRunner.apply` is the same for hosts that hand over only new rows (dlt, Singer):
+the rows it is not given are left alone, and only rows marked deleted are gone. A whole-model
+run in which some row could not be identified (no readable primary key) does the same: that
+row may be any user, so no user is treated as gone from the model in that run.
+
+Rows are compared by the Sailthru user they map to (the match value as Sailthru compares
+it: emails lower-cased and trimmed). When two rows map to one user, the row the state says
+already is that user keeps it (else the first in the model); the other is a per-record
+error naming both primary keys and is not exported, so one user is counted once. A row
+taking over a user that a gone or moved-away row held (a row re-created under a new key)
+starts from that row's values, so what it lacks is cleared; and no delete touches a user
+a row still maps to.
 
 The state is written as each record is confirmed, so a killed run resumes on the next.
 """
@@ -22,9 +33,9 @@ import json
 import logging
 import tempfile
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from ..calllog import CallRecord
@@ -33,69 +44,23 @@ from ..profiles import ProfileChange
 from ..results import ExportResult, Status
 from .bulk import BulkExporter
 from .config import SyncConfig
-from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key
+from .gone import remove_gone
+from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, storable, user_key
 from .sources import Row
 from .state import AppliedRecord, SyncState
+from .summary import RecordFailure, RecordNotice, RunSummary
 
-__all__ = ["RecordFailure", "RunAborted", "RunSummary", "SyncRunner"]
+__all__ = ["RecordFailure", "RecordNotice", "RunAborted", "RunSummary", "SyncRunner"]
 
 log = logging.getLogger(__name__)
 
 _UNCHANGED_DETAIL = "unchanged: no call made"
+# An email change that renamed the old user, or found no old user: nothing is left behind.
+_MOVED_WITH_THE_ROW = ("email changed", "old email unknown to Sailthru: user created")
 
 
 class RunAborted(Exception):
     """The run stopped before touching Sailthru for a reason the user must look at."""
-
-
-@dataclass(frozen=True)
-class RecordFailure:
-    """One record that failed: its primary key (or where it was), the column and the reason."""
-
-    record: str
-    reason: str
-    field: str | None = None
-    where: str | None = None
-    retryable: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """The failure as plain JSON-ready data."""
-        return {"record": self.record, "where": self.where, "field": self.field,
-                "reason": self.reason, "retryable": self.retryable}
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts per outcome, calls made, lists created, time taken."""
-
-    rows: int = 0
-    counts: Counter[str] = field(default_factory=Counter)
-    calls: Counter[str] = field(default_factory=Counter)
-    lists_created: int = 0
-    path: str = "per-user"
-    jobs: int = 0
-    seconds: float = 0.0
-    refused_calls: int = 0
-
-    @property
-    def failed(self) -> int:
-        """How many records failed."""
-        return self.counts["failed"]
-
-    @property
-    def total_calls(self) -> int:
-        """Every API call attempt made, retries included."""
-        return sum(self.calls.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The summary as plain JSON-ready data."""
-        return {
-            "rows": self.rows, "counts": dict(self.counts), "failed": self.failed,
-            "api_calls": self.total_calls, "calls_by_endpoint": dict(self.calls),
-            "calls_per_record": round(self.total_calls / self.rows, 3) if self.rows else 0.0,
-            "lists_created": self.lists_created, "path": self.path, "jobs": self.jobs,
-            "seconds": round(self.seconds, 3), "refused_calls": self.refused_calls,
-        }
 
 
 @dataclass(frozen=True)
@@ -110,6 +75,7 @@ class SyncRunner:
     """Runs one model through one destination, remembering what was applied in ``state``.
 
     ``on_failure`` sees every failed record (the run report writes them out);
+    ``on_notice`` every record left alone on purpose, with the reason;
     ``progress`` shows a tqdm bar on stderr while exporting.
     """
 
@@ -120,6 +86,7 @@ class SyncRunner:
         state: SyncState,
         *,
         on_failure: Callable[[RecordFailure], object] | None = None,
+        on_notice: Callable[[RecordNotice], object] | None = None,
         progress: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -127,8 +94,13 @@ class SyncRunner:
         self._config = config
         self._state = state
         self._on_failure = on_failure
+        self._on_notice = on_notice
         self._progress = progress
         self._clock = clock
+        self._losers = self._handovers = False
+        self._unidentified = 0  # rows of this run with no readable primary key
+        # Rows whose own record is another user than the row maps to now, by primary key.
+        self._moving: dict[str, AppliedRecord] = {}
         self.summary = RunSummary()
 
     # -- the run ------------------------------------------------------------------------------
@@ -148,6 +120,9 @@ class SyncRunner:
 
     def _sync(self, rows: Iterable[Row], *, whole_model: bool) -> RunSummary:
         started = self._clock()
+        self._unidentified = 0
+        self._losers = self._handovers = False
+        self._moving.clear()
         api = self._dest.api
         previous_sink = api.call_log.sink
         api.call_log.sink = self._count_call(previous_sink)
@@ -159,19 +134,18 @@ class SyncRunner:
                 return self.summary
             self._check_fingerprint()
             self._state.start_run()
-            with tempfile.TemporaryFile("w+", encoding="utf-8") as spool, \
-                    tempfile.TemporaryFile("w+", encoding="utf-8") as deleted:
-                changed = self._diff(rows, spool, deleted)
+            with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+                self._diff(rows, spool)
+                if not whole_model or self._unidentified:
+                    self._hold_the_rest(whole_model)
+                changed = self._settle_duplicates()
                 if whole_model:
                     self._guard_empty_model()
+                self._handovers = self._state.prepare_handovers() > 0
                 spool.seek(0)
-                self._export(_read_spool(spool), changed)
-                deleted.seek(0)
-                self._remove(_read_deleted(deleted))
-            if whole_model and self._state.gone_count():
-                # Read the whole list first: forgetting rows while paging would skip some.
-                gone = [(record, "gone from the model") for record in self._state.gone()]
-                self._remove(iter(gone), len(gone))
+                self._export(self._exported(_read_spool(spool)), changed)
+            remove_gone(self._dest, self._config, self._state, self.summary, fail=self._fail,
+                        notice=self._notice, bar=self._bar)
         finally:
             api.call_log.sink = previous_sink
             self.summary.seconds += self._clock() - started
@@ -184,6 +158,15 @@ class SyncRunner:
             log.info("the mapping changed since the last run: every row will be exported again")
             self._state.invalidate_hashes()
         self._state.set_meta("fingerprint", fingerprint)
+        # Records from before user keys were kept (or from another match key) get them now.
+        keys: list[tuple[str, str | None]] = []
+        for pk, match in self._state.unkeyed():
+            keys.append((pk, user_key(self._config, match)))
+            if len(keys) >= 1000:
+                self._state.set_keys(keys)
+                keys = []
+        if keys:
+            self._state.set_keys(keys)
 
     def _count_call(
         self, chained: Callable[[CallRecord], object] | None
@@ -201,52 +184,93 @@ class SyncRunner:
 
     # -- pass 1: diff -----------------------------------------------------------------------------
 
-    def _diff(self, rows: Iterable[Row], spool: IO[str], deleted: IO[str]) -> int:
-        changed = 0
+    def _diff(self, rows: Iterable[Row], spool: IO[str]) -> None:
         for row in rows:
             self.summary.rows += 1
             try:
-                pk = row_key(row, self._config)
+                pk = storable(row_key(row, self._config), self._config.primary_key)
             except RowProblem as exc:
+                self._unidentified += 1
                 self._fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
                 continue
-            if not self._state.see(pk):
+            if is_deleted(row, self._config):
+                self._mark_deleted(row, pk)
+                continue
+            # Even a row that fails holds its user: the model still wants that user.
+            key = user_key(self._config, row.data.get(self._config.match_column))
+            user: UserRow | RowProblem
+            try:
+                if key is not None:
+                    storable(key, self._config.match_column)
+                user = read_user_row(row, self._config, pk)
+            except RowProblem as exc:
+                user, key = exc, None
+            valid = isinstance(user, UserRow)
+            changed = isinstance(user, UserRow) and self._state.get_hash(pk) != user.hash
+            if not self._state.see(pk, key, row.where, valid=valid, changed=changed):
                 self._fail(RecordFailure(
                     pk, f"duplicate primary key {self._config.primary_key}={pk!r}: only the "
                     "first row with this key was used", self._config.primary_key, row.where))
                 continue
-            if is_deleted(row, self._config):
-                self._spool_deleted(row, pk, deleted)
+            if isinstance(user, RowProblem):
+                self._fail(RecordFailure(pk, user.reason, user.field, row.where))
+            elif changed:
+                spool.write(json.dumps(_spooled(user, row.where), default=str) + "\n")
+
+    def _mark_deleted(self, row: Row, pk: str) -> None:
+        """A row the model marks deleted: gone this run, with the values last applied (else,
+        never synced through this state, the row's own)."""
+        if not self._state.mark_deleted(pk):
+            self._fail(RecordFailure(
+                pk, f"duplicate primary key {self._config.primary_key}={pk!r}: only the "
+                "first row with this key was used", self._config.primary_key, row.where))
+            return
+        if self._state.get(pk) is not None:
+            return
+        try:
+            user = read_user_row(row, self._config, pk)
+        except RowProblem as exc:
+            # Already removed (a replayed batch) or never synced: nothing known to remove.
+            log.info("record %s is marked deleted but not known to the state (%s): skipped",
+                     pk, exc.reason)
+            self.summary.counts["skipped"] += 1
+            return
+        self._state.put(AppliedRecord(pk, "", str(user.match), user.properties, user.groups,
+                                      user.optout, user_key(self._config, user.match)))
+
+    def _hold_the_rest(self, whole_model: bool) -> None:
+        """Keep every user this run was not given (or could not identify) from being gone."""
+        held = self._state.see_the_rest()
+        if whole_model and held:
+            self._notice(RecordNotice(
+                "(model)", f"{self._unidentified} row(s) could not be identified (no readable "
+                f"primary key), so none of the {held} applied row(s) missing from this run is "
+                "treated as gone: fix those rows and run again to apply the delete behaviour"))
+
+    def _settle_duplicates(self) -> int:
+        """Give each user to one row; report the others. Returns how many rows to export."""
+        winner, user = "", None
+        for row in self._state.contenders():
+            if row.key != user:
+                winner, user = row.pk, row.key
                 continue
-            try:
-                user = read_user_row(row, self._config, pk)
-            except RowProblem as exc:
-                self._fail(RecordFailure(pk, exc.reason, exc.field, row.where))
-                continue
-            if self._state.get_hash(pk) == user.hash:
-                self.summary.counts["unchanged"] += 1
-                continue
-            spool.write(json.dumps(_spooled(user, row.where), default=str) + "\n")
-            changed += 1
+            self._losers = True
+            self._state.lose(row.pk, winner)
+            if row.owns:  # an older state gave this user to both rows: the winner has it now
+                self._state.forget(row.pk)
+            self._fail(RecordFailure(
+                row.pk, f"duplicate {self._config.match_key}: row {self._config.primary_key}="
+                f"{winner!r} maps to the same Sailthru user ({row.key!r}); only that row is "
+                "synced to it", self._config.match_column, row.where))
+        unchanged, changed = self._state.tally()
+        if unchanged:
+            self.summary.counts["unchanged"] += unchanged
         return changed
 
-    def _spool_deleted(self, row: Row, pk: str, deleted: IO[str]) -> None:
-        """Queue a row marked deleted, with the values last applied (else the row's own)."""
-        record = self._state.get(pk)
-        if record is None:
-            try:
-                user = read_user_row(row, self._config, pk)
-            except RowProblem as exc:
-                # Already removed (a replayed batch) or never synced: nothing known to remove.
-                log.info("record %s is marked deleted but not known to the state (%s): skipped",
-                         pk, exc.reason)
-                self.summary.counts["skipped"] += 1
-                return
-            record = AppliedRecord(pk, "", str(user.match), user.properties, user.groups)
-        deleted.write(json.dumps({"pk": record.pk, "match": record.match,
-                                  "properties": record.properties,
-                                  "groups": sorted(record.groups), "where": row.where},
-                                 default=str) + "\n")
+    def _exported(self, pending: Iterator[_Pending]) -> Iterator[_Pending]:
+        if not self._losers:
+            return pending
+        return (item for item in pending if self._state.loser(item.row.pk) is None)
 
     def _guard_empty_model(self) -> None:
         if self._config.allow_empty or self._state.seen_count() or not self._state.count():
@@ -295,16 +319,17 @@ class SyncRunner:
 
     def _change_for(self, item: _Pending) -> ProfileChange:
         user = item.row
-        old = self._state.get(user.pk)
+        old = self._old_record(user)
         # After a mapping change (hash reset) the old groups may name lists under the old
         # prefix: join the new names and leave the old lists alone rather than guess.
         old_groups = old.groups if old and old.hash else frozenset()
+        old_properties = old.properties if old else {}
         old_key = None
         if old is not None and self._config.match_key == "email" and old.match != user.match:
             old_key = old.match
         return ProfileChange(
             key=user.match,
-            old_properties=old.properties if old else {},
+            old_properties=old_properties,
             new_properties=user.properties,
             old_groups=old_groups,
             new_groups=user.groups,
@@ -313,8 +338,30 @@ class SyncRunner:
             optout=user.optout,
         )
 
+    def _old_record(self, user: UserRow) -> AppliedRecord | None:
+        """What the row's user was as last applied: the row's own record, or another's."""
+        own = self._state.get(user.pk)
+        if own is not None and own.key not in (None, user_key(self._config, user.match)):
+            self._moving[user.pk] = own  # the row maps to another user now
+        # A row taking over a user another row held (see SyncState.prepare_handovers)
+        # starts from that user's values, not from its own old user's.
+        if self._handovers:
+            taken = self._state.handover(user.pk)
+            if taken is not None:
+                return taken
+        if user.pk not in self._moving:
+            return own
+        if self._config.match_key != "email":
+            return None  # a new sid or extid is another user: this row's starts afresh
+        if self._state.claimant(own.key if own else None, besides=user.pk) is not None:
+            # Another row now holds the old email: renaming that user would take it from
+            # that row. This row's new email is a user of its own.
+            return None
+        return own  # an email change: the old user is renamed when the new email is free
+
     def _applied(self, item: _Pending, result: ExportResult) -> None:
         user = item.row
+        own = self._moving.pop(user.pk, None)
         if result.status is Status.FAILED:
             error = result.error
             self._fail(RecordFailure(
@@ -326,37 +373,14 @@ class SyncRunner:
             return
         key = "unchanged" if result.status is Status.SKIPPED else str(result.status)
         self.summary.counts[key] += 1
+        new_key = user_key(self._config, user.match)
+        if (own is not None and own.key is not None
+                and self._config.delete_behavior != "nothing"
+                and result.detail not in _MOVED_WITH_THE_ROW
+                and self._state.claimant(own.key, besides=user.pk) is None):
+            self._state.leave(own)  # no row maps to the old user now: pass 3 deals with it
         self._state.put(AppliedRecord(user.pk, user.hash, str(user.match), user.properties,
-                                      user.groups, user.optout))
-
-    # -- pass 3: rows marked deleted, and rows that went away -------------------------------------
-
-    def _remove(self, records: Iterator[tuple[AppliedRecord, str]], total: int = 0) -> None:
-        window: deque[tuple[AppliedRecord, str]] = deque()
-
-        def changes() -> Iterator[ProfileChange]:
-            for record, where in records:
-                window.append((record, where))
-                yield ProfileChange(
-                    key=record.match, old_properties=record.properties,
-                    old_groups=record.groups, to_delete=True, record_id=record.pk)
-
-        bar = self._bar(total, "removing")
-        try:
-            for result in self._dest.iter_export_profiles(changes()):
-                record, where = window.popleft()
-                bar.update(1)
-                if result.status is Status.FAILED:
-                    error = result.error
-                    self._fail(RecordFailure(record.pk, result.detail,
-                                             error.field if error else None, where,
-                                             error.retryable if error else False))
-                    continue
-                key = "kept" if result.status is Status.SKIPPED else str(result.status)
-                self.summary.counts[key] += 1
-                self._state.forget(record.pk)
-        finally:
-            bar.close()
+                                      user.groups, user.optout, new_key))
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -365,6 +389,10 @@ class SyncRunner:
         log.info("record %s failed: %s", failure.record, failure.reason)
         if self._on_failure is not None:
             self._on_failure(failure)
+
+    def _notice(self, notice: RecordNotice) -> None:
+        if self._on_notice is not None:
+            self._on_notice(notice)
 
     def _bar(self, total: int, label: str) -> Any:
         from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
@@ -377,13 +405,6 @@ def _spooled(user: UserRow, where: str) -> dict[str, Any]:
     return {"pk": user.pk, "match": user.match, "properties": user.properties,
             "groups": sorted(user.groups), "optout": user.optout, "hash": user.hash,
             "where": where}
-
-
-def _read_deleted(spool: IO[str]) -> Iterator[tuple[AppliedRecord, str]]:
-    for line in spool:
-        data = json.loads(line)
-        yield (AppliedRecord(data["pk"], "", data["match"], data["properties"],
-                             frozenset(data["groups"])), data["where"])
 
 
 def _read_spool(spool: IO[str]) -> Iterator[_Pending]:

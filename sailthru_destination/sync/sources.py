@@ -218,8 +218,8 @@ def _json_row(where: str, text: str) -> Row:
         return data
 
     if too_deep_at(text) is not None:
-        return Row(where, {"__problem__": f"not valid JSON: nested deeper than {MAX_JSON_DEPTH} "
-                                          "levels"})
+        return Row(where, {"__problem__": "not valid JSON: nested too deeply (deeper than "
+                                          f"{MAX_JSON_DEPTH} levels)"})
     try:
         data = json.loads(_readable(text), object_pairs_hook=pairs_to_dict)
     except RecursionError:

@@ -1,25 +1,30 @@
 """What the last runs applied, in an embedded SQLite file (WAL mode).
 
-Per primary key: a hash of the row as last applied, its match value, properties and
-groups (the "old values" the next change is exported with). Also the keys of events
-and orders already sent, so a re-run never posts one twice. Each record is written as
-soon as Sailthru confirmed it, so a run killed at any point resumes where it stopped.
+Per primary key: a hash of the row as last applied, its match value (and that value as
+Sailthru compares it: the user *key*), properties and groups (the "old values" the next
+change is exported with). The users rows left behind when their key changed to another
+user's (they get the delete behaviour, as a gone row's user does). Also the keys of events
+and orders already sent, so a re-run never posts one twice. Each record is written as soon
+as Sailthru confirmed it, so a run killed at any point resumes where it stopped.
+
+No write transaction is ever open while the caller talks to Sailthru: applied records are
+buffered in memory and written in one short transaction (at most every 0.2 s or 500
+records), and sent keys commit at once. A second process on the same file (another sync
+is kept out by :class:`~sailthru_destination.sync.runlock.RunLock`) is never locked out.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ..sentkeys import KeyState
+from ._db import BATCH, StateDb, StateError
+from .records import AppliedRecord, from_row, to_row
+from .seen import Contender, RunRows
+from .sentstore import SentKeysTable
 
-__all__ = ["AppliedRecord", "StateError", "SyncState"]
+__all__ = ["AppliedRecord", "Contender", "StateError", "SyncState"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -31,29 +36,20 @@ CREATE TABLE IF NOT EXISTS records (
     groups TEXT NOT NULL,
     optout TEXT
 );
-CREATE TABLE IF NOT EXISTS sent (
-    kind TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (kind, key)
+CREATE TABLE IF NOT EXISTS left_users (
+    key TEXT PRIMARY KEY,
+    pk TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    match TEXT,
+    properties TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    optout TEXT
 );
 """
+_FLUSH_AFTER = 0.2
 
 
-class StateError(Exception):
-    """The state file cannot be used (unreadable, or made for another kind of model)."""
-
-
-@dataclass(frozen=True)
-class AppliedRecord:
-    """One row as last applied to Sailthru."""
-
-    pk: str
-    hash: str
-    match: str | None
-    properties: dict[str, Any]
-    groups: frozenset[str]
-    optout: str | None = None
-
-
-class SyncState:
+class SyncState(RunRows, SentKeysTable, StateDb):
     """The state of one model's sync, in a SQLite file; usable from any thread.
 
     Also a :class:`~sailthru_destination.sentkeys.SentKeys` store: the events and orders
@@ -61,21 +57,20 @@ class SyncState:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False,
-                                       isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL survives a killed process (not a power cut) and commits fast.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (pk TEXT PRIMARY KEY)")
-        except (sqlite3.Error, OSError) as exc:
-            raise StateError(f"cannot open the state file {self.path}: {exc}") from exc
-        self._lock = threading.Lock()
-        self._batch_started: float | None = None
-        self._batch_size = 0
+        # Applied records confirmed but not yet written: pk -> record, or None to forget.
+        self._pending: dict[str, AppliedRecord | None] = {}
+        # Users left behind, the same way, by user key.
+        self._pending_left: dict[str, AppliedRecord | None] = {}
+        self._pending_since = 0.0
+        super().__init__(path)
+
+    def _prepare(self) -> None:
+        self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+        if "key" not in columns:  # a state file from before user keys were kept
+            self._db.execute("ALTER TABLE records ADD COLUMN key TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS records_key ON records (key)")
+        super()._prepare()
 
     def __repr__(self) -> str:
         return f"SyncState({str(self.path)!r})"
@@ -87,39 +82,53 @@ class SyncState:
         self.close()
 
     def close(self) -> None:
-        """Commit and close the file."""
+        """Write what is buffered and close the file."""
         with self._lock:
-            self._commit()
+            self._flush()
             self._db.close()
 
     def flush(self) -> None:
-        """Commit what is written so far."""
+        """Write what is buffered so far."""
         with self._lock:
-            self._commit()
+            self._flush()
 
-    # Records are committed in small batches (at most every 0.2 s or 500 writes): losing the
-    # last batch to a crash only re-sends idempotent user updates. Sent keys commit at once.
+    # Confirmed records are written in one short transaction per batch (losing the last
+    # batch to a crash only re-sends idempotent user updates); the transaction never spans
+    # a call to Sailthru, so nothing else waits on it. Sent keys commit at once.
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
-        if self._batch_started is None:
-            self._db.execute("BEGIN")
-            self._batch_started = time.monotonic()
-        cursor = self._db.execute(sql, params)
-        self._batch_size += 1
-        if self._batch_size >= 500 or time.monotonic() - self._batch_started >= 0.2:
-            self._commit()
-        return cursor
+    def _flush(self) -> None:
+        super()._flush()
+        if not self._pending and not self._pending_left:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO records (pk, hash, match, properties, groups, optout, "
+                "key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [to_row(r) for r in self._pending.values() if r is not None])
+            self._db.executemany("DELETE FROM records WHERE pk = ?",
+                                 [(pk,) for pk, r in self._pending.items() if r is None])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO left_users (pk, hash, match, properties, groups, "
+                "optout, key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [to_row(r) for r in self._pending_left.values() if r is not None])
+            self._db.executemany("DELETE FROM left_users WHERE key = ?",
+                                 [(k,) for k, r in self._pending_left.items() if r is None])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        self._pending.clear()
+        self._pending_left.clear()
 
-    def _commit(self) -> None:
-        if self._batch_started is not None:
-            self._db.execute("COMMIT")
-            self._batch_started = None
-            self._batch_size = 0
-
-    def _write_now(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
-        cursor = self._write(sql, params)
-        self._commit()
-        return cursor
+    def _buffer(self, pending: dict[str, AppliedRecord | None], key: str,
+                record: AppliedRecord | None) -> None:
+        if not self._pending and not self._pending_left:
+            self._pending_since = time.monotonic()
+        pending[key] = record
+        if (len(self._pending) + len(self._pending_left) >= BATCH
+                or time.monotonic() - self._pending_since >= _FLUSH_AFTER):
+            self._flush()
 
     # -- meta ---------------------------------------------------------------------------------
 
@@ -139,139 +148,85 @@ class SyncState:
     def get(self, pk: str) -> AppliedRecord | None:
         """The row last applied under ``pk``, or None for a new row."""
         with self._lock:
+            if pk in self._pending:
+                return self._pending[pk]
             row = self._db.execute(
-                "SELECT pk, hash, match, properties, groups, optout FROM records WHERE pk = ?",
-                (pk,),
+                "SELECT pk, hash, match, properties, groups, optout, key FROM records "
+                "WHERE pk = ?", (pk,)
             ).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else from_row(row)
 
     def get_hash(self, pk: str) -> str | None:
         """Only the hash of the row last applied under ``pk`` (the cheap unchanged check)."""
         with self._lock:
+            if pk in self._pending:
+                pending = self._pending[pk]
+                return None if pending is None else pending.hash
             row = self._db.execute("SELECT hash FROM records WHERE pk = ?", (pk,)).fetchone()
         return None if row is None else str(row[0])
 
     def put(self, record: AppliedRecord) -> None:
-        """Remember ``record`` as applied (committed at once)."""
-        values = (
-            record.pk, record.hash, record.match,
-            json.dumps(record.properties, sort_keys=True, default=str),
-            json.dumps(sorted(record.groups)), record.optout,
-        )
+        """Remember ``record`` as applied (written within 0.2 s, and by :meth:`flush`)."""
         with self._lock:
-            self._write("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)", values)
+            self._buffer(self._pending, record.pk, record)
 
     def forget(self, pk: str) -> None:
         """Drop ``pk`` (its user was deleted, cleared or left alone after the row went away)."""
         with self._lock:
-            self._write("DELETE FROM records WHERE pk = ?", (pk,))
+            self._buffer(self._pending, pk, None)
+
+    def leave(self, record: AppliedRecord) -> None:
+        """Remember the user ``record`` was as left behind: row ``record.pk`` moved off it.
+
+        Written in the same transaction as the row's new record, so a crash loses neither.
+        """
+        if record.key is None:
+            raise ValueError("a left user needs its user key")
+        with self._lock:
+            self._buffer(self._pending_left, record.key, record)
+
+    def left(self) -> list[AppliedRecord]:
+        """The users left behind and not yet dealt with (``pk``: the row that left each)."""
+        with self._lock:
+            self._flush()
+            rows = self._db.execute(
+                "SELECT pk, hash, match, properties, groups, optout, key FROM left_users "
+                "ORDER BY key").fetchall()
+        return [from_row(row) for row in rows]
+
+    def drop_left(self, key: str) -> None:
+        """Forget the left user ``key`` (deleted, cleared, or a row maps to it again)."""
+        with self._lock:
+            self._buffer(self._pending_left, key, None)
 
     def count(self) -> int:
         """How many rows the state holds."""
         with self._lock:
+            self._flush()
             return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
     def invalidate_hashes(self) -> None:
-        """Make every row look changed (the mapping changed): old values are kept."""
+        """Make every row look changed (the mapping changed): old values are kept.
+
+        The user keys are dropped too (the match key may have changed): see :meth:`unkeyed`.
+        """
         with self._lock:
-            self._write_now("UPDATE records SET hash = ''", ())
+            self._flush()
+            self._write_now("UPDATE records SET hash = '', key = NULL", ())
 
-    # -- this run's primary keys ----------------------------------------------------------------
+    def unkeyed(self, batch: int = 1000) -> Iterator[tuple[str, str | None]]:
+        """``(pk, match)`` of the records whose user key is not known (older files)."""
+        for pk, match in self._paged(
+            "SELECT pk, match FROM records WHERE pk > ? AND key IS NULL ORDER BY pk LIMIT ?",
+            batch,
+        ):
+            yield str(pk), match
 
-    def start_run(self) -> None:
-        """Forget the keys seen by an earlier run in this process."""
+    def set_keys(self, keys: list[tuple[str, str | None]]) -> None:
+        """Store the user key of each ``(pk, key)``."""
         with self._lock:
-            self._write_now("DELETE FROM seen", ())
-
-    def see(self, pk: str) -> bool:
-        """Note ``pk`` as present in the model; False when it was already seen (a duplicate)."""
-        with self._lock:
-            try:
-                self._write("INSERT INTO seen VALUES (?)", (pk,))
-            except sqlite3.IntegrityError:
-                return False
-        return True
-
-    def seen_count(self) -> int:
-        """How many distinct primary keys this run has seen."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM seen").fetchone()[0])
-
-    def gone(self, batch: int = 500) -> Iterator[AppliedRecord]:
-        """The applied rows whose key this run did not see, read in batches."""
-        last = ""
-        while True:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT pk, hash, match, properties, groups, optout FROM records "
-                    "WHERE pk > ? AND pk NOT IN (SELECT pk FROM seen) ORDER BY pk LIMIT ?",
-                    (last, batch),
-                ).fetchall()
-            if not rows:
-                return
-            for row in rows:
-                yield _record(row)
-            last = str(rows[-1][0])
-
-    def gone_count(self) -> int:
-        """How many applied rows this run did not see."""
-        with self._lock:
-            return int(self._db.execute(
-                "SELECT COUNT(*) FROM records WHERE pk NOT IN (SELECT pk FROM seen)"
-            ).fetchone()[0])
-
-    # -- sent events and orders -----------------------------------------------------------------
-
-    def claim(self, kind: str, key: str) -> bool:
-        """Record ``key`` as pending (committed before returning); False if already recorded."""
-        with self._lock:
-            cursor = self._write_now(
-                "INSERT OR IGNORE INTO sent VALUES (?, ?, ?)", (kind, key, str(KeyState.PENDING))
-            )
-            return cursor.rowcount == 1
-
-    def state(self, kind: str, key: str) -> KeyState | None:
-        """The recorded state of ``key`` of ``kind``, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT state FROM sent WHERE kind = ? AND key = ?", (kind, key)
-            ).fetchone()
-        return None if row is None else KeyState(row[0])
-
-    def settle(self, kind: str, key: str, state: KeyState) -> None:
-        """Record the outcome of a claimed send (``SENT`` or ``UNKNOWN``)."""
-        if state is KeyState.PENDING:
-            raise ValueError("settle records an outcome: SENT or UNKNOWN")
-        with self._lock:
-            self._write_now(
-                "INSERT OR REPLACE INTO sent VALUES (?, ?, ?)", (kind, key, str(state))
-            )
-
-    def release(self, kind: str, key: str) -> None:
-        """Forget ``key``: its send surely did not apply, so it may be sent again."""
-        with self._lock:
-            self._write_now("DELETE FROM sent WHERE kind = ? AND key = ?", (kind, key))
-
-    def reclaim(self, kind: str, key: str, state: KeyState) -> bool:
-        """Move ``key`` from ``state`` back to pending (committed); False if not in ``state``."""
-        with self._lock:
-            cursor = self._write_now(
-                "UPDATE sent SET state = ? WHERE kind = ? AND key = ? AND state = ?",
-                (str(KeyState.PENDING), kind, key, str(state)),
-            )
-            return cursor.rowcount == 1
-
-    def sent_count(self, kind: str, state: KeyState = KeyState.SENT) -> int:
-        """How many keys of ``kind`` are in ``state``."""
-        with self._lock:
-            return int(self._db.execute(
-                "SELECT COUNT(*) FROM sent WHERE kind = ? AND state = ?", (kind, str(state))
-            ).fetchone()[0])
-
-
-def _record(row: tuple[Any, ...]) -> AppliedRecord:
-    pk, digest, match, properties, groups, optout = row
-    return AppliedRecord(
-        pk=str(pk), hash=str(digest), match=match, properties=json.loads(properties),
-        groups=frozenset(json.loads(groups)), optout=optout,
-    )
+            self._flush()
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("UPDATE records SET key = ? WHERE pk = ?",
+                                 [(key, pk) for pk, key in keys])
+            self._db.execute("COMMIT")

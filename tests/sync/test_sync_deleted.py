@@ -114,3 +114,33 @@ def test_the_cli_takes_deleted_column_from_its_config_file(
         assert done.returncode == 0, done.stdout + done.stderr
     assert fake.find_user(email="b@example.com") is None
     assert "_deleted" not in fake.find_user(email="a@example.com")["vars"]
+
+
+def test_a_row_that_cannot_be_identified_keeps_every_missing_user(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # A line that is not JSON (or has no key) may be any user: deleting the users missing from
+    # that run would delete the very row the model still holds.
+    _apply(fake, tmp_path, _rows(ANN, BOB), whole=True, delete_behavior="delete")
+    unreadable = Row("line 2", {"__problem__": "not valid JSON: Expecting value"})
+    failures: list[RecordFailure] = []
+    summary = _apply(fake, tmp_path, [*_rows(ANN), unreadable], whole=True,
+                     delete_behavior="delete", failures=failures)
+    assert fake.find_user(email="bob@example.com") is not None
+    assert "deleted" not in summary.counts
+    assert [f.where for f in failures] == ["line 2"]
+    # Once the model reads whole again, the missing row is gone and its user deleted.
+    summary = _apply(fake, tmp_path, _rows(ANN), whole=True, delete_behavior="delete")
+    assert summary.counts["deleted"] == 1
+    assert fake.find_user(email="bob@example.com") is None
+
+
+def test_a_marked_row_whose_user_another_row_holds_is_kept(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _apply(fake, tmp_path, _rows(ANN), delete_behavior="delete")
+    # Row 9 takes Ann's email under a new key while row 1 is marked deleted in the same load.
+    summary = _apply(fake, tmp_path, _rows({**ANN, "id": 9}, {"id": 1, "_deleted": True}),
+                     delete_behavior="delete")
+    assert fake.find_user(email=ANN["email"]) is not None
+    assert "deleted" not in summary.counts

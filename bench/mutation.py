@@ -39,6 +39,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
          "tests/test_profiles_faults.py", "tests/test_profiles_behaviour.py"],
     ),
     "sync/runner": (["sync/runner.py"], ["tests/sync/"]),
+    "sync/gone": (["sync/gone.py"], ["tests/sync/"]),
     "postbacks": (
         ["postbacks.py"],
         ["tests/test_postbacks.py", "tests/test_postbacks_tampering.py",

@@ -192,3 +192,75 @@ def test_the_key_length_limits_hold_exactly_at_the_boundary(
     assert refused.error is not None
     assert refused.error.field == "key"
     assert len(fake.users) == 1
+
+
+def test_an_email_change_onto_a_taken_email_names_its_record(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    with destination_for(fake, tmp_path) as dest:
+        dest.export_profile(ProfileChange("taken@example.com", new_properties={"b": 1}))
+        result = dest.export_profile(
+            ProfileChange(
+                "taken@example.com", old_key="old@example.com", new_properties={"a": 3},
+                record_id="row-7",
+            )
+        )
+    assert (result.status, result.record_id) == (Status.UPDATED, "row-7")
+    assert result.detail == "email already in Sailthru: updated that user"
+
+
+def test_a_skip_for_missing_consent_names_its_record(fake: FakeSailthru, tmp_path: Path) -> None:
+    with destination_for(fake, tmp_path, required_consents={"sms"}) as dest:
+        result = dest.export_profile(
+            ProfileChange("a@example.com", new_properties={"a": 1}, record_id="row-3")
+        )
+    assert (result.status, result.record_id) == (Status.SKIPPED, "row-3")
+
+
+def test_a_sailthru_refusal_fails_the_record_by_its_id(fake: FakeSailthru, tmp_path: Path) -> None:
+    # The email key belongs to another profile: Sailthru refuses the update.
+    fake.extid_lookup = True
+    with destination_for(fake, tmp_path) as by_email:
+        by_email.export_profile(ProfileChange("ann@example.com", new_properties={"a": 1}))
+    with destination_for(fake, tmp_path, match_key="extid") as dest:
+        result = dest.export_profile(
+            ProfileChange("cust-2", new_properties={"email": "ann@example.com"}, record_id="r-9")
+        )
+    assert result.status is Status.FAILED
+    assert result.error is not None
+    assert (result.record_id, result.error.record_id) == ("r-9", "r-9")
+    assert "Key conflict" in result.error.reason
+
+
+def test_an_unchanged_profile_says_no_call_was_made(fake: FakeSailthru, tmp_path: Path) -> None:
+    with destination_for(fake, tmp_path) as dest:
+        dest.export_profile(ProfileChange("a@example.com", new_properties={"a": 1}))
+        result = dest.export_profile(
+            ProfileChange("a@example.com", old_properties={"a": 1}, new_properties={"a": 1})
+        )
+    assert (result.status, result.detail) == (Status.SKIPPED, "unchanged: no call made")
+
+
+def test_a_renamed_var_is_the_whole_detail_of_a_created_result(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    with destination_for(fake, tmp_path, invalid_vars="drop") as dest:
+        result = dest.export_profile(ProfileChange("a@example.com", new_properties={"a-b": 1}))
+    assert result.status is Status.CREATED
+    assert result.detail.startswith("vars not sent as named: ")
+    assert "'a-b'" in result.detail
+    assert "a_b" in result.detail
+    assert fake.find_user(email="a@example.com")["vars"] == {"a_b": 1}  # type: ignore[index]
+
+
+def test_an_invalid_old_email_fails_the_record_naming_old_key(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    with destination_for(fake, tmp_path) as dest:
+        result = dest.export_profile(
+            ProfileChange("new@example.com", old_key="not an email", new_properties={"a": 1})
+        )
+    assert result.status is Status.FAILED
+    assert result.error is not None
+    assert result.error.field == "old_key"
+    assert fake.users == {}

@@ -51,7 +51,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                                  "tests/test_purchases.py", "tests/test_commerce.py"]),
     "lists": (["lists.py"], ["tests/test_list_race.py", "tests/test_profiles.py",
                              "tests/test_destination.py", "tests/test_coordination.py"]),
-    "events": (["events.py"], ["tests/test_events.py"]),
+    "events": (["events.py"], ["tests/test_events.py", "tests/test_events_refusals.py"]),
     "commerce": (["commerce.py"], ["tests/test_commerce.py", "tests/test_purchases.py",
                                    "tests/test_carts.py"]),
     "purchases": (["purchases.py"], ["tests/test_purchases.py", "tests/test_commerce.py"]),

@@ -18,7 +18,9 @@ from sailthru_destination.mapping import (
     changed_vars,
     clear_vars,
     flatten_vars,
+    list_name,
 )
+from sailthru_destination.varnames import VarProblem, var_name_problem
 
 # Four UTF-8 bytes per character: 16,384 of them are exactly the 64 KiB limit.
 EMOJI = "\U0001f600"
@@ -115,3 +117,57 @@ def test_clears_reach_the_repaired_name_of_an_unmappable_old_value() -> None:
     # name was never sendable, so there is nothing to clear.
     assert clear_vars({"a-b": {1, 2}}, repair=True) == {"a_b": ""}
     assert clear_vars({"a-b": {1, 2}}) == {}
+
+
+# ---- renames: var_names, and invalid_vars="drop" (the `dropped` list) -------------------
+
+
+def test_var_names_rename_sends_changes_and_clears_alike() -> None:
+    names = {"fn": "first_name"}
+    assert changed_vars({"fn": "Ann"}, {"fn": "Bo"}, var_names=names) == {"first_name": "Bo"}
+    assert changed_vars({"fn": "Ann"}, {}, var_names=names) == {"first_name": ""}
+    assert clear_vars({"fn": "Ann"}, var_names=names) == {"first_name": ""}
+
+
+def test_drop_mode_renames_a_bad_var_name_and_says_why() -> None:
+    dropped: list[VarProblem] = []
+    assert flatten_vars({"a-b": 1}, dropped=dropped) == {"a_b": 1}
+    assert dropped == [VarProblem("a-b", var_name_problem("a-b") or "", "a_b")]
+
+
+def test_drop_mode_leaves_out_a_bad_value_and_says_why() -> None:
+    dropped: list[VarProblem] = []
+    assert flatten_vars({"x": float("nan"), "y": 1}, dropped=dropped) == {"y": 1}
+    assert dropped == [VarProblem("x", "NaN and infinities are not numbers Sailthru can store")]
+
+
+@pytest.mark.parametrize(
+    ("properties", "reason"),
+    [
+        ({"a-b": 1, "a_b": 2}, "its repaired name 'a_b' belongs to another property"),
+        ({"a_b": 2, "a-b": 1}, var_name_problem("a-b")),
+    ],
+    ids=["bad first", "good first"],
+)
+def test_a_repaired_name_gives_way_to_the_property_really_called_so(
+    properties: dict[str, Any], reason: str
+) -> None:
+    dropped: list[VarProblem] = []
+    assert flatten_vars(properties, dropped=dropped) == {"a_b": 2}
+    assert dropped == [VarProblem("a-b", reason)]
+
+
+def test_two_properties_that_flatten_to_one_var_keep_the_first_and_name_the_second() -> None:
+    dropped: list[VarProblem] = []
+    assert flatten_vars({"a": {"b": 1}, "a_b": 2}, dropped=dropped) == {"a_b": 1}
+    assert dropped == [VarProblem("a_b", "two properties flatten to this same var name")]
+
+
+def test_in_drop_mode_a_removed_bad_name_is_cleared_under_its_repaired_name() -> None:
+    assert changed_vars({"a-b": 1}, {}, dropped=[]) == {"a_b": ""}
+
+
+def test_a_group_that_is_not_text_is_refused_as_a_list_name() -> None:
+    with pytest.raises(InvalidValue) as info:
+        list_name(5)  # type: ignore[arg-type]
+    assert (info.value.field, info.value.reason) == ("lists", "list names must be strings")

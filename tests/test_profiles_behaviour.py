@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import destination_for, make_fake, posted_payloads
+from helpers import app_for, destination_for, make_fake, posted_payloads
 
-from sailthru_destination.profiles import ProfileChange
+from sailthru_destination.api import SailthruApi
+from sailthru_destination.lists import ListRegistry
+from sailthru_destination.locks import LocalLock
+from sailthru_destination.options import DestinationOptions
+from sailthru_destination.profiles import ProfileChange, ProfileExporter
 from sailthru_destination.results import Status
 from sailthru_destination.testing import FakeSailthru, Faults
 
@@ -263,4 +267,23 @@ def test_an_invalid_old_email_fails_the_record_naming_old_key(
     assert result.status is Status.FAILED
     assert result.error is not None
     assert result.error.field == "old_key"
+    assert fake.users == {}
+
+
+def test_a_list_lock_held_too_long_fails_the_record_on_lists_for_a_retry(
+    fake: FakeSailthru, api: SailthruApi, tmp_path: Path
+) -> None:
+    holder = LocalLock(tmp_path, timeout=5)
+    exporter = ProfileExporter(
+        api, ListRegistry(api, LocalLock(tmp_path, timeout=0.05)),
+        DestinationOptions(lock_dir=str(tmp_path)), app_for(fake),
+    )
+    with holder.hold("VIP"):
+        result = exporter.export(
+            ProfileChange("a@example.com", new_properties={"a": 1}, new_groups={"VIP"})
+        )
+    assert result.status is Status.FAILED
+    assert result.error is not None
+    assert (result.error.field, result.error.retryable) == ("lists", True)
+    assert "VIP" in result.error.reason
     assert fake.users == {}

@@ -6,12 +6,13 @@ import math
 from typing import Any
 
 import pytest
+from helpers import app_for
 
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.events import Event, EventSender, time_value
 from sailthru_destination.mapping import InvalidValue
 from sailthru_destination.results import Status
-from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.testing import FakeSailthru
 
 
 def event(record_id: Any = "e1", **overrides: Any) -> Event:
@@ -69,12 +70,13 @@ def test_a_repeated_event_is_skipped_under_its_record_id(
     assert len(fake.events) == 1
 
 
-def test_a_sailthru_failure_names_the_event_record(fake: FakeSailthru, api: SailthruApi) -> None:
-    fake.faults = Faults(server_error_rate=1.0)
-    result = EventSender(api).send(event("e9"))
+def test_a_sailthru_refusal_names_the_event_record(fake: FakeSailthru) -> None:
+    with SailthruApi(app_for(fake, api_secret="wrong"), sleep=lambda _: None) as refused:
+        result = EventSender(refused).send(event("e9"))
     assert result.status is Status.FAILED
     assert result.error is not None
     assert (result.record_id, result.error.record_id) == ("e9", "e9")
+    assert fake.events == []
 
 
 def test_time_value_names_the_field_it_was_given() -> None:

@@ -19,6 +19,7 @@ from sailthru_destination.mapping import (
     clear_vars,
     flatten_vars,
     list_name,
+    reminder_time,
 )
 from sailthru_destination.varnames import VarProblem, var_name_problem
 
@@ -171,3 +172,25 @@ def test_a_group_that_is_not_text_is_refused_as_a_list_name() -> None:
     with pytest.raises(InvalidValue) as info:
         list_name(5)  # type: ignore[arg-type]
     assert (info.value.field, info.value.reason) == ("lists", "list names must be strings")
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [
+        (None, "a price must be a number, got NoneType"),
+        ([1], "a price must be a number, got list"),
+        ("nineteen", "a price must be a number like 19.99"),
+    ],
+)
+def test_a_price_that_is_not_a_number_says_what_it_got(amount: Any, reason: str) -> None:
+    with pytest.raises(InvalidValue) as info:
+        cents(amount, "dollars")
+    assert (info.value.field, info.value.reason) == ("price", reason)
+
+
+def test_a_reminder_delay_out_of_range_says_the_range() -> None:
+    with pytest.raises(InvalidValue) as info:
+        reminder_time("+0 minutes")
+    assert (info.value.field, info.value.reason) == (
+        "reminder_time", "the delay must be between 1 and 999999"
+    )

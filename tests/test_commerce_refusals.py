@@ -35,6 +35,11 @@ REFUSED = [
      "items must be a list of PurchaseItem"),
     ("url not text", Purchase("o-1", email="a@example.com", items=(item(url=5),)),
      "items[0].url", "a url must be a non-empty string"),
+    ("qty a flag", Purchase("o-1", email="a@example.com", items=(item(qty=True),)),
+     "items[0].qty", "a quantity is a whole number above 0"),
+    ("unknown unit", Purchase("o-1", email="a@example.com", items=(item(),),
+                              currency_unit="euros"),  # type: ignore[arg-type]
+     "currency_unit", "the currency unit must be 'dollars' or 'cents'"),
     ("url blank", Purchase("o-1", email="a@example.com", items=(item(url="  "),)),
      "items[0].url", "a url must be a non-empty string"),
 ]
@@ -50,4 +55,16 @@ def test_a_refused_purchase_names_the_field_and_the_reason(
     assert result.status is Status.FAILED
     assert result.error is not None
     assert (result.error.field, result.error.reason) == (field, reason)
+    assert fake.purchases == []
+
+
+def test_a_buyer_known_by_extid_without_an_email_is_refused_on_email(
+    fake: FakeSailthru, api: SailthruApi
+) -> None:
+    api.post("user", {"id": "cust-7", "key": "extid"})
+    result = CommerceSender(api).send_purchase(Purchase("o-1", extid="cust-7", items=(item(),)))
+    assert result.error is not None
+    assert (result.error.field, result.error.reason) == (
+        "email", "identify the user with an email first"
+    )
     assert fake.purchases == []

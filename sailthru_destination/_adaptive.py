@@ -10,9 +10,12 @@ among the endpoints it called, and keeps ``rate × service time × headroom`` re
 plus two spare, between ``minimum`` and ``maximum``, re-estimated as latency changes.
 
 It never raises the rate: the pacer alone decides when a call is sent. More in flight only
-means that a slot is never missed for want of a thread. After a 429 or a 5xx it halves the
-number in flight (``cap``) and lets it grow back by about one per window of records (AIMD),
-so bunched calls and a struggling server get room.
+means that a slot is never missed for want of a thread. After a 5xx or a lost connection it
+halves the number in flight (``cap``) and lets it grow back by about one per window of
+records (AIMD), so a struggling server gets room. A 429 only trims it by a tenth: the rate is
+the pacer's business (it slows itself down and pauses), and halving the records in flight
+for a 429 that came from calls bunched on the network cost a tenth of the throughput at the
+ceiling in our measurements, for nothing.
 
 The API layer reports each attempt through :func:`note_attempt`; the statistics are per
 thread, so each record, run on one pool thread, sees only its own calls.
@@ -25,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-__all__ = ["MAX_IN_FLIGHT", "AdaptiveLimit", "RecordStats", "note_attempt"]
+__all__ = ["MAX_IN_FLIGHT", "AdaptiveLimit", "RecordStats", "backoff_for", "note_attempt"]
 
 # 300/s at 200 ms needs 60 in flight; past that, latency is not what holds a run back.
 MAX_IN_FLIGHT = 64
@@ -39,21 +42,32 @@ _local = threading.local()
 @dataclass
 class RecordStats:
     """What one record's calls cost: time waiting for pacing slots, the slowest pace among
-    the endpoints called (calls per second), and whether a 429 or 5xx came back."""
+    the endpoints called (calls per second), and the strongest back-off a reply asked for
+    (1.0: none; see :func:`backoff_for`)."""
 
     paced: float = 0.0
     pace: float = math.inf
-    throttled: bool = False
+    backoff: float = 1.0
 
 
-def note_attempt(*, waited: float, pace: float, throttled: bool) -> None:
+def backoff_for(status: int | None) -> float:
+    """What a reply's HTTP status (None: no reply) does to the records in flight: the factor
+    they are multiplied by."""
+    if status is None or status >= 500:
+        return 0.5
+    if status == 429:
+        return 0.9
+    return 1.0
+
+
+def note_attempt(*, waited: float, pace: float, status: int | None) -> None:
     """Add one call attempt to the statistics of the record this thread is running, if any."""
     stats: RecordStats | None = getattr(_local, "stats", None)
     if stats is None:
         return
     stats.paced += waited
     stats.pace = min(stats.pace, pace)
-    stats.throttled = stats.throttled or throttled
+    stats.backoff = min(stats.backoff, backoff_for(status))
 
 
 class AdaptiveLimit:
@@ -104,8 +118,8 @@ class AdaptiveLimit:
         _local.stats = None
         service = max(wall - stats.paced, 0.0)
         with self._lock:
-            if stats.throttled:
-                self._cap = max(float(self.minimum), self._current / 2)
+            if stats.backoff < 1.0:
+                self._cap = max(float(self.minimum), self._current * stats.backoff)
             else:
                 self._cap = min(float(self.maximum), self._cap + 1 / max(self._cap, 1.0))
             if math.isfinite(stats.pace):

@@ -269,7 +269,7 @@ class SailthruApi:
             response = self._send(call)
         except requests.RequestException as exc:
             failure = self._transport_error(call, exc)
-            note_attempt(waited=waited, pace=call.limiter.pace(started), throttled=True)
+            note_attempt(waited=waited, pace=call.limiter.pace(started), status=None)
             self._record(call, number, started_wall, self._clock() - started, None, failure)
             raise failure from None
         duration = self._clock() - started
@@ -293,7 +293,7 @@ class SailthruApi:
         note_attempt(
             waited=waited,
             pace=call.limiter.pace(started),
-            throttled=response.status == 429 or response.status >= 500,
+            status=response.status,
         )
         if error is not None:
             error = failed_reply(error, may_repeat=call.may_repeat)

@@ -10,7 +10,7 @@ import pytest
 from helpers import app_for, make_fake
 
 from sailthru_destination import DestinationOptions, ProfileChange, SailthruDestination
-from sailthru_destination._adaptive import AdaptiveLimit, RecordStats
+from sailthru_destination._adaptive import AdaptiveLimit, RecordStats, backoff_for
 from sailthru_destination._concurrency import run_in_order
 
 
@@ -53,16 +53,27 @@ def test_follows_latency_as_it_changes() -> None:
     assert _settle(limit, pace=300, service=0.05) == 25
 
 
-def test_trouble_halves_the_records_in_flight_then_they_grow_back() -> None:
+def test_a_5xx_halves_the_records_in_flight_then_they_grow_back() -> None:
     limit = AdaptiveLimit()
     assert _settle(limit, pace=300, service=0.2) == 64
     stats = limit.start()
-    stats.pace, stats.throttled = 300, True
+    stats.pace, stats.backoff = 300, backoff_for(503)
     limit.finish(stats, 0.2)
     assert limit.current == 32
     after_one_window = _settle(limit, pace=300, service=0.2, records=40)
     assert 32 < after_one_window < 40  # about one more per window of records: additive
     assert _settle(limit, pace=300, service=0.2, records=3000) == 64
+
+
+def test_a_lost_connection_halves_and_a_429_only_trims() -> None:
+    for status, expected in ((None, 32), (429, 57)):
+        limit = AdaptiveLimit()
+        assert _settle(limit, pace=300, service=0.2) == 64
+        stats = limit.start()
+        stats.pace, stats.backoff = 300, backoff_for(status)
+        limit.finish(stats, 0.2)
+        assert limit.current == expected
+    assert backoff_for(200) == 1.0
 
 
 def test_never_under_the_minimum() -> None:

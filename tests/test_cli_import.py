@@ -158,3 +158,58 @@ def test_ctrl_c_during_an_import_leaves_the_previous_export_and_no_temporary_fil
     assert "output file was left as it was" in stderr
     assert out.read_text(encoding="utf-8") == PREVIOUS
     assert _leftovers(tmp_path, "members.csv") == []
+
+
+def test_merge_gives_one_row_per_member_with_every_list(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    assert run(tmp_path, fake, "sync", str(write_csv(tmp_path / "p.csv", people(4)))
+               ).returncode == 0
+    args = ("import", "--list", "Newsletter", "--list", "VIP")
+    split = run(tmp_path, fake, *args, "--out", "split.jsonl")
+    merged = run(tmp_path, fake, *args, "--merge", "--out", "merged.csv")
+    assert split.returncode == 0, split.stderr
+    assert merged.returncode == 0, merged.stderr
+    assert len((tmp_path / "split.jsonl").read_text(encoding="utf-8").splitlines()) == 6
+    with (tmp_path / "merged.csv").open(newline="", encoding="utf-8") as handle:
+        rows = {row["email"]: row["lists"] for row in csv.DictReader(handle)}
+    assert rows == {"p1@example.com": "Newsletter;VIP", "p2@example.com": "Newsletter",
+                    "p3@example.com": "Newsletter;VIP", "p4@example.com": "Newsletter"}
+    assert "merged: one row per member" in merged.stdout
+
+
+def test_out_dash_writes_to_stdout_only_when_the_import_succeeded(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    assert run(tmp_path, fake, "sync", str(write_csv(tmp_path / "p.csv", people(3)))
+               ).returncode == 0
+    done = run(tmp_path, fake, "import", "--list", "VIP", "--out", "-")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert sorted(m["email"] for m in lines) == ["p1@example.com", "p3@example.com"]
+    assert "Wrote 2 member(s) of VIP to stdout" in done.stderr  # stdout is only the data
+
+    as_csv = run(tmp_path, fake, "import", "--list", "VIP", "--out", "-", "--format", "csv",
+                 "--merge")
+    assert as_csv.returncode == 0, as_csv.stderr
+    assert as_csv.stdout.splitlines()[0].startswith("sid,email,extid,source_list,lists")
+    assert not list(tmp_path.glob("-*"))  # no file named "-"
+
+    unknown = run(tmp_path, fake, "import", "--list", "VIP", "--list", "Nope", "--out", "-")
+    assert unknown.returncode == 2
+    assert unknown.stdout == ""  # the VIP members read before the failure are not printed
+    assert "Nope" in unknown.stderr
+    assert "nothing was written" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+def test_a_file_without_a_known_suffix_needs_format(fake: FakeSailthru, tmp_path: Path) -> None:
+    refused = run(tmp_path, fake, "import", "--list", "VIP", "--out", "members.txt")
+    assert refused.returncode == 2
+    assert "or give --format" in refused.stderr
+    assert run(tmp_path, fake, "sync", str(write_csv(tmp_path / "p.csv", people(1)))
+               ).returncode == 0
+    done = run(tmp_path, fake, "import", "--list", "Newsletter", "--out", "members.txt",
+               "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "members.txt").read_text(encoding="utf-8").startswith("sid,email")

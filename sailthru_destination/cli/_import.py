@@ -1,19 +1,22 @@
 """``sailthru-destination import``: write the members of Sailthru lists to CSV or JSON lines.
 
 The output file is replaced only when every list was read: a failed import leaves the previous
-export as it was. CSV cells that a spreadsheet would run as a formula are escaped unless
-``--raw-csv`` is given.
+export as it was. ``--out -`` writes to stdout, also only once every list was read (the rows are
+spooled first), so a pipe never sees half an export. CSV cells that a spreadsheet would run as
+a formula are escaped unless ``--raw-csv`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import re
+import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -40,7 +43,13 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("--list", action="append", required=True, dest="lists",
                         help="list name (repeatable)")
-    parser.add_argument("--out", required=True, help="output file (.csv, or .jsonl/.ndjson)")
+    parser.add_argument("--out", required=True,
+                        help="output file (.csv, or .jsonl/.ndjson), or - for stdout")
+    parser.add_argument("--format", choices=("csv", "jsonl"),
+                        help="output format (default: from --out's suffix; jsonl for -)")
+    parser.add_argument("--merge", action="store_true",
+                        help="one row per member across all the lists, with every list the "
+                        "member is on in lists (default: one row per member and list)")
     parser.add_argument("--raw-csv", action="store_true",
                         help="write CSV cells as Sailthru holds them; by default a cell starting "
                         "with = + - @ tab or carriage return (a spreadsheet formula) gets a "
@@ -53,23 +62,27 @@ def run(args: argparse.Namespace) -> int:
     """Run ``import``: exit 0 when written, 1 when the import failed, 2 for a bad setting."""
     from ..destination import SailthruDestination
 
+    to_stdout = args.out == "-"
     out_path = Path(args.out)
     suffix = out_path.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".ndjson"):
-        raise UsageError(f"--out must end in .csv, .jsonl or .ndjson, got {args.out!r}")
-    kept = f"{args.out} was left as it was"
-    try:
-        if not out_path.parent.is_dir():
-            raise UsageError(f"--out: the folder {str(out_path.parent)!r} does not exist")
-        if out_path.is_dir():
-            raise UsageError(f"--out: {args.out!r} is a folder, not a file")
-    except OSError as exc:  # e.g. a name too long for the file system
-        raise UsageError(f"--out: cannot write {args.out}: {exc.strerror or exc}") from None
+    if args.format:
+        csv_out = args.format == "csv"
+    elif to_stdout:
+        csv_out = False
+    elif suffix in (".csv", ".jsonl", ".ndjson"):
+        csv_out = suffix == ".csv"
+    else:
+        raise UsageError(f"--out must end in .csv, .jsonl or .ndjson (or give --format), got "
+                         f"{args.out!r}")
+    kept = "nothing was written" if to_stdout else f"{args.out} was left as it was"
+    if not to_stdout:
+        _check_out(args.out, out_path)
     app = app_options(args)
+    target = _spooled_stdout() if to_stdout else replace_on_success(out_path)
     try:
-        with SailthruDestination(app) as destination, replace_on_success(out_path) as handle:
-            members = destination.import_list_members(args.lists)
-            if suffix == ".csv":
+        with SailthruDestination(app) as destination, target as handle:
+            members = destination.import_list_members(args.lists, merge=args.merge)
+            if csv_out:
                 written = write_members_csv(members, handle, raw=args.raw_csv)
             else:
                 written = write_members_jsonl(members, handle)
@@ -82,8 +95,32 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # the folder is read-only, --out is a folder, the disk is full
         raise UsageError(f"--out: cannot write {args.out}: {exc.strerror or exc} ({kept})"
                          ) from None
-    out(f"Wrote {written:,} member(s) of {', '.join(args.lists)} to {out_path}")
+    merged = " (merged: one row per member)" if args.merge else ""
+    where = "stdout" if to_stdout else str(out_path)
+    # With --out -, stdout is the data: the report goes to stderr.
+    out(f"Wrote {written:,} member(s) of {', '.join(args.lists)} to {where}{merged}",
+        sys.stderr if to_stdout else sys.stdout)
     return EXIT_OK
+
+
+def _check_out(name: str, path: Path) -> None:
+    try:
+        if not path.parent.is_dir():
+            raise UsageError(f"--out: the folder {str(path.parent)!r} does not exist")
+        if path.is_dir():
+            raise UsageError(f"--out: {name!r} is a folder, not a file")
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise UsageError(f"--out: cannot write {name}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _spooled_stdout() -> Iterator[TextIO]:
+    """A text file whose content goes to stdout only if the block ends without an error."""
+    with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as spool:
+        yield spool
+        spool.seek(0)
+        shutil.copyfileobj(spool, sys.stdout)
+        sys.stdout.flush()
 
 
 def member_dict(member: ImportedUser) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..sync.config import OBJECTS, load_config, name_problem
+from ..sync.config_schema import CONFIG_SCHEMA
 from ..sync.run import DEFAULT_HOME, run_sync
 from ..sync.runner import RunSummary
 from ..sync.sources import open_source
@@ -31,7 +33,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("source", nargs="?", help="a .csv, .jsonl or .ndjson file")
     parser.add_argument("--sql", help="a SQL query giving the model (with --db)")
     parser.add_argument("--db", help="SQLite file (opened read-only) or SQLAlchemy URL for --sql")
-    parser.add_argument("--config", help="a JSON or TOML file of mapping settings")
+    parser.add_argument("--config", help="a JSON or TOML file of mapping settings (see "
+                        "--config-schema)")
+    parser.add_argument("--config-schema", action="store_true",
+                        help="print the JSON Schema of the --config file (every setting, its "
+                        "type and default) and exit")
     parser.add_argument("--name", help="model name for the state and report (default: file "
                         "name); a plain name, not a path")
     parser.add_argument("--object", choices=OBJECTS, help="what rows are (default: users)")
@@ -75,6 +81,9 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sync``: exit 0 when every record is done, 1 when some failed."""
+    if args.config_schema:
+        out(json.dumps(CONFIG_SCHEMA, indent=2))
+        return EXIT_OK
     if (args.source is None) == (args.sql is None):
         raise UsageError("give exactly one source: a file (sync people.csv) or --sql with --db")
     if args.name is not None:
@@ -101,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     for line in format_summary(outcome.summary):
         out(line)
     out(f"Report: {outcome.report}")
+    out(f"  open {outcome.report / 'report.html'} in a browser")
     if outcome.summary.failed:
         out(f"{outcome.summary.failed} record(s) failed: see {outcome.report / 'errors.jsonl'}")
         return EXIT_FAILED

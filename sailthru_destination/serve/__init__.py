@@ -160,7 +160,9 @@ def _serve(
         worker.stop()
         queue.close()
         sent.close()
-        report.finish({"results": dict(worker.counts), "api_key": app.masked_key})
+        # No page at stop: a long-lived server's call log can be millions of lines, and the
+        # stop must stay quick under a supervisor's grace period (`report <folder>` builds it).
+        report.finish({"results": dict(worker.counts), "api_key": app.masked_key}, page=False)
         destination.close()
     out(f"stopped; {sum(worker.counts.values())} message(s) handled: {worker.counts}")
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..options import DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel, SyncMode
+from .config_schema import check_settings
 
 __all__ = [
     "OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "load_config", "name_problem",
@@ -220,6 +221,7 @@ def load_config(path: str | None = None, **overrides: Any) -> SyncConfig:
         raise ConfigError(
             f"unknown setting(s){where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
+    _check(settings, path)
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if "match_key" not in settings and settings.get("match_column") in ("sid", "extid"):
         settings["match_key"] = settings["match_column"]
@@ -231,6 +233,15 @@ def load_config(path: str | None = None, **overrides: Any) -> SyncConfig:
         return SyncConfig(**settings)
     except TypeError as exc:
         raise ConfigError(f"bad setting: {exc}") from None
+
+
+def _check(settings: Mapping[str, Any], where: str | None) -> None:
+    """Stop with every problem of ``settings`` under the published schema, each named."""
+    problems = check_settings({k: v for k, v in settings.items() if k in _field_names()})
+    if problems:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}{'; '.join(problems)} (sailthru-destination sync "
+                          "--config-schema prints every setting)")
 
 
 def table_config(
@@ -251,6 +262,7 @@ def table_config(
     if settings.get("object", "users") == "users":
         settings.setdefault("deleted_column", "_deleted")
     where = f"the settings of table {table!r}"
+    _check({**(mapping or {}), **((tables or {}).get(table) or {})}, where)
     unknown = sorted(set(settings) - _field_names())
     if unknown:
         raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}; known: "

@@ -4,21 +4,26 @@
 failed record with the reason; ``skipped.jsonl`` one line per record left alone on purpose
 with the reason (such as a gone row whose user another row holds); ``calls.jsonl`` every
 API call attempt as sent and as answered (the "live debugger"), with the API key masked
-and no signature or secret.
+and no signature or secret; and ``report.html``, the page a person reads (see
+:mod:`.report_html`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any
 
 from ..calllog import JsonLinesSink
+from .report_html import write_report_html
 from .summary import RecordFailure, RecordNotice
 
 __all__ = ["RunReport", "default_report_dir"]
+
+log = logging.getLogger(__name__)
 
 
 def default_report_dir(base: str | Path, name: str) -> Path:
@@ -67,11 +72,18 @@ class RunReport:
             self._skipped.write(json.dumps(notice.to_dict(), ensure_ascii=False) + "\n")
             self._skipped.flush()
 
-    def finish(self, summary: dict[str, Any]) -> Path:
-        """Write ``summary.json``, close the files and return the summary's path."""
+    def finish(self, summary: dict[str, Any], *, page: bool = True) -> Path:
+        """Write ``summary.json``, close the files, write ``report.html`` (unless not
+        ``page``) and return the summary's path."""
         path = self.folder / "summary.json"
         path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
         self.close()
+        if not page:
+            return path
+        try:
+            write_report_html(self.folder)
+        except OSError as exc:  # the run is done and its JSON written: the page is a view
+            log.warning("could not write %s: %s", self.folder / "report.html", exc)
         return path
 
     def close(self) -> None:

@@ -183,6 +183,15 @@ class FakeSailthru:
     def job_fails(self, fails: bool) -> None:
         self._state.job_fails = fails
 
+    @property
+    def exports_expire(self) -> bool:
+        """Whether exports expire as they complete (the caller waited too long to fetch)."""
+        return self._state.exports_expire
+
+    @exports_expire.setter
+    def exports_expire(self, expire: bool) -> None:
+        self._state.exports_expire = expire
+
     def expire_export(self, job_id: str | None = None) -> None:
         """Expire a completed export (all when no id): ``expired: true``, its file 404s."""
         expire_exports(self._state, job_id)

@@ -121,6 +121,9 @@ def _finish(state: State, job: dict[str, Any]) -> None:
         state.exports[token] = {"csv": _export_csv(state, job["list"]), "expired": False}
         job["_token"] = token
         job["export_url"] = f"{state.base_url}/{EXPORT_PREFIX}{token}.csv"
+        if state.exports_expire:
+            job["expired"] = True
+            state.exports[job.pop("_token")]["expired"] = True
 
 
 def _public(job: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,15 +41,7 @@ def post_send(state: State, payload: Mapping[str, Any]) -> Reply:
 
 def get_send(state: State, payload: Mapping[str, Any]) -> Reply:
     """GET /send ``{send_id}``: the send, with the email it went to."""
-    send_id = str(payload.get("send_id") or "")
-    if not send_id:
-        raise invalid_parameter("Missing required parameter: send_id")
-    with state.lock:
-        send = state.sends.get(send_id)
-        if send is None:
-            # (inferred) Sailthru's status, code and text for an unknown send id.
-            raise ApiError(400, ErrorCode.OTHER, f"Send not found: {send_id}")
-        return 200, dict(send)
+    return _one(state, state.sends, payload, "send")
 
 
 def post_blast(state: State, payload: Mapping[str, Any]) -> Reply:
@@ -74,12 +66,19 @@ def post_blast(state: State, payload: Mapping[str, Any]) -> Reply:
 
 def get_blast(state: State, payload: Mapping[str, Any]) -> Reply:
     """GET /blast ``{blast_id}``: the blast."""
-    blast_id = str(payload.get("blast_id") or "")
-    if not blast_id:
-        raise invalid_parameter("Missing required parameter: blast_id")
+    return _one(state, state.blasts, payload, "blast")
+
+
+def _one(
+    state: State, table: Mapping[str, dict[str, Any]], payload: Mapping[str, Any], kind: str
+) -> Reply:
+    """The ``kind`` (send or blast) that ``payload["<kind>_id"]`` names, from ``table``."""
+    wanted = str(payload.get(f"{kind}_id") or "")
+    if not wanted:
+        raise invalid_parameter(f"Missing required parameter: {kind}_id")
     with state.lock:
-        blast = state.blasts.get(blast_id)
-        if blast is None:
-            # (inferred) Sailthru's status, code and text for an unknown blast id.
-            raise ApiError(400, ErrorCode.OTHER, f"Blast not found: {blast_id}")
-        return 200, dict(blast)
+        found = table.get(wanted)
+        if found is None:
+            # (inferred) Sailthru's status, code and text for an unknown send or blast id.
+            raise ApiError(400, ErrorCode.OTHER, f"{kind.title()} not found: {wanted}")
+        return 200, dict(found)

@@ -56,6 +56,8 @@ class State:
         # Jobs: completed on the job_polls-th GET (0: at once; None: never), or "error".
         self.job_polls: int | None = 1
         self.job_fails = False
+        # Exports expired the moment they complete (GET /job says expired, the file 404s).
+        self.exports_expire = False
         self.inferred = Inferred()
         self.clear()
 

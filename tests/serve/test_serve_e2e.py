@@ -21,6 +21,7 @@ import requests
 from helpers import KEY, SECRET, make_fake
 from segment.analytics.client import Client
 from segment.analytics.request import APIError
+from test_cli import COMMAND
 
 from sailthru_destination.testing import FakeSailthru
 
@@ -164,6 +165,15 @@ def test_the_real_clients_stream_is_forwarded_with_no_failure(
     assert json.loads(summary.read_text())["results"] == {"sent": 4, "skipped": 1}
     assert WRITE_KEY not in serve.log()
     assert SECRET not in serve.log()
+    # The page is made on demand, not at stop (which must stay quick).
+    assert not (summary.parent / "report.html").exists()
+    made = subprocess.run([*COMMAND, "report", str(summary.parent)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert made.returncode == 0, made.stderr
+    page = (summary.parent / "report.html").read_text(encoding="utf-8")
+    assert "data-count='sent'><div class='n'>4</div>" in page
+    assert WRITE_KEY not in page
+    assert SECRET not in page
 
 
 def test_a_wrong_write_key_is_refused_with_401_and_nothing_is_queued(

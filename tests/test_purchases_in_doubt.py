@@ -82,3 +82,25 @@ def test_a_purchase_without_a_clear_answer_is_posted_exactly_its_attempts(
     assert f"was not in Sailthru after {attempts} post(s)" in result.error.reason
     assert len(posts) == attempts
     assert fake.purchases == []
+
+
+def test_an_unknown_order_that_cannot_be_read_back_is_not_sent_and_says_why(
+    fake: FakeSailthru, api: SailthruApi
+) -> None:
+    store = InMemorySentKeys()
+    assert store.claim("purchase", "o-1")
+    store.settle("purchase", "o-1", KeyState.UNKNOWN)
+    fake.faults = Faults(server_error_rate=1.0)  # Sailthru cannot be read
+    result = CommerceSender(api, sent_keys=store).send_purchase(
+        Purchase("o-1", email="ann@example.com", items=(ITEM,))
+    )
+    assert result.status is Status.FAILED
+    assert result.error is not None
+    assert result.error.retryable
+    assert result.error.reason.startswith(
+        "the purchase 'o-1' is marked 'unknown' (an earlier send may have reached Sailthru) "
+        "and could not be read back ("
+    )
+    assert result.error.reason.endswith("); it is not sent until it is")
+    assert store.state("purchase", "o-1") is KeyState.UNKNOWN
+    assert fake.calls[("POST", "purchase")] == 0

@@ -139,7 +139,7 @@ class CartKeeper:
             payload.update(reminder)
         self._shop.api.post("purchase", payload)
         units = sum(qty_of(line) for line in cart)
-        return ExportResult(Status.SENT, rid, f"cart now holds {units} valid_unit(s)")
+        return ExportResult(Status.SENT, rid, f"cart now holds {units} unit(s)")
 
     def _read_cart(self, key: str, value: str) -> tuple[str | None, Any] | None:
         """The user's (email, purchase_incomplete), or None when Sailthru has no such user."""

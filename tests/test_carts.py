@@ -305,3 +305,17 @@ def test_the_cart_time_is_read_in_the_formats_sailthru_may_answer(
     raw: Any, expected: float | None
 ) -> None:
     assert _cart_time({"time": raw}) == expected
+
+
+def test_a_cart_result_says_how_many_units_the_cart_holds(
+    fake: FakeSailthru, api: SailthruApi
+) -> None:
+    sender = CommerceSender(api)
+    details = [sender.update_cart(change).detail
+               for change in (add("sku-1", 2), add("sku-2"), remove("sku-1", 2), remove("sku-2"))]
+    assert details == [
+        "cart now holds 2 unit(s)",
+        "cart now holds 3 unit(s)",
+        "cart now holds 1 unit(s)",
+        "cart now holds 0 unit(s)",
+    ]

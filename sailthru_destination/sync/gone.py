@@ -79,9 +79,15 @@ def remove_gone(
             progress.update(1)
             if result.status is Status.FAILED:
                 error = result.error
-                fail(RecordFailure(user.record.pk, result.detail,
-                                   error.field if error else None, user.where,
-                                   error.retryable if error else False))
+                field = error.field if error else None
+                retryable = error.retryable if error else False
+                fail(RecordFailure(user.record.pk, result.detail, field, user.where, retryable))
+                # Its twins share the fate, and the report must say so: nothing unreported.
+                for twin in twins.get(id(user), ()):
+                    fail(RecordFailure(twin.record.pk, f"the same Sailthru user as "
+                                       f"{config.primary_key}={user.record.pk!r} "
+                                       f"({user.where}): {result.detail}", field, twin.where,
+                                       retryable))
                 continue  # remembered: the next run tries again
             summary.counts["kept" if result.status is Status.SKIPPED else str(result.status)] += 1
             user.done(state)

@@ -1,0 +1,234 @@
+"""Mutation score per core module, with mutmut, sampled and within a time budget.
+
+Each module is mutated on its own, in a scratch copy of the project, with only the test files
+that exercise it (mutmut then runs, for each mutant, only the tests that reach the mutated
+function). A seeded sample of ``--sample`` mutants per module is tested, so a run is bounded and
+repeatable; ``--budget`` caps each module's wall-clock time (mutants left unchecked when it runs
+out are reported, never counted). Everything runs under ``nice -n 19``: the machine is shared.
+
+    python bench/mutation.py                          # every module, 40 mutants each
+    python bench/mutation.py profiles postbacks --sample 60 --budget 300 --survivors
+
+Not run in CI: a full module takes minutes. The latest scores are in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = "sailthru_destination"
+
+# module name -> (source files to mutate, test files or folders that exercise them)
+MODULES: dict[str, tuple[list[str], list[str]]] = {
+    "profiles": (
+        ["profiles.py"],
+        ["tests/test_profiles.py", "tests/test_profiles_bad_input.py",
+         "tests/test_profiles_faults.py", "tests/test_profiles_behaviour.py"],
+    ),
+    "sync/runner": (["sync/runner.py"], ["tests/sync/"]),
+    "sync/gone": (["sync/gone.py"], ["tests/sync/"]),
+    "postbacks": (
+        ["postbacks.py"],
+        ["tests/test_postbacks.py", "tests/test_postbacks_tampering.py",
+         "tests/test_postbacks_replies.py"],
+    ),
+    "mapping": (["mapping.py"], ["tests/test_mapping.py", "tests/test_mapping_limits.py"]),
+    "varnames": (["varnames.py"], ["tests/test_mapping.py", "tests/test_mapping_limits.py",
+                                   "tests/test_profiles_behaviour.py"]),
+    "amounts": (["amounts.py"], ["tests/test_mapping.py", "tests/test_mapping_limits.py",
+                                 "tests/test_purchases.py", "tests/test_commerce.py"]),
+    "lists": (["lists.py"], ["tests/test_lists_registry.py", "tests/test_list_race.py",
+                             "tests/test_profiles.py",
+                             "tests/test_destination.py", "tests/test_coordination.py"]),
+    "events": (["events.py"], ["tests/test_events.py", "tests/test_events_refusals.py"]),
+    "commerce": (["commerce.py"], ["tests/test_commerce.py", "tests/test_returns.py",
+                                   "tests/test_purchases.py",
+                                   "tests/test_carts.py"]),
+    "purchases": (["purchases.py"], ["tests/test_purchases.py", "tests/test_purchases_in_doubt.py",
+                                     "tests/test_commerce.py"]),
+    "carts": (["carts.py"], ["tests/test_carts.py", "tests/test_commerce.py"]),
+    "_commerce_records": (["_commerce_records.py"], ["tests/test_commerce_refusals.py",
+                                                     "tests/test_commerce.py",
+                                                     "tests/test_purchases.py",
+                                                     "tests/test_carts.py"]),
+    "api": (["api.py"], ["tests/test_api.py", "tests/test_api_retry.py",
+                         "tests/test_api_redaction.py", "tests/test_api_pacing.py"]),
+    "segment": (["segment/*"], ["tests/test_segment.py", "tests/test_segment_golden.py",
+                                "tests/test_segment_real_messages.py"]),
+}
+
+# mutmut's verdicts, grouped: a crash or a timeout under a mutant is a kill; a mutant no test
+# reaches is a survivor (it is exactly the gap this measures); an unchecked one is not counted.
+KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+SURVIVED = {"survived", "no tests", "suspicious"}
+
+
+@dataclass
+class Outcome:
+    """What one module's run found."""
+
+    module: str
+    generated: int = 0
+    killed: list[str] = field(default_factory=list)
+    survived: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    diffs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float | None:
+        tested = len(self.killed) + len(self.survived)
+        return None if tested == 0 else len(self.killed) / tested
+
+
+def _mutmut() -> str:
+    exe = Path(sys.executable).with_name("mutmut")
+    return str(exe) if exe.exists() else "mutmut"
+
+
+def _scratch_project(sources: list[str], tests: list[str]) -> Path:
+    """A copy of the project whose [tool.mutmut] mutates ``sources`` and selects ``tests``."""
+    work = Path(tempfile.mkdtemp(prefix="mutation-"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    shutil.copytree(ROOT / PKG, work / PKG, ignore=ignore)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    for name in ("setup.cfg", "setup.py"):
+        shutil.copy2(ROOT / name, work / name)
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    present = [t for t in tests if (ROOT / t).exists()]
+    selection = "pytest_add_cli_args_test_selection = " + json.dumps(present)
+    text, found = re.subn(r"(?m)^pytest_add_cli_args_test_selection = .*$", selection, text)
+    if not found:
+        raise SystemExit("pyproject.toml has no [tool.mutmut] pytest_add_cli_args_test_selection")
+    only = "only_mutate = " + json.dumps([f"{PKG}/{s}" for s in sources])
+    text = text.replace("[tool.mutmut]\n", f"[tool.mutmut]\n{only}\n", 1)
+    (work / "pyproject.toml").write_text(text, encoding="utf-8")
+    return work
+
+
+def _run(cmd: list[str], cwd: Path, deadline: float, log: Path) -> bool:
+    """Run ``cmd`` niced, killing its whole process group at ``deadline``; True if it finished."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            ["nice", "-n", "19", *cmd], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            return True
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            return False
+
+
+def _verdicts(work: Path, sources: list[str]) -> dict[str, int | None]:
+    """Every generated mutant of ``sources`` and its exit code (None: not checked yet)."""
+    found: dict[str, int | None] = {}
+    for pattern in sources:
+        for meta in (work / "mutants" / PKG).glob(pattern + ".meta"):
+            found.update(json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"])
+    return found
+
+
+def measure(module: str, sample: int, budget: float, seed: int, jobs: int,
+            survivors: bool) -> Outcome:
+    """Mutate ``module``, test a seeded sample of its mutants within ``budget`` seconds."""
+    from mutmut.stats import status_by_exit_code
+
+    sources, tests = MODULES[module]
+    outcome = Outcome(module)
+    work = _scratch_project(sources, tests)
+    log = work / "mutmut.log"
+    start = time.monotonic()
+    deadline = start + budget
+    try:
+        # Generating the mutants and the per-test coverage ends in mutmut's own refusal of a
+        # filter that matches nothing; that is how to generate without testing anything.
+        _run([_mutmut(), "run", f"{PKG}.zz_generate_only*", "--max-children", str(jobs)],
+             work, deadline, log)
+        names = sorted(_verdicts(work, sources))
+        outcome.generated = len(names)
+        chosen = random.Random(seed).sample(names, min(sample, len(names)))
+        if chosen:
+            _run([_mutmut(), "run", *chosen, "--max-children", str(jobs)], work, deadline, log)
+        verdicts = _verdicts(work, sources)
+        # mutmut stops before testing anything when no selected test reaches any mutant:
+        # then every mutant is one no test reaches (a survivor), not an unchecked one.
+        untested = "could not find any test case" in log.read_text(errors="replace")
+        for name in sorted(chosen):
+            code = verdicts.get(name)
+            status = "no tests" if code is None and untested else status_by_exit_code[code]
+            if status in KILLED:
+                outcome.killed.append(name)
+            elif status in SURVIVED:
+                outcome.survived.append(name)
+            else:
+                outcome.unchecked.append(name)
+        if survivors:
+            for name in outcome.survived:
+                shown = subprocess.run([_mutmut(), "show", name], cwd=work, capture_output=True,
+                                       text=True, timeout=60, check=False)
+                outcome.diffs[name] = shown.stdout.strip()
+    finally:
+        outcome.seconds = time.monotonic() - start
+        shutil.rmtree(work, ignore_errors=True)
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", metavar="module",
+                        help=f"any of: {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--sample", type=int, default=40, help="mutants per module (default 40)")
+    parser.add_argument("--budget", type=float, default=300.0,
+                        help="wall-clock seconds per module, generation included (default 300)")
+    parser.add_argument("--seed", type=int, default=18, help="sampling seed (default 18)")
+    parser.add_argument("--jobs", type=int, default=1, help="mutmut workers (default 1)")
+    parser.add_argument("--survivors", action="store_true", help="print each survivor's diff")
+    parser.add_argument("--json", type=Path, help="also write the outcomes to this file")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.modules) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown module(s): {', '.join(unknown)}")
+    os.chdir(ROOT)  # mutmut reads [tool.mutmut] from the working directory's pyproject.toml
+
+    outcomes = []
+    print(f"{'module':<20} {'killed/tested':>13} {'score':>6} {'unchecked':>9} "
+          f"{'generated':>9} {'seconds':>7}")
+    for module in args.modules or list(MODULES):
+        o = measure(module, args.sample, args.budget, args.seed, args.jobs, args.survivors)
+        outcomes.append(o)
+        tested = len(o.killed) + len(o.survived)
+        score = "-" if o.score is None else f"{o.score:.0%}"
+        print(f"{module:<20} {f'{len(o.killed)}/{tested}':>13} {score:>6} "
+              f"{len(o.unchecked):>9} {o.generated:>9} {o.seconds:>7.0f}", flush=True)
+        for name in o.survived:
+            print(f"    survived: {name}")
+            if name in o.diffs:
+                print("        " + o.diffs[name].replace("\n", "\n        "))
+    if args.json:
+        args.json.write_text(json.dumps([o.__dict__ | {"score": o.score} for o in outcomes],
+                                        indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

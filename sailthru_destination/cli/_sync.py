@@ -14,7 +14,8 @@ from ..sync.run import DEFAULT_HOME, run_sync
 from ..sync.runner import RunSummary
 from ..sync.sources import open_source
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, rate_limits
-from ._credentials import add_credentials, app_options
+from ._credentials import add_credentials, app_options, require_authentication
+from ._signals import sigterm_as_interrupt
 
 __all__ = ["add_parser", "format_summary"]
 
@@ -62,6 +63,12 @@ def add_parser(sub: Any) -> None:
                         help="use the job API for many changed users (default: auto)")
     parser.add_argument("--bulk-threshold", type=int,
                         help="changed users from which --bulk auto uses a job (default: 1000)")
+    parser.add_argument("--max-errors", type=int, metavar="N",
+                        help="stop the run cleanly (state saved, exit 1) after N failed "
+                        "records (always: when the first 100 records all fail the same way)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the run summary as one JSON document on stdout (the "
+                        "readable lines go to stderr), for schedulers")
     parser.add_argument("--rate-limit", action="append", metavar="ENDPOINT=N",
                         help="starting requests/second, e.g. user=300 (repeatable)")
     parser.add_argument("--state", help=f"state file (default: {DEFAULT_HOME}/<name>.db)")
@@ -100,39 +107,58 @@ def run(args: argparse.Namespace) -> int:
         optout=args.optout, concurrency=args.concurrency, bulk=args.bulk,
         bulk_threshold=args.bulk_threshold, state=args.state, report_dir=args.report_dir,
         allow_empty=args.allow_empty, rate_limits=rate_limits(args.rate_limit) or None,
+        max_errors=args.max_errors,
     )
     app = app_options(args)
     rows = open_source(args.source, sql=args.sql, db=args.db)
+    require_authentication(args, app)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    outcome = run_sync(app, config, rows, home=args.home, progress=progress)
+    with sigterm_as_interrupt():
+        outcome = run_sync(app, config, rows, home=args.home, progress=progress)
+    # With --json, stdout holds the summary document alone: the readable lines go to stderr.
+    text = sys.stderr if args.json else sys.stdout
     source = args.source or "SQL query"
-    out(f"Synced {source} -> {app.api_url} (key {app.masked_key})")
-    for line in format_summary(outcome.summary):
-        out(line)
-    out(f"Report: {outcome.report}")
-    out(f"  open {outcome.report / 'report.html'} in a browser")
+    verb = "Stopped" if outcome.stopped else "Synced"
+    out(f"{verb} {source} -> {app.api_url} (key {app.masked_key})", text)
+    for line in format_summary(outcome.summary, config.object):
+        out(line, text)
+    out(f"Report: {outcome.report}", text)
+    out(f"  open {outcome.report / 'report.html'} in a browser", text)
+    if args.json:
+        out((outcome.report / "summary.json").read_text(encoding="utf-8").strip())
+    if outcome.stopped:
+        out(outcome.stopped, sys.stderr)
     if outcome.summary.failed:
-        out(f"{outcome.summary.failed} record(s) failed: see {outcome.report / 'errors.jsonl'}")
-        return EXIT_FAILED
-    return EXIT_OK
+        out(f"{outcome.summary.failed} record(s) failed: see "
+            f"{outcome.report / 'errors.jsonl'}", text)
+    return EXIT_FAILED if outcome.summary.failed or outcome.stopped else EXIT_OK
 
 
 def _count(number: float) -> str:
     return f"{number:,}" if isinstance(number, int) else f"{number:,.2f}"
 
 
-def format_summary(summary: RunSummary) -> list[str]:
-    """The readable lines of a run summary."""
+# The outcomes always shown, per kind of model: users are created or updated, the others sent.
+_ALWAYS = {"users": ("created", "updated", "unchanged", "deleted", "failed")}
+_ALWAYS_ACTIVITY = ("sent", "unchanged", "failed")
+
+
+def format_summary(summary: RunSummary, object: str = "users") -> list[str]:
+    """The readable lines of a run summary (of a model of ``object``)."""
     counts = summary.counts
+    always = _ALWAYS.get(object, _ALWAYS_ACTIVITY)
     lines = [f"  {'rows read':<16}{_count(summary.rows):>10}"]
-    for name in ("created", "updated", "unchanged", "deleted", "cleared", "kept", "skipped",
-                 "failed"):
-        if counts[name] or name in ("created", "updated", "unchanged", "deleted", "failed"):
+    for name in ("created", "updated", "sent", "unchanged", "deleted", "cleared", "kept",
+                 "skipped", "failed"):
+        if counts[name] or name in always:
             lines.append(f"  {name:<16}{_count(counts[name]):>10}")
-    lines.append(f"  {'lists created':<16}{_count(summary.lists_created):>10}")
-    per_record = summary.total_calls / summary.rows if summary.rows else 0.0
+    if object == "users":
+        lines.append(f"  {'lists created':<16}{_count(summary.lists_created):>10}")
+    # Unchanged rows cost nothing: the calls are spent on the others.
+    changed = summary.rows - counts["unchanged"]
+    per_record = summary.total_calls / changed if changed > 0 else 0.0
     path = summary.path + (f", {summary.jobs} job(s)" if summary.jobs else "")
     lines.append(f"  {'API calls':<16}{_count(summary.total_calls):>10}   "
-                 f"({per_record:.2f} per row; {path})")
+                 f"({per_record:.2f} per changed row; {path})")
     lines.append(f"  {'time':<16}{summary.seconds:>9.2f}s")
     return lines

@@ -66,7 +66,7 @@ class SyncConfig:
     empty); ``ignore`` drops columns. ``bulk`` is ``auto`` (the job API from
     ``bulk_threshold`` changed users on), ``always`` or ``never``. ``lock_wait`` is how
     many seconds a run waits for another run of the same model to finish before it gives
-    up (exit 2).
+    up (exit 2). ``max_errors`` stops a run cleanly after that many failed records.
     """
 
     object: str = "users"
@@ -91,6 +91,7 @@ class SyncConfig:
     report_dir: str | None = None
     allow_empty: bool = False
     lock_wait: float = 2.0
+    max_errors: int | None = None
     rate_limits: Mapping[str, float] = field(default_factory=dict)
     # events
     event_column: str = "event"
@@ -121,6 +122,11 @@ class SyncConfig:
         ):
             raise ConfigError(f"lock_wait must be a number of seconds from 0 to 86400; got "
                               f"{self.lock_wait!r}")
+        if self.max_errors is not None and (
+            isinstance(self.max_errors, bool) or not isinstance(self.max_errors, int)
+            or self.max_errors < 1
+        ):
+            raise ConfigError(f"max_errors must be a whole number >= 1; got {self.max_errors!r}")
         for name in ("primary_key", "match_column"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{name} must name a column of the model")

@@ -73,6 +73,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "lock_wait": _setting({"type": "number", "minimum": 0, "maximum": 86400}, "Seconds a "
                               "sync waits for another run of the same model to finish before "
                               "it exits 2.", default=2.0),
+        "max_errors": _setting({"type": ["integer", "null"], "minimum": 1}, "Stop the run "
+                               "cleanly (state saved, exit 1) after this many failed records. "
+                               "Unset, a run still stops when its first 100 records all fail "
+                               "for the same reason."),
         "rate_limits": _setting(
             {"type": "object", "additionalProperties": {"type": "number",
                                                         "exclusiveMinimum": 0}},

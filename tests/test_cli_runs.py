@@ -1,0 +1,183 @@
+"""How a sync run starts, stops and reports, run as a user runs it against the fake: the
+credentials checked once before any work, --max-errors and the stop on a systematic failure,
+an interrupted run's summary, what an events model sent, and --json for schedulers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import test_cli
+from test_cli import COMMAND, FAST, _env, people, report_of, run, write_csv
+
+from sailthru_destination.testing import FakeSailthru
+
+fake = test_cli.fake  # the CLI tests' fake (their credentials) is a fixture here too
+
+
+def _summary(result: subprocess.CompletedProcess[str], cwd: Path) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads((report_of(result, cwd) / "summary.json").read_text())
+    return loaded
+
+
+# -- 1. a wrong key or secret is a configuration error ------------------------------------------
+
+
+def test_a_wrong_secret_stops_at_once_naming_the_secret(fake: FakeSailthru, tmp_path: Path) -> None:
+    model = write_csv(tmp_path / "people.csv", people(50))
+    result = run(tmp_path, fake, "sync", str(model), "--api-secret", "wrong-secret")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--api-secret" in result.stderr
+    assert "secret does not match" in result.stderr
+    assert "wrong-secret" not in result.stdout + result.stderr
+    # The fake counts the calls it let in: none (the check was refused, and nothing followed).
+    assert sum(fake.calls.values()) == 0
+    assert not (tmp_path / ".sailthru-sync").exists()  # no state, no report: nothing ran
+
+
+def test_a_wrong_key_from_the_environment_is_named_as_that_variable(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    model = write_csv(tmp_path / "people.csv", people(5))
+    result = run(tmp_path, fake, "sync", str(model), env={"SAILTHRU_API_KEY": "no-such-key"})
+    assert result.returncode == 2
+    assert "SAILTHRU_API_KEY" in result.stderr
+    assert "does not know this API key" in result.stderr
+    assert "SAILTHRU_API_SECRET" not in result.stderr
+
+
+def test_on_an_unchanged_model_a_wrong_secret_is_still_exit_2(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    model = write_csv(tmp_path / "people.csv", people(5))
+    assert run(tmp_path, fake, "sync", str(model)).returncode == 0
+    again = run(tmp_path, fake, "sync", str(model), env={"SAILTHRU_API_SECRET": "bad"})
+    assert again.returncode == 2, again.stdout
+    assert "SAILTHRU_API_SECRET" in again.stderr
+    assert "Synced" not in again.stdout
+
+
+def test_import_checks_the_credentials_first(fake: FakeSailthru, tmp_path: Path) -> None:
+    result = run(tmp_path, fake, "import", "--list", "Newsletter", "--out", "m.csv",
+                 "--api-key", "bad-key")
+    assert result.returncode == 2
+    assert "--api-key" in result.stderr
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_test_connection_says_which_credential_once(fake: FakeSailthru, tmp_path: Path) -> None:
+    secret = run(tmp_path, fake, "test-connection", "--api-secret", "wrong")
+    assert secret.returncode == 1
+    assert secret.stdout.count("API secret does not match") == 1, secret.stdout
+    key = run(tmp_path, fake, "test-connection", "--api-key", "wrong")
+    assert key.returncode == 1
+    assert key.stdout.count("does not know this API key") == 1, key.stdout
+    assert "secret" not in key.stdout
+
+
+# -- 2. --max-errors and the stop on a systematic failure ---------------------------------------
+
+
+def test_max_errors_stops_the_run_with_the_state_saved(fake: FakeSailthru, tmp_path: Path) -> None:
+    rows = people(10) + [{"id": 100 + n, "email": f"bad{n}"} for n in range(20)]
+    model = write_csv(tmp_path / "people.csv", rows)
+    stopped = run(tmp_path, fake, "sync", str(model), "--max-errors", "5", "--bulk", "never")
+    assert stopped.returncode == 1, stopped.stderr
+    assert "stopped after 5 failed record(s) (--max-errors 5)" in stopped.stderr
+    summary = _summary(stopped, tmp_path)
+    assert summary["status"] == "stopped"
+    assert summary["failed"] == 5
+    errors = (report_of(stopped, tmp_path) / "errors.jsonl").read_text().splitlines()
+    assert len(errors) == 5
+    # The bad rows fixed, the next run syncs every row.
+    write_csv(model, people(10))
+    again = run(tmp_path, fake, "sync", str(model))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(fake.users) == 10
+
+
+def test_the_first_100_records_failing_alike_stop_the_run(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    model = write_csv(tmp_path / "people.csv", people(150, **{"last-name": "X"}))
+    result = run(tmp_path, fake, "sync", str(model))
+    assert result.returncode == 1
+    assert "the first 100 records all failed for the same reason" in result.stderr
+    assert "Stopped" in result.stdout
+    summary = _summary(result, tmp_path)
+    assert summary["status"] == "stopped"
+    assert summary["failed"] == 100
+    assert fake.calls[("POST", "user")] == 0  # Sailthru never saw the doomed records
+
+
+def test_failures_of_different_kinds_do_not_stop_the_run(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    rows = [{"id": n, "email": f"bad{n}"} for n in range(60)]
+    rows += [{"id": 100 + n, "email": f"q{n}@example.com", "last-name": "X"} for n in range(60)]
+    result = run(tmp_path, fake, "sync", str(write_csv(tmp_path / "p.csv", rows)))
+    assert result.returncode == 1
+    summary = _summary(result, tmp_path)
+    assert summary["status"] == "completed"
+    assert summary["failed"] == 120
+
+
+# -- 3. an interrupted run writes its summary ---------------------------------------------------
+
+
+def test_a_terminated_run_writes_an_interrupted_summary(tmp_path: Path) -> None:
+    model = write_csv(tmp_path / "people.csv", people(300))
+    with FakeSailthru(
+        api_key="cli-key", api_secret="cli-secret", rate_limits=FAST, latency=0.02
+    ) as slow:
+        process = subprocess.Popen(
+            [*COMMAND, "sync", str(model), "--concurrency", "2", "--bulk", "never"],
+            cwd=tmp_path, env=_env(slow), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while slow.calls[("POST", "user")] < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr
+    [folder] = (tmp_path / ".sailthru-sync" / "reports").iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert 0 < summary["counts"]["created"] < 300
+
+
+# -- 4. what an events model sent; 5. --json ----------------------------------------------------
+
+
+def test_an_events_run_says_what_it_sent_and_calls_per_changed_row(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    rows = [{"id": n, "email": f"p{n}@example.com", "event": "signup"} for n in range(4)]
+    model = write_csv(tmp_path / "events.csv", rows)
+    first = run(tmp_path, fake, "sync", str(model), "--object", "events")
+    assert first.returncode == 0, first.stderr
+    assert "  sent                     4" in first.stdout
+    assert "created" not in first.stdout
+    assert "(1.00 per changed row" in first.stdout
+    write_csv(model, [*rows, {"id": 9, "email": "p9@example.com", "event": "signup"}])
+    second = run(tmp_path, fake, "sync", str(model), "--object", "events")
+    assert "  sent                     1" in second.stdout
+    assert "  unchanged                4" in second.stdout
+    assert "(1.00 per changed row" in second.stdout
+
+
+def test_json_prints_the_summary_alone_on_stdout(fake: FakeSailthru, tmp_path: Path) -> None:
+    model = write_csv(tmp_path / "people.csv", people(3))
+    result = run(tmp_path, fake, "sync", str(model), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)  # the whole of stdout is one document
+    assert summary["status"] == "completed"
+    assert summary["counts"] == {"created": 3}
+    assert "Synced" in result.stderr
+    assert "Report:" in result.stderr

@@ -181,3 +181,45 @@ def test_json_prints_the_summary_alone_on_stdout(fake: FakeSailthru, tmp_path: P
     assert summary["counts"] == {"created": 3}
     assert "Synced" in result.stderr
     assert "Report:" in result.stderr
+
+
+# -- 6. per-object defaults and errors.jsonl ----------------------------------------------------
+
+
+def _errors(result: subprocess.CompletedProcess[str], cwd: Path) -> list[dict[str, object]]:
+    text = (report_of(result, cwd) / "errors.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_errors_name_the_record_and_its_column_in_input_order(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    rows = [{"id": 1, "email": "bad1"}, {"id": 2, "email": "b@example.com"},
+            {"id": 3, "email": ""}, {"id": 4, "email": "bad4"}]
+    result = run(tmp_path, fake, "sync", str(write_csv(tmp_path / "p.csv", rows)))
+    assert result.returncode == 1
+    errors = _errors(result, tmp_path)
+    # Row 3 fails while reading, rows 1 and 4 while exporting: the file is in row order.
+    assert [(e["record"], e["where"], e["field"]) for e in errors] == [
+        ("1", "line 2", "email"), ("3", "line 4", "email"), ("4", "line 5", "email")]
+
+
+def test_purchases_are_keyed_by_order_id_and_named_by_it(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    items = json.dumps([{"id": "s1", "title": "Shirt", "qty": 1, "price": 5,
+                         "url": "https://shop.example.com/s1"}])
+    rows = [{"id": 1, "order_id": "o-1", "email": "a@example.com", "items": items},
+            {"id": 1, "order_id": "o-2", "email": "a@example.com", "items": items},
+            {"id": 2, "order_id": "o-3", "email": "b@example.com", "items": "[]"}]
+    model = write_csv(tmp_path / "orders.csv", rows)
+    result = run(tmp_path, fake, "sync", str(model), "--object", "purchases")
+    # Two orders share id 1: keyed by id, the second would be a duplicate key.
+    assert "  sent                     2" in result.stdout, result.stdout + result.stderr
+    [error] = _errors(result, tmp_path)
+    assert (error["record"], error["where"], error["field"]) == ("o-3", "line 4", "items")
+    # Without an order_id column, the primary key is id as for any model.
+    plain = [{"id": 7, "email": "c@example.com", "items": items}]
+    other = run(tmp_path, fake, "sync", str(write_csv(tmp_path / "p2.csv", plain)),
+                "--object", "purchases")
+    assert other.returncode == 0, other.stdout + other.stderr

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..sync.config import OBJECTS, load_config, name_problem
+from ..sync.config import OBJECTS, file_settings, load_config, name_problem
 from ..sync.config_schema import CONFIG_SCHEMA
 from ..sync.run import DEFAULT_HOME, run_sync
 from ..sync.runner import RunSummary
-from ..sync.sources import open_source
+from ..sync.sources import Row, open_source
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, rate_limits
 from ._credentials import add_credentials, app_options, require_authentication
+from ._defaults import with_column_defaults
 from ._signals import sigterm_as_interrupt
 
 __all__ = ["add_parser", "format_summary"]
@@ -42,7 +44,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--name", help="model name for the state and report (default: file "
                         "name); a plain name, not a path")
     parser.add_argument("--object", choices=OBJECTS, help="what rows are (default: users)")
-    parser.add_argument("--primary-key", help="column that identifies a row (default: id)")
+    parser.add_argument("--primary-key", help="column that identifies a row (default: id; "
+                        "for purchases order_id when the model has it)")
     parser.add_argument("--match-column", help="column Sailthru matches on (default: email)")
     parser.add_argument("--match-key", choices=("email", "sid", "extid"),
                         help="what the match column holds (default: email)")
@@ -110,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         max_errors=args.max_errors,
     )
     app = app_options(args)
-    rows = open_source(args.source, sql=args.sql, db=args.db)
+    rows: Iterable[Row] = open_source(args.source, sql=args.sql, db=args.db)
+    given = args.primary_key is not None or "primary_key" in file_settings(args.config)
+    config, rows = with_column_defaults(config, rows, primary_key_given=given)
     require_authentication(args, app)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     with sigterm_as_interrupt():

@@ -20,8 +20,8 @@ from ..options import DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel,
 from .config_schema import check_settings
 
 __all__ = [
-    "OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "load_config", "name_problem",
-    "table_config",
+    "OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "file_settings", "load_config",
+    "name_problem", "table_config",
 ]
 
 OBJECTS = ("users", "events", "purchases", "returns")
@@ -215,6 +215,11 @@ def _read_file(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold one object of settings")
     return data
+
+
+def file_settings(path: str | None) -> dict[str, Any]:
+    """The settings a JSON or TOML config file gives, as written (none without a file)."""
+    return _read_file(path) if path else {}
 
 
 def load_config(path: str | None = None, **overrides: Any) -> SyncConfig:

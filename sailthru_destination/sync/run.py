@@ -7,6 +7,7 @@ standalone runner from Python calls it too. Hosts that hand over batches of new 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -112,6 +113,8 @@ def _run_locked(
                              lambda: runner.summary if runner else RunSummary())
 
         def on_failure(failure: RecordFailure) -> None:
+            if failure.field == "key":  # the destination's name for it: say the model's
+                failure = dataclasses.replace(failure, field=config.match_column)
             report.add_failure(failure)
             budget(failure)
 

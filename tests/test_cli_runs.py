@@ -102,7 +102,8 @@ def test_max_errors_stops_the_run_with_the_state_saved(fake: FakeSailthru, tmp_p
 def test_the_first_100_records_failing_alike_stop_the_run(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
-    model = write_csv(tmp_path / "people.csv", people(150, **{"last-name": "X"}))
+    rows = [{"id": n, "email": f"not-an-email-{n}", "first_name": "X"} for n in range(150)]
+    model = write_csv(tmp_path / "people.csv", rows)
     result = run(tmp_path, fake, "sync", str(model))
     assert result.returncode == 1
     assert "the first 100 records all failed for the same reason" in result.stderr
@@ -117,7 +118,7 @@ def test_failures_of_different_kinds_do_not_stop_the_run(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
     rows = [{"id": n, "email": f"bad{n}"} for n in range(60)]
-    rows += [{"id": 100 + n, "email": f"q{n}@example.com", "last-name": "X"} for n in range(60)]
+    rows += [{"id": 100 + n, "email": ""} for n in range(60)]
     result = run(tmp_path, fake, "sync", str(write_csv(tmp_path / "p.csv", rows)))
     assert result.returncode == 1
     summary = _summary(result, tmp_path)
@@ -223,3 +224,64 @@ def test_purchases_are_keyed_by_order_id_and_named_by_it(
     other = run(tmp_path, fake, "sync", str(write_csv(tmp_path / "p2.csv", plain)),
                 "--object", "purchases")
     assert other.returncode == 0, other.stdout + other.stderr
+
+
+# -- 7. column problems said once, --map and --types --------------------------------------------
+
+
+def test_a_column_that_cannot_be_a_var_is_said_once_with_the_fix(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    model = write_csv(tmp_path / "people.csv", people(30, **{"last-name": "X"}))
+    result = run(tmp_path, fake, "sync", str(model))
+    assert result.returncode == 2
+    assert result.stderr.count("column 'last-name' is not a valid var name") == 1
+    assert "--map last-name=last_name" in result.stderr
+    assert sum(fake.calls.values()) == 0
+    fixed = run(tmp_path, fake, "sync", str(model), "--map", "last-name=last_name")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert fake.find_user(email="p1@example.com")["vars"]["last_name"] == "X"
+
+
+def test_types_read_csv_text_as_numbers_booleans_and_json(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    rows = [{"id": 1, "email": "a@example.com", "age": "30", "vip": "yes", "score": "2.5",
+             "prefs": '{"news": true}', "zip": "02139"},
+            {"id": 2, "email": "b@example.com", "age": "thirty", "vip": "no", "score": "1",
+             "prefs": "[]", "zip": "10001"}]
+    model = write_csv(tmp_path / "people.csv", rows)
+    result = run(tmp_path, fake, "sync", str(model), "--types", "age=int,vip=bool",
+                 "--types", "score=float,prefs=json")
+    assert result.returncode == 1
+    assert fake.find_user(email="a@example.com")["vars"] == {
+        # a JSON object is flattened into vars as every nested property is
+        "age": 30, "vip": True, "score": 2.5, "prefs_news": True, "zip": "02139"}
+    [error] = _errors(result, tmp_path)
+    assert error["record"] == "2"
+    assert "column 'age': 'thirty' is not a whole number" in str(error["reason"])
+    assert fake.find_user(email="b@example.com") is None
+
+
+def test_map_and_types_in_the_config_file(fake: FakeSailthru, tmp_path: Path) -> None:
+    config = tmp_path / "mapping.json"
+    config.write_text(json.dumps({"map": {"Last Name!": "last_name"}, "types": {"n": "int"}}))
+    model = write_csv(tmp_path / "people.csv",
+                      [{"id": 1, "email": "a@example.com", "Last Name!": "Lee", "n": "7"}])
+    result = run(tmp_path, fake, "sync", str(model), "--config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fake.find_user(email="a@example.com")["vars"] == {"last_name": "Lee", "n": 7}
+    config.write_text(json.dumps({"types": {"n": "integer"}}))
+    bad = run(tmp_path, fake, "sync", str(model), "--config", str(config))
+    assert bad.returncode == 2
+    assert "types" in bad.stderr
+
+
+def test_types_leave_json_lines_values_as_they_are(fake: FakeSailthru, tmp_path: Path) -> None:
+    model = tmp_path / "people.jsonl"
+    model.write_text(json.dumps({"id": 1, "email": "a@example.com", "age": 30, "zip": "02139",
+                                 "vip": "yes"}) + "\n")
+    result = run(tmp_path, fake, "sync", str(model), "--types", "age=int,vip=bool")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fake.find_user(email="a@example.com")["vars"] == {"age": 30, "zip": "02139",
+                                                             "vip": True}

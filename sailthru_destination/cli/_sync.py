@@ -14,6 +14,7 @@ from ..sync.config_schema import CONFIG_SCHEMA
 from ..sync.run import DEFAULT_HOME, run_sync
 from ..sync.runner import RunSummary
 from ..sync.sources import Row, open_source
+from ._columns import check_columns, parse_map, parse_types
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, rate_limits
 from ._credentials import add_credentials, app_options, require_authentication
 from ._defaults import with_column_defaults
@@ -53,6 +54,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--optout-column", help="column of optout_email levels per row")
     parser.add_argument("--columns", help="comma-separated var columns (default: all others)")
     parser.add_argument("--ignore", help="comma-separated columns to leave out")
+    parser.add_argument("--map", action="append", metavar="OLD=NEW",
+                        help="rename a column, e.g. last-name=last_name (repeatable)")
+    parser.add_argument("--types", action="append", metavar="COLUMN=TYPE,...",
+                        help="read text columns as int, float, bool, json or str, e.g. "
+                        "age=int,vip=bool (CSV gives only text)")
     parser.add_argument("--delete-behavior", choices=("nothing", "clear", "delete"),
                         help="for rows gone from the model (default: nothing)")
     parser.add_argument("--sync-mode", choices=("upsert", "update"), help="default: upsert")
@@ -110,12 +116,13 @@ def run(args: argparse.Namespace) -> int:
         optout=args.optout, concurrency=args.concurrency, bulk=args.bulk,
         bulk_threshold=args.bulk_threshold, state=args.state, report_dir=args.report_dir,
         allow_empty=args.allow_empty, rate_limits=rate_limits(args.rate_limit) or None,
-        max_errors=args.max_errors,
+        max_errors=args.max_errors, map=parse_map(args.map), types=parse_types(args.types),
     )
     app = app_options(args)
     rows: Iterable[Row] = open_source(args.source, sql=args.sql, db=args.db)
     given = args.primary_key is not None or "primary_key" in file_settings(args.config)
     config, rows = with_column_defaults(config, rows, primary_key_given=given)
+    rows = check_columns(config, rows)
     require_authentication(args, app)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     with sigterm_as_interrupt():

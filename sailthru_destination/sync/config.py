@@ -66,7 +66,9 @@ class SyncConfig:
     empty); ``ignore`` drops columns. ``bulk`` is ``auto`` (the job API from
     ``bulk_threshold`` changed users on), ``always`` or ``never``. ``lock_wait`` is how
     many seconds a run waits for another run of the same model to finish before it gives
-    up (exit 2). ``max_errors`` stops a run cleanly after that many failed records.
+    up (exit 2). ``map`` renames columns and ``types`` reads text columns as numbers,
+    booleans or JSON (:mod:`.columns`). ``max_errors`` stops a run cleanly after that many
+    failed records.
     """
 
     object: str = "users"
@@ -92,6 +94,8 @@ class SyncConfig:
     allow_empty: bool = False
     lock_wait: float = 2.0
     max_errors: int | None = None
+    map: Mapping[str, str] = field(default_factory=dict)  # column renames, old -> new
+    types: Mapping[str, str] = field(default_factory=dict)  # column -> int/float/bool/json/str
     rate_limits: Mapping[str, float] = field(default_factory=dict)
     # events
     event_column: str = "event"
@@ -127,6 +131,7 @@ class SyncConfig:
             or self.max_errors < 1
         ):
             raise ConfigError(f"max_errors must be a whole number >= 1; got {self.max_errors!r}")
+        _check_columns(self.map, self.types)
         for name in ("primary_key", "match_column"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{name} must name a column of the model")
@@ -174,6 +179,22 @@ class SyncConfig:
     def replace(self, **changes: Any) -> SyncConfig:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def _check_columns(renames: Any, types: Any) -> None:
+    from .columns import TYPES
+
+    if not isinstance(renames, Mapping) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v.strip()
+        for k, v in renames.items()
+    ):
+        raise ConfigError("map renames columns: it maps each column name to its new name")
+    if len(set(renames.values())) != len(renames):
+        raise ConfigError("map gives two columns the same new name")
+    if not isinstance(types, Mapping) or not all(
+        isinstance(k, str) and k and v in TYPES for k, v in types.items()
+    ):
+        raise ConfigError(f"types maps columns to one of {', '.join(TYPES)}; got {types!r}")
 
 
 def _field_names() -> set[str]:

@@ -77,6 +77,13 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                "cleanly (state saved, exit 1) after this many failed records. "
                                "Unset, a run still stops when its first 100 records all fail "
                                "for the same reason."),
+        "map": _setting({"type": "object", "additionalProperties": _NAME}, "Column renames, "
+                        "each column name to its new name, applied to every row first, e.g. "
+                        "{\"last-name\": \"last_name\"}."),
+        "types": _setting({"type": "object", "additionalProperties": {
+                              "enum": ["int", "float", "bool", "json", "str"]}},
+                          "How to read text columns (CSV gives only text): int, float, bool "
+                          "(true/false, yes/no, 1/0), json or str; e.g. {\"age\": \"int\"}."),
         "rate_limits": _setting(
             {"type": "object", "additionalProperties": {"type": "number",
                                                         "exclusiveMinimum": 0}},

@@ -20,6 +20,7 @@ from ..api import SailthruApi
 from ..calllog import CallLog
 from ..destination import SailthruDestination
 from ..options import AppOptions
+from .columns import shaped
 from .config import SyncConfig
 from .errorbudget import ErrorBudget, RunStopped
 from .model import RowProblem, row_key
@@ -88,6 +89,7 @@ def run_sync(
     run cannot start; record failures are counted, reported and never raised.
     """
     state_file = state_path(config, home)
+    rows = shaped(rows, config.map, config.types)
     with RunLock(state_file, config.name or "model", wait=config.lock_wait):
         return _run_locked(app, config, rows, home, state_file, progress, incremental)
 

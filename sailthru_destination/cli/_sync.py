@@ -18,6 +18,7 @@ from ._columns import check_columns, parse_map, parse_types
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, rate_limits
 from ._credentials import add_credentials, app_options, require_authentication
 from ._defaults import with_column_defaults
+from ._plan import show_plan
 from ._signals import sigterm_as_interrupt
 
 __all__ = ["add_parser", "format_summary"]
@@ -75,6 +76,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--max-errors", type=int, metavar="N",
                         help="stop the run cleanly (state saved, exit 1) after N failed "
                         "records (always: when the first 100 records all fail the same way)")
+    parser.add_argument("--plan", action="store_true",
+                        help="a dry run: authenticate, then say what a sync would do (counts, "
+                        "and plan.jsonl per row) without sending anything or changing the state")
     parser.add_argument("--json", action="store_true",
                         help="print the run summary as one JSON document on stdout (the "
                         "readable lines go to stderr), for schedulers")
@@ -124,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     config, rows = with_column_defaults(config, rows, primary_key_given=given)
     rows = check_columns(config, rows)
     require_authentication(args, app)
+    if args.plan:
+        return show_plan(args, app, config, rows)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     with sigterm_as_interrupt():
         outcome = run_sync(app, config, rows, home=args.home, progress=progress)

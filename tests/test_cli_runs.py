@@ -285,3 +285,17 @@ def test_types_leave_json_lines_values_as_they_are(fake: FakeSailthru, tmp_path:
     assert result.returncode == 0, result.stdout + result.stderr
     assert fake.find_user(email="a@example.com")["vars"] == {"age": 30, "zip": "02139",
                                                              "vip": True}
+
+
+def test_a_rename_onto_an_existing_column_is_refused(fake: FakeSailthru, tmp_path: Path) -> None:
+    model = write_csv(tmp_path / "people.csv",
+                      [{"id": 1, "email": "a@example.com", "name": "A", "full": "Ann A"}])
+    result = run(tmp_path, fake, "sync", str(model), "--map", "full=name")
+    assert result.returncode == 2
+    assert "map renames column 'full' to 'name', but the model has a column 'name'" in (
+        result.stderr)
+    assert sum(fake.calls.values()) == 0
+    # Both renamed (a swap) loses nothing.
+    swapped = run(tmp_path, fake, "sync", str(model), "--map", "full=name", "--map", "name=short")
+    assert swapped.returncode == 0, swapped.stdout + swapped.stderr
+    assert fake.find_user(email="a@example.com")["vars"] == {"name": "Ann A", "short": "A"}

@@ -11,6 +11,7 @@ import itertools
 import re
 from collections.abc import Iterable, Sequence
 
+from ..sync.columns import collision
 from ..sync.config import SyncConfig
 from ..sync.model import RowProblem, read_user_row
 from ..sync.sources import Row
@@ -77,6 +78,9 @@ def check_columns(config: SyncConfig, rows: Iterable[Row]) -> Iterable[Row]:
     first = next(iterator, None)
     if first is None:
         return ()
+    clash = collision(first.data, config.map)
+    if clash:
+        raise UsageError(f"{clash} (nothing was sent)")
     columns = [config.map.get(name, name) for name in first.data]
     problems = []
     for name in _var_columns(config, columns):

@@ -16,7 +16,7 @@ from typing import Any
 
 from .sources import Row
 
-__all__ = ["TYPES", "shaped"]
+__all__ = ["TYPES", "collision", "shaped"]
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
@@ -71,7 +71,7 @@ def _shaped(rows: Iterable[Row], renames: Mapping[str, str],
             types: Mapping[str, str]) -> Iterator[Row]:
     for row in rows:
         data = {renames.get(name, name): value for name, value in row.data.items()}
-        problem = None
+        problem = collision(row.data, renames)
         for column, type_name in types.items():
             value = data.get(column)
             # Only text is read: JSON lines and SQL give typed values already, and an empty
@@ -87,6 +87,16 @@ def _shaped(rows: Iterable[Row], renames: Mapping[str, str],
         if problem and not data.get("__problem__"):
             data["__problem__"] = problem
         yield Row(row.where, data)
+
+
+def collision(columns: Iterable[str], renames: Mapping[str, str]) -> str | None:
+    """Why renaming ``columns`` would lose one (a column renamed onto another), or None."""
+    present = set(columns)
+    for old, new in renames.items():
+        if old in present and new in present and new not in renames:
+            return (f"map renames column {old!r} to {new!r}, but the model has a column "
+                    f"{new!r} too: one would hide the other")
+    return None
 
 
 def _shown(value: str) -> str:

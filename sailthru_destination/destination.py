@@ -11,6 +11,7 @@ from typing import Any
 from ._adaptive import MAX_IN_FLIGHT, AdaptiveLimit
 from ._concurrency import KeyedLocks, run_in_order
 from .api import RetryPolicy, SailthruApi
+from .auth import auth_failure
 from .commerce import CartChange, CommerceSender, Purchase, Return
 from .errors import AuthError, PermissionDenied, RecordError, SailthruError
 from .events import Event, EventSender
@@ -149,9 +150,10 @@ class SailthruDestination:
                 raise ValueError(f"no connection check for {name!r}; known: {known}")
             try:
                 self._api.get(name, _PROBES[name])
-            except AuthError:
-                checks.append(("authentication", False, _AUTH_FAILED))
-                return ConnectionCheck(False, _AUTH_FAILED, tuple(checks))
+            except AuthError as exc:
+                sentence = auth_failure(exc)
+                checks.append(("authentication", False, sentence))
+                return ConnectionCheck(False, sentence, tuple(checks))
             except PermissionDenied:
                 checks.append((name, False, _not_permitted(name)))
                 continue
@@ -265,9 +267,6 @@ def _checked(kind: type, fn: Callable[[Any], ExportResult], item: Any) -> Export
             "it); whether the record reached Sailthru is unknown"
         )
         return ExportResult.failed(RecordError(record_id_of(item), reason))
-
-
-_AUTH_FAILED = "authentication failed: check the API key and secret"
 
 
 def _not_permitted(endpoint: str) -> str:

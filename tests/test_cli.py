@@ -19,6 +19,7 @@ import pytest
 from sailthru_destination.testing import FakeSailthru
 
 FAST = {"default": 10000.0}
+AUTH_CHECK = 1  # every sync and import first makes one signed call to check the credentials
 SCRIPT = Path(sys.executable).with_name("sailthru-destination")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "sailthru_destination"]
 
@@ -105,7 +106,8 @@ def test_sync_twice_makes_zero_calls_the_second_time(fake: FakeSailthru, tmp_pat
     calls = sum(fake.calls.values())
     second = run(tmp_path, fake, "sync", str(model))
     assert second.returncode == 0, second.stderr
-    assert sum(fake.calls.values()) == calls
+    # One call only: the authentication check made before any work (GET of no such user).
+    assert sum(fake.calls.values()) == calls + AUTH_CHECK
     assert "unchanged               20" in second.stdout
     assert (tmp_path / ".sailthru-sync" / "people.db").is_file()
     summary = json.loads((report_of(first, tmp_path) / "summary.json").read_text())
@@ -132,7 +134,8 @@ def test_changed_and_removed_rows_cost_exactly_their_calls(
     made = fake.calls - before
     assert made[("POST", "user")] == 2
     assert made[("DELETE", "user")] == 1
-    assert made[("GET", "user")] == 2  # the delete is verified: gone, and still gone 1 s later
+    # the delete is verified (gone, and still gone 1 s later), after the authentication check
+    assert made[("GET", "user")] == 2 + AUTH_CHECK
     assert made[("POST", "list")] == 0
     assert fake.find_user(email="p10@example.com") is None
     assert fake.find_user(email="p1@example.com")["vars"]["first_name"] == "Changed"

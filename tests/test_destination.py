@@ -32,13 +32,18 @@ def test_connection_check_passes_with_good_credentials(fake: FakeSailthru, tmp_p
     assert all(passed for _, passed, _ in check.checks)
 
 
-def test_connection_check_with_a_wrong_secret_says_to_check_the_credentials(
+def test_connection_check_with_a_wrong_secret_says_to_check_the_secret(
     fake: FakeSailthru,
 ) -> None:
     check = destination_module.test_connection(KEY, "wrong-secret", fake.url)
     assert not check.ok
-    assert check.message == "authentication failed: check the API key and secret"
+    assert check.message == (
+        "authentication failed: the API secret does not match the API key (the signature was "
+        "refused): check the API secret")
     assert "wrong-secret" not in repr(check)
+    wrong_key = destination_module.test_connection("wrong-key", "wrong-secret", fake.url)
+    assert wrong_key.message == (
+        "authentication failed: Sailthru does not know this API key: check the API key")
 
 
 def test_connection_check_names_the_endpoint_a_key_may_not_use(tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ def test_the_command_line_at_debug_leaks_nothing_on_stderr_or_in_its_report(
                          ["sync", str(model), "--api-secret", "not-" + SECRET])
         ]
         assert len(fake.users) == 12
-    assert [r.returncode for r in runs] == [1, 0, 1]
+    assert [r.returncode for r in runs] == [1, 0, 2]  # a wrong secret: exit 2 at once
     assert "DEBUG" in runs[0].stderr  # -vv really logged at DEBUG
     report = tmp_path / ".sailthru-sync" / "reports"
     texts = [r.stdout + r.stderr for r in runs]

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from ..options import DEFAULT_API_URL, AppOptions
 from ._common import UsageError
 
-__all__ = ["add_credentials", "app_options"]
+__all__ = ["add_credentials", "app_options", "require_authentication"]
 
 _PROBE_TIMEOUT = 5.0
 
@@ -108,3 +108,32 @@ def _proxied(scheme: str, host: str) -> bool:
     if not (proxies.get(scheme) or proxies.get("all")):
         return False
     return not urllib.request.proxy_bypass(host)
+
+
+def require_authentication(args: argparse.Namespace, app: AppOptions) -> None:
+    """One cheap signed call before any work: a refused key or secret is a configuration
+    error (:class:`UsageError`, exit 2) naming the flag or variable it came from, not a run
+    of thousands of failed records (or, on an unchanged model, a run that says "Synced")."""
+    from ..api import RetryPolicy, SailthruApi
+    from ..auth import check_authentication, refused_credential
+
+    api = SailthruApi(app, concurrency=1, retry=RetryPolicy(max_attempts=2, max_total=15.0))
+    try:
+        refused = check_authentication(api)
+    finally:
+        api.close()
+    if refused is None:
+        return
+    which = refused_credential(refused)
+    key = _setting(args, "api_key", "--api-key", "SAILTHRU_API_KEY").source
+    secret = _setting(args, "api_secret", "--api-secret", "SAILTHRU_API_SECRET").source
+    if which == "key":
+        raise UsageError(f"Sailthru does not know this API key: check {key} "
+                         f"(key {app.masked_key})")
+    if which == "secret":
+        raise UsageError(f"the API secret does not match the API key (Sailthru refused the "
+                         f"signature): check {secret}")
+    if which == "ip":
+        raise UsageError("Sailthru does not allow calls from this machine's IP address for "
+                         "this API key: allow it in Sailthru's API settings")
+    raise UsageError(f"Sailthru refused the credentials: check {key} and {secret}")

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from ..errors import AuthError, NotFound, PermissionDenied, SailthruError
 from ..imports import ImportedUser
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out
-from ._credentials import add_credentials, app_options
+from ._credentials import add_credentials, app_options, require_authentication
 from ._files import replace_on_success
 
 __all__ = ["add_parser", "escape_formula"]
@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if not to_stdout:
         _check_out(args.out, out_path)
     app = app_options(args)
+    require_authentication(args, app)
     target = _spooled_stdout() if to_stdout else replace_on_success(out_path)
     try:
         with SailthruDestination(app) as destination, target as handle:

@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..sync.config import OBJECTS, load_config, name_problem
+from ..sync.config import OBJECTS, file_settings, load_config, name_problem
 from ..sync.config_schema import CONFIG_SCHEMA
 from ..sync.run import DEFAULT_HOME, run_sync
 from ..sync.runner import RunSummary
-from ..sync.sources import open_source
+from ..sync.sources import Row, open_source
+from ._columns import check_columns, parse_map, parse_types
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, rate_limits
-from ._credentials import add_credentials, app_options
+from ._credentials import add_credentials, app_options, require_authentication
+from ._defaults import with_column_defaults
+from ._plan import show_plan
+from ._signals import sigterm_as_interrupt
 
 __all__ = ["add_parser", "format_summary"]
 
@@ -41,7 +46,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--name", help="model name for the state and report (default: file "
                         "name); a plain name, not a path")
     parser.add_argument("--object", choices=OBJECTS, help="what rows are (default: users)")
-    parser.add_argument("--primary-key", help="column that identifies a row (default: id)")
+    parser.add_argument("--primary-key", help="column that identifies a row (default: id; "
+                        "for purchases order_id when the model has it)")
     parser.add_argument("--match-column", help="column Sailthru matches on (default: email)")
     parser.add_argument("--match-key", choices=("email", "sid", "extid"),
                         help="what the match column holds (default: email)")
@@ -49,6 +55,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--optout-column", help="column of optout_email levels per row")
     parser.add_argument("--columns", help="comma-separated var columns (default: all others)")
     parser.add_argument("--ignore", help="comma-separated columns to leave out")
+    parser.add_argument("--map", action="append", metavar="OLD=NEW",
+                        help="rename a column, e.g. last-name=last_name (repeatable)")
+    parser.add_argument("--types", action="append", metavar="COLUMN=TYPE,...",
+                        help="read text columns as int, float, bool, json or str, e.g. "
+                        "age=int,vip=bool (CSV gives only text)")
     parser.add_argument("--delete-behavior", choices=("nothing", "clear", "delete"),
                         help="for rows gone from the model (default: nothing)")
     parser.add_argument("--sync-mode", choices=("upsert", "update"), help="default: upsert")
@@ -66,6 +77,15 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--bulk-threshold", type=int,
                         help="changed rows from which --bulk auto uses a job (replaces the "
                         "cost model)")
+    parser.add_argument("--max-errors", type=int, metavar="N",
+                        help="stop the run cleanly (state saved, exit 1) after N failed "
+                        "records (always: when the first 100 records all fail the same way)")
+    parser.add_argument("--plan", action="store_true",
+                        help="a dry run: authenticate, then say what a sync would do (counts, "
+                        "and plan.jsonl per row) without sending anything or changing the state")
+    parser.add_argument("--json", action="store_true",
+                        help="print the run summary as one JSON document on stdout (the "
+                        "readable lines go to stderr), for schedulers")
     parser.add_argument("--rate-limit", action="append", metavar="ENDPOINT=N",
                         help="starting requests/second, e.g. user=300 (repeatable)")
     parser.add_argument("--state", help=f"state file (default: {DEFAULT_HOME}/<name>.db)")
@@ -104,39 +124,63 @@ def run(args: argparse.Namespace) -> int:
         optout=args.optout, concurrency=args.concurrency, bulk=args.bulk,
         bulk_threshold=args.bulk_threshold, state=args.state, report_dir=args.report_dir,
         allow_empty=args.allow_empty, rate_limits=rate_limits(args.rate_limit) or None,
+        max_errors=args.max_errors, map=parse_map(args.map), types=parse_types(args.types),
     )
     app = app_options(args)
-    rows = open_source(args.source, sql=args.sql, db=args.db)
+    rows: Iterable[Row] = open_source(args.source, sql=args.sql, db=args.db)
+    given = args.primary_key is not None or "primary_key" in file_settings(args.config)
+    config, rows = with_column_defaults(config, rows, primary_key_given=given)
+    rows = check_columns(config, rows)
+    require_authentication(args, app)
+    if args.plan:
+        return show_plan(args, app, config, rows)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    outcome = run_sync(app, config, rows, home=args.home, progress=progress)
+    with sigterm_as_interrupt():
+        outcome = run_sync(app, config, rows, home=args.home, progress=progress)
+    # With --json, stdout holds the summary document alone: the readable lines go to stderr.
+    text = sys.stderr if args.json else sys.stdout
     source = args.source or "SQL query"
-    out(f"Synced {source} -> {app.api_url} (key {app.masked_key})")
-    for line in format_summary(outcome.summary):
-        out(line)
-    out(f"Report: {outcome.report}")
-    out(f"  open {outcome.report / 'report.html'} in a browser")
+    verb = "Stopped" if outcome.stopped else "Synced"
+    out(f"{verb} {source} -> {app.api_url} (key {app.masked_key})", text)
+    for line in format_summary(outcome.summary, config.object):
+        out(line, text)
+    out(f"Report: {outcome.report}", text)
+    out(f"  open {outcome.report / 'report.html'} in a browser", text)
+    if args.json:
+        out((outcome.report / "summary.json").read_text(encoding="utf-8").strip())
+    if outcome.stopped:
+        out(outcome.stopped, sys.stderr)
     if outcome.summary.failed:
-        out(f"{outcome.summary.failed} record(s) failed: see {outcome.report / 'errors.jsonl'}")
-        return EXIT_FAILED
-    return EXIT_OK
+        out(f"{outcome.summary.failed} record(s) failed: see "
+            f"{outcome.report / 'errors.jsonl'}", text)
+    return EXIT_FAILED if outcome.summary.failed or outcome.stopped else EXIT_OK
 
 
 def _count(number: float) -> str:
     return f"{number:,}" if isinstance(number, int) else f"{number:,.2f}"
 
 
-def format_summary(summary: RunSummary) -> list[str]:
-    """The readable lines of a run summary."""
+# The outcomes always shown, per kind of model: users are created or updated, the others sent.
+_ALWAYS = {"users": ("created", "updated", "unchanged", "deleted", "failed")}
+_ALWAYS_ACTIVITY = ("sent", "unchanged", "failed")
+
+
+def format_summary(summary: RunSummary, object: str = "users") -> list[str]:
+    """The readable lines of a run summary (of a model of ``object``)."""
     counts = summary.counts
+    always = _ALWAYS.get(object, _ALWAYS_ACTIVITY)
     lines = [f"  {'rows read':<16}{_count(summary.rows):>10}"]
-    for name in ("created", "updated", "unchanged", "deleted", "cleared", "kept", "skipped",
-                 "failed"):
-        if counts[name] or name in ("created", "updated", "unchanged", "deleted", "failed"):
+    for name in ("created", "updated", "sent", "unchanged", "deleted", "cleared", "kept",
+                 "skipped", "failed"):
+        if counts[name] or name in always:
             lines.append(f"  {name:<16}{_count(counts[name]):>10}")
-    lines.append(f"  {'lists created':<16}{_count(summary.lists_created):>10}")
-    per_record = summary.total_calls / summary.rows if summary.rows else 0.0
+    if object == "users":
+        lines.append(f"  {'lists created':<16}{_count(summary.lists_created):>10}")
+    # Unchanged rows cost nothing: the calls are spent on the others.
+    changed = summary.rows - counts["unchanged"]
+    per_record = summary.total_calls / changed if changed > 0 else 0.0
     path = summary.path + (f", {summary.jobs} job(s)" if summary.jobs else "")
     lines.append(f"  {'API calls':<16}{_count(summary.total_calls):>10}   "
-                 f"({per_record:.2f} per row; {path})")
+                 f"({per_record:.2f} per changed row; {path})")
     lines.append(f"  {'time':<16}{summary.seconds:>9.2f}s")
     return lines

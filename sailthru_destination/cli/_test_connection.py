@@ -37,5 +37,9 @@ def run(args: argparse.Namespace) -> int:
     out(f"Testing {app.api_url} with key {app.masked_key}")
     for _name, ok, sentence in result.checks:
         out(f"  [{'ok' if ok else 'FAILED'}] {sentence}")
-    out(result.message)
+    if result.ok:
+        out(result.message)
+    else:  # each failure was just listed: count them rather than say them twice
+        failed = sum(1 for _, ok, _ in result.checks if not ok)
+        out(f"{failed} check(s) failed")
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -119,6 +119,7 @@ def send_activity(
     batch: list[tuple[str, str, Any]] = []
     for row in rows:
         summary.rows += 1
+        pk = None
         try:
             pk = storable(row_key(row, config), config.primary_key)
             problem = row.data.get("__problem__")
@@ -126,7 +127,8 @@ def send_activity(
                 raise RowProblem("row", str(problem))
             batch.append((pk, row.where, build(row, config, pk)))
         except RowProblem as exc:
-            fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
+            # Named by its primary key when it has one; where it was is kept beside.
+            fail(RecordFailure(pk or row.where, exc.reason, exc.field, row.where))
             continue
         if len(batch) >= chunk:
             _settle(batch, send, summary, fail)

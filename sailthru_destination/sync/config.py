@@ -20,8 +20,8 @@ from ..options import DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel,
 from .config_schema import check_settings
 
 __all__ = [
-    "OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "load_config", "name_problem",
-    "table_config",
+    "OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "file_settings", "load_config",
+    "name_problem", "table_config",
 ]
 
 OBJECTS = ("users", "events", "purchases", "returns")
@@ -67,7 +67,9 @@ class SyncConfig:
     cost model of :mod:`.bulk_choice` says it is faster, or from ``bulk_threshold`` changed
     rows on when that is set), ``always`` or ``never``. ``lock_wait`` is how
     many seconds a run waits for another run of the same model to finish before it gives
-    up (exit 2).
+    up (exit 2). ``map`` renames columns and ``types`` reads text columns as numbers,
+    booleans or JSON (:mod:`.columns`). ``max_errors`` stops a run cleanly after that many
+    failed records.
     """
 
     object: str = "users"
@@ -92,6 +94,9 @@ class SyncConfig:
     report_dir: str | None = None
     allow_empty: bool = False
     lock_wait: float = 2.0
+    max_errors: int | None = None
+    map: Mapping[str, str] = field(default_factory=dict)  # column renames, old -> new
+    types: Mapping[str, str] = field(default_factory=dict)  # column -> int/float/bool/json/str
     rate_limits: Mapping[str, float] = field(default_factory=dict)
     # events
     event_column: str = "event"
@@ -123,6 +128,12 @@ class SyncConfig:
         ):
             raise ConfigError(f"lock_wait must be a number of seconds from 0 to 86400; got "
                               f"{self.lock_wait!r}")
+        if self.max_errors is not None and (
+            isinstance(self.max_errors, bool) or not isinstance(self.max_errors, int)
+            or self.max_errors < 1
+        ):
+            raise ConfigError(f"max_errors must be a whole number >= 1; got {self.max_errors!r}")
+        _check_columns(self.map, self.types)
         for name in ("primary_key", "match_column"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{name} must name a column of the model")
@@ -172,6 +183,22 @@ class SyncConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _check_columns(renames: Any, types: Any) -> None:
+    from .columns import TYPES
+
+    if not isinstance(renames, Mapping) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v.strip()
+        for k, v in renames.items()
+    ):
+        raise ConfigError("map renames columns: it maps each column name to its new name")
+    if len(set(renames.values())) != len(renames):
+        raise ConfigError("map gives two columns the same new name")
+    if not isinstance(types, Mapping) or not all(
+        isinstance(k, str) and k and v in TYPES for k, v in types.items()
+    ):
+        raise ConfigError(f"types maps columns to one of {', '.join(TYPES)}; got {types!r}")
+
+
 def _field_names() -> set[str]:
     return {f.name for f in fields(SyncConfig)}
 
@@ -211,6 +238,11 @@ def _read_file(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold one object of settings")
     return data
+
+
+def file_settings(path: str | None) -> dict[str, Any]:
+    """The settings a JSON or TOML config file gives, as written (none without a file)."""
+    return _read_file(path) if path else {}
 
 
 def load_config(path: str | None = None, **overrides: Any) -> SyncConfig:

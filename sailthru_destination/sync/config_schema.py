@@ -74,6 +74,17 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "lock_wait": _setting({"type": "number", "minimum": 0, "maximum": 86400}, "Seconds a "
                               "sync waits for another run of the same model to finish before "
                               "it exits 2.", default=2.0),
+        "max_errors": _setting({"type": ["integer", "null"], "minimum": 1}, "Stop the run "
+                               "cleanly (state saved, exit 1) after this many failed records. "
+                               "Unset, a run still stops when its first 100 records all fail "
+                               "for the same reason."),
+        "map": _setting({"type": "object", "additionalProperties": _NAME}, "Column renames, "
+                        "each column name to its new name, applied to every row first, e.g. "
+                        "{\"last-name\": \"last_name\"}."),
+        "types": _setting({"type": "object", "additionalProperties": {
+                              "enum": ["int", "float", "bool", "json", "str"]}},
+                          "How to read text columns (CSV gives only text): int, float, bool "
+                          "(true/false, yes/no, 1/0), json or str; e.g. {\"age\": \"int\"}."),
         "rate_limits": _setting(
             {"type": "object", "additionalProperties": {"type": "number",
                                                         "exclusiveMinimum": 0}},

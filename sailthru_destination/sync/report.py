@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -78,6 +79,7 @@ class RunReport:
         path = self.folder / "summary.json"
         path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
         self.close()
+        _in_input_order(self.folder / "errors.jsonl")
         if not page:
             return path
         try:
@@ -93,3 +95,31 @@ class RunReport:
                 if not handle.closed:
                     handle.close()
         self.calls.close()
+
+
+_POSITION = re.compile(r"(\d+)")
+
+
+def _position(line: str) -> tuple[int, int]:
+    """Where a failure's record was in the model (``line 12``, ``row 40``); records with no
+    place in it (rows gone from the model) come after every row."""
+    try:
+        where = json.loads(line).get("where")
+    except ValueError:
+        where = None
+    found = _POSITION.search(where) if isinstance(where, str) else None
+    return (0, int(found.group(1))) if found else (1, 0)
+
+
+def _in_input_order(path: Path) -> None:
+    """Rewrite ``errors.jsonl`` in the model's order: a run reports a row's failure when it
+    finds it (a bad row while reading, a refused one while exporting), not in row order."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    ordered = sorted(lines, key=_position)  # stable: records of one row keep their order
+    if ordered != lines:
+        temporary = path.with_suffix(".jsonl.tmp")
+        temporary.write_text("".join(line + "\n" for line in ordered), encoding="utf-8")
+        temporary.replace(path)

@@ -7,6 +7,7 @@ standalone runner from Python calls it too. Hosts that hand over batches of new 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -19,13 +20,16 @@ from ..api import SailthruApi
 from ..calllog import CallLog
 from ..destination import SailthruDestination
 from ..options import AppOptions
+from .columns import shaped
 from .config import SyncConfig
+from .errorbudget import ErrorBudget, RunStopped
 from .model import RowProblem, row_key
 from .report import RunReport, default_report_dir
 from .runlock import RunLock
 from .runner import RunSummary, SyncRunner
 from .sources import Row
 from .state import SyncState
+from .summary import RecordFailure
 
 __all__ = ["DEFAULT_HOME", "SyncOutcome", "file_safe", "run_sync", "state_path"]
 
@@ -40,6 +44,8 @@ class SyncOutcome:
     summary: RunSummary
     report: Path
     state: Path
+    status: str = "completed"
+    stopped: str | None = None  # why the run stopped itself (status "stopped")
 
     def describe(self, what: str) -> str:
         """One line for a host's log: ``what``, its outcomes, the calls and the report."""
@@ -83,6 +89,7 @@ def run_sync(
     run cannot start; record failures are counted, reported and never raised.
     """
     state_file = state_path(config, home)
+    rows = shaped(rows, config.map, config.types)
     with RunLock(state_file, config.name or "model", wait=config.lock_wait):
         return _run_locked(app, config, rows, home, state_file, progress, incremental)
 
@@ -103,23 +110,52 @@ def _run_locked(
             call_log=CallLog(max_records=100, sink=report.calls),
         )
         options = config.destination_options()
+        runner: SyncRunner | None = None
+        budget = ErrorBudget(config.max_errors,
+                             lambda: runner.summary if runner else RunSummary())
+
+        def on_failure(failure: RecordFailure) -> None:
+            if failure.field == "key":  # the destination's name for it: say the model's
+                failure = dataclasses.replace(failure, field=config.match_column)
+            report.add_failure(failure)
+            budget(failure)
+
+        status, stopped = "completed", None
         try:
             with SailthruDestination(app, options, api=api, sent_keys=state) as destination:
-                runner = SyncRunner(destination, config, state, on_failure=report.add_failure,
+                runner = SyncRunner(destination, config, state, on_failure=on_failure,
                                     on_notice=report.add_notice, progress=progress)
                 if incremental:
-                    summary = runner.apply(_latest_per_key(rows, config))
+                    runner.apply(_latest_per_key(rows, config))
                 else:
-                    summary = runner.run(rows)
+                    runner.run(rows)
+        except RunStopped as exc:
+            status, stopped = "stopped", str(exc)
+        except KeyboardInterrupt:
+            # What was confirmed is in the state; the summary says how far the run got.
+            _finish(report, app, config, state_file, runner, "interrupted", None, incremental)
+            raise
         finally:
             report.close()
-        summary_dict = {"model": config.name, "object": config.object,
-                        "api_url": app.api_url, "api_key": app.masked_key,
-                        "state": str(state_file), **summary.to_dict()}
-        if incremental:
-            summary_dict = _added(folder / "summary.json", summary_dict)
-        report.finish(summary_dict)
-    return SyncOutcome(summary, folder, state_file)
+        summary = _finish(report, app, config, state_file, runner, status, stopped, incremental)
+    return SyncOutcome(summary, folder, state_file, status, stopped)
+
+
+def _finish(
+    report: RunReport, app: AppOptions, config: SyncConfig, state_file: Path,
+    runner: SyncRunner | None, status: str, stopped: str | None, incremental: bool,
+) -> RunSummary:
+    """Write the run's ``summary.json`` (with its ``status``) and page; the summary."""
+    summary = runner.summary if runner is not None else RunSummary()
+    summary_dict = {"model": config.name, "object": config.object, "status": status,
+                    "api_url": app.api_url, "api_key": app.masked_key,
+                    "state": str(state_file), **summary.to_dict()}
+    if stopped:
+        summary_dict["stopped"] = stopped
+    if incremental:
+        summary_dict = _added(report.folder / "summary.json", summary_dict)
+    report.finish(summary_dict)
+    return summary
 
 
 def _latest_per_key(rows: Iterable[Row], config: SyncConfig) -> list[Row]:

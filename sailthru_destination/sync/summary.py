@@ -68,10 +68,12 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as plain JSON-ready data."""
+        changed = self.rows - self.counts["unchanged"]  # unchanged rows cost no call
         return {
             "rows": self.rows, "counts": dict(self.counts), "failed": self.failed,
             "api_calls": self.total_calls, "calls_by_endpoint": dict(self.calls),
             "calls_per_record": round(self.total_calls / self.rows, 3) if self.rows else 0.0,
+            "calls_per_changed_row": round(self.total_calls / changed, 3) if changed > 0 else 0.0,
             "lists_created": self.lists_created, "path": self.path, "jobs": self.jobs,
             "seconds": round(self.seconds, 3), "refused_calls": self.refused_calls,
         }

@@ -94,7 +94,7 @@ def test_a_bad_record_is_reported_and_the_rest_applied(
     assert fake.find_user(email="p1@example.com") is not None
     errors = {e["record"]: e for e in _errors(creds)}
     assert set(errors) == {"9", "10"}
-    assert errors["9"]["field"] == "key"
+    assert errors["9"]["field"] == "email"  # the model's column, not the destination's "key"
     assert "not a valid email" in errors["9"]["reason"]
     assert errors["10"]["field"] == "email"
     assert any("2 failed" in r.getMessage() for r in caplog.records), caplog.text

@@ -87,7 +87,7 @@ def test_bad_records_are_reported_state_is_emitted_and_a_rerun_costs_nothing(
     assert len(fake.events) == 2
     errors = {e["record"]: e for e in _errors(host_home)}
     assert set(errors) == {"3", "four"}
-    assert errors["3"]["field"] == "key"
+    assert errors["3"]["field"] == "email"  # the model's column, not the destination's "key"
     assert "'id' does not fit the stream's schema" in errors["four"]["reason"]
     assert "2 failed" in first.stderr  # the summary in the target's log
     assert SECRET not in first.stdout + first.stderr

@@ -1,0 +1,96 @@
+"""``--map`` and ``--types``, and the check of the model's columns before any row is sent.
+
+A column Sailthru would refuse as a var name (``last-name``) fails every row of a run, one
+identical error per row; it is a problem of the model's header, so it is said once, before
+any work, with the fix (exit 2), as a CSV header naming a column twice is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Sequence
+
+from ..sync.columns import collision
+from ..sync.config import SyncConfig
+from ..sync.model import RowProblem, read_user_row
+from ..sync.sources import Row
+from ..varnames import var_name_problem
+from ._common import UsageError
+
+__all__ = ["check_columns", "parse_map", "parse_types"]
+
+# Sent as the user's key, never as a var (see profiles._KEY_PROPERTIES).
+_KEYS = frozenset({"email"})
+
+
+def _pairs(values: Sequence[str] | None, flag: str, example: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values or ():
+        for item in value.split(","):
+            name, sep, target = (part.strip() for part in item.partition("="))
+            if not sep or not name or not target:
+                raise UsageError(f"{flag} wants COLUMN={example}, got {item.strip()!r}")
+            if name in pairs:
+                raise UsageError(f"{flag} names column {name!r} twice")
+            pairs[name] = target
+    return pairs
+
+
+def parse_map(values: Sequence[str] | None) -> dict[str, str] | None:
+    """``--map old=new`` values (repeatable, or comma-separated) as a mapping (None: none)."""
+    return _pairs(values, "--map", "NEW_NAME (e.g. last-name=last_name)") or None
+
+
+def parse_types(values: Sequence[str] | None) -> dict[str, str] | None:
+    """``--types age=int,vip=bool`` values as a mapping (None: none given)."""
+    return _pairs(values, "--types", "TYPE (e.g. age=int,vip=bool)") or None
+
+
+def _suggestion(name: str) -> str | None:
+    """A var name Sailthru accepts for column ``name``, when one is plain to see."""
+    cleaned = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")
+    if cleaned[:1].isdigit():
+        cleaned = "v_" + cleaned
+    if not cleaned or var_name_problem(cleaned) is not None:
+        return None
+    return cleaned
+
+
+def _var_columns(config: SyncConfig, columns: Iterable[str]) -> list[str]:
+    """The columns of a users model that become vars, as the run picks them."""
+    data = {name: "x" for name in columns if name != "__problem__"}
+    data[config.match_column] = "someone@example.com"
+    data.pop(config.groups_column, None)
+    try:
+        user = read_user_row(Row("header", data), config, "header")
+    except RowProblem:
+        return []
+    return [name for name in user.properties if name not in _KEYS]
+
+
+def check_columns(config: SyncConfig, rows: Iterable[Row]) -> Iterable[Row]:
+    """The same ``rows``, once the first row's columns are checked: a column that cannot be
+    a var name is a :class:`UsageError` naming it and the fix."""
+    if config.object != "users":
+        return rows
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return ()
+    clash = collision(first.data, config.map)
+    if clash:
+        raise UsageError(f"{clash} (nothing was sent)")
+    columns = [config.map.get(name, name) for name in first.data]
+    problems = []
+    for name in _var_columns(config, columns):
+        problem = var_name_problem(name)
+        if problem is None:
+            continue
+        fix = _suggestion(name)
+        rename = f"rename it with --map {name}={fix} or " if fix else ""
+        problems.append(f"column {name!r} is not a valid var name ({problem}): {rename}leave "
+                        f"it out with --ignore {name}")
+    if problems:
+        raise UsageError("; ".join(problems) + " (nothing was sent)")
+    return itertools.chain([first], iterator)

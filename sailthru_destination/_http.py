@@ -24,7 +24,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 
 from . import __version__
-from .errors import TransientError
+from ._protocol import is_loopback_url
+from .errors import InvalidRequest, NotFound, TransientError
 
 __all__ = [
     "Download",
@@ -33,6 +34,7 @@ __all__ = [
     "decode",
     "describe",
     "number",
+    "open_download",
     "pooled_session",
     "redact_urllib3_logs",
     "without_query",
@@ -200,3 +202,32 @@ def without_query(url: str) -> str:
     """``url`` without its query: signed links carry their signature there."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def open_download(
+    session: requests.Session, url: str, timeout: tuple[float, float]
+) -> Download:
+    """Open ``url`` (an export file) through ``session`` to read as text lines as it arrives;
+    see :meth:`~sailthru_destination.api.SailthruApi.download` for what it raises."""
+    where = without_query(url)
+    if not url.startswith("https://") and not is_loopback_url(url):
+        raise InvalidRequest(f"refusing to download {where} over plain http", method="GET")
+    try:
+        response = session.get(url, stream=True, timeout=timeout)
+    except requests.RequestException as exc:
+        raise TransientError(
+            f"could not download {where}: {type(exc).__name__}", method="GET"
+        ) from None
+    status = response.status_code
+    if status >= 400:
+        response.close()
+        kind = (
+            NotFound
+            if status in (403, 404, 410)
+            else (TransientError if status >= 500 else InvalidRequest)
+        )
+        raise kind(f"the download of {where} was refused", method="GET", status=status)
+    response.raw.decode_content = True
+    # Otherwise urllib3 marks the stream closed at its last byte and the text wrapper fails.
+    response.raw.auto_close = False
+    return Download(response, where)

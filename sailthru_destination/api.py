@@ -33,19 +33,16 @@ from ._http import (
     decode,
     describe,
     number,
+    open_download,
     pooled_session,
     redact_urllib3_logs,
-    without_query,
 )
-from ._protocol import PAGEVIEW_ENDPOINT, is_loopback_url
+from ._protocol import PAGEVIEW_ENDPOINT
 from ._transport import FormTransport, Reply
 from .calllog import CallLog, CallRecord, mask_key
 from .errors import (
-    InvalidRequest,
-    NotFound,
     RateLimited,
     SailthruError,
-    TransientError,
     error_from_reply,
 )
 from .options import AppOptions
@@ -186,28 +183,7 @@ class SailthruApi:
         failures and 5xx (also while reading) and :class:`InvalidRequest` for other refusals
         or a plain-http link to another machine.
         """
-        where = without_query(url)
-        if not url.startswith("https://") and not is_loopback_url(url):
-            raise InvalidRequest(f"refusing to download {where} over plain http", method="GET")
-        try:
-            response = self._session.get(url, stream=True, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise TransientError(
-                f"could not download {where}: {type(exc).__name__}", method="GET"
-            ) from None
-        status = response.status_code
-        if status >= 400:
-            response.close()
-            kind = (
-                NotFound
-                if status in (403, 404, 410)
-                else (TransientError if status >= 500 else InvalidRequest)
-            )
-            raise kind(f"the download of {where} was refused", method="GET", status=status)
-        response.raw.decode_content = True
-        # Otherwise urllib3 marks the stream closed at its last byte and the text wrapper fails.
-        response.raw.auto_close = False
-        return Download(response, where)
+        return open_download(self._session, url, self._timeout)
 
     @property
     def url(self) -> str:

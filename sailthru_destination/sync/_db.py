@@ -13,9 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+
 __all__ = ["StateDb", "StateError"]
 
 BATCH = 500
+_BUSY_TIMEOUT = 30.0  # seconds another process may hold the file's write lock
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 class StateError(Exception):
@@ -30,11 +37,18 @@ class StateDb:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False,
-                                       isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL survives a killed process (not a power cut) and commits fast.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._prepare()
+                                       isolation_level=None, timeout=_BUSY_TIMEOUT)
+            # Two processes opening one new file at once: switching it to WAL (and creating
+            # the tables) can answer "database is locked" without waiting for the other.
+            for attempt in Retrying(
+                retry=retry_if_exception(_locked), stop=stop_after_delay(_BUSY_TIMEOUT),
+                wait=wait_random(0.01, 0.1), reraise=True,
+            ):
+                with attempt:
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    # WAL + NORMAL survives a killed process (not a power cut), commits fast.
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+                    self._prepare()
         except (sqlite3.Error, OSError) as exc:
             raise StateError(f"cannot open the state file {self.path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -44,21 +58,26 @@ class StateDb:
         """Create the tables (each class in the hierarchy adds its own)."""
 
     def _flush(self) -> None:
-        """Commit what is batched (subclasses add their buffers)."""
-        if self._temp_batch:
+        """Commit what is batched (subclasses add their buffers).
+
+        Asks the connection whether a transaction is open rather than trusting a counter: a
+        Ctrl-C or SIGTERM arrives between any two bytecodes, also between a BEGIN and the
+        bookkeeping after it, and the state is still closed (and flushed) after it.
+        """
+        if self._db.in_transaction:
             self._db.execute("COMMIT")
-            self._temp_batch = 0
+        self._temp_batch = 0
 
     def _write_now(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         """One statement in its own transaction, committed before returning."""
-        if self._temp_batch:
+        if self._db.in_transaction:
             self._db.execute("COMMIT")
-            self._temp_batch = 0
+        self._temp_batch = 0
         return self._db.execute(sql, params)
 
     def _write_temp(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         """A write to this connection's temporary tables, batched (they lock nothing shared)."""
-        if not self._temp_batch:
+        if not self._db.in_transaction:
             self._db.execute("BEGIN")
         self._temp_batch += 1
         try:

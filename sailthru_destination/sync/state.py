@@ -107,8 +107,8 @@ class SyncState(RunRows, SentKeysTable, StateDb):
         super()._flush()
         if not self._pending and not self._pending_left:
             return
-        self._db.execute("BEGIN IMMEDIATE")
         try:
+            self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
                 "INSERT OR REPLACE INTO records (pk, hash, match, properties, groups, optout, "
                 "key) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -122,7 +122,8 @@ class SyncState(RunRows, SentKeysTable, StateDb):
             self._db.executemany("DELETE FROM left_users WHERE key = ?",
                                  [(k,) for k, r in self._pending_left.items() if r is None])
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
         self._pending.clear()

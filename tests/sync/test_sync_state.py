@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from sailthru_destination.sentkeys import KeyState, SentKeys
 from sailthru_destination.sync.state import AppliedRecord, SyncState
@@ -47,3 +50,38 @@ def test_state_is_a_sent_keys_store_that_claims_once(tmp_path: Path) -> None:
     with SyncState(tmp_path / "s.db") as state:
         assert state.state("purchase", "o1") is KeyState.SENT
         assert state.state("event", "e1") is None
+
+
+class _InterruptAfterBegin:
+    """A state connection on which Ctrl-C lands right after a write transaction began."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+        self.armed = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        cursor = self._db.execute(sql, *args)
+        if self.armed and sql == "BEGIN IMMEDIATE":
+            self.armed = False
+            raise KeyboardInterrupt
+        return cursor
+
+
+def test_an_interrupt_between_begin_and_the_writes_still_lets_the_state_close_and_keep_them(
+    tmp_path: Path,
+) -> None:
+    # Seen in CI: SIGTERM during a flush left a transaction open; closing the state then
+    # failed ("cannot start a transaction within a transaction") and no summary was written.
+    state = SyncState(tmp_path / "s.db")
+    state._db = _InterruptAfterBegin(state._db)  # type: ignore[assignment]
+    state.put(AppliedRecord("1", "h", "ann@example.com", {"plan": "gold"}, frozenset()))
+    with pytest.raises(KeyboardInterrupt):
+        state.flush()
+    state.close()
+    with SyncState(tmp_path / "s.db") as again:
+        kept = again.get("1")
+    assert kept is not None
+    assert kept.properties == {"plan": "gold"}

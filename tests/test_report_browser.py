@@ -101,13 +101,7 @@ def test_the_call_log_filters_by_status(report: Path, tmp_path: Path) -> None:
     assert len(statuses) == calls.count('"status": 429')
 
 
-def test_a_missing_browser_fails_loudly_unless_opted_out(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_missing_browser_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no chromium on it
-    monkeypatch.delenv(browser.OPT_OUT, raising=False)
     with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
-        browser.chromium()
-    monkeypatch.setenv(browser.OPT_OUT, "1")
-    with pytest.raises(pytest.skip.Exception, match="opts out"):
         browser.chromium()

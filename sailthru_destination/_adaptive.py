@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["MAX_IN_FLIGHT", "AdaptiveLimit", "RecordStats", "backoff_for", "note_attempt"]
@@ -60,13 +61,19 @@ def backoff_for(status: int | None) -> float:
     return 1.0
 
 
-def note_attempt(*, waited: float, pace: float, status: int | None) -> None:
-    """Add one call attempt to the statistics of the record this thread is running, if any."""
+def note_attempt(
+    *, waited: float, pace: Callable[[float], float], at: float, status: int | None
+) -> None:
+    """Add one call attempt to the statistics of the record this thread is running, if any.
+
+    ``pace`` is the endpoint's limiter's (asked for its pace ``at`` the attempt's start only
+    when a record is being measured: most calls of a fixed-concurrency run are not).
+    """
     stats: RecordStats | None = getattr(_local, "stats", None)
     if stats is None:
         return
     stats.paced += waited
-    stats.pace = min(stats.pace, pace)
+    stats.pace = min(stats.pace, pace(at))
     stats.backoff = min(stats.backoff, backoff_for(status))
 
 

@@ -41,11 +41,14 @@ def run_in_order(
     slow item at the head (a delete waiting out its backoff) does not stall the others. ``fn``
     must not raise for a bad item: it returns its result.
     """
+    if isinstance(items, (list, tuple)) and len(items) <= 1:
+        # One item (the Segment adapter sends one record at a time): no pool.
+        yield from map(fn, items)
+        return
     if isinstance(concurrency, AdaptiveLimit):
         yield from _run_adaptive(fn, items, concurrency)
         return
-    if concurrency <= 1 or (isinstance(items, (list, tuple)) and len(items) <= 1):
-        # One worker, or one item (the Segment adapter sends one record at a time): no pool.
+    if concurrency <= 1:
         yield from map(fn, items)
         return
     window: deque[Future[R]] = deque()
@@ -60,9 +63,6 @@ def run_in_order(
 
 def _run_adaptive(fn: Callable[[T], R], items: Iterable[T], limit: AdaptiveLimit) -> Iterator[R]:
     """:func:`run_in_order` with as many items in flight as ``limit`` allows at each moment."""
-    if isinstance(items, (list, tuple)) and len(items) <= 1:
-        yield from map(fn, items)
-        return
     room = threading.Condition()
     running = 0
 

@@ -258,7 +258,7 @@ class SailthruApi:
             response = self._send(call)
         except requests.RequestException as exc:
             failure = self._transport_error(call, exc)
-            note_attempt(waited=waited, pace=call.limiter.pace(started), status=None)
+            note_attempt(waited=waited, pace=call.limiter.pace, at=started, status=None)
             self._record(call, number, started_wall, self._clock() - started, None, failure)
             raise failure from None
         duration = self._clock() - started
@@ -279,11 +279,7 @@ class SailthruApi:
                 call.limiter.pause(self._clock(), self._rate_limit_wait(error))
             else:
                 call.limiter.slow_down(self._clock())
-        note_attempt(
-            waited=waited,
-            pace=call.limiter.pace(started),
-            status=response.status,
-        )
+        note_attempt(waited=waited, pace=call.limiter.pace, at=started, status=response.status)
         if error is not None:
             error = failed_reply(error, may_repeat=call.may_repeat)
         self._record(call, number, started_wall, duration, response.status, error)

@@ -241,14 +241,12 @@ class _Decoder:
 def _json_row(where: str, text: str, decoder: _Decoder | None = None) -> Row:
     problem = None if text.isascii() else _not_utf8(iter([text]))
     decoder = decoder or _Decoder()
-    if too_deep_at(text) is not None:
+    if too_deep_at(text) is not None:  # bounded first, so json never recurses past 64 levels
         return Row(where, {"__problem__": "not valid JSON: nested too deeply (deeper than "
                                           f"{MAX_JSON_DEPTH} levels)"})
     try:
         # Without an undecodable byte the text is already readable: no re-encoding.
         data = decoder.decode(_readable(text) if problem else text)
-    except RecursionError:
-        return Row(where, {"__problem__": "not valid JSON: nested too deeply"})
     except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         return Row(where, {"__problem__": f"not valid JSON: {reason}"})

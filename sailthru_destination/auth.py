@@ -20,6 +20,7 @@ __all__ = ["AUTH_PROBE", "auth_failure", "check_authentication", "refused_creden
 AUTH_PROBE: tuple[str, dict[str, Any]] = (
     "user", {"id": "0" * 24, "key": "sid", "fields": {"keys": 1}},
 )
+"""The cheap signed call (endpoint, payload) that proves the API key and secret before any work."""
 
 
 _REFUSED: dict[int, str] = {

@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 DEFAULT_API_URL = "https://api.sailthru.com"
+"""Sailthru's API, where ``AppOptions.api_url`` points by default."""
 DEFAULT_TRACKING_URL = "https://api.sail-track.com"
+"""Sailthru's page-view tracking service, ``AppOptions.tracking_url``'s default."""
 
 
 _USERINFO = re.compile(r"//[^/?#]*@")
@@ -71,19 +73,24 @@ def _check_url(name: str, url: str) -> str:
 class AppOptions:
     """How to reach one Sailthru account.
 
-    ``api_secret`` never appears in ``repr()``. ``api_url`` must be https, except
-    for a loopback test server such as :class:`sailthru_destination.testing.FakeSailthru`.
-    ``timezone`` is the account's time zone, applied to dates sent without one.
-    ``tracking_url`` is Sailthru's page-view tracking service.
+    ``api_secret`` never appears in ``repr()``.
     """
 
     api_key: str
+    """The account's API key (shown masked to its last 4 characters in logs and reports)."""
     api_secret: str = field(repr=False)
+    """The account's API secret: signs every call; never logged, shown or sent."""
     api_url: str = DEFAULT_API_URL
+    """Sailthru's API. Must be https, except for a loopback test server such as
+    :class:`sailthru_destination.testing.FakeSailthru`."""
     connect_timeout: float = 5.0
+    """Seconds to wait for a connection to Sailthru."""
     read_timeout: float = 30.0
+    """Seconds to wait for Sailthru's answer once the request is sent."""
     timezone: str = "UTC"
+    """The account's time zone (an IANA name), applied to dates sent without one."""
     tracking_url: str = DEFAULT_TRACKING_URL
+    """Sailthru's page-view tracking service."""
 
     def __post_init__(self) -> None:
         for name in ("api_key", "api_secret"):
@@ -163,51 +170,61 @@ class OptoutLevel(_Choice):
 class DestinationOptions:
     """How profiles are exported: matching, sync mode, lists, opt-out, deletes and concurrency.
 
-    ``default_list`` is joined by every exported user; ``list_prefix`` is put in front of
-    every list name made from a host group. ``optout`` is the opt-out level sent with every
-    user (a record may override it). ``var_names`` renames host properties to Sailthru vars.
-    ``lock_dir`` is where the cross-process list-creation lock files live (a per-user temp
-    folder when None). ``delete_attempts`` bounds the delete-verify-retry loop;
-    ``delete_confirm_after`` is how long after a first "user gone" read a second read
-    must agree before a delete is reported done (Sailthru's reads are eventually
-    consistent; 0 turns the second read off).
-    ``required_consents``: when set, only profiles that consented to at least one of these
-    purposes are exported; the others are skipped with that reason.
-    ``reminder_template`` / ``reminder_time`` are the abandoned-cart reminder sent with every
-    cart update unless the change gives its own (time like ``"20 minutes"`` or minutes as an
-    int, sent as ``"+20 minutes"``); ``clear_cart_after_hours`` empties a cart older than
-    that before a new item is added.
-    ``concurrency`` is how many records are in flight at once: None (the default) adapts it
-    to the rate limit and the measured latency (2 to 64, by Little's law, see
-    ``sailthru_destination._adaptive``), a number pins it.
-    ``invalid_vars`` is what a property whose var Sailthru would refuse or rewrite (a name
-    like ``first-name`` or ``id``, a NaN value) does to its record: ``"fail"`` (the default)
-    fails the record naming the field; ``"drop"`` renames the var by the documented rule
-    (:func:`~sailthru_destination.varnames.repaired_var_name`) or leaves it out, sends the
-    rest, and names each one in the result's ``detail``.
-    ``coordination`` shares the list mutex, the known lists, the pacing and the sent keys
-    with workers on other machines (:class:`~sailthru_destination.coordination.RedisCoordination`,
-    from the ``redis`` extra); by default they are shared by the threads and processes of this
-    machine (the sent keys by one destination).
+    Built once and validated when built: a wrong value raises ``ValueError`` naming the option
+    and, for a choice, the valid values.
     """
 
     match_key: MatchKey = MatchKey.EMAIL
+    """Which Sailthru key identifies a user (``"email"``, ``"sid"`` or ``"extid"``); the match
+    value comes from each record."""
     sync_mode: SyncMode = SyncMode.UPSERT
+    """``"upsert"`` creates or updates users; ``"update"`` only touches users that already
+    exist (the others are skipped with that reason)."""
     delete_behavior: DeleteBehavior = DeleteBehavior.NOTHING
+    """What a profile that goes away in the host does in Sailthru: ``"nothing"``, ``"clear"``
+    (its vars are emptied) or ``"delete"`` (the user is deleted, and the delete verified)."""
     default_list: str | None = None
+    """A list every exported user joins."""
     list_prefix: str = ""
+    """Put in front of every list name made from a host group."""
     optout: OptoutLevel | None = None
+    """The opt-out level (``optout_email``) sent with every user; a record may override it."""
     concurrency: int | None = None
+    """How many records are in flight at once: None (the default) adapts it to the rate limit
+    and the measured latency (2 to 64, by Little's law, see ``sailthru_destination._adaptive``),
+    a number pins it."""
     lock_dir: str | None = None
+    """Where the cross-process list-creation lock files live (a per-user temp folder when
+    None)."""
     var_names: Mapping[str, str] = field(default_factory=dict)
+    """Renames host properties to Sailthru vars (property name -> var name)."""
     delete_attempts: int = 5
+    """How many times a delete is tried and verified before it is reported failed."""
     delete_confirm_after: float = 1.0
+    """Seconds after a first "user gone" read that a second read must agree before a delete is
+    reported done (Sailthru's reads are eventually consistent; 0 turns the second read off)."""
     required_consents: frozenset[str] = frozenset()
+    """When set, only profiles that consented to at least one of these purposes are exported;
+    the others are skipped with that reason."""
     reminder_template: str | None = None
+    """The abandoned-cart reminder template sent with every cart update unless the change gives
+    its own."""
     reminder_time: str | int | None = None
+    """When the cart reminder goes out: a time like ``"20 minutes"`` or minutes as an int, sent
+    as ``"+20 minutes"``."""
     clear_cart_after_hours: float | None = None
+    """Empties a cart older than this many hours before a new item is added."""
     coordination: RedisCoordination | None = None
+    """Shares the list mutex, the known lists, the pacing and the sent keys with workers on
+    other machines (:class:`~sailthru_destination.coordination.RedisCoordination`, from the
+    ``redis`` extra); by default they are shared by the threads and processes of this machine
+    (the sent keys by one destination)."""
     invalid_vars: Literal["fail", "drop"] = "fail"
+    """What a property whose var Sailthru would refuse or rewrite (a name like ``first-name`` or
+    ``id``, a NaN value) does to its record: ``"fail"`` fails the record naming the field;
+    ``"drop"`` renames the var by the documented rule
+    (:func:`~sailthru_destination.varnames.repaired_var_name`) or leaves it out, sends the rest,
+    and names each one in the result's ``detail``."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

@@ -47,6 +47,7 @@ __all__ = [
 # 2.5 % under the limit: thread wake-up jitter and network delays bunch calls a little, and the
 # server counts in a window we do not see.
 DEFAULT_HEADROOM = 0.975
+"""The share of a rate limit the pacer aims for (0.975: 2.5 % under it)."""
 _MIN_HEADROOM = 0.8
 _RECOVERY = 0.005
 # The machine-wide schedule: next free slot and paused-until, two doubles.

@@ -51,6 +51,7 @@ DEFAULT_NON_IDEMPOTENT: frozenset[tuple[str, str]] = frozenset(
         ("POST", PAGEVIEW_ENDPOINT),
     }
 )
+"""The (method, endpoint) calls never repeated unless the failure proves they were not applied."""
 
 _MAY_HAVE_APPLIED = "it may or may not have been applied: check before sending it again"
 

@@ -25,7 +25,9 @@ __all__ = [
 ]
 
 OBJECTS = ("users", "events", "purchases", "returns")
+"""What a model's rows can be: the values of ``SyncConfig.object``."""
 BulkMode = str
+"""The type of ``SyncConfig.bulk``: ``"auto"``, ``"always"`` or ``"never"``."""
 _BULK_MODES = ("auto", "always", "never")
 
 
@@ -59,53 +61,84 @@ def name_problem(name: str) -> str | None:
 class SyncConfig:
     """How rows of a model become Sailthru users, events, purchases or returns.
 
-    ``primary_key`` names the column that identifies a row from run to run;
-    ``match_column`` holds the value Sailthru matches users on (``match_key``: email,
-    sid or extid). ``groups_column`` holds list memberships; ``optout_column`` an
-    ``optout_email`` level per row. ``columns`` limits the var columns (all others when
-    empty); ``ignore`` drops columns. ``bulk`` is ``auto`` (the job API when the
-    cost model of :mod:`.bulk_choice` says it is faster, or from ``bulk_threshold`` changed
-    rows on when that is set), ``always`` or ``never``. ``lock_wait`` is how
-    many seconds a run waits for another run of the same model to finish before it gives
-    up (exit 2). ``map`` renames columns and ``types`` reads text columns as numbers,
-    booleans or JSON (:mod:`.columns`). ``max_errors`` stops a run cleanly after that many
-    failed records.
+    The settings of ``sync``'s flags and ``--config`` file, by the same names; a wrong value
+    raises :class:`ConfigError` naming the setting.
     """
 
     object: str = "users"
+    """What the rows are: ``"users"``, ``"events"``, ``"purchases"`` or ``"returns"``."""
     name: str = ""
+    """The model's name for the state file and the report folder: a plain name, not a path
+    (empty: the model file's name)."""
     primary_key: str = "id"
+    """The column that identifies a row from run to run."""
     match_column: str = "email"
+    """The column holding the value Sailthru matches users on."""
     match_key: str = "email"
+    """What the match column holds: ``"email"``, ``"sid"`` or ``"extid"``."""
     groups_column: str = "groups"
+    """The column of list memberships: a JSON array or ``;``-separated list names."""
     optout_column: str | None = None
+    """A column of an ``optout_email`` level per row."""
     deleted_column: str | None = None
+    """A column that marks a row deleted (true, 1, yes): the row gets the delete behaviour."""
     columns: tuple[str, ...] = ()
+    """The var columns; empty: every column not otherwise used."""
     ignore: tuple[str, ...] = ()
+    """Columns to leave out."""
     delete_behavior: str = "nothing"
+    """What rows gone from the model do in Sailthru: ``"nothing"``, ``"clear"`` or
+    ``"delete"``."""
     sync_mode: str = "upsert"
+    """``"upsert"``, or ``"update"``: never create a user."""
     default_list: str | None = None
+    """A list every exported user joins."""
     list_prefix: str = ""
+    """Put in front of every list name made from a group."""
     optout: str | None = None
+    """The ``optout_email`` level sent with every user."""
     concurrency: int | None = None
+    """Records in flight at once; None adapts it to the rate limit and the latency."""
     bulk: BulkMode = "auto"
+    """``"auto"`` (the job API when the cost model of :mod:`.bulk_choice` says it is faster,
+    or from ``bulk_threshold`` changed rows on when that is set), ``"always"`` or
+    ``"never"``."""
     bulk_threshold: int | None = None
+    """Changed rows from which ``bulk="auto"`` uses a job (None: the cost model decides)."""
     state: str | None = None
+    """The state file (None: ``<home>/<name>.db``)."""
     report_dir: str | None = None
+    """The folder for the run's report (None: ``<home>/reports/<name>-<time>``)."""
     allow_empty: bool = False
+    """Accept an empty model (every remembered row is then gone)."""
     lock_wait: float = 2.0
+    """Seconds a run waits for another run of the same model to finish before it gives up
+    (exit 2)."""
     max_errors: int | None = None
+    """Stops a run cleanly (state saved, exit 1) after this many failed records."""
     map: Mapping[str, str] = field(default_factory=dict)  # column renames, old -> new
+    """Column renames (old name -> new name), applied to every row before anything else reads
+    it (:mod:`.columns`)."""
     types: Mapping[str, str] = field(default_factory=dict)  # column -> int/float/bool/json/str
+    """How to read text columns: ``int``, ``float``, ``bool``, ``json`` or ``str`` per column
+    (:mod:`.columns`)."""
     rate_limits: Mapping[str, float] = field(default_factory=dict)
+    """Starting requests per second per endpoint, e.g. ``{"user": 300}``."""
     # events
     event_column: str = "event"
+    """Events: the column of the event name."""
     schedule_time_column: str | None = None
+    """Events: the column of the time to send the event at."""
     # purchases and returns
     order_column: str = "order_id"
+    """Purchases and returns: the column of the order id."""
     items_column: str = "items"
+    """Purchases and returns: the column of the items (a JSON array)."""
     date_column: str | None = None
+    """Purchases and returns: the column of the order date."""
     price_unit: str = "dollars"
+    """Purchases and returns: the unit of item prices in the model, ``"dollars"`` or
+    ``"cents"``."""
 
     def __post_init__(self) -> None:
         if self.object not in OBJECTS:

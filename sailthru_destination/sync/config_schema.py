@@ -102,6 +102,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                "unit of item prices in the model.", default="dollars"),
     },
 }
+"""The JSON Schema of a ``--config`` file (printed by ``sync --config-schema``)."""
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),

@@ -18,6 +18,7 @@ from .summary import RecordFailure, RunSummary
 __all__ = ["SYSTEMATIC", "ErrorBudget", "RunStopped"]
 
 SYSTEMATIC = 100
+"""How many failures for one reason, before any success, stop a run as systematic."""
 _SUCCESSES = ("created", "updated", "deleted", "cleared", "sent")
 # The parts of a reason that name the record (quoted values, numbers) are not the reason.
 _PARTICULAR = re.compile(r"'[^']*'|\"[^\"]*\"|\d+")

@@ -21,6 +21,7 @@ PAGE = """<!DOCTYPE html>
 <script>{script}</script>
 </body></html>
 """
+"""The report page's HTML skeleton."""
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;padding:0 16px;
@@ -39,6 +40,7 @@ td.p{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all;max-
 #js-errors{background:#b00;color:#fff;padding:8px}
 svg text{font-size:11px;fill:#556}
 """
+"""The report page's stylesheet."""
 
 # Renders the call log from the JSON above with textContent only (never innerHTML), and shows
 # any script error on the page itself, so a broken page is visible rather than blank.
@@ -74,3 +76,4 @@ render();
 document.body.setAttribute('data-ready','1');
 })();
 """
+"""The report page's script: renders the call log with ``textContent`` only."""

@@ -62,6 +62,7 @@ KNOWN_REASONS: tuple[Reason, ...] = (
             "expected).",
             r"sailthru error 2\b|invalid|must be\b|expected (?:a|an|one|\d+)\b|not a valid"),
 )
+"""The failure reasons the report page groups by, each with its fix; the first match wins."""
 
 _OTHER = Reason("Other",
                 "Read the reason; calls.jsonl in this folder holds the exact call and answer.",

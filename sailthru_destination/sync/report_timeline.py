@@ -16,6 +16,7 @@ from typing import Any
 __all__ = ["MAX_BARS", "Timeline"]
 
 MAX_BARS = 240
+"""The most bars the report page's timeline draws, however long the run."""
 _MIN_SLOTS = 30  # a short run's few bars stay bars, not one block across the chart
 
 # Bottom to top; each kind's colour and legend label.

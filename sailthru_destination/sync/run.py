@@ -34,6 +34,7 @@ from .summary import RecordFailure
 __all__ = ["DEFAULT_HOME", "SyncOutcome", "file_safe", "run_sync", "state_path"]
 
 DEFAULT_HOME = ".sailthru-sync"
+"""Where the CLI keeps state files and run reports unless told otherwise."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 

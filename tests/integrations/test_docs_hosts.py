@@ -1,4 +1,4 @@
-"""The README's dlt and Singer examples run as written, against the fake."""
+"""The dlt and Singer examples of docs/integrations.md run as written, against the fake."""
 
 from __future__ import annotations
 
@@ -8,19 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_readme import FENCE, README
+from samples import ROOT, tagged
 
 from sailthru_destination.testing import FakeSailthru
 
+PAGE = ROOT / "docs" / "integrations.md"
+
 
 def _tagged(tag: str) -> str:
-    text = README.read_text()
-    match = FENCE.search(text, text.index(f"<!-- doctest: {tag} -->"))
-    assert match is not None
-    return match.group(2)
+    return tagged(PAGE, tag)
 
 
-def _readme_fake() -> FakeSailthru:
+def _docs_fake() -> FakeSailthru:
     return FakeSailthru(api_key="your-api-key", api_secret="your-api-secret",
                         rate_limits={"default": 100_000})
 
@@ -41,7 +40,7 @@ def _errors(home: Path) -> list[str]:
 
 
 def test_the_dlt_example_runs_as_written(tmp_path: Path) -> None:
-    with _readme_fake() as fake:
+    with _docs_fake() as fake:
         port = fake.url.rsplit(":", 1)[1]
         secrets = _tagged("dlt-secrets").replace("# api_url", "api_url").replace("8765", port)
         (tmp_path / ".dlt").mkdir()
@@ -57,7 +56,7 @@ def test_the_dlt_example_runs_as_written(tmp_path: Path) -> None:
 
 
 def test_the_singer_example_runs_as_written(tmp_path: Path) -> None:
-    with _readme_fake() as fake:
+    with _docs_fake() as fake:
         script = "set -e\n" + _tagged("singer").replace("8765", fake.url.rsplit(":", 1)[1])
         done = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=_env(tmp_path),
                               capture_output=True, text=True, timeout=120)

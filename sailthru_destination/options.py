@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from ._protocol import is_loopback_url
 from .mapping import InvalidValue, reminder_time
+from .nulls import NULL_VALUES
 
 if TYPE_CHECKING:  # the redis extra is optional: import it only for type checkers
     from .coordination import RedisCoordination
@@ -189,6 +190,9 @@ class DestinationOptions:
     with workers on other machines (:class:`~sailthru_destination.coordination.RedisCoordination`,
     from the ``redis`` extra); by default they are shared by the threads and processes of this
     machine (the sent keys by one destination).
+    ``null_values`` is what a ``None`` (NULL) property does to its var: ``"keep"`` (the
+    default) leaves the var as Sailthru has it, ``"clear"`` empties it (see
+    :mod:`sailthru_destination.nulls`).
     """
 
     match_key: MatchKey = MatchKey.EMAIL
@@ -208,6 +212,7 @@ class DestinationOptions:
     clear_cart_after_hours: float | None = None
     coordination: RedisCoordination | None = None
     invalid_vars: Literal["fail", "drop"] = "fail"
+    null_values: Literal["keep", "clear"] = "keep"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -253,3 +258,5 @@ class DestinationOptions:
             raise ValueError(f"clear_cart_after_hours must be a positive number, got {hours!r}")
         if self.invalid_vars not in ("fail", "drop"):
             raise ValueError(f"invalid_vars must be 'fail' or 'drop', got {self.invalid_vars!r}")
+        if self.null_values not in NULL_VALUES:
+            raise ValueError(f"null_values must be 'keep' or 'clear', got {self.null_values!r}")

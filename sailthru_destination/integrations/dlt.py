@@ -76,7 +76,10 @@ def sailthru(
             state=str(base / "dlt" / file_safe(pipeline) / f"{file_safe(name)}.db"),
             report_dir=str(base / "reports" / file_safe(f"dlt-{pipeline}-{name}-{load_id}")),
         )
-        rows = (Row(f"load {load_id} item {number}", plain(item))
+        # Users are typed by the one rule (values.py) under each column's name; activity
+        # (events, orders) takes dates as ISO text and decimals as numbers.
+        typed = dict if config.object == "users" else plain
+        rows = (Row(f"load {load_id} item {number}", typed(item))
                 for number, item in enumerate(items, 1))
         outcome = run_sync(app, config, rows, home=base, incremental=True)
     except (ConfigError, ValueError, StateError) as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .sources import Row
 
-__all__ = ["TYPES", "collision", "shaped"]
+__all__ = ["TYPES", "collision", "empty_as_null", "shaped"]
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
@@ -87,6 +87,15 @@ def _shaped(rows: Iterable[Row], renames: Mapping[str, str],
         if problem and not data.get("__problem__"):
             data["__problem__"] = problem
         yield Row(row.where, data)
+
+
+def empty_as_null(rows: Iterable[Row]) -> Iterator[Row]:
+    """``rows`` with each empty cell read as a NULL (``None``), for a CSV model whose empty
+    cells mean "no value" (``--empty-as-null``): the nulls policy then decides what they do.
+    Without it an empty cell is the value ``""``."""
+    for row in rows:
+        yield Row(row.where, {name: None if value == "" else value
+                              for name, value in row.data.items()})
 
 
 def collision(columns: Iterable[str], renames: Mapping[str, str]) -> str | None:

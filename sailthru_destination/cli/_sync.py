@@ -59,8 +59,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--map", action="append", metavar="OLD=NEW",
                         help="rename a column, e.g. last-name=last_name (repeatable)")
     parser.add_argument("--types", action="append", metavar="COLUMN=TYPE,...",
-                        help="read text columns as int, float, bool, json or str, e.g. "
-                        "age=int,vip=bool (CSV gives only text)")
+                        help="read text columns as int, float, bool, json, str, date or "
+                        "datetime (ISO 8601), e.g. age=int,vip=bool (CSV gives only text)")
     parser.add_argument("--nulls", dest="null_values", choices=("keep", "clear"),
                         help="what a NULL does to its var: keep (never changes Sailthru) or "
                         "clear (empties the var) (default: keep)")

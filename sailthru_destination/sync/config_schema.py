@@ -88,9 +88,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
                         "each column name to its new name, applied to every row first, e.g. "
                         "{\"last-name\": \"last_name\"}."),
         "types": _setting({"type": "object", "additionalProperties": {
-                              "enum": ["int", "float", "bool", "json", "str"]}},
+                              "enum": ["int", "float", "bool", "json", "str", "date",
+                                       "datetime"]}},
                           "How to read text columns (CSV gives only text): int, float, bool "
-                          "(true/false, yes/no, 1/0), json or str; e.g. {\"age\": \"int\"}."),
+                          "(true/false, yes/no, 1/0), json, str, date or datetime (ISO 8601); "
+                          "e.g. {\"age\": \"int\"}."),
         "rate_limits": _setting(
             {"type": "object", "additionalProperties": {"type": "number",
                                                         "exclusiveMinimum": 0}},

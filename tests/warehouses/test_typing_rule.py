@@ -163,7 +163,22 @@ def test_json_lines_reach_sailthru_typed_by_the_rule(
 
 _CSV_TYPES = {"score": st.integers(-(2**53), 2**53), "seen_at": st.booleans(),
               "prefs": _json_values, "note": _text,
-              "signup_time": st.floats(allow_nan=False, allow_infinity=False)}
+              "signup_time": st.floats(allow_nan=False, allow_infinity=False),
+              "renewal_date": st.dates(min_value=date(1900, 1, 1)), "last_time": _moments,
+              "paid_at": _moments}
+
+
+def _cell(name: str, value: Any) -> str:
+    """``value`` as a CSV file would hold it."""
+    if name == "prefs":
+        return json.dumps(value)
+    if name == "signup_time":
+        return repr(value)
+    if name == "seen_at":
+        return str(value).lower()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 @_SOURCE_SETTINGS
@@ -173,9 +188,9 @@ def test_csv_cells_read_with_types_reach_sailthru_typed_by_the_rule(
 ) -> None:
     email = f"csv{next(_EMAILS)}@example.com"
     types = {"score": "int", "seen_at": "bool", "prefs": "json", "note": "str",
-             "signup_time": "float"}
-    cells = {k: (json.dumps(v) if k == "prefs" else repr(v) if k == "signup_time" else
-                 str(v).lower() if k == "seen_at" else str(v)) for k, v in values.items()}
+             "signup_time": "float", "renewal_date": "date", "last_time": "datetime",
+             "paid_at": "datetime"}
+    cells = {k: _cell(k, v) for k, v in values.items()}
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.csv"
         with path.open("w", newline="", encoding="utf-8") as handle:

@@ -9,13 +9,10 @@ Rules (spec section 3, written down where the spec is silent):
   and list indexes: ``{"a": {"b": 1}, "c": [5, 6]}`` gives ``a_b``, ``c_0``, ``c_1``.
   Keys keep their spaces and case. An empty mapping or list yields no var: a
   removed nested object is cleared by diffing old against new (``vars_for_change``).
-* ``str``, ``int``, ``float`` and ``bool`` stay as they are; ``None`` stays ``None``
-  (Sailthru clears the var). ``Decimal``: integral → ``int``, else the nearest ``float``.
-  Integers must fit in 64 bits (Sailthru stores numbers as 64-bit values).
-* ``datetime``/``date``: a var whose flattened name ends in ``_time`` gets Unix seconds
-  (int, floored); one ending in ``_date`` gets ``YYYY-MM-DD`` (the calendar date in
-  ``timezone``); any other gets ISO-8601. Naive datetimes are read in ``timezone``; a
-  ``date`` sent as ``_time`` means midnight in ``timezone``. Strings are never parsed.
+* Values are typed by the one rule of :mod:`sailthru_destination.values` (``Decimal`` to a
+  number, dates to ISO-8601 text, Unix seconds for ``_time`` and ``YYYY-MM-DD`` for ``_date``
+  names, UUIDs to text); ``None`` stays ``None`` (Sailthru clears the var). Integers must fit
+  in 64 bits (Sailthru stores numbers as 64-bit values). Strings are never parsed.
 * Refused with :class:`InvalidValue` naming the field: NaN and infinities, ``bytes``,
   sets, non-string or empty keys, nesting deeper than :data:`MAX_DEPTH`, strings longer
   than :data:`MAX_STRING_BYTES` UTF-8 bytes, any other type, and var names Sailthru
@@ -26,15 +23,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from datetime import date, datetime, tzinfo
-from datetime import timezone as _dt_timezone
-from decimal import Decimal
-from functools import lru_cache
+from datetime import tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._invalid import InvalidValue
 from .amounts import cents, reminder_time
+from .values import VarValue, scalar_var, zone
 from .varnames import (
     MAX_VAR_NAME_LENGTH,
     RESERVED_VAR_NAMES,
@@ -63,9 +57,6 @@ __all__ = [
     "vars_for_change",
 ]
 
-VarValue = str | int | float | bool | None
-"""What a Sailthru var holds once mapped."""
-
 MAX_DEPTH = 10
 """Deepest nesting accepted: a var name has at most this many path parts."""
 
@@ -78,16 +69,6 @@ MAX_LIST_NAME_LENGTH = 255
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _UNKNOWN: Any = object()  # an old value we could not map: never equal to a new one
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> tzinfo:
-    if name == "UTC":
-        return _dt_timezone.utc
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidValue("timezone", f"unknown time zone {name!r}") from exc
 
 
 class _Flattener:
@@ -211,44 +192,18 @@ class _Flattener:
             self.put_sequence(name, value, depth)
         elif isinstance(value, Mapping):
             self.put_mapping(name, value, depth)
-        elif isinstance(value, datetime):
-            self.add(name, _datetime_var(name, value, self.tz))
-        elif isinstance(value, date):
-            self.add(name, _date_var(name, value, self.tz))
-        elif isinstance(value, Decimal):
-            if not value.is_finite():
-                self.fail(name, "NaN and infinities are not numbers Sailthru can store", name)
-            elif value.adjusted() > 18:
-                self.fail(name, "integers must fit in 64 bits", name)
-            elif value == value.to_integral_value():
-                self.put(name, int(value), depth)
-            else:
-                self.add(name, float(value))
-        elif isinstance(value, bytes | bytearray | memoryview):
-            self.fail(name, "bytes are not text: decode them to str first", name)
-        elif isinstance(value, set | frozenset):
-            self.fail(name, "sets have no order; send a list", name)
         else:
-            self.fail(name, f"values of type {type(value).__name__} cannot be sent", name)
+            # Dates, decimals, UUIDs and the rest: typed by the one rule (values.py).
+            try:
+                typed = scalar_var(name, value, self.tz)
+            except InvalidValue as exc:
+                self.fail(name, exc.reason, name)
+                return
+            self.put(name, typed, depth)
 
 
 def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _datetime_var(name: str, value: datetime, tz: tzinfo) -> VarValue:
-    moment = value if value.utcoffset() is not None else value.replace(tzinfo=tz)
-    if name.endswith("_time"):
-        return math.floor(moment.timestamp())
-    if name.endswith("_date"):
-        return moment.astimezone(tz).date().isoformat()
-    return moment.isoformat()
-
-
-def _date_var(name: str, value: date, tz: tzinfo) -> VarValue:
-    if name.endswith("_time"):
-        return math.floor(datetime(value.year, value.month, value.day, tzinfo=tz).timestamp())
-    return value.isoformat()
 
 
 def _flatten(
@@ -263,7 +218,7 @@ def _flatten(
 ) -> dict[str, Any]:
     if not isinstance(properties, Mapping):
         raise InvalidValue("properties", f"expected a mapping, got {type(properties).__name__}")
-    flat = _Flattener(_zone(timezone), strict, dropped, repair)
+    flat = _Flattener(zone(timezone), strict, dropped, repair)
     for key, value in properties.items():
         if type(key) is not str:
             flat.fail("properties", f"property names must be strings, got {type(key).__name__}")

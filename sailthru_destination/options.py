@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from ._protocol import is_loopback_url
 from .mapping import InvalidValue, reminder_time
+from .nulls import NULL_VALUES
 
 if TYPE_CHECKING:  # the redis extra is optional: import it only for type checkers
     from .coordination import RedisCoordination
@@ -225,6 +226,9 @@ class DestinationOptions:
     ``"drop"`` renames the var by the documented rule
     (:func:`~sailthru_destination.varnames.repaired_var_name`) or leaves it out, sends the rest,
     and names each one in the result's ``detail``."""
+    null_values: Literal["keep", "clear"] = "keep"
+    """What a ``None`` (NULL) property does to its var: ``"keep"`` (the default) leaves the var
+    as Sailthru has it, ``"clear"`` empties it (see :mod:`sailthru_destination.nulls`)."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -270,3 +274,5 @@ class DestinationOptions:
             raise ValueError(f"clear_cart_after_hours must be a positive number, got {hours!r}")
         if self.invalid_vars not in ("fail", "drop"):
             raise ValueError(f"invalid_vars must be 'fail' or 'drop', got {self.invalid_vars!r}")
+        if self.null_values not in NULL_VALUES:
+            raise ValueError(f"null_values must be 'keep' or 'clear', got {self.null_values!r}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from .lists import ListRegistry, joined, membership_changes
 from .mapping import InvalidValue, changed_vars, list_name, vars_for_change
+from .nulls import settle_nulls
 from .options import DestinationOptions, MatchKey, OptoutLevel, SyncMode
 from .results import ExportResult, Status
 from .varnames import VarProblem, describe_problems
@@ -141,9 +142,11 @@ def plan_upsert(
     value = valid_key(match, change.key)
     optout = _optout(change, options)
     dropped: list[VarProblem] | None = [] if options.invalid_vars == "drop" else None
+    new_properties = settle_nulls(change.old_properties, change.new_properties,
+                                  options.null_values)
     variables = changed_vars(
         change.old_properties,
-        change.new_properties,
+        new_properties,
         var_names=options.var_names,
         timezone=timezone,
         exclude=KEY_PROPERTIES,
@@ -164,7 +167,7 @@ def plan_upsert(
         if dropped is not None:
             dropped.clear()
         variables = vars_for_change(
-            change.old_properties, change.new_properties, var_names=options.var_names,
+            change.old_properties, new_properties, var_names=options.var_names,
             timezone=timezone, exclude=KEY_PROPERTIES, dropped=dropped,
         )
         lists.update(dict.fromkeys(sorted(new_lists), 1))

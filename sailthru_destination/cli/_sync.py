@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..sync.columns import empty_as_null
 from ..sync.config import OBJECTS, file_settings, load_config, name_problem
 from ..sync.config_schema import CONFIG_SCHEMA
 from ..sync.run import DEFAULT_HOME, run_sync
@@ -58,8 +59,14 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--map", action="append", metavar="OLD=NEW",
                         help="rename a column, e.g. last-name=last_name (repeatable)")
     parser.add_argument("--types", action="append", metavar="COLUMN=TYPE,...",
-                        help="read text columns as int, float, bool, json or str, e.g. "
-                        "age=int,vip=bool (CSV gives only text)")
+                        help="read text columns as int, float, bool, json, str, date or "
+                        "datetime (ISO 8601), e.g. age=int,vip=bool (CSV gives only text)")
+    parser.add_argument("--nulls", dest="null_values", choices=("keep", "clear"),
+                        help="what a NULL does to its var: keep (never changes Sailthru) or "
+                        "clear (empties the var) (default: keep)")
+    parser.add_argument("--empty-as-null", action="store_true", default=None,
+                        help="read the empty cells of a CSV model as NULLs (else an empty "
+                        "string is a value)")
     parser.add_argument("--delete-behavior", choices=("nothing", "clear", "delete"),
                         help="for rows gone from the model (default: nothing)")
     parser.add_argument("--sync-mode", choices=("upsert", "update"), help="default: upsert")
@@ -125,9 +132,15 @@ def run(args: argparse.Namespace) -> int:
         bulk_threshold=args.bulk_threshold, state=args.state, report_dir=args.report_dir,
         allow_empty=args.allow_empty, rate_limits=rate_limits(args.rate_limit) or None,
         max_errors=args.max_errors, map=parse_map(args.map), types=parse_types(args.types),
+        null_values=args.null_values, empty_as_null=args.empty_as_null,
     )
     app = app_options(args)
     rows: Iterable[Row] = open_source(args.source, sql=args.sql, db=args.db)
+    if config.empty_as_null:
+        if args.sql is not None or Path(args.source).suffix.lower() != ".csv":
+            raise UsageError("--empty-as-null (empty_as_null) is for CSV models: JSON lines "
+                             "and SQL have a real null")
+        rows = empty_as_null(rows)
     given = args.primary_key is not None or "primary_key" in file_settings(args.config)
     config, rows = with_column_defaults(config, rows, primary_key_given=given)
     rows = check_columns(config, rows)

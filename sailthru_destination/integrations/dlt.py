@@ -76,7 +76,13 @@ def sailthru(
             state=str(base / "dlt" / file_safe(pipeline) / f"{file_safe(name)}.db"),
             report_dir=str(base / "reports" / file_safe(f"dlt-{pipeline}-{name}-{load_id}")),
         )
-        rows = (Row(f"load {load_id} item {number}", plain(item))
+        # Users are typed by the one rule (values.py) under each column's name; activity
+        # (events, orders) takes dates as ISO text and decimals as numbers.
+        typed = dict if config.object == "users" else plain
+        # dlt leaves a NULL out of its item: a column of the table that an item lacks is a
+        # NULL there (the nulls policy decides), not a column gone from the model.
+        nulls = dict.fromkeys(_columns(table)) if config.object == "users" else {}
+        rows = (Row(f"load {load_id} item {number}", typed({**nulls, **item}))
                 for number, item in enumerate(items, 1))
         outcome = run_sync(app, config, rows, home=base, incremental=True)
     except (ConfigError, ValueError, StateError) as exc:
@@ -91,6 +97,11 @@ def sailthru(
     else:
         dlt.common.logger.info(message)
     log.info(message)
+
+def _columns(table: TTableSchema) -> list[str]:
+    """The table's own columns (not dlt's ``_dlt_*`` bookkeeping)."""
+    return [name for name in table.get("columns", {}) if not name.startswith("_dlt_")]
+
 
 def _hints(table: TTableSchema) -> dict[str, Any]:
     """Settings the table's dlt schema gives: its primary key and hard-delete column."""

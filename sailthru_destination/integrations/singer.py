@@ -82,10 +82,13 @@ class SailthruSink(BatchSink):
         """
         record = {key: value for key, value in record.items()
                   if not key.startswith("_sdc_") or key == self._sync.deleted_column}
-        record = plain(record)  # the SDK has parsed date-times: back to what the tap sent
+        checked = plain(record)  # the SDK has parsed date-times: its check wants the text
+        # Users are typed by the one rule (values.py) under each column's name, so a date-time
+        # in a *_time column becomes Unix seconds as from any source; activity takes the text.
+        record = record if self._sync.object == "users" else checked
         if self._schema_check is not None:
             try:
-                self._schema_check.validate(record)
+                self._schema_check.validate(checked)
             except InvalidRecord as exc:
                 path = getattr(exc.__cause__, "path", None)
                 where = f"field {'.'.join(map(str, path))!r} " if path else ""

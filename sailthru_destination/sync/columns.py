@@ -1,8 +1,9 @@
 """The model's columns as the run should see them: renamed (``map``) and typed (``types``).
 
 A CSV file gives every value as text; ``types`` turns the named columns into numbers,
-booleans or JSON before they are compared and sent, so ``age`` is the var ``30``, not
-``"30"``. A value that cannot be read as its type fails its row alone, naming the column.
+booleans, JSON, dates or datetimes before they are compared and sent, so ``age`` is the var
+``30``, not ``"30"``. A value that cannot be read as its type fails its row alone, naming the
+column.
 ``map`` renames columns (``last-name`` to ``last_name``) for a model whose column names are
 not what Sailthru accepts as var names.
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import date, datetime
 from typing import Any
 
 from .sources import Row
 
-__all__ = ["TYPES", "collision", "shaped"]
+__all__ = ["TYPES", "collision", "empty_as_null", "shaped"]
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
@@ -48,14 +50,31 @@ def _json(text: str) -> Any:
     return json.loads(text)
 
 
+def _date(text: str) -> date:
+    return date.fromisoformat(text.strip())
+
+
+def _datetime(text: str) -> datetime:
+    from ..segment._vars import parse_iso  # the ISO-8601 reader Segment dates use
+
+    moment = parse_iso(text)
+    if not isinstance(moment, datetime):
+        raise ValueError("not an ISO-8601 date and time")
+    return moment
+
+
 TYPES: Mapping[str, tuple[Any, str]] = {
     "int": (_int, "a whole number"),
     "float": (_float, "a finite number"),
     "bool": (_bool, "true/false, yes/no or 1/0"),
     "json": (_json, "valid JSON"),
     "str": (str, "text"),
+    "date": (_date, "an ISO-8601 date (2024-01-31)"),
+    "datetime": (_datetime, "an ISO-8601 date and time (2024-01-31T09:30:00Z)"),
 }
-"""The types ``types`` may name: each one's reader of a text value and what it expects."""
+"""The types ``types`` may name: each one's reader of a text value and what it expects. A
+``date`` or ``datetime`` is then sent by the one typing rule (:mod:`sailthru_destination.values`):
+ISO 8601, Unix seconds in a ``*_time`` column, ``YYYY-MM-DD`` in a ``*_date`` column."""
 
 
 def shaped(rows: Iterable[Row], renames: Mapping[str, str],
@@ -87,6 +106,15 @@ def _shaped(rows: Iterable[Row], renames: Mapping[str, str],
         if problem and not data.get("__problem__"):
             data["__problem__"] = problem
         yield Row(row.where, data)
+
+
+def empty_as_null(rows: Iterable[Row]) -> Iterator[Row]:
+    """``rows`` with each empty cell read as a NULL (``None``), for a CSV model whose empty
+    cells mean "no value" (``--empty-as-null``): the nulls policy then decides what they do.
+    Without it an empty cell is the value ``""``."""
+    for row in rows:
+        yield Row(row.where, {name: None if value == "" else value
+                              for name, value in row.data.items()})
 
 
 def collision(columns: Iterable[str], renames: Mapping[str, str]) -> str | None:

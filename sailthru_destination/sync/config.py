@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..nulls import NULL_VALUES
 from ..options import DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel, SyncMode
 from .config_schema import check_settings
 
@@ -116,6 +117,11 @@ class SyncConfig:
     (exit 2)."""
     max_errors: int | None = None
     """Stops a run cleanly (state saved, exit 1) after this many failed records."""
+    null_values: str = "keep"
+    """What a NULL cell does to its var: ``"keep"`` (the default) leaves Sailthru's value,
+    ``"clear"`` empties the var."""
+    empty_as_null: bool = False
+    """CSV only: read an empty cell as NULL (else an empty cell is the empty string)."""
     map: Mapping[str, str] = field(default_factory=dict)  # column renames, old -> new
     """Column renames (old name -> new name), applied to every row before anything else reads
     it (:mod:`.columns`)."""
@@ -167,6 +173,9 @@ class SyncConfig:
         ):
             raise ConfigError(f"max_errors must be a whole number >= 1; got {self.max_errors!r}")
         _check_columns(self.map, self.types)
+        if self.null_values not in NULL_VALUES:
+            raise ConfigError(f"null_values must be one of {', '.join(NULL_VALUES)}; got "
+                              f"{self.null_values!r}")
         for name in ("primary_key", "match_column"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{name} must name a column of the model")
@@ -198,6 +207,7 @@ class SyncConfig:
                 optout=None if self.optout is None else OptoutLevel.parse(self.optout, "optout"),
                 concurrency=self.concurrency,
                 lock_dir=lock_dir,
+                null_values="clear" if self.null_values == "clear" else "keep",
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -209,6 +219,11 @@ class SyncConfig:
         settings = {k: getattr(self, k) for k in keys}
         if self.deleted_column:  # only when set, so older state files keep their fingerprint
             settings["deleted_column"] = self.deleted_column
+        # A policy change re-exports every row: "clear" then empties the vars "keep" left.
+        if self.null_values != "keep":
+            settings["null_values"] = self.null_values
+        if self.empty_as_null:
+            settings["empty_as_null"] = True
         return json.dumps(settings, sort_keys=True)
 
     def replace(self, **changes: Any) -> SyncConfig:

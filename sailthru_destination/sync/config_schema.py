@@ -78,13 +78,21 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                "cleanly (state saved, exit 1) after this many failed records. "
                                "Unset, a run still stops when its first 100 records all fail "
                                "for the same reason."),
+        "null_values": _setting({"enum": ["keep", "clear"]}, "What a NULL does to its var: "
+                                "keep (never changes Sailthru: the var keeps the value it "
+                                "has) or clear (empties the var).", default="keep"),
+        "empty_as_null": _setting({"type": "boolean"}, "Read the empty cells of a CSV model "
+                                  "as NULLs (else an empty string is a value).",
+                                  default=False),
         "map": _setting({"type": "object", "additionalProperties": _NAME}, "Column renames, "
                         "each column name to its new name, applied to every row first, e.g. "
                         "{\"last-name\": \"last_name\"}."),
         "types": _setting({"type": "object", "additionalProperties": {
-                              "enum": ["int", "float", "bool", "json", "str"]}},
+                              "enum": ["int", "float", "bool", "json", "str", "date",
+                                       "datetime"]}},
                           "How to read text columns (CSV gives only text): int, float, bool "
-                          "(true/false, yes/no, 1/0), json or str; e.g. {\"age\": \"int\"}."),
+                          "(true/false, yes/no, 1/0), json, str, date or datetime (ISO 8601); "
+                          "e.g. {\"age\": \"int\"}."),
         "rate_limits": _setting(
             {"type": "object", "additionalProperties": {"type": "number",
                                                         "exclusiveMinimum": 0}},

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .._invalid import InvalidValue
 from .._json import loads_bounded
+from ..values import sailthru_value
 from .config import SyncConfig
 from .sources import Row
 
@@ -130,8 +133,25 @@ def parse_groups(value: Any, column: str) -> frozenset[str]:
     raise RowProblem(column, "groups must be a JSON array of names or ';'-separated names")
 
 
-def read_user_row(row: Row, config: SyncConfig, pk: str) -> UserRow:
-    """The user a model row describes; raises :class:`RowProblem` for a bad row."""
+def _typed_properties(data: dict[str, Any], wanted: Iterable[str],
+                      timezone: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for name in wanted:
+        if name in data:
+            try:
+                properties[name] = sailthru_value(data[name], name, timezone=timezone)
+            except InvalidValue as exc:
+                raise RowProblem(exc.field, exc.reason) from None
+    return properties
+
+
+def read_user_row(row: Row, config: SyncConfig, pk: str, *, timezone: str = "UTC") -> UserRow:
+    """The user a model row describes; raises :class:`RowProblem` for a bad row.
+
+    Each var column is typed by the one rule (:func:`~sailthru_destination.values.sailthru_value`;
+    ``timezone`` is the account's, for naive dates). A NULL stays ``None``, for the nulls
+    policy to settle against the old values; ``""`` is a value.
+    """
     data = row.data
     if data.get("__problem__"):
         raise RowProblem("row", str(data["__problem__"]))
@@ -152,7 +172,7 @@ def read_user_row(row: Row, config: SyncConfig, pk: str) -> UserRow:
     if config.match_column != "email":
         skip.add(config.match_column)
     wanted = config.columns or tuple(k for k in data if k not in skip)
-    properties = {k: data[k] for k in wanted if k in data and _present(data[k])}
+    properties = _typed_properties(data, wanted, timezone)
     if config.columns and config.match_key == "email" and config.match_column == "email":
         properties.setdefault("email", match)
     digest = hashlib.sha256(

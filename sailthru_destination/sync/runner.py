@@ -40,6 +40,7 @@ from typing import IO, Any
 
 from ..calllog import CallRecord
 from ..destination import SailthruDestination
+from ..nulls import settle_nulls
 from ..profiles import ProfileChange
 from ..results import ExportResult, Status
 from .bulk import BulkExporter
@@ -105,6 +106,8 @@ class SyncRunner:
         self._unidentified = 0  # rows of this run with no readable primary key
         # Rows whose own record is another user than the row maps to now, by primary key.
         self._moving: dict[str, AppliedRecord] = {}
+        # Properties with their NULLs settled (nulls.py), by primary key, until applied.
+        self._settled: dict[str, dict[str, Any]] = {}
         self.summary = RunSummary()
 
     # -- the run ------------------------------------------------------------------------------
@@ -216,7 +219,7 @@ class SyncRunner:
             try:
                 if key is not None:
                     storable(key, self._config.match_column)
-                user = read_user_row(row, self._config, pk)
+                user = read_user_row(row, self._config, pk, timezone=self._dest.app.timezone)
             except RowProblem as exc:
                 user, key = exc, None
             valid = isinstance(user, UserRow)
@@ -344,13 +347,18 @@ class SyncRunner:
         # prefix: join the new names and leave the old lists alone rather than guess.
         old_groups = old.groups if old and old.hash else frozenset()
         old_properties = old.properties if old else {}
+        # The state remembers what Sailthru holds: a kept NULL keeps its old value there too.
+        new_properties = settle_nulls(old_properties, user.properties,
+                                      self._dest.options.null_values)
+        if new_properties is not user.properties:
+            self._settled[user.pk] = dict(new_properties)
         old_key = None
         if old is not None and self._config.match_key == "email" and old.match != user.match:
             old_key = old.match
         return ProfileChange(
             key=user.match,
             old_properties=old_properties,
-            new_properties=user.properties,
+            new_properties=new_properties,
             old_groups=old_groups,
             new_groups=user.groups,
             record_id=user.pk,
@@ -382,6 +390,7 @@ class SyncRunner:
     def _applied(self, item: _Pending, result: ExportResult) -> None:
         user = item.row
         own = self._moving.pop(user.pk, None)
+        properties = self._settled.pop(user.pk, user.properties)
         if result.status is Status.FAILED:
             error = result.error
             self._fail(RecordFailure(
@@ -399,7 +408,7 @@ class SyncRunner:
                 and result.detail not in _MOVED_WITH_THE_ROW
                 and self._state.claimant(own.key, besides=user.pk) is None):
             self._state.leave(own)  # no row maps to the old user now: pass 3 deals with it
-        self._state.put(AppliedRecord(user.pk, user.hash, str(user.match), user.properties,
+        self._state.put(AppliedRecord(user.pk, user.hash, str(user.match), properties,
                                       user.groups, user.optout, new_key))
 
     # -- helpers -----------------------------------------------------------------------------------

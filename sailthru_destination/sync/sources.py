@@ -303,17 +303,26 @@ def _cursor_rows(connection: sqlite3.Connection, cursor: sqlite3.Cursor) -> Iter
 def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:
     import sqlalchemy  # type: ignore[import-not-found,unused-ignore]
 
+    shown, password = _url_parts(sqlalchemy, url)
     try:
         engine = sqlalchemy.create_engine(url)
     except Exception as exc:  # a bad URL or a missing driver: SQLAlchemy's own words
-        raise SourceError(f"cannot use the database {url.split('://')[0]}://: {exc}") from None
-    connection = engine.connect()
+        raise SourceError(f"cannot use the database {shown}: {_reason(exc, password)}") from None
     try:
-        result = connection.execution_options(stream_results=True).execute(sqlalchemy.text(sql))
+        connection = engine.connect()
+    except Exception as exc:  # refused password, no such host or database, ...
+        engine.dispose()
+        raise SourceError(f"cannot connect to the database {shown}: "
+                          f"{_reason(exc, password)}") from None
+    try:
+        # A server-side cursor, fetched 1,000 rows at a time: memory stays flat however long
+        # the model is (dialects without one buffer the result as before).
+        result = connection.execution_options(stream_results=True, yield_per=1000).execute(
+            sqlalchemy.text(sql))
     except Exception as exc:
         connection.close()
         engine.dispose()
-        raise SourceError(f"the query failed: {exc}") from None
+        raise SourceError(f"the query failed on {shown}: {_reason(exc, password)}") from None
 
     def rows() -> Iterator[Row]:
         try:
@@ -324,3 +333,23 @@ def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:
             engine.dispose()
 
     return rows()
+
+
+def _url_parts(sqlalchemy: Any, url: str) -> tuple[str, str | None]:
+    """The URL as it may be shown (password hidden) and the password it holds."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:
+        return f"{url.split('://')[0]}://", None
+    return str(parsed.render_as_string(hide_password=True)), parsed.password
+
+
+def _reason(exc: Exception, password: str | None) -> str:
+    """The driver's own first line (SQLAlchemy adds the statement and a help link), with
+    the password never shown."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(orig).__name__
+    if password:
+        reason = reason.replace(password, "***")
+    return reason

@@ -104,7 +104,8 @@ def test_a_no_change_rerun_reads_no_user_and_makes_no_call(
     mapped: list[str] = []
     real = runner.read_user_row
     monkeypatch.setattr(runner, "read_user_row",
-                        lambda row, config, pk: mapped.append(pk) or real(row, config, pk))
+                        lambda row, config, pk, **kw:
+                            mapped.append(pk) or real(row, config, pk, **kw))
     again = _runner_sync(fake, tmp_path, _people(1200))
     assert (again.counts["unchanged"], again.total_calls, mapped) == (1200, 0, [])
 
@@ -207,7 +208,8 @@ def test_a_jsonl_model_rerun_hashes_each_line_and_maps_only_what_changed(
     mapped: list[str] = []
     real = runner.read_user_row
     monkeypatch.setattr(runner, "read_user_row",
-                        lambda row, config, pk: mapped.append(pk) or real(row, config, pk))
+                        lambda row, config, pk, **kw:
+                            mapped.append(pk) or real(row, config, pk, **kw))
     people[1] = dict(reversed(list(people[1].items())))  # same user, written differently
     people[3] = {**people[3], "plan": "platinum"}
     write(people)

@@ -1,0 +1,120 @@
+"""A real PostgreSQL 15 through psycopg 3 and SQLAlchemy: every common type reaches the fake
+as its Sailthru type, the result streams through a server-side cursor, and a bad query, a
+missing table or a refused password is a clear exit 2 that never shows the password."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+from models import ANN_VARS, BO_VARS, count, postgres_model, unique_table, vars_of
+from pg_cluster import PASSWORD, PostgresCluster
+from test_cli import run
+
+from sailthru_destination.sync.sources import open_source
+from sailthru_destination.testing import FakeSailthru
+
+
+def _sync(tmp_path: Path, fake: FakeSailthru, sql: str, db: str, *flags: str):  # type: ignore[no-untyped-def]
+    return run(tmp_path, fake, "sync", "--sql", sql, "--db", db, "--name", "pg", *flags)
+
+
+def test_every_common_type_reaches_sailthru_as_its_sailthru_type(
+    postgres: PostgresCluster, fake: FakeSailthru, tmp_path: Path
+) -> None:
+    table = unique_table()
+    postgres.execute(*postgres_model(table))
+    done = _sync(tmp_path, fake, f"SELECT * FROM {table} ORDER BY id", postgres.url())
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert vars_of(fake, "ann@example.com") == {k: v for k, v in ANN_VARS.items() if v != ""}
+    assert vars_of(fake, "bo@example.com") == BO_VARS
+    ann = fake.find_user(email="ann@example.com")
+    assert ann is not None
+    assert set(ann["lists"]) == {"Newsletter", "VIP"}
+    again = _sync(tmp_path, fake, f"SELECT * FROM {table} ORDER BY id", postgres.url())
+    assert again.returncode == 0, again.stderr
+    assert (count(again.stdout, "unchanged"), count(again.stdout, "API calls")) == (2, 0)
+
+
+def test_a_null_keeps_the_var_by_default_and_clears_it_with_nulls_clear(
+    postgres: PostgresCluster, fake: FakeSailthru, tmp_path: Path
+) -> None:
+    table = unique_table()
+    postgres.execute(*postgres_model(table))
+    sql, db = f"SELECT id, email, nickname FROM {table}", postgres.url()
+    assert _sync(tmp_path, fake, sql, db).returncode == 0
+    postgres.execute(f"UPDATE {table} SET nickname = NULL")
+    kept = _sync(tmp_path, fake, sql, db)
+    assert kept.returncode == 0, kept.stderr
+    assert vars_of(fake, "ann@example.com") == {"nickname": "Al"}
+    # A NULL costs no call.
+    assert (count(kept.stdout, "updated"), count(kept.stdout, "API calls")) == (0, 0)
+    cleared = _sync(tmp_path, fake, sql, db, "--nulls", "clear")
+    assert cleared.returncode == 0, cleared.stderr
+    assert vars_of(fake, "ann@example.com") == {}
+
+
+def test_the_result_streams_through_a_server_side_cursor(postgres: PostgresCluster) -> None:
+    rows = open_source(sql="SELECT n AS id FROM generate_series(1, 5000) AS n",
+                       db=postgres.url())
+    first = next(iter(rows))
+    assert first.data == {"id": 1}
+    # While the first row is read, the server is still fetching the rest in batches: a
+    # buffered result would have run the whole SELECT and left the connection idle.
+    with psycopg.connect(host="127.0.0.1", port=postgres.port, user="postgres",
+                         password=PASSWORD, dbname="postgres") as watcher:
+        queries = [q for (q,) in watcher.execute(
+            "SELECT query FROM pg_stat_activity WHERE query LIKE 'FETCH FORWARD%'")]
+    assert queries, "no server-side cursor was open"
+    assert sum(1 for _ in rows) == 4999
+
+
+def test_bad_sql_is_exit_2_naming_the_error(
+    postgres: PostgresCluster, fake: FakeSailthru, tmp_path: Path
+) -> None:
+    done = _sync(tmp_path, fake, "SELEC id FROM nowhere", postgres.url())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert 'syntax error at or near "SELEC"' in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_missing_table_is_exit_2_naming_the_table(
+    postgres: PostgresCluster, fake: FakeSailthru, tmp_path: Path
+) -> None:
+    done = _sync(tmp_path, fake, "SELECT * FROM no_such_table", postgres.url())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert 'relation "no_such_table" does not exist' in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_a_refused_password_is_exit_2_and_the_password_is_never_shown(
+    postgres: PostgresCluster, fake: FakeSailthru, tmp_path: Path
+) -> None:
+    wrong = "Wrong-Pass-9981"
+    done = _sync(tmp_path, fake, "SELECT 1 AS id", postgres.url(password=wrong))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "password authentication failed" in done.stderr
+    assert "postgres:***@127.0.0.1" in done.stderr
+    assert wrong not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert fake.users == {}  # stopped before anything was sent
+
+
+def test_a_query_killed_midway_is_not_a_silent_short_model(postgres: PostgresCluster) -> None:
+    # The stream must end loudly, never as if the model had ended: a short model would make
+    # the remaining users look gone.
+    rows = iter(open_source(sql="SELECT n AS id FROM generate_series(1, 200000) AS n",
+                            db=postgres.url()))
+    next(rows)
+    killer = threading.Thread(target=postgres.execute, args=(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE query LIKE 'FETCH FORWARD%'",))
+    killer.start()
+    killer.join()
+    with pytest.raises(Exception) as info:  # noqa: PT011 - any error; silence is wrong
+        for _ in rows:
+            pass
+    assert PASSWORD not in str(info.value)

@@ -69,7 +69,8 @@ class SyncConfig:
     many seconds a run waits for another run of the same model to finish before it gives
     up (exit 2). ``map`` renames columns and ``types`` reads text columns as numbers,
     booleans or JSON (:mod:`.columns`). ``max_errors`` stops a run cleanly after that many
-    failed records.
+    failed records. ``max_delete`` stops a run before it deletes or clears more than that
+    share (``"20%"``, the default) or count of the remembered users (:mod:`.guard`).
     """
 
     object: str = "users"
@@ -95,6 +96,7 @@ class SyncConfig:
     allow_empty: bool = False
     lock_wait: float = 2.0
     max_errors: int | None = None
+    max_delete: str | int | None = "20%"  # see guard.DEFAULT_MAX_DELETE; None: the same
     map: Mapping[str, str] = field(default_factory=dict)  # column renames, old -> new
     types: Mapping[str, str] = field(default_factory=dict)  # column -> int/float/bool/json/str
     rate_limits: Mapping[str, float] = field(default_factory=dict)
@@ -134,6 +136,7 @@ class SyncConfig:
         ):
             raise ConfigError(f"max_errors must be a whole number >= 1; got {self.max_errors!r}")
         _check_columns(self.map, self.types)
+        _check_max_delete(self.max_delete)
         for name in ("primary_key", "match_column"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{name} must name a column of the model")
@@ -197,6 +200,16 @@ def _check_columns(renames: Any, types: Any) -> None:
         isinstance(k, str) and k and v in TYPES for k, v in types.items()
     ):
         raise ConfigError(f"types maps columns to one of {', '.join(TYPES)}; got {types!r}")
+
+
+def _check_max_delete(value: object) -> None:
+    from .guard import DeleteLimit
+
+    if value is not None:
+        try:
+            DeleteLimit.parse(value)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _field_names() -> set[str]:

@@ -29,6 +29,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import InvalidRecord
 
 from ..options import DEFAULT_API_URL, AppOptions
+from ..sync.column_check import check_host_columns
 from ..sync.config import ConfigError, table_config
 from ..sync.run import DEFAULT_HOME, file_safe, run_sync
 from ..sync.sources import Row, plain
@@ -66,6 +67,8 @@ class SailthruSink(BatchSink):
                 state=str(home / "singer" / f"{name}.db"),
                 report_dir=str(home / "reports" / f"singer-{name}-{stamp}"),
             )
+            check_host_columns(self._sync, (schema or {}).get("properties") or {},
+                               stream_name, config.get("mapping"), config.get("streams"))
         except (ConfigError, ValueError) as exc:
             raise ConfigError(f"target-sailthru: {exc}") from None
         self._home = home

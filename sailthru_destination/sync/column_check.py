@@ -16,12 +16,13 @@ to something other than its default (a default such as ``groups`` may be absent)
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import fields
+from typing import Any
 
-from .config import SyncConfig
+from .config import ConfigError, SyncConfig
 
-__all__ = ["column_problems", "named_columns"]
+__all__ = ["check_host_columns", "column_problems", "named_columns"]
 
 # Settings naming one column, with the flag that sets each on the command line.
 _SINGLE = {
@@ -37,6 +38,16 @@ _SINGLE = {
     "date_column": "date_column",
 }
 _REQUIRED = {"users": ("primary_key", "match_column")}
+# The settings each kind of model reads (a host's shared settings may name the others).
+_USED = {
+    "users": {"primary_key", "match_column", "groups_column", "optout_column",
+              "deleted_column", "columns", "ignore", "types"},
+    "events": {"primary_key", "match_column", "event_column", "schedule_time_column",
+               "ignore", "types"},
+    "purchases": {"primary_key", "match_column", "order_column", "items_column",
+                  "date_column", "types"},
+}
+_USED["returns"] = _USED["purchases"]
 _SHOWN = 20  # columns listed in a message at most
 
 
@@ -59,10 +70,11 @@ def named_columns(
     """
     defaults = _defaults()
     required = _REQUIRED.get(config.object, ())
+    used = _USED[config.object]
     named: list[tuple[str, str]] = []
     for setting in _SINGLE:
         value = getattr(config, setting)
-        if not value:
+        if not value or setting not in used:
             continue
         if given is not None:
             wanted = setting in given
@@ -71,7 +83,7 @@ def named_columns(
         if wanted:
             named.append((setting, value))
     for setting in ("columns", "ignore"):
-        if given is None or setting in given:
+        if setting in used and (given is None or setting in given):
             named += [(setting, name) for name in getattr(config, setting)]
     if given is None or "types" in given:
         named += [("types", name) for name in config.types]
@@ -105,3 +117,16 @@ def column_problems(
             seen.add((setting, column))
             problems.append(_problem(setting, column, present))
     return problems
+
+
+def check_host_columns(
+    config: SyncConfig, columns: Iterable[str], table: str,
+    mapping: Mapping[str, Any] | None, tables: Mapping[str, Mapping[str, Any]] | None,
+) -> None:
+    """For a host (dlt, Singer) that knows a table's ``columns`` from its schema: a
+    :class:`ConfigError` when a setting of ``mapping`` or of ``tables[table]`` names a column
+    the table lacks (the host's own defaults and hints are not checked)."""
+    given = {*(mapping or {}), *((tables or {}).get(table) or {})}
+    problems = column_problems(config, columns, given=given)
+    if problems:
+        raise ConfigError(f"the settings of table {table!r}: {'; '.join(problems)}")

@@ -159,7 +159,8 @@ _TAGGED = {"tour": "test_the_five_minute_tour_runs_as_written",
            "dlt-secrets": "tests/integrations/test_readme_hosts.py",
            "dlt": "tests/integrations/test_readme_hosts.py",
            "singer": "tests/integrations/test_readme_hosts.py",
-           "test-command": ".ci/run"}
+           "test-command": ".ci/run",
+           "celery-worker": "tests/test_readme_celery.py"}
 
 
 def test_every_code_block_is_run_by_a_test_or_listed_with_the_reason() -> None:

@@ -39,6 +39,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+# The extra's own packages first: without them the message names the 'celery' extra (which
+# brings redis too), not the 'redis' extra the coordination would ask for.
+try:
+    import celery as _celery  # noqa: F401
+    import redis as _redis  # noqa: F401
+except ImportError as _missing:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "sailthru_destination.integrations.celery needs the 'celery' extra: "
+        "pip install 'sailthru-destination[celery]'"
+    ) from _missing
+
 from ..api import SailthruApi
 from ..coordination import CoordinationError, RedisCoordination
 from ..destination import SailthruDestination

@@ -75,7 +75,7 @@ def build_report_html(folder: str | Path) -> str:
     body = "\n".join((
         f"<h1>{_e(title)}</h1>",
         _heading_line(summary),
-        _counts_section(summary, failures.total),
+        _counts_section(summary, failures.total, calls.total),
         failures.section(),
         calls.timeline.section(),
         calls.section(),
@@ -156,18 +156,22 @@ def _number(value: object) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
 
 
-def _counts_section(summary: dict[str, Any], failures_listed: int) -> str:
-    # A sync summary has "counts"; serve's has "results" (messages per outcome).
+def _counts_section(summary: dict[str, Any], failures_listed: int, calls_logged: int) -> str:
+    # A sync summary has "counts"; serve's has "results" (messages per outcome), and no rows
+    # or calls of its own: the messages handled are its rows, and its calls are those logged.
     counts = summary.get("counts") or summary.get("results")
     if not isinstance(counts, dict):
         counts = {}
-    cards = [("rows read", summary.get("rows", 0), "rows")]
+    rows = summary.get("rows")
+    if rows is None and "results" in summary:
+        rows = sum(n for n in counts.values() if isinstance(n, int))
+    cards = [("rows read", rows or 0, "rows")]
     for name in _COUNTS:
         if counts.get(name) or name in ("created", "updated", "unchanged", "failed"):
             cards.append((name, counts.get(name, 0), name))
     if not summary:
         cards.append(("failed", failures_listed, "failed"))
-    calls = summary.get("api_calls", 0)
+    calls = summary.get("api_calls", calls_logged if "results" in summary else 0)
     per_changed = summary.get("calls_per_changed_row")
     if not isinstance(per_changed, (int, float)):  # a summary from before it was written
         changed = sum(int(counts.get(n, 0) or 0) for n in ("created", "updated", "deleted",

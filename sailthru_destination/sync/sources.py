@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._json import MAX_JSON_DEPTH, too_deep_at
-from .dialect import sniff_delimiter
 
 __all__ = ["MAX_LINE_CHARS", "Row", "SourceError", "open_source", "plain",
            "sqlalchemy_available"]
@@ -80,8 +79,8 @@ def open_source(
     ``db`` is a path to a SQLite file, a ``sqlite:///path`` URL (stdlib ``sqlite3``; the file
     is opened read-only and never created), or any SQLAlchemy URL when SQLAlchemy is installed.
     Reading a CSV raises the process-wide ``csv.field_size_limit`` to :data:`MAX_LINE_CHARS`
-    (never lowers it); its ``delimiter`` is sniffed from the header line unless given
-    (:mod:`.dialect`). A header naming a column twice raises :class:`SourceError` here; a row
+    (never lowers it); its ``delimiter`` is a comma unless given (the command line sniffs it:
+    :mod:`.dialect`). A header naming a column twice raises :class:`SourceError` here; a row
     that cannot be read comes with a ``__problem__`` instead of raising.
     """
     if sql is not None:
@@ -95,7 +94,7 @@ def open_source(
         raise SourceError(f"source file not found: {path}")
     suffix = file.suffix.lower()
     if suffix == ".csv":
-        return _csv_rows(file, delimiter or sniff_delimiter(file))
+        return _csv_rows(file, delimiter or ",")
     if suffix in (".jsonl", ".ndjson", ".json"):
         return _jsonl_rows(file)
     raise SourceError(

@@ -36,6 +36,7 @@ __all__ = [
     "number",
     "open_download",
     "pooled_session",
+    "redact_secret",
     "redact_urllib3_logs",
     "without_query",
 ]
@@ -138,9 +139,22 @@ def describe(exc: requests.RequestException, *, secrets: Collection[str]) -> str
     text = f"{type(exc).__name__}: {cause}"
     text = _QUERY.sub("?<redacted>", text)
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
+        text = redact_secret(text, secret)
     return text[:300]
+
+
+_WHOLE_FROM = 8  # a secret this long is hidden wherever it appears
+
+
+def redact_secret(text: str, secret: str) -> str:
+    """``text`` with ``secret`` replaced by ``<redacted>``: everywhere when it is long, and
+    only where it stands alone when it is short (a one-character secret ``s`` must not turn
+    "self-signed" into "<redacted>elf-<redacted>igned", and cannot hide in a longer word)."""
+    if not secret:
+        return text
+    if len(secret) >= _WHOLE_FROM:
+        return text.replace(secret, "<redacted>")
+    return re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "<redacted>", text)
 
 
 class _RedactQuery(logging.Filter):

@@ -2,8 +2,8 @@
 
 A :class:`CallLog` keeps the latest records in memory (bounded) and can stream each one to a
 sink, e.g. :class:`JsonLinesSink` for a JSON-lines file. A record holds the decoded payload, the
-reply's status and Sailthru error, the duration and the attempt number; the API key is masked to
-its last four characters, and the signature and secret are never part of a record.
+reply's status and Sailthru error, the duration and the attempt number; the API key is masked (see
+:func:`mask_key`), and the signature and secret are never part of a record.
 """
 
 from __future__ import annotations
@@ -23,9 +23,19 @@ __all__ = ["CallLog", "CallRecord", "JsonLinesSink", "mask_key"]
 _log = logging.getLogger(__name__)
 
 
+_SHOW_LAST = 4
+_SHOWN_FROM = 12  # a key shorter than this shows nothing: four of eight characters is half
+
+
 def mask_key(api_key: str) -> str:
-    """``api_key`` with all but its last four characters hidden."""
-    return "*" * max(len(api_key) - 4, 0) + api_key[-4:]
+    """``api_key`` hidden behind a fixed ``****`` (its length never shows), with its last four
+    characters only when it is long enough that they give nothing away (12 characters or
+    more; Sailthru's keys have 32). An already masked key is returned as it is."""
+    if api_key.startswith("****") and len(api_key) <= 4 + _SHOW_LAST:
+        return api_key
+    if len(api_key) < _SHOWN_FROM:
+        return "****"
+    return "****" + api_key[-_SHOW_LAST:]
 
 
 @dataclass(frozen=True)

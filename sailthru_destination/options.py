@@ -114,8 +114,10 @@ class AppOptions:
 
     @property
     def masked_key(self) -> str:
-        """The API key with all but its last four characters hidden, for logs."""
-        return "*" * max(len(self.api_key) - 4, 0) + self.api_key[-4:]
+        """The API key masked for logs (see :func:`~sailthru_destination.calllog.mask_key`)."""
+        from .calllog import mask_key
+
+        return mask_key(self.api_key)
 
 
 class _Choice(str, Enum):

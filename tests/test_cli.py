@@ -277,8 +277,8 @@ def test_test_connection_prints_each_check_and_exits_by_outcome(
     assert good.returncode == 0, good.stderr
     assert "[ok] this key may use the job endpoint" in good.stdout
     bad = run(tmp_path, fake, "test-connection", "--api-secret", "wrong-secret")
-    assert bad.returncode == 1
-    assert "authentication failed" in bad.stdout
+    assert bad.returncode == 2  # refused credentials: a configuration error, as for sync
+    assert "the API secret does not match the API key" in bad.stderr
     assert "wrong-secret" not in bad.stdout + bad.stderr
 
 

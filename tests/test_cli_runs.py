@@ -69,13 +69,14 @@ def test_import_checks_the_credentials_first(fake: FakeSailthru, tmp_path: Path)
 
 
 def test_test_connection_says_which_credential_once(fake: FakeSailthru, tmp_path: Path) -> None:
+    # Refused credentials exit 2 (a configuration error), as sync and import do.
     secret = run(tmp_path, fake, "test-connection", "--api-secret", "wrong")
-    assert secret.returncode == 1
-    assert secret.stdout.count("API secret does not match") == 1, secret.stdout
+    assert secret.returncode == 2
+    assert secret.stderr.count("API secret does not match") == 1, secret.stderr
     key = run(tmp_path, fake, "test-connection", "--api-key", "wrong")
-    assert key.returncode == 1
-    assert key.stdout.count("does not know this API key") == 1, key.stdout
-    assert "secret" not in key.stdout
+    assert key.returncode == 2
+    assert key.stderr.count("does not know this API key") == 1, key.stderr
+    assert "secret" not in key.stderr
 
 
 # -- 2. --max-errors and the stop on a systematic failure ---------------------------------------
@@ -179,7 +180,9 @@ def test_json_prints_the_summary_alone_on_stdout(fake: FakeSailthru, tmp_path: P
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)  # the whole of stdout is one document
     assert summary["status"] == "completed"
-    assert summary["counts"] == {"created": 3}
+    # Every outcome is counted, zeros included (a scheduler never guesses a missing key).
+    assert {k: v for k, v in summary["counts"].items() if v} == {"created": 3}
+    assert summary["counts"]["failed"] == 0
     assert "Synced" in result.stderr
     assert "Report:" in result.stderr
 

@@ -43,6 +43,8 @@ TAGGED = {
     "dlt-secrets": "tests/integrations/test_docs_hosts.py::test_the_dlt_example_runs_as_written",
     "dlt": "tests/integrations/test_docs_hosts.py::test_the_dlt_example_runs_as_written",
     "singer": "tests/integrations/test_docs_hosts.py::test_the_singer_example_runs_as_written",
+    "celery-worker": "tests/test_readme_celery.py::"
+                     "test_the_readme_worker_command_starts_a_worker_that_runs_tasks",
 }
 # Every block that no test runs, by page and first line: a new one must be added here, so a
 # reviewer sees it (its reason is the marker's, on the page).
@@ -52,10 +54,10 @@ NOT_RUN = {
                            ".venv/bin/sailthru-destination demo"),
     ("segment-and-serve.md", "export SAILTHRU_API_KEY=... SAILTHRU_API_SECRET=... "
                              "SEGMENT_WRITE_KEY=choose-a-long-random-key"),
-    ("integrations.md", "celery -A sync worker --pool threads --concurrency 8 "
-                        "-Q sailthru.shop.0,sailthru.shop.1,..."),
-    ("development.md", "(command -v redis-server && command -v chromium) >/dev/null || "
-                       "(apt-get update -qq && apt-get install -y -qq redis-server chromium); "
+    ("development.md", "(command -v redis-server && command -v chromium && "
+                       "ls /usr/lib/postgresql/*/bin/initdb) >/dev/null 2>&1 || "
+                       "(apt-get update -qq && apt-get install -y -qq redis-server chromium "
+                       "postgresql); "
                        "python3 -m venv .venv && .venv/bin/pip install --quiet -e '.[test]' && "
                        ".venv/bin/python -m pytest -q"),
     ("development.md", "pip install -e '.[docs]' && mkdocs serve"),

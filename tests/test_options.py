@@ -20,7 +20,26 @@ def test_app_options_hide_the_secret_from_repr() -> None:
 
 
 def test_masked_key_shows_only_the_last_four_characters() -> None:
-    assert AppOptions(api_key="abcdef123456", api_secret="s").masked_key == "********3456"
+    assert AppOptions(api_key="abcdef123456", api_secret="s").masked_key == "****3456"
+
+
+@pytest.mark.parametrize("key", ["k", "abcd", "abcdefgh", "abcdefghijk"])
+def test_a_short_key_is_never_shown_nor_its_length(key: str) -> None:
+    assert AppOptions(api_key=key, api_secret="s").masked_key == "****"
+
+
+def test_the_mask_does_not_tell_a_key_s_length() -> None:
+    masks = {AppOptions(api_key="x" * n + "tail", api_secret="s").masked_key
+             for n in range(8, 60)}
+    assert masks == {"****tail"}
+
+
+def test_a_one_character_secret_does_not_garble_messages() -> None:
+    from sailthru_destination._http import redact_secret
+
+    assert redact_secret("certificate is self-signed", "s") == "certificate is self-signed"
+    assert redact_secret("secret=s here", "s") == "secret=<redacted> here"
+    assert redact_secret("with abcdefgh123 inside", "abcdefgh") == "with <redacted>123 inside"
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ variables; the secret is never printed.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from ..sync.sources import SourceError
 from ..sync.state import StateError
 from . import _demo, _fake_server, _import, _report, _serve, _sync, _test_connection
 from ._common import EXIT_USAGE, UsageError, out
+from ._json import error_document
 from ._sync import format_summary
 
 __all__ = ["build_parser", "format_summary", "main"]
@@ -73,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except _EXPECTED as exc:
         out(f"sailthru-destination {args.command}: error: {exc}", sys.stderr)
+        if getattr(args, "json", False):  # a scheduler reads stdout alone
+            out(json.dumps(error_document(args.command, str(exc)), indent=2))
         return EXIT_USAGE
     except KeyboardInterrupt:
         after = _AFTER_INTERRUPT.get(args.command, "")

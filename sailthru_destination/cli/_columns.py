@@ -1,5 +1,9 @@
 """``--map`` and ``--types``, and the check of the model's columns before any row is sent.
 
+Every column a setting names must exist (:mod:`..sync.column_check`): the first rows are
+read ahead (:data:`LOOK_AHEAD`, so a JSON-lines model whose first line lacks an optional key
+is not refused) and their columns are the model's header.
+
 A column Sailthru would refuse as a var name (``last-name``) fails every row of a run, one
 identical error per row; it is a problem of the model's header, so it is said once, before
 any work, with the fix (exit 2), as a CSV header naming a column twice is.
@@ -11,6 +15,7 @@ import itertools
 import re
 from collections.abc import Iterable, Sequence
 
+from ..sync.column_check import column_problems
 from ..sync.columns import collision
 from ..sync.config import SyncConfig
 from ..sync.model import RowProblem, read_user_row
@@ -18,7 +23,11 @@ from ..sync.sources import Row
 from ..varnames import var_name_problem
 from ._common import UsageError
 
-__all__ = ["check_columns", "parse_map", "parse_types"]
+__all__ = ["LOOK_AHEAD", "check_columns", "parse_map", "parse_types"]
+
+LOOK_AHEAD = 1000
+"""Rows whose columns make the header (a CSV or SQL row has them all; JSON lines may not)."""
+_DELIMITERS = (";", "\t", "|")
 
 # Sent as the user's key, never as a var (see profiles._KEY_PROPERTIES).
 _KEYS = frozenset({"email"})
@@ -70,14 +79,35 @@ def _var_columns(config: SyncConfig, columns: Iterable[str]) -> list[str]:
 
 
 def check_columns(config: SyncConfig, rows: Iterable[Row]) -> Iterable[Row]:
-    """The same ``rows``, once the first row's columns are checked: a column that cannot be
-    a var name is a :class:`UsageError` naming it and the fix."""
-    if config.object != "users":
-        return rows
+    """The same ``rows``, once the first rows' columns are checked: a column a setting names
+    that the model lacks, or a column that cannot be a var name, is a :class:`UsageError`
+    naming it and the fix."""
     iterator = iter(rows)
-    first = next(iterator, None)
-    if first is None:
+    ahead = list(itertools.islice(iterator, LOOK_AHEAD))
+    if not ahead:
         return ()
+    header = list(dict.fromkeys(name for row in ahead for name in row.data))
+    problems = column_problems(config, header)
+    if problems:
+        raise UsageError("; ".join(problems) + _delimiter_hint(header) + " (nothing was sent)")
+    if config.object == "users":
+        _check_var_names(config, ahead[0])
+    return itertools.chain(ahead, iterator)
+
+
+def _delimiter_hint(header: list[str]) -> str:
+    """A hint when the whole header is one column holding another delimiter."""
+    real = [name for name in header if name != "__problem__"]
+    if len(real) != 1:
+        return ""
+    for delimiter in _DELIMITERS:
+        if delimiter in real[0]:
+            return (f"; the header is one column holding {delimiter!r}: the file looks "
+                    f"{delimiter!r}-separated, pass --delimiter {delimiter!r}")
+    return ""
+
+
+def _check_var_names(config: SyncConfig, first: Row) -> None:
     clash = collision(first.data, config.map)
     if clash:
         raise UsageError(f"{clash} (nothing was sent)")
@@ -93,4 +123,3 @@ def check_columns(config: SyncConfig, rows: Iterable[Row]) -> Iterable[Row]:
                         f"it out with --ignore {name}")
     if problems:
         raise UsageError("; ".join(problems) + " (nothing was sent)")
-    return itertools.chain([first], iterator)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "UsageError", "out", "rate_limits"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "UsageError", "out", "rate_limits",
+           "reader_gone"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -16,8 +18,29 @@ class UsageError(Exception):
 
 
 def out(text: str = "", stream: TextIO | None = None) -> None:
-    """Print one line of the command's output (stdout unless ``stream`` says otherwise)."""
-    (stream or sys.stdout).write(text + "\n")
+    """Print one line of the command's output (stdout unless ``stream`` says otherwise).
+
+    A reader that went away (``sync ... | head -3``) is no error of the run: the rest of the
+    output is dropped and the command ends with its own status.
+    """
+    target = stream or sys.stdout
+    try:
+        target.write(text + "\n")
+        if target is sys.stdout:
+            target.flush()
+    except BrokenPipeError:
+        reader_gone(target)
+
+
+def reader_gone(stream: TextIO) -> None:
+    """Send what is still written to ``stream`` (whose reader closed it) to nowhere, so
+    neither a later line nor the flush at exit raises."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file: nothing to redirect
+        pass
 
 
 def rate_limits(values: Sequence[str] | None) -> dict[str, float]:

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from ..errors import AuthError, NotFound, PermissionDenied, SailthruError
 from ..imports import ImportedUser
-from ._common import EXIT_FAILED, EXIT_OK, UsageError, out
+from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, reader_gone
 from ._credentials import add_credentials, app_options, require_authentication
 from ._files import replace_on_success
 
@@ -120,8 +120,11 @@ def _spooled_stdout() -> Iterator[TextIO]:
     with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as spool:
         yield spool
         spool.seek(0)
-        shutil.copyfileobj(spool, sys.stdout)
-        sys.stdout.flush()
+        try:
+            shutil.copyfileobj(spool, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # ``| head -2``: the reader has what it wanted
+            reader_gone(sys.stdout)
 
 
 def member_dict(member: ImportedUser) -> dict[str, Any]:

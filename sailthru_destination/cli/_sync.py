@@ -12,13 +12,16 @@ from typing import Any
 from ..sync.columns import empty_as_null
 from ..sync.config import OBJECTS, file_settings, load_config, name_problem
 from ..sync.config_schema import CONFIG_SCHEMA
-from ..sync.run import DEFAULT_HOME, run_sync
+from ..sync.run import DEFAULT_HOME, run_sync, state_path
 from ..sync.runner import RunSummary
-from ..sync.sources import Row, open_source
+from ..sync.sources import Row
 from ._columns import check_columns, parse_map, parse_types
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, rate_limits
 from ._credentials import add_credentials, app_options, require_authentication
 from ._defaults import with_column_defaults
+from ._json import for_schedulers
+from ._model_state import HOME_VARIABLE, check_model_state, default_home, store_identity
+from ._open import open_model
 from ._plan import show_plan
 from ._signals import sigterm_as_interrupt
 
@@ -98,8 +101,18 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--state", help=f"state file (default: {DEFAULT_HOME}/<name>.db)")
     parser.add_argument("--report-dir", help="folder for this run's report "
                         f"(default: {DEFAULT_HOME}/reports/<name>-<time>)")
-    parser.add_argument("--home", default=DEFAULT_HOME,
-                        help=f"folder for state and reports (default: {DEFAULT_HOME})")
+    parser.add_argument("--home", default=default_home(),
+                        help=f"folder for state and reports (default: ${HOME_VARIABLE}, else "
+                        f"{DEFAULT_HOME} in the current folder)")
+    parser.add_argument("--same-model", action="store_true",
+                        help="use the state although it was made for another model (a moved "
+                        "file, an edited query): the state then belongs to this model")
+    parser.add_argument("--max-delete", metavar="SHARE%|COUNT",
+                        help="stop (exit 2, before any call) a run that would delete or clear "
+                        "more than this share of the remembered users or this count "
+                        "(default: 20%%; runs removing at most 10 users always go ahead)")
+    parser.add_argument("--delimiter", help="the CSV delimiter (default: sniffed from the "
+                        "header line among , ; tab and |)")
     parser.add_argument("--allow-empty", action="store_true", default=None,
                         help="accept an empty model (every remembered row is then gone)")
     parser.add_argument("--progress", action="store_true", default=None,
@@ -131,22 +144,28 @@ def run(args: argparse.Namespace) -> int:
         optout=args.optout, concurrency=args.concurrency, bulk=args.bulk,
         bulk_threshold=args.bulk_threshold, state=args.state, report_dir=args.report_dir,
         allow_empty=args.allow_empty, rate_limits=rate_limits(args.rate_limit) or None,
-        max_errors=args.max_errors, map=parse_map(args.map), types=parse_types(args.types),
-        null_values=args.null_values, empty_as_null=args.empty_as_null,
+        max_errors=args.max_errors, max_delete=args.max_delete, map=parse_map(args.map),
+        types=parse_types(args.types), null_values=args.null_values,
+        empty_as_null=args.empty_as_null,
     )
     app = app_options(args)
-    rows: Iterable[Row] = open_source(args.source, sql=args.sql, db=args.db)
+    rows: Iterable[Row] = open_model(args)
     if config.empty_as_null:
         if args.sql is not None or Path(args.source).suffix.lower() != ".csv":
             raise UsageError("--empty-as-null (empty_as_null) is for CSV models: JSON lines "
                              "and SQL have a real null")
         rows = empty_as_null(rows)
-    given = args.primary_key is not None or "primary_key" in file_settings(args.config)
+    settings = file_settings(args.config)
+    given = args.primary_key is not None or "primary_key" in settings
     config, rows = with_column_defaults(config, rows, primary_key_given=given)
     rows = check_columns(config, rows)
+    state_file = state_path(config, args.home)
+    identity = check_model_state(args, config, state_file,
+                                 named=args.name is not None or "name" in settings)
     require_authentication(args, app)
     if args.plan:
         return show_plan(args, app, config, rows)
+    store_identity(state_file, identity)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     with sigterm_as_interrupt():
         outcome = run_sync(app, config, rows, home=args.home, progress=progress)
@@ -159,14 +178,16 @@ def run(args: argparse.Namespace) -> int:
         out(line, text)
     out(f"Report: {outcome.report}", text)
     out(f"  open {outcome.report / 'report.html'} in a browser", text)
+    code = EXIT_FAILED if outcome.summary.failed or outcome.stopped else EXIT_OK
     if args.json:
-        out((outcome.report / "summary.json").read_text(encoding="utf-8").strip())
+        summary = json.loads((outcome.report / "summary.json").read_text(encoding="utf-8"))
+        out(json.dumps(for_schedulers(summary, outcome.report, code), indent=2))
     if outcome.stopped:
         out(outcome.stopped, sys.stderr)
     if outcome.summary.failed:
         out(f"{outcome.summary.failed} record(s) failed: see "
             f"{outcome.report / 'errors.jsonl'}", text)
-    return EXIT_FAILED if outcome.summary.failed or outcome.stopped else EXIT_OK
+    return code
 
 
 def _count(number: float) -> str:

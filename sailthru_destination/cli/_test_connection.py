@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out
-from ._credentials import add_credentials, app_options
+from ._credentials import add_credentials, app_options, require_authentication
 
 __all__ = ["add_parser"]
 
@@ -24,10 +24,13 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the connection test: exit 0 when every check passed, 1 otherwise."""
+    """Run the connection test: exit 0 when every check passed, 1 when an endpoint check
+    failed, 2 when Sailthru refused the credentials (a configuration error, as for every
+    command)."""
     from ..destination import SailthruDestination
 
     app = app_options(args)
+    require_authentication(args, app)
     endpoints = args.endpoint or ("user", "list", "job")
     with SailthruDestination(app) as destination:
         try:

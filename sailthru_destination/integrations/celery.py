@@ -39,6 +39,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+# The extra's own packages first: without them the message names the 'celery' extra (which
+# brings redis too), not the 'redis' extra the coordination would ask for.
+try:
+    import celery as _celery  # noqa: F401
+    import redis as _redis  # noqa: F401
+except ImportError as _missing:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "sailthru_destination.integrations.celery needs the 'celery' extra: "
+        "pip install 'sailthru-destination[celery]'"
+    ) from _missing
+
+from celery import Celery, Task
+from celery.exceptions import Ignore
+
 from ..api import SailthruApi
 from ..coordination import CoordinationError, RedisCoordination
 from ..destination import SailthruDestination
@@ -47,15 +61,6 @@ from ..options import AppOptions, DestinationOptions
 from ..results import BatchResult, ExportResult
 from ..sentkeys_redis import DEFAULT_LEASE, scope_digest
 from ._records import build, result_dict, user_of
-
-try:
-    from celery import Celery, Task
-    from celery.exceptions import Ignore
-except ImportError as _missing:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "sailthru_destination.integrations.celery needs the 'celery' extra: "
-        "pip install 'sailthru-destination[celery]'"
-    ) from _missing
 
 __all__ = ["WORKER_SETTINGS", "Account", "SailthruTasks", "partition_of"]
 

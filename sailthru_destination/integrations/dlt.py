@@ -33,8 +33,10 @@ from dlt.common.schema import TTableSchema
 from dlt.common.typing import TDataItems
 
 from ..options import DEFAULT_API_URL, AppOptions
+from ..sync.column_check import check_host_columns
 from ..sync.config import ConfigError, table_config
 from ..sync.run import DEFAULT_HOME, file_safe, run_sync
+from ..sync.runner import RunAborted
 from ..sync.sources import Row, plain
 from ..sync.state import StateError
 
@@ -76,6 +78,7 @@ def sailthru(
             state=str(base / "dlt" / file_safe(pipeline) / f"{file_safe(name)}.db"),
             report_dir=str(base / "reports" / file_safe(f"dlt-{pipeline}-{name}-{load_id}")),
         )
+        check_host_columns(config, table.get("columns", {}), name, mapping, tables)
         # Users are typed by the one rule (values.py) under each column's name; activity
         # (events, orders) takes dates as ISO text and decimals as numbers.
         typed = dict if config.object == "users" else plain
@@ -85,7 +88,8 @@ def sailthru(
         rows = (Row(f"load {load_id} item {number}", typed({**nulls, **item}))
                 for number, item in enumerate(items, 1))
         outcome = run_sync(app, config, rows, home=base, incremental=True)
-    except (ConfigError, ValueError, StateError) as exc:
+    except (ConfigError, ValueError, StateError, RunAborted) as exc:
+        # RunAborted: the mass-delete guard (sync.guard) stopped the batch before any call.
         raise DestinationTerminalException(f"sailthru destination: {exc}") from None
     if outcome.summary.refused_calls:
         raise DestinationTerminalException(

@@ -4,8 +4,9 @@ Chunks are taken in arrival order and each chunk goes through
 :meth:`~sailthru_destination.segment.SegmentAdapter.iter_process`, which keeps every user's
 messages in order while different users run concurrently; the next chunk starts when the
 last one is done, so order holds across chunks too. Each result is recorded in the queue;
-each failure also lands in the run report (``errors.jsonl``), and each message applied with
-renamed or dropped vars in ``renamed.jsonl`` beside it.
+each failure also lands in the run report (``errors.jsonl``), each message skipped on purpose
+in ``skipped.jsonl`` (and the log, at ``-v``), and each message applied with renamed or
+dropped vars in ``renamed.jsonl`` beside it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._concurrency import KeyedLocks
-from ..results import ExportResult
+from ..results import ExportResult, Status
 from ..segment import SegmentAdapter
 from ..sentkeys import SentKeys, send_once
 from ..sync.report import RunReport
 from ..sync.runner import RecordFailure
+from ..sync.summary import RecordNotice
 from .queue import MessageQueue
 
 __all__ = ["OnceAdapter", "Worker"]
@@ -90,6 +92,12 @@ class Worker:
                     retryable=error.retryable,
                 )
             )
+        elif result.status is Status.SKIPPED:
+            # Left alone on purpose (a page view with no user, a screen call): said where a
+            # person looks, not only in the queue's database.
+            log.info("message %s (queue #%d) skipped: %s", result.record_id, seq, result.detail)
+            self._report.add_notice(RecordNotice(result.record_id, result.detail,
+                                                 f"queue #{seq}"))
         elif "not sent as named" in result.detail:
             # Applied, but not all as sent: the report names each renamed or dropped var.
             log.info("%s", result.detail)

@@ -64,6 +64,8 @@ class SyncConfig:
 
     The settings of ``sync``'s flags and ``--config`` file, by the same names; a wrong value
     raises :class:`ConfigError` naming the setting.
+    ``max_delete`` stops a run before it deletes or clears more than that share (``"20%"``, the
+    default) or count of the remembered users (:mod:`.guard`).
     """
 
     object: str = "users"
@@ -122,6 +124,10 @@ class SyncConfig:
     ``"clear"`` empties the var."""
     empty_as_null: bool = False
     """CSV only: read an empty cell as NULL (else an empty cell is the empty string)."""
+    max_delete: str | int | None = "20%"
+    """Stops a run (exit 2, before any call) that would delete or clear more than this share
+    (``"20%"``, the default) or count of the remembered users; ``"100%"`` never stops
+    (:mod:`.guard`; None: the default)."""
     map: Mapping[str, str] = field(default_factory=dict)  # column renames, old -> new
     """Column renames (old name -> new name), applied to every row before anything else reads
     it (:mod:`.columns`)."""
@@ -176,6 +182,7 @@ class SyncConfig:
         if self.null_values not in NULL_VALUES:
             raise ConfigError(f"null_values must be one of {', '.join(NULL_VALUES)}; got "
                               f"{self.null_values!r}")
+        _check_max_delete(self.max_delete)
         for name in ("primary_key", "match_column"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"{name} must name a column of the model")
@@ -245,6 +252,16 @@ def _check_columns(renames: Any, types: Any) -> None:
         isinstance(k, str) and k and v in TYPES for k, v in types.items()
     ):
         raise ConfigError(f"types maps columns to one of {', '.join(TYPES)}; got {types!r}")
+
+
+def _check_max_delete(value: object) -> None:
+    from .guard import DeleteLimit
+
+    if value is not None:
+        try:
+            DeleteLimit.parse(value)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _field_names() -> set[str]:

@@ -84,6 +84,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "empty_as_null": _setting({"type": "boolean"}, "Read the empty cells of a CSV model "
                                   "as NULLs (else an empty string is a value).",
                                   default=False),
+        "max_delete": _setting({"type": ["string", "integer", "null"]}, "Stop a run (exit 2, "
+                               "before any call) that would delete or clear more than this "
+                               "share of the remembered users ('20%') or this count (60000); "
+                               "'100%' never stops. Runs removing at most 10 users are never "
+                               "stopped.", default="20%"),
         "map": _setting({"type": "object", "additionalProperties": _NAME}, "Column renames, "
                         "each column name to its new name, applied to every row first, e.g. "
                         "{\"last-name\": \"last_name\"}."),

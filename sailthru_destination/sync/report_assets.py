@@ -55,19 +55,22 @@ var filter=document.getElementById('status-filter');
 var shown=document.getElementById('calls-count');
 function cell(row,text,cls){var td=document.createElement('td');td.textContent=text;
  if(cls){td.className=cls;}row.appendChild(td);}
+function isBad(c){return !c.x&&(c.s===null||c.s>=300||c.c!==null);}
 function keep(c,f){if(f==='all'){return true;}
- var bad=c.s===null||c.s>=300||c.c!==null;
+ var bad=isBad(c);
  if(f==='failed'){return bad||c.a>1;}return String(c.s)===f;}
 function render(){var f=filter.value;body.textContent='';var n=0;
  calls.forEach(function(c){if(!keep(c,f)){return;}n++;var tr=document.createElement('tr');
-  if(c.s===null||c.s>=300||c.c!==null){tr.className='bad';}else if(c.a>1){tr.className='retry';}
+  if(isBad(c)){tr.className='bad';}else if(c.a>1){tr.className='retry';}
   cell(tr,c.t?new Date(c.t*1000).toISOString().substring(11,23):'');
   cell(tr,c.m+' /'+c.e);cell(tr,String(c.a));cell(tr,c.s===null?'no reply':String(c.s));
   cell(tr,(c.c!==null?'error '+c.c+': ':'')+c.msg);
   cell(tr,c.d?String(Math.round(c.d*1000)):'');cell(tr,c.p,'p');body.appendChild(tr);});
  shown.textContent=n.toLocaleString('en')+' shown';}
 var asked=/^#status=(.+)$/.exec(window.location.hash);
-if(asked){var want=decodeURIComponent(asked[1]);
+var want=null;
+if(asked){try{want=decodeURIComponent(asked[1]);}catch(e){want=null;}}
+if(want!==null){
  Array.prototype.forEach.call(filter.options,function(o){if(o.value===want){filter.value=want;}});}
 filter.addEventListener('change',function(){
  history.replaceState(null,'',filter.value==='all'?'#':'#status='+encodeURIComponent(filter.value));

@@ -75,7 +75,7 @@ def build_report_html(folder: str | Path) -> str:
     body = "\n".join((
         f"<h1>{_e(title)}</h1>",
         _heading_line(summary),
-        _counts_section(summary, failures.total),
+        _counts_section(summary, failures.total, calls.total),
         failures.section(),
         calls.timeline.section(),
         calls.section(),
@@ -156,22 +156,30 @@ def _number(value: object) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
 
 
-def _counts_section(summary: dict[str, Any], failures_listed: int) -> str:
-    # A sync summary has "counts"; serve's has "results" (messages per outcome).
+def _counts_section(summary: dict[str, Any], failures_listed: int, calls_logged: int) -> str:
+    # A sync summary has "counts"; serve's has "results" (messages per outcome), and no rows
+    # or calls of its own: the messages handled are its rows, and its calls are those logged.
     counts = summary.get("counts") or summary.get("results")
     if not isinstance(counts, dict):
         counts = {}
-    cards = [("rows read", summary.get("rows", 0), "rows")]
+    rows = summary.get("rows")
+    if rows is None and "results" in summary:
+        rows = sum(n for n in counts.values() if isinstance(n, int))
+    cards = [("rows read", rows or 0, "rows")]
     for name in _COUNTS:
         if counts.get(name) or name in ("created", "updated", "unchanged", "failed"):
             cards.append((name, counts.get(name, 0), name))
     if not summary:
         cards.append(("failed", failures_listed, "failed"))
-    changed = sum(int(counts.get(n, 0) or 0) for n in ("created", "updated", "deleted",
-                                                      "cleared", "sent"))
-    calls = summary.get("api_calls", 0)
+    calls = summary.get("api_calls", calls_logged if "results" in summary else 0)
+    per_changed = summary.get("calls_per_changed_row")
+    if not isinstance(per_changed, (int, float)):  # a summary from before it was written
+        changed = sum(int(counts.get(n, 0) or 0) for n in ("created", "updated", "deleted",
+                                                          "cleared", "sent"))
+        per_changed = (calls / changed) if changed else 0.0
+    # The run's own figure, so the page says what the console said.
     cards += [("API calls", calls, "api_calls"),
-              ("calls per changed row", (calls / changed) if changed else 0.0, "calls_per_changed"),
+              ("calls per changed row", float(per_changed), "calls_per_changed"),
               ("lists created", summary.get("lists_created", 0), "lists_created"),
               ("seconds", float(summary.get("seconds", 0.0) or 0.0), "seconds")]
     items = "".join(
@@ -256,12 +264,34 @@ def _redacted(call: dict[str, Any]) -> dict[str, Any]:
         "c": call.get("code"), "msg": str(call.get("message") or call.get("error") or ""),
         "d": call.get("duration"), "p": text,
         "k": mask_key(str(call.get("api_key", ""))),
+        "x": bool(call.get("expected")),  # "User not found" after a delete: not a failure
     }
 
 
 def _failed(call: dict[str, Any]) -> bool:
     status = call.get("status")
     return not isinstance(status, int) or status >= 300 or call.get("code") is not None
+
+
+_USER_NOT_FOUND = 99
+
+
+def _user_id(call: dict[str, Any]) -> str | None:
+    payload = call.get("payload")
+    if call.get("endpoint") != "user" or not isinstance(payload, dict):
+        return None
+    return None if payload.get("id") is None else str(payload["id"])
+
+
+def _expected(call: dict[str, Any], deleted: set[str]) -> bool:
+    """Whether a failed-looking call is what a delete wants: "User not found" (error 99) for
+    a user this run deleted, from the delete itself or from the look that verifies it."""
+    user = _user_id(call)
+    if user is None:
+        return False
+    if call.get("method") == "DELETE":
+        deleted.add(user)
+    return call.get("code") == _USER_NOT_FOUND and user in deleted
 
 
 @dataclass
@@ -284,13 +314,16 @@ class _Calls:
         rest_seen = 0
         rest_size = CALLS_SHOWN - _FIRST_CALLS_SHOWN
         sampler = random.Random(0)  # the same folder gives the same page
+        deleted: set[str] = set()
         for call in _json_lines(path):
             calls.total += 1
             calls.timeline.add(call)
             status = call.get("status")
             # The filter's values are what the script's String(status) gives: null, no reply.
             calls.statuses[str(status) if isinstance(status, int) else "null"] += 1
-            if _failed(call):
+            if _expected(call, deleted):
+                call = {**call, "expected": True}
+            elif _failed(call):
                 calls.failed += 1
                 if len(failed) < _FAILED_CALLS_SHOWN:
                     failed.append(_redacted(call))
@@ -315,10 +348,13 @@ class _Calls:
 
     def section(self) -> str:
         if self.sampled:
+            failed = min(self.failed, _FAILED_CALLS_SHOWN)
+            kept = ([f"the first {failed:,} failed call{'s' if failed > 1 else ''}"]
+                    if failed else [])
+            kept.append(f"the first {_FIRST_CALLS_SHOWN:,} {'other ' if failed else ''}calls")
             note = (f"Showing {len(self.shown):,} of {self.total:,} calls to keep this page "
-                    f"small: the first {min(self.failed, _FAILED_CALLS_SHOWN):,} failed calls, "
-                    f"the first {_FIRST_CALLS_SHOWN:,} other calls and a random sample of the "
-                    "rest. Every call is in calls.jsonl.")
+                    f"small: {', '.join(kept)} and a random sample of the rest. Every call is "
+                    "in calls.jsonl.")
         else:
             note = f"All {self.total:,} calls, as sent (API key masked, no signature or secret)."
         options = "".join(

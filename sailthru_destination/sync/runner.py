@@ -48,6 +48,7 @@ from .bulk_choice import use_bulk
 from .config import SyncConfig
 from .digest import content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
+from .guard import mass_delete_problem
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, storable, user_key
 from .sources import Row
 from .state import AppliedRecord, SyncState
@@ -151,6 +152,7 @@ class SyncRunner:
                 changed = self._settle_duplicates()
                 if whole_model:
                     self._guard_empty_model()
+                self._guard_mass_delete()
                 self._handovers = self._state.prepare_handovers() > 0
                 spool.seek(0)
                 self._export(self._exported(_read_spool(spool)), changed)
@@ -303,6 +305,13 @@ class SyncRunner:
             f"the model has no rows but the state remembers {self._state.count()}: refusing "
             "to treat every user as gone (pass --allow-empty if the model is really empty)"
         )
+
+    def _guard_mass_delete(self) -> None:
+        """Stop before any call when the run would remove too many users (:mod:`.guard`)."""
+        problem = mass_delete_problem(self._state, self._config.delete_behavior,
+                                      self._config.max_delete)
+        if problem:
+            raise RunAborted(problem)
 
     # -- pass 2: export ----------------------------------------------------------------------------
 

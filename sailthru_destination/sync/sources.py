@@ -71,14 +71,16 @@ def sqlalchemy_available() -> bool:
 
 
 def open_source(
-    path: str | None = None, *, sql: str | None = None, db: str | None = None
+    path: str | None = None, *, sql: str | None = None, db: str | None = None,
+    delimiter: str | None = None,
 ) -> Iterator[Row]:
     """The rows of a file (by extension: .csv, .jsonl/.ndjson/.json) or of ``sql`` run on ``db``.
 
     ``db`` is a path to a SQLite file, a ``sqlite:///path`` URL (stdlib ``sqlite3``; the file
     is opened read-only and never created), or any SQLAlchemy URL when SQLAlchemy is installed.
     Reading a CSV raises the process-wide ``csv.field_size_limit`` to :data:`MAX_LINE_CHARS`
-    (never lowers it). A header naming a column twice raises :class:`SourceError` here; a row
+    (never lowers it); its ``delimiter`` is a comma unless given (the command line sniffs it:
+    :mod:`.dialect`). A header naming a column twice raises :class:`SourceError` here; a row
     that cannot be read comes with a ``__problem__`` instead of raising.
     """
     if sql is not None:
@@ -92,7 +94,7 @@ def open_source(
         raise SourceError(f"source file not found: {path}")
     suffix = file.suffix.lower()
     if suffix == ".csv":
-        return _csv_rows(file)
+        return _csv_rows(file, delimiter or ",")
     if suffix in (".jsonl", ".ndjson", ".json"):
         return _jsonl_rows(file)
     raise SourceError(
@@ -115,12 +117,12 @@ def _readable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _csv_rows(file: Path) -> Iterator[Row]:
+def _csv_rows(file: Path, delimiter: str = ",") -> Iterator[Row]:
     # The header is read now, so a bad one stops the run before anything is sent.
     handle = file.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
     try:
         _allow_long_fields()
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, delimiter=delimiter)
         header = _csv_header(reader, file)
     except BaseException:
         handle.close()

@@ -7,6 +7,9 @@ taken again on restart, where the destination's sent-keys store keeps it from be
 twice (see :mod:`sailthru_destination.sentkeys`). A message whose ``messageId`` is already
 queued (a sender retrying after a lost 200, as Segment's SDKs do) is not queued again: a
 stale identify replayed after a newer one would otherwise undo it.
+
+The queue keeps its depth and pending bytes in memory (counted once at open, then kept up
+to date under the lock) so the intake can check its limits without a query per request.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["MessageQueue"]
+__all__ = ["DiskFull", "Encoded", "MessageQueue"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -32,6 +35,18 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS pending ON messages (seq) WHERE status IS NULL;
 """
+_INSERT = "INSERT OR IGNORE INTO messages (received, message_id, body) VALUES (?, ?, ?)"
+
+
+class Encoded(NamedTuple):
+    """One message ready to store: its ``messageId`` and its JSON text."""
+
+    message_id: str
+    body: str
+
+
+class DiskFull(Exception):
+    """The disk (or the file's page limit) is full: nothing of the request was stored."""
 
 
 class MessageQueue:
@@ -40,13 +55,24 @@ class MessageQueue:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: the 200 promises the message is on disk, not in the OS cache.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+        if "retryable" not in columns:  # a queue written before `serve replay` existed
+            self._db.execute("ALTER TABLE messages ADD COLUMN retryable INTEGER")
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
+        depth, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) "
+            "FROM messages WHERE status IS NULL"
+        ).fetchone()
+        self._depth = int(depth)
+        self._bytes = int(size)
 
     def __repr__(self) -> str:
         return f"MessageQueue({str(self.path)!r})"
@@ -56,30 +82,33 @@ class MessageQueue:
         with self._lock:
             self._db.close()
 
-    def append(self, messages: Sequence[Mapping[str, Any]]) -> int:
+    def append(self, messages: Sequence[Encoded]) -> int:
         """Store every message of one request durably, all or none; returns how many were new.
 
-        Each message needs a string ``messageId``; one already queued is left out.
+        A message whose id is already queued is left out. Raises :class:`DiskFull` when
+        SQLite reports a full disk; the transaction is rolled back either way.
         """
         now = time.time()
-        rows = [
-            (now, str(m["messageId"]), json.dumps(m, ensure_ascii=False, separators=(",", ":")))
-            for m in messages
-        ]
+        rows = [(now, m.message_id, m.body) for m in messages]
         with self._arrived:
             before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO messages (received, message_id, body) VALUES (?, ?, ?)",
-                    rows,
-                )
-            except BaseException:
+                self._db.executemany(_INSERT, rows)
+                self._db.execute("COMMIT")
+            except BaseException as exc:
                 self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                    raise DiskFull(str(exc)) from None
                 raise
-            self._db.execute("COMMIT")
+            added = self._db.total_changes - before
+            if added == len(rows):
+                self._bytes += sum(len(m.body.encode("utf-8")) for m in messages)
+            else:  # some were duplicates: count what was really stored
+                self._bytes = self._pending_bytes()
+            self._depth += added
             self._arrived.notify_all()
-            return self._db.total_changes - before
+            return added
 
     def take(self, limit: int, wait: float = 0.0) -> list[tuple[int, dict[str, Any]]]:
         """Up to ``limit`` messages without a result, oldest first (waiting up to ``wait``)."""
@@ -94,20 +123,67 @@ class MessageQueue:
         query = "SELECT seq, body FROM messages WHERE status IS NULL ORDER BY seq LIMIT ?"
         return list(self._db.execute(query, (limit,)))
 
-    def done(self, seq: int, status: str, detail: str) -> None:
-        """Record a message's result: it will not be taken again."""
+    def _pending_bytes(self) -> int:
+        query = "SELECT SUM(LENGTH(CAST(body AS BLOB))) FROM messages WHERE status IS NULL"
+        return int(self._db.execute(query).fetchone()[0] or 0)
+
+    def done(self, seq: int, status: str, detail: str, *, retryable: bool = False) -> None:
+        """Record a message's result: it will not be taken again (unless replayed)."""
         with self._lock:
-            self._db.execute(
-                "UPDATE messages SET status = ?, detail = ? WHERE seq = ?", (status, detail, seq)
-            )
+            row = self._db.execute(
+                "UPDATE messages SET status = ?, detail = ?, retryable = ? "
+                "WHERE seq = ? AND status IS NULL RETURNING LENGTH(CAST(body AS BLOB))",
+                (status, detail, int(retryable), seq),
+            ).fetchone()
+            if row is not None:
+                self._depth -= 1
+                self._bytes -= int(row[0])
+
+    def replay(self, reason: str | None = None) -> int:
+        """Queue again every message that failed retryably (whose detail holds ``reason``).
+
+        One transaction: each such message is queued once, in its old place, and a second
+        replay finds it no longer failed. Returns how many were queued again.
+        """
+        query = (
+            "UPDATE messages SET status = NULL, detail = NULL, retryable = NULL "
+            "WHERE status = 'failed' AND retryable = 1"
+        )
+        args: tuple[str, ...] = ()
+        if reason:
+            query += " AND instr(lower(detail), lower(?)) > 0"
+            args = (reason,)
+        with self._arrived:
+            changed = self._db.execute(query, args).rowcount
+            self._depth += changed
+            self._bytes = self._pending_bytes()
+            self._arrived.notify_all()
+        return changed
 
     def depth(self) -> int:
         """How many messages wait for a result."""
+        return self._depth
+
+    def size(self) -> int:
+        """How many bytes of message text wait for a result."""
+        return self._bytes
+
+    def oldest_age(self) -> float:
+        """Seconds since the oldest waiting message arrived (0 when none waits)."""
         with self._lock:
-            row = self._db.execute("SELECT COUNT(*) FROM messages WHERE status IS NULL").fetchone()
-        return int(row[0])
+            row = self._db.execute(
+                "SELECT received FROM messages WHERE status IS NULL ORDER BY seq LIMIT 1"
+            ).fetchone()
+        return 0.0 if row is None else max(0.0, time.time() - float(row[0]))
 
     def results(self) -> list[tuple[int, str | None, str | None]]:
         """``(seq, status, detail)`` of every message, in arrival order (for tests and audits)."""
         with self._lock:
             return list(self._db.execute("SELECT seq, status, detail FROM messages ORDER BY seq"))
+
+
+_SQLITE_FULL = 13  # SQLite's result code; sqlite3 names it only from Python 3.11
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "is full" in str(exc)

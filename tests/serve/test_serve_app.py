@@ -54,7 +54,8 @@ def test_messages_are_queued_with_their_type_and_an_id_only_after_auth(tmp_path:
     [(_, message)] = queue.take(10)
     assert message["type"] == "track"
     assert message["messageId"].startswith("serve-")
-    assert call(app, "/health") == ("200 OK", {"ok": True, "queue_depth": 1})
+    status, health = call(app, "/health")
+    assert (status, health["queue_depth"], health["intake"]) == ("200 OK", 1, "open")
     assert call(app, "/v1/nothing", body, authorization=auth())[0].startswith("404")
 
 

@@ -97,7 +97,8 @@ class MessageQueue:
                 self._db.executemany(_INSERT, rows)
                 self._db.execute("COMMIT")
             except BaseException as exc:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLITE_FULL has already rolled it back
+                    self._db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
                     raise DiskFull(str(exc)) from None
                 raise

@@ -161,6 +161,9 @@ def make_server(app: SegmentIngest, host: str, port: int, limits: ServerLimits) 
 
 def stop_server(server: _Server) -> None:
     """Close ``server`` from another thread: its loop returns once every socket is closed."""
-    for channel in list(server.socket_map().values()):
-        channel.handle_close()
+    for dispatcher in list(server.socket_map().values()):
+        if isinstance(dispatcher, HTTPChannel):
+            dispatcher.handle_close()  # forgets the channel too
+        else:
+            dispatcher.close()  # the listener and the loop's wake-up pipe
     server.task_dispatcher.shutdown()

@@ -17,7 +17,6 @@ from typing import Any
 import requests
 from helpers import KEY, SECRET
 
-from sailthru_destination.serve.queue import Encoded
 from sailthru_destination.testing import FakeSailthru
 
 WRITE_KEY = "wk-serve-test-0123456789"
@@ -29,8 +28,10 @@ def basic(key: str = WRITE_KEY) -> str:
     return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
 
 
-def encoded(messages: Iterable[Mapping[str, Any]]) -> list[Encoded]:
+def encoded(messages: Iterable[Mapping[str, Any]]) -> list[Any]:
     """Messages as the intake hands them to the queue."""
+    from sailthru_destination.serve.queue import Encoded
+
     return [
         Encoded(str(m["messageId"]), json.dumps(m, ensure_ascii=False, separators=(",", ":")))
         for m in messages

@@ -41,6 +41,8 @@ KINDS = ("batch", *_SINGLE)
 """The ``/v1/<kind>`` endpoints."""
 
 _READ_CHUNK = 64 * 1024
+# One encoder for every message: json.dumps would build one per call with these options.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class Refused(Exception):
@@ -164,8 +166,10 @@ def _encode(message: Any, context: Any) -> tuple[tuple[str, str], Encoded | None
     elif not isinstance(given, str):
         message = {**message, "messageId": str(given)}
     try:
-        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-        size = len(text.encode("utf-8"))
+        text = _ENCODER.encode(message)
+        # isascii() is a flag lookup; only other text is encoded to count its bytes (which
+        # also finds a lone surrogate: SQLite could not store it either).
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
     except UnicodeEncodeError:
         # "\ud800" is valid JSON but no UTF-8: SQLite (and Sailthru) cannot hold it.
         return ("encoding", "the message holds a lone UTF-16 surrogate (\\ud800-\\udfff)"), None

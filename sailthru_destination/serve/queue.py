@@ -45,6 +45,17 @@ class Encoded(NamedTuple):
     body: str
 
 
+class _Ticket:
+    """One request's rows waiting for a group commit, and what became of them."""
+
+    __slots__ = ("added", "error", "rows")
+
+    def __init__(self, rows: list[tuple[float, str, str]]) -> None:
+        self.rows = rows
+        self.added: int | None = None
+        self.error: BaseException | None = None
+
+
 class DiskFull(Exception):
     """The disk (or the file's page limit) is full: nothing of the request was stored."""
 
@@ -67,6 +78,9 @@ class MessageQueue:
             self._db.execute("ALTER TABLE messages ADD COLUMN retryable INTEGER")
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
+        self._door = threading.Condition(threading.Lock())
+        self._waiting: list[_Ticket] = []
+        self._committing = False
         depth, size = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) "
             "FROM messages WHERE status IS NULL"
@@ -86,30 +100,79 @@ class MessageQueue:
         """Store every message of one request durably, all or none; returns how many were new.
 
         A message whose id is already queued is left out. Raises :class:`DiskFull` when
-        SQLite reports a full disk; the transaction is rolled back either way.
+        SQLite reports a full disk; the request's rows are rolled back either way.
+
+        Group commit: requests that arrive while another commit is being synced wait for it,
+        then one of them commits them all in one transaction (one sync for many requests),
+        each inside its own savepoint, so a request that fails leaves the others stored.
         """
         now = time.time()
-        rows = [(now, m.message_id, m.body) for m in messages]
+        ticket = _Ticket([(now, m.message_id, m.body) for m in messages])
+        with self._door:
+            self._waiting.append(ticket)
+            while ticket.added is None and ticket.error is None:
+                if self._committing:
+                    self._door.wait()
+                    continue
+                self._committing = True
+                group, self._waiting = self._waiting, []
+                self._door.release()
+                try:
+                    self._commit(group)
+                finally:
+                    self._door.acquire()
+                    self._committing = False
+                    self._door.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.added is not None
+        return ticket.added
+
+    def _commit(self, group: list[_Ticket]) -> None:
+        """Store the rows of every ticket of ``group`` in one transaction; set each outcome."""
         with self._arrived:
-            before = self._db.total_changes
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(_INSERT, rows)
+                self._db.execute("BEGIN IMMEDIATE")
+                for ticket in group:
+                    self._insert(ticket)
                 self._db.execute("COMMIT")
             except BaseException as exc:
                 if self._db.in_transaction:  # SQLITE_FULL has already rolled it back
                     self._db.execute("ROLLBACK")
+                error: BaseException = exc
                 if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
-                    raise DiskFull(str(exc)) from None
-                raise
-            added = self._db.total_changes - before
-            if added == len(rows):
-                self._bytes += sum(len(m.body.encode("utf-8")) for m in messages)
+                    error = DiskFull(str(exc))
+                for ticket in group:
+                    ticket.added, ticket.error = None, error
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            stored = [t for t in group if t.error is None]
+            added = sum(t.added or 0 for t in stored)
+            if added == sum(len(t.rows) for t in stored):
+                self._bytes += sum(len(row[2].encode("utf-8")) for t in stored for row in t.rows)
             else:  # some were duplicates: count what was really stored
                 self._bytes = self._pending_bytes()
             self._depth += added
             self._arrived.notify_all()
-            return added
+
+    def _insert(self, ticket: _Ticket) -> None:
+        """One request's rows inside the open transaction, all or none (a savepoint)."""
+        before = self._db.total_changes
+        self._db.execute("SAVEPOINT request")
+        try:
+            self._db.executemany(_INSERT, ticket.rows)
+        except sqlite3.OperationalError as exc:
+            if _is_full(exc):
+                raise  # the whole transaction is gone: every request of the group fails
+            self._db.execute("ROLLBACK TO request")
+            ticket.error = exc
+        except (sqlite3.Error, ValueError, TypeError) as exc:  # this request's rows only
+            self._db.execute("ROLLBACK TO request")
+            ticket.error = exc
+        else:
+            ticket.added = self._db.total_changes - before
+        self._db.execute("RELEASE request")
 
     def take(self, limit: int, wait: float = 0.0) -> list[tuple[int, dict[str, Any]]]:
         """Up to ``limit`` messages without a result, oldest first (waiting up to ``wait``)."""

@@ -89,6 +89,11 @@ class SegmentIngest:
         """The write key's bytes, for the server's check before reading a body."""
         return self._key
 
+    def count_refused(self, reason: str) -> None:
+        """Count a request the server refused before it reached the app (no body read)."""
+        if self._metrics is not None:
+            self._metrics.refused(reason)
+
     def close_intake(self) -> None:
         """Answer 503 to every new message from now on (the server is stopping)."""
         self._closing = True

@@ -92,7 +92,7 @@ def serve_until_stopped(
     loop = threading.Thread(target=server.run, name="serve-http", daemon=True)
     loop.start()
     out(
-        f"serving Segment's API on http://{args.host}:{args.port}/v1/ "
+        f"serving Segment's API on http://{args.host}:{server.port}/v1/ "
         f"(queue {queue.path}, {queue.depth()} waiting)"
     )
     try:

@@ -45,7 +45,8 @@ class _Unauthorized(Error):
         return f"{self.code} {self.reason}", headers, json.dumps(body).encode("utf-8")
 
 
-def _parser_for(key: bytes) -> type[HTTPRequestParser]:
+def _parser_for(app: SegmentIngest) -> type[HTTPRequestParser]:
+    key = app.key
     class Parser(HTTPRequestParser):
         """Waitress's parser that refuses a body from a sender without the write key."""
 
@@ -61,6 +62,7 @@ def _parser_for(key: bytes) -> type[HTTPRequestParser]:
                 has_body = self.chunked or self.content_length > 0
                 header = str(self.headers.get("AUTHORIZATION", ""))
                 if has_body and not authorized(header, key):
+                    app.count_refused("auth")
                     self.refused = True
                     self.error = _Unauthorized("the write key is missing or wrong")
                     self.completed = True
@@ -108,6 +110,11 @@ class _Server(TcpWSGIServer):
         channels: dict[int, Any] = self.active_channels  # type: ignore[assignment]
         return list(channels.values())
 
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one chosen when asked for port 0)."""
+        return int(self.effective_port)  # type: ignore[attr-defined]
+
     def socket_map(self) -> dict[int, Any]:
         """Waitress's map of this server's sockets (the trigger, the listener, connections)."""
         sockets: dict[int, Any] = self._map  # type: ignore[attr-defined]
@@ -132,7 +139,7 @@ class _Server(TcpWSGIServer):
 
 def make_server(app: SegmentIngest, host: str, port: int, limits: ServerLimits) -> _Server:
     """A waitress server for ``app`` on ``host:port`` with ``limits`` (not yet running)."""
-    channel_class = type("SegmentChannel", (_Channel,), {"parser_class": _parser_for(app.key)})
+    channel_class = type("SegmentChannel", (_Channel,), {"parser_class": _parser_for(app)})
     server_class = type(
         "SegmentServer", (_Server,), {"limits": limits, "channel_class": channel_class}
     )

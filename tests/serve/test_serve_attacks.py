@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from helpers import make_fake
+from prometheus_client.parser import text_string_to_metric_families
 from serving import WRITE_KEY, Serve, basic, raw, read_all, request
 
 AUTH = (WRITE_KEY, "")
@@ -94,6 +95,10 @@ def test_an_unauthenticated_body_is_not_read(serve: Serve) -> None:
     # The kernel's socket buffers take a few MB; the server itself read none of it.
     assert sent < 20 * 1024 * 1024
     assert_serving(serve)
+    metrics = text_string_to_metric_families(requests.get(f"{serve.url}/metrics", timeout=5).text)
+    refused = {s.labels.get("reason"): s.value for f in metrics for s in f.samples
+               if s.name == "sailthru_serve_messages_refused_total"}  # fmt: skip
+    assert refused["auth"] >= 1
 
 
 def test_an_authenticated_body_over_the_limit_is_cut_while_reading(serve: Serve) -> None:

@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -231,10 +230,11 @@ class _StopSignals:
         log.info("signal %d: stopping", signum)
         self.event.set()
 
-    def wait(self) -> None:
-        """Block until a stop signal (short waits: signals are handled between them)."""
-        while not self.event.wait(0.2):
-            time.sleep(0)
+    def wait(self, running: Callable[[], bool]) -> None:
+        """Block until a stop signal, or until ``running()`` turns false (short waits: the
+        signal handler runs between them)."""
+        while not self.event.wait(0.2) and running():
+            pass
 
     def restore(self) -> None:
         """Ignore further SIGTERMs while stopping; SIGINT gets Python's default back."""

@@ -37,7 +37,7 @@ class StopSignals(Protocol):
 
     def install(self) -> None: ...  # pragma: no cover - protocol
 
-    def wait(self) -> None: ...  # pragma: no cover
+    def wait(self, running: Callable[[], bool]) -> None: ...  # pragma: no cover
 
     def restore(self) -> None: ...  # pragma: no cover
 
@@ -96,7 +96,7 @@ def serve_until_stopped(
         f"(queue {queue.path}, {queue.depth()} waiting)"
     )
     try:
-        stop_signals.wait()
+        stop_signals.wait(loop.is_alive)  # a dead HTTP loop stops the process too
     finally:
         stop_signals.restore()
         ingest.close_intake()  # new messages get 503 + Retry-After while the worker finishes

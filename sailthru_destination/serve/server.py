@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -166,11 +167,21 @@ def make_server(app: SegmentIngest, host: str, port: int, limits: ServerLimits) 
     return server
 
 
-def stop_server(server: _Server) -> None:
-    """Close ``server`` from another thread: its loop returns once every socket is closed."""
-    for dispatcher in list(server.socket_map().values()):
-        if isinstance(dispatcher, HTTPChannel):
-            dispatcher.handle_close()  # forgets the channel too
-        else:
-            dispatcher.close()  # the listener and the loop's wake-up pipe
+def stop_server(server: _Server, timeout: float = 5.0) -> None:
+    """Close ``server`` from another thread: every socket is closed by the server's own loop
+    (woken through its trigger), which then returns."""
+    closed = threading.Event()
+
+    def close_all() -> None:
+        for dispatcher in list(server.socket_map().values()):
+            if isinstance(dispatcher, HTTPChannel):
+                dispatcher.handle_close()  # forgets the channel too
+            else:
+                dispatcher.close()  # the listener and the loop's wake-up pipe
+        closed.set()
+
+    wake: Any = server.trigger  # (the stub types it wrongly)
+    wake.pull_trigger(close_all)
+    if not closed.wait(timeout):  # the loop is stuck or gone: close from here
+        close_all()
     server.task_dispatcher.shutdown()

@@ -82,7 +82,7 @@ def test_sigterm_closes_intake_finishes_in_flight_sends_and_exits_0(
 ) -> None:
     serve = Serve(fake, tmp_path, "--concurrency", "2", "--log-format", "json")
     serve.start()
-    fake.latency = 0.3  # each send is in flight long enough for the stop to land on it
+    fake.latency = 0.5  # each send is in flight long enough for the stop to land on it
     batch = [{"type": "track", "userId": f"u-{n % 3}", "event": "Step", "properties": {"n": n},
               "messageId": f"step-{n}"} for n in range(12)]  # fmt: skip
     auth = (WRITE_KEY, "")
@@ -92,6 +92,9 @@ def test_sigterm_closes_intake_finishes_in_flight_sends_and_exits_0(
         time.sleep(0.01)
     assert serve.proc is not None
     serve.proc.send_signal(signal.SIGTERM)
+    # The intake closes first (health says so), while the sends in flight finish.
+    while requests.get(f"{serve.url}/health", timeout=5).status_code == 200:
+        time.sleep(0.005)
     late = requests.post(f"{serve.url}/v1/track", auth=auth, timeout=5,
                          json={"userId": "x", "event": "Late"})  # fmt: skip
     assert late.status_code == 503

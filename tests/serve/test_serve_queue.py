@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from serving import encoded
 
-from sailthru_destination.serve.queue import DiskFull, Encoded, MessageQueue
+from sailthru_destination.serve.queue import DiskFull, Encoded, MessageQueue, _is_full
 
 
 def track(n: int, **extra: object) -> dict[str, object]:
@@ -60,7 +60,7 @@ def test_a_full_file_raises_disk_full_and_keeps_what_was_queued(tmp_path: Path) 
     queue.append(encoded([track(0)]))
     pages = queue._db.execute("PRAGMA page_count").fetchone()[0]
     queue._db.execute(f"PRAGMA max_page_count = {pages + 1}")
-    with pytest.raises(DiskFull):
+    with pytest.raises(DiskFull, match="full"):
         queue.append(encoded(track(n, properties={"p": "x" * 9_000}) for n in range(1, 9)))
     assert queue.depth() == 1
     assert [m["messageId"] for _, m in queue.take(10)] == ["m0"]
@@ -81,6 +81,56 @@ def test_take_waits_for_the_next_append_and_wakes_at_once(tmp_path: Path) -> Non
     taken = queue.take(5, wait=30.0)
     timer.join()
     assert [m["messageId"] for _, m in taken] == ["m7"]
+
+
+def test_take_waits_less_than_a_second_too(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "deep" / "er" / "q.sqlite")  # its folders are made
+    timer = threading.Timer(0.05, lambda: queue.append(encoded([track(8)])))
+    timer.start()
+    taken = queue.take(5, wait=0.9)
+    timer.join()
+    assert [m["messageId"] for _, m in taken] == ["m8"]
+
+
+def test_requests_committed_together_fail_alone(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    outcomes: dict[str, object] = {}
+
+    def send(name: str, rows: list[Encoded]) -> None:
+        try:
+            outcomes[name] = queue.append(rows)
+        except sqlite3.Error as exc:
+            outcomes[name] = exc
+
+    first = threading.Thread(target=send, args=("first", encoded([track(0)])))
+    good = threading.Thread(target=send, args=("good", encoded([track(1), track(2)])))
+    bad = threading.Thread(
+        target=send, args=("bad", [Encoded("m3", "{}"), Encoded(["x"], "{}")])  # type: ignore[list-item]
+    )
+    with queue._arrived:  # the first commit waits on the file: the next two group up
+        first.start()
+        while not queue._committing:
+            time.sleep(0.001)
+        good.start()
+        bad.start()
+        while len(queue._waiting) < 2:
+            time.sleep(0.001)
+    for thread in (first, good, bad):
+        thread.join(10)
+    assert outcomes["first"] == 1
+    assert outcomes["good"] == 2  # stored, though committed with a request that failed
+    assert isinstance(outcomes["bad"], sqlite3.Error)
+    assert [m["messageId"] for _, m in queue.take(10)] == ["m0", "m1", "m2"]
+    assert queue.depth() == 3
+
+
+def test_a_full_disk_is_told_from_other_errors_on_every_python() -> None:
+    # Python 3.10's sqlite3 has no error codes on exceptions: the message tells it then.
+    assert _is_full(sqlite3.OperationalError("database or disk is full"))
+    assert not _is_full(sqlite3.OperationalError("disk I/O error"))
+    coded = sqlite3.OperationalError("whatever")
+    coded.sqlite_errorcode = 13  # type: ignore[attr-defined]
+    assert _is_full(coded)
 
 
 def test_take_returns_empty_when_the_wait_passes(tmp_path: Path) -> None:

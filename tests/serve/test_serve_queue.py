@@ -240,3 +240,17 @@ QueueModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )  # fmt: skip
 test_the_queue_matches_its_model = QueueModel.TestCase
+
+
+def test_a_result_is_not_written_in_the_middle_of_a_commit(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    queue.append(encoded([track(0)]))
+    [(seq, _)] = queue.take(1)
+    writer = threading.Thread(target=queue.done, args=(seq, "sent", ""))
+    with queue._arrived:  # what a commit holds: the result must wait for it to end
+        writer.start()
+        writer.join(0.05)
+        assert writer.is_alive()
+        assert queue.depth() == 1
+    writer.join(10)
+    assert queue.depth() == 0

@@ -36,7 +36,8 @@ from pathlib import Path
 WRITE_KEY = "bench-write-key"
 
 _SERVER = """
-import sys, signal, threading
+import logging, sys, signal
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth" notes
 from sailthru_destination.serve.app import SegmentIngest
 from sailthru_destination.serve.limits import ServerLimits
 from sailthru_destination.serve.queue import MessageQueue

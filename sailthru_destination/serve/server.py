@@ -48,10 +48,12 @@ class _Unauthorized(Error):
 
 def _parser_for(app: SegmentIngest) -> type[HTTPRequestParser]:
     key = app.key
+
     class Parser(HTTPRequestParser):
         """Waitress's parser that refuses a body from a sender without the write key."""
 
         refused = False
+        checked = False
 
         def __init__(self, adj: Any) -> None:
             super().__init__(adj)
@@ -59,10 +61,11 @@ def _parser_for(app: SegmentIngest) -> type[HTTPRequestParser]:
 
         def received(self, data: bytes) -> int:
             consumed: int = super().received(data)
-            if self.headers_finished and self.error is None and not self.refused:
+            if self.headers_finished and not self.checked:
+                self.checked = True  # once per request, when its headers end
                 has_body = self.chunked or self.content_length > 0
                 header = str(self.headers.get("AUTHORIZATION", ""))
-                if has_body and not authorized(header, key):
+                if self.error is None and has_body and not authorized(header, key):
                     app.count_refused("auth")
                     self.refused = True
                     self.error = _Unauthorized("the write key is missing or wrong")

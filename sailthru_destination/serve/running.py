@@ -10,6 +10,7 @@ left as a kill would leave it (the sent-keys store keeps it from being sent twic
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,9 @@ def serve_until_stopped(
             "serve needs its HTTP server: pip install 'sailthru-destination[serve]'"
         ) from None
 
+    # Requests waiting for a shared commit queue up in waitress by design (group commit):
+    # its "Task queue depth" warning would fire all day.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     queue = MessageQueue(folder / "queue.sqlite")
     sent = SyncState(folder / "sent.sqlite")
     # One report folder per run, so a restart never overwrites the failures of the last.

@@ -9,6 +9,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -95,8 +96,11 @@ def test_take_waits_less_than_a_second_too(tmp_path: Path) -> None:
     assert [m["messageId"] for _, m in taken] == ["m8"]
 
 
-def test_requests_committed_together_fail_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unbindable", [False, True])
+def test_requests_committed_together_fail_alone(tmp_path: Path, unbindable: bool) -> None:
     queue = MessageQueue(tmp_path / "q.sqlite")
+    # A row SQLite cannot bind, or one whose write fails (another kind of error).
+    broken: Any = ["x"] if unbindable else _Unstorable(sqlite3.OperationalError("locked"))
     outcomes: dict[str, object] = {}
 
     def send(name: str, rows: list[Encoded]) -> None:
@@ -107,9 +111,7 @@ def test_requests_committed_together_fail_alone(tmp_path: Path) -> None:
 
     first = threading.Thread(target=send, args=("first", encoded([track(0)])))
     good = threading.Thread(target=send, args=("good", encoded([track(1), track(2)])))
-    bad = threading.Thread(
-        target=send, args=("bad", [Encoded("m3", "{}"), Encoded(["x"], "{}")])  # type: ignore[list-item]
-    )
+    bad = threading.Thread(target=send, args=("bad", [Encoded("m3", "{}"), Encoded("m4", broken)]))
     with queue._arrived:  # the first commit waits on the file: the next two group up
         first.start()
         while not queue._committing:
@@ -257,3 +259,30 @@ def test_a_result_is_not_written_in_the_middle_of_a_commit(tmp_path: Path) -> No
         assert queue.depth() == 1
     writer.join(10)
     assert queue.depth() == 0
+
+
+class _Unstorable(str):
+    """A body SQLite asks to adapt, failing with ``error`` (as a driver or disk error would)."""
+
+    def __new__(cls, error: Exception) -> _Unstorable:
+        text = super().__new__(cls, "{}")
+        text.error = error  # type: ignore[attr-defined]
+        return text
+
+    def __conform__(self, _protocol: object) -> str:
+        raise self.error  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "error", [sqlite3.OperationalError("database is locked"), RuntimeError("driver bug")]
+)
+def test_an_error_in_the_middle_of_a_request_stores_none_of_it_and_the_next_is_stored(
+    tmp_path: Path, error: Exception
+) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    failing = [Encoded("a1", '{"n":1}'), Encoded("a2", _Unstorable(error))]
+    with pytest.raises(type(error)):
+        queue.append(failing)
+    assert queue.depth() == 0
+    assert queue.append(encoded([track(3)])) == 1  # no transaction left open
+    assert [m["messageId"] for _, m in queue.take(10)] == ["m3"]

@@ -68,6 +68,8 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                          "tests/test_api_redaction.py", "tests/test_api_pacing.py"]),
     "segment": (["segment/*"], ["tests/test_segment.py", "tests/test_segment_golden.py",
                                 "tests/test_segment_real_messages.py"]),
+    "serve/queue": (["serve/queue.py"], ["tests/serve/test_serve_queue.py",
+                                         "tests/serve/test_serve_worker.py"]),
 }
 
 # mutmut's verdicts, grouped: a crash or a timeout under a mutant is a kill; a mutant no test

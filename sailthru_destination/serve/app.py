@@ -2,8 +2,12 @@
 
 What it checks, as Segment's own API does: HTTP Basic with the write key as user name
 (compared in constant time), JSON bodies (gzip allowed), 500 KB per request (413 beyond)
-and 32 KB per message (400 beyond). It answers ``200 {"success": true}`` only once every
-message of the request is committed to the durable queue.
+and 32 KB per message (refused one by one, see :mod:`.intake`). It answers
+``200 {"success": true}`` only once every accepted message of the request is committed to the
+durable queue. While the queue is over its limits it answers ``429`` with ``Retry-After``
+(Segment's SDKs wait and send again); a full disk or a stopping server answers ``503``.
+``GET /health`` reports the queue and whether intake is open; ``GET /metrics`` the
+Prometheus metrics (with the ``metrics`` extra).
 """
 
 from __future__ import annotations
@@ -13,153 +17,202 @@ import binascii
 import hmac
 import json
 import logging
-import uuid
-import zlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from .queue import MessageQueue
+from .intake import KINDS, Refused, messages_of, read_body
+from .limits import QueueLimits
+from .queue import DiskFull, MessageQueue
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_MESSAGE_BYTES", "SegmentIngest"]
+__all__ = ["QueueLimits", "SegmentIngest", "authorized", "check_write_key"]
 
 log = logging.getLogger(__name__)
-
-MAX_BATCH_BYTES = 500 * 1024
-"""Largest request body accepted (after gzip), as Segment documents: 500 KB."""
-MAX_MESSAGE_BYTES = 32 * 1024
-"""Largest single message accepted, as Segment documents: 32 KB."""
-
-_SINGLE = ("identify", "track", "page", "screen", "group", "alias")
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
-class _Refused(Exception):
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class Metrics(Protocol):
+    """What the app reports to (see :mod:`.metrics`); every method must be cheap."""
+
+    def accepted(self, count: int) -> None: ...  # pragma: no cover - protocol
+
+    def refused(self, reason: str, count: int = 1) -> None: ...  # pragma: no cover
+
+    def exposition(self) -> tuple[bytes, str]: ...  # pragma: no cover
+
+
+def check_write_key(write_key: object) -> str:
+    """``write_key`` if a sender can present it over HTTP Basic, else ValueError saying why."""
+    if not isinstance(write_key, str) or not write_key:
+        raise ValueError("the write key is required (--write-key or SEGMENT_WRITE_KEY)")
+    if ":" in write_key:
+        # Basic sends "user:password": a key holding ':' is cut there, so it never matches.
+        raise ValueError("the write key must not contain ':' (no sender can present it)")
+    return write_key
+
+
+def authorized(header: str, key: bytes) -> bool:
+    """Whether an ``Authorization`` header carries ``key`` as HTTP Basic user name."""
+    scheme, _, encoded = header.partition(" ")
+    user = b""
+    if scheme.lower() == "basic":
+        try:
+            user = base64.b64decode(encoded.strip(), validate=True).partition(b":")[0]
+        except (binascii.Error, ValueError):
+            user = b""
+    # compare_digest takes as long whatever prefix matches: no timing oracle on the key.
+    return hmac.compare_digest(user, key)
 
 
 class SegmentIngest:
     """The WSGI application; ``write_key`` never appears in its repr, logs or answers."""
 
-    def __init__(self, queue: MessageQueue, write_key: str) -> None:
-        if not isinstance(write_key, str) or not write_key:
-            raise ValueError("the write key is required (--write-key or SEGMENT_WRITE_KEY)")
+    def __init__(
+        self,
+        queue: MessageQueue,
+        write_key: str,
+        *,
+        limits: QueueLimits | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._queue = queue
-        self._key = write_key.encode("utf-8")
+        self._key = check_write_key(write_key).encode("utf-8")
+        self.limits = limits or QueueLimits()
+        self._metrics = metrics
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"SegmentIngest(queue={self._queue!r}, write_key=***)"
+
+    @property
+    def key(self) -> bytes:
+        """The write key's bytes, for the server's check before reading a body."""
+        return self._key
+
+    def count_refused(self, reason: str) -> None:
+        """Count a request the server refused before it reached the app (no body read)."""
+        if self._metrics is not None:
+            self._metrics.refused(reason)
+
+    def close_intake(self) -> None:
+        """Answer 503 to every new message from now on (the server is stopping)."""
+        self._closing = True
+
+    def intake(self) -> str:
+        """``open``, ``full`` (answering 429) or ``closed`` (stopping: answering 503)."""
+        if self._closing:
+            return "closed"
+        limits = self.limits
+        if self._queue.depth() >= limits.max_messages or self._queue.size() >= limits.max_bytes:
+            return "full"
+        return "open"
+
+    def health(self) -> dict[str, Any]:
+        """What ``/health`` answers: the queue's depth, bytes and oldest age, and the intake."""
+        return {
+            "ok": not self._closing,
+            "intake": self.intake(),
+            "queue_depth": self._queue.depth(),
+            "queue_bytes": self._queue.size(),
+            "oldest_age_seconds": round(self._queue.oldest_age(), 3),
+        }
 
     def __call__(self, environ: Mapping[str, Any], start: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", ""))
         method = str(environ.get("REQUEST_METHOD", ""))
         try:
-            if path == "/health":
+            if path in ("/health", "/metrics"):
                 if method not in ("GET", "HEAD"):
-                    raise _Refused("405 Method Not Allowed", "use GET")
-                return _answer(start, "200 OK", {"ok": True, "queue_depth": self._queue.depth()})
+                    raise Refused("405 Method Not Allowed", "use GET", "bad_request")
+                if path == "/health":
+                    health = self.health()
+                    return _answer(start, "200 OK" if health["ok"] else _UNAVAILABLE, health)
+                return self._exposition(start)
             kind = path.removeprefix("/v1/")
-            if not path.startswith("/v1/") or (kind != "batch" and kind not in _SINGLE):
-                raise _Refused("404 Not Found", f"no endpoint {path}")
+            if not path.startswith("/v1/") or kind not in KINDS:
+                raise Refused("404 Not Found", f"no endpoint {path}", "bad_request")
             if method != "POST":
-                raise _Refused("405 Method Not Allowed", "use POST")
-            self._authenticate(environ)
-            messages = _messages(kind, _body(environ))
-            added = self._queue.append(messages)
-        except _Refused as refused:
-            log.info("refused %s %s: %s", method, path, refused.message)
-            code = refused.status.split(" ", 1)[1].lower().replace(" ", "_")
-            body = {"success": False, "code": code, "message": refused.message}
-            return _answer(start, refused.status, body)
-        log.debug("accepted %d message(s) on %s, %d new", len(messages), path, added)
-        return _answer(start, "200 OK", {"success": True})
+                raise Refused("405 Method Not Allowed", "use POST", "bad_request")
+            if not authorized(str(environ.get("HTTP_AUTHORIZATION", "")), self._key):
+                raise Refused("401 Unauthorized", "the write key is missing or wrong", "auth")
+            return self._take(kind, environ, start)
+        except Refused as refused:
+            log.info("refused %s %s: %s", method, path, refused.message,
+                     extra={"outcome": f"refused:{refused.reason}"})  # fmt: skip
+            if self._metrics is not None and path.startswith("/v1/"):
+                self._metrics.refused(refused.reason)
+            return _refusal(start, refused)
 
-    def _authenticate(self, environ: Mapping[str, Any]) -> None:
-        header = str(environ.get("HTTP_AUTHORIZATION", ""))
-        scheme, _, encoded = header.partition(" ")
-        user = b""
-        if scheme.lower() == "basic":
-            try:
-                user = base64.b64decode(encoded.strip(), validate=True).partition(b":")[0]
-            except (binascii.Error, ValueError):
-                user = b""
-        # compare_digest takes as long whatever prefix matches: no timing oracle on the key.
-        if not hmac.compare_digest(user, self._key):
-            raise _Refused("401 Unauthorized", "the write key is missing or wrong")
-
-
-def _body(environ: Mapping[str, Any]) -> bytes:
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise _Refused("400 Bad Request", "Content-Length is not a number") from None
-    if length > MAX_BATCH_BYTES:
-        raise _Refused("413 Payload Too Large", f"a request is limited to {MAX_BATCH_BYTES} bytes")
-    raw: bytes = environ["wsgi.input"].read(length) if length > 0 else b""
-    encoding = str(environ.get("HTTP_CONTENT_ENCODING", "")).strip().lower()
-    if encoding in ("", "identity"):
-        return raw
-    if encoding != "gzip":
-        raise _Refused("415 Unsupported Media Type", f"unknown Content-Encoding {encoding!r}")
-    # Bounded inflation: a small gzip bomb must not become a huge body.
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        body = inflater.decompress(raw, MAX_BATCH_BYTES + 1)
-    except zlib.error:
-        raise _Refused("400 Bad Request", "the body is not valid gzip") from None
-    if len(body) > MAX_BATCH_BYTES or inflater.unconsumed_tail:
-        raise _Refused("413 Payload Too Large", f"a request is limited to {MAX_BATCH_BYTES} bytes")
-    return body
-
-
-def _messages(kind: str, body: bytes) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        # RecursionError: 500 KB of "[[[[..." nests deeper than any message does.
-        raise _Refused("400 Bad Request", "the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise _Refused("400 Bad Request", "the body is not a JSON object")
-    if kind == "batch":
-        batch = data.get("batch")
-        if not isinstance(batch, list):
-            raise _Refused("400 Bad Request", "a batch request holds a 'batch' list")
-        context = data.get("context")
-        messages = []
-        for index, message in enumerate(batch):
-            if not isinstance(message, dict):
-                raise _Refused("400 Bad Request", f"batch[{index}] is not an object")
-            own = message.get("context")
-            if isinstance(context, dict) and (own is None or isinstance(own, dict)):
-                # batch-level context, as analytics.js sends it; the message's own wins
-                message = {**message, "context": {**context, **(own or {})}}
-            messages.append(message)
-    else:
-        messages = [{**data, "type": data.get("type") or kind}]
-    for index, message in enumerate(messages):
-        size = len(json.dumps(message, separators=(",", ":")).encode("utf-8"))
-        if size > MAX_MESSAGE_BYTES:
-            raise _Refused(
-                "400 Bad Request",
-                f"message {index} is {size} bytes: a message is limited to {MAX_MESSAGE_BYTES}",
+    def _take(self, kind: str, environ: Mapping[str, Any], start: StartResponse) -> list[bytes]:
+        state = self.intake()
+        if state == "closed":
+            raise Refused(_UNAVAILABLE, "the server is stopping: send again", "closing", 5)
+        if state == "full":
+            raise Refused(
+                "429 Too Many Requests",
+                "the queue is full: send again later",
+                "queue_full",
+                self.limits.retry_after,
             )
-        # Every result names its message, and the queue dedupes by it: give one without an
-        # id (or with a non-string one) a string id.
-        given = message.get("messageId")
-        if isinstance(given, bool) or not isinstance(given, (str, int)) or given == "":
-            message["messageId"] = f"serve-{uuid.uuid4()}"
-        else:
-            message["messageId"] = str(given)
-    return messages
+        parsed = messages_of(kind, read_body(environ))
+        for refused in parsed.refused:
+            why = f"refused:{refused['reason']}"
+            outcome = {"message_id": refused["messageId"], "outcome": why}
+            log.warning("refused message %s of /v1/%s: %s", refused["index"], kind,
+                        refused["message"], extra=outcome)  # fmt: skip
+            if self._metrics is not None:
+                self._metrics.refused(str(refused["reason"]))
+        if not parsed.accepted:
+            first = parsed.refused[0] if parsed.refused else None
+            sentence = first["message"] if first else "the batch holds no message"
+            body = {"success": False, "code": "bad_request", "message": sentence,
+                    "refused": parsed.refused}  # fmt: skip
+            return _answer(start, "400 Bad Request", body)
+        try:
+            added = self._queue.append(parsed.accepted)
+        except DiskFull:
+            log.error("the queue's disk is full: answering 503 until there is room")
+            raise Refused(_UNAVAILABLE, "the server's disk is full: send again later",
+                          "disk_full", self.limits.retry_after) from None  # fmt: skip
+        if self._metrics is not None:
+            self._metrics.accepted(len(parsed.accepted))
+        log.debug("accepted %d message(s) on /v1/%s, %d new", len(parsed.accepted), kind, added)
+        answer: dict[str, Any] = {"success": True}
+        if parsed.refused:
+            answer["refused"] = parsed.refused
+        return _answer(start, "200 OK", answer)
+
+    def _exposition(self, start: StartResponse) -> list[bytes]:
+        if self._metrics is None:
+            raise Refused(
+                "404 Not Found",
+                "metrics need prometheus-client: pip install 'sailthru-destination[metrics]'",
+                "bad_request",
+            )
+        data, content_type = self._metrics.exposition()
+        start("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+        return [data]
 
 
-def _answer(start: StartResponse, status: str, body: Mapping[str, Any]) -> list[bytes]:
+_UNAVAILABLE = "503 Service Unavailable"
+
+
+def _refusal(start: StartResponse, refused: Refused) -> list[bytes]:
+    code = refused.status.split(" ", 1)[1].lower().replace(" ", "_")
+    body = {"success": False, "code": code, "message": refused.message}
+    headers = [("Retry-After", str(refused.retry_after))] if refused.retry_after else []
+    return _answer(start, refused.status, body, headers)
+
+
+def _answer(
+    start: StartResponse,
+    status: str,
+    body: Mapping[str, Any],
+    extra: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
     data = json.dumps(body).encode("utf-8")
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
     if status.startswith("401"):
         headers.append(("WWW-Authenticate", 'Basic realm="segment"'))
-    start(status, headers)
+    start(status, [*headers, *(extra or [])])
     return [data]

@@ -7,6 +7,9 @@ taken again on restart, where the destination's sent-keys store keeps it from be
 twice (see :mod:`sailthru_destination.sentkeys`). A message whose ``messageId`` is already
 queued (a sender retrying after a lost 200, as Segment's SDKs do) is not queued again: a
 stale identify replayed after a newer one would otherwise undo it.
+
+The queue keeps its depth and pending bytes in memory (counted once at open, then kept up
+to date under the lock) so the intake can check its limits without a query per request.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["MessageQueue"]
+__all__ = ["DiskFull", "Encoded", "MessageQueue"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -32,6 +35,29 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS pending ON messages (seq) WHERE status IS NULL;
 """
+_INSERT = "INSERT OR IGNORE INTO messages (received, message_id, body) VALUES (?, ?, ?)"
+
+
+class Encoded(NamedTuple):
+    """One message ready to store: its ``messageId`` and its JSON text."""
+
+    message_id: str
+    body: str
+
+
+class _Ticket:
+    """One request's rows waiting for a group commit, and what became of them."""
+
+    __slots__ = ("added", "error", "rows")
+
+    def __init__(self, rows: list[tuple[float, str, str]]) -> None:
+        self.rows = rows
+        self.added: int | None = None
+        self.error: BaseException | None = None
+
+
+class DiskFull(Exception):
+    """The disk (or the file's page limit) is full: nothing of the request was stored."""
 
 
 class MessageQueue:
@@ -40,13 +66,36 @@ class MessageQueue:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: the 200 promises the message is on disk, not in the OS cache.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        # Results go through a second connection that does not sync each one: a result lost
+        # with the machine's power only means the message is taken again, and the sent-keys
+        # store keeps that from sending it twice. Synced one by one, results cost a disk sync
+        # each (about 5 ms here), which capped the drain near 200 messages/s, below Sailthru's
+        # 300/s, and held the lock the intake needs. The next intake commit syncs them anyway.
+        self._marks = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+        )
+        self._marks.execute("PRAGMA synchronous=NORMAL")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+        if "retryable" not in columns:  # a queue written before `serve replay` existed
+            self._db.execute("ALTER TABLE messages ADD COLUMN retryable INTEGER")
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
+        self._door = threading.Condition(threading.Lock())
+        self._waiting: list[_Ticket] = []
+        self._committing = False
+        depth, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(body AS BLOB))), 0) "
+            "FROM messages WHERE status IS NULL"
+        ).fetchone()
+        self._depth = int(depth)
+        self._bytes = int(size)
 
     def __repr__(self) -> str:
         return f"MessageQueue({str(self.path)!r})"
@@ -54,32 +103,86 @@ class MessageQueue:
     def close(self) -> None:
         """Close the file; the queue's content stays for the next start."""
         with self._lock:
+            self._marks.close()
             self._db.close()
 
-    def append(self, messages: Sequence[Mapping[str, Any]]) -> int:
+    def append(self, messages: Sequence[Encoded]) -> int:
         """Store every message of one request durably, all or none; returns how many were new.
 
-        Each message needs a string ``messageId``; one already queued is left out.
+        A message whose id is already queued is left out. Raises :class:`DiskFull` when
+        SQLite reports a full disk; the request's rows are rolled back either way.
+
+        Group commit: requests that arrive while another commit is being synced wait for it,
+        then one of them commits them all in one transaction (one sync for many requests),
+        each inside its own savepoint, so a request that fails leaves the others stored.
         """
         now = time.time()
-        rows = [
-            (now, str(m["messageId"]), json.dumps(m, ensure_ascii=False, separators=(",", ":")))
-            for m in messages
-        ]
+        ticket = _Ticket([(now, m.message_id, m.body) for m in messages])
+        with self._door:
+            self._waiting.append(ticket)
+            while ticket.added is None and ticket.error is None:
+                if self._committing:
+                    self._door.wait()
+                    continue
+                self._committing = True
+                group, self._waiting = self._waiting, []
+                self._door.release()
+                try:
+                    self._commit(group)
+                finally:
+                    self._door.acquire()
+                    self._committing = False
+                    self._door.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.added is not None
+        return ticket.added
+
+    def _commit(self, group: list[_Ticket]) -> None:
+        """Store the rows of every ticket of ``group`` in one transaction; set each outcome."""
         with self._arrived:
-            before = self._db.total_changes
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO messages (received, message_id, body) VALUES (?, ?, ?)",
-                    rows,
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                for ticket in group:
+                    self._insert(ticket)
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:  # SQLITE_FULL has already rolled it back
+                    self._db.execute("ROLLBACK")
+                error: BaseException = exc
+                if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                    error = DiskFull(str(exc))
+                for ticket in group:
+                    ticket.added, ticket.error = None, error
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            stored = [t for t in group if t.error is None]
+            added = sum(t.added or 0 for t in stored)
+            if added == sum(len(t.rows) for t in stored):
+                self._bytes += sum(len(row[2].encode("utf-8")) for t in stored for row in t.rows)
+            else:  # some were duplicates: count what was really stored
+                self._bytes = self._pending_bytes()
+            self._depth += added
             self._arrived.notify_all()
-            return self._db.total_changes - before
+
+    def _insert(self, ticket: _Ticket) -> None:
+        """One request's rows inside the open transaction, all or none (a savepoint)."""
+        before = self._db.total_changes
+        self._db.execute("SAVEPOINT request")
+        try:
+            self._db.executemany(_INSERT, ticket.rows)
+        except sqlite3.OperationalError as exc:
+            if _is_full(exc):
+                raise  # the whole transaction is gone: every request of the group fails
+            self._db.execute("ROLLBACK TO request")
+            ticket.error = exc
+        except (sqlite3.Error, ValueError, TypeError) as exc:  # this request's rows only
+            self._db.execute("ROLLBACK TO request")
+            ticket.error = exc
+        else:
+            ticket.added = self._db.total_changes - before
+        self._db.execute("RELEASE request")
 
     def take(self, limit: int, wait: float = 0.0) -> list[tuple[int, dict[str, Any]]]:
         """Up to ``limit`` messages without a result, oldest first (waiting up to ``wait``)."""
@@ -94,20 +197,68 @@ class MessageQueue:
         query = "SELECT seq, body FROM messages WHERE status IS NULL ORDER BY seq LIMIT ?"
         return list(self._db.execute(query, (limit,)))
 
-    def done(self, seq: int, status: str, detail: str) -> None:
-        """Record a message's result: it will not be taken again."""
+    def _pending_bytes(self) -> int:
+        query = "SELECT SUM(LENGTH(CAST(body AS BLOB))) FROM messages WHERE status IS NULL"
+        return int(self._db.execute(query).fetchone()[0] or 0)
+
+    def done(self, seq: int, status: str, detail: str, *, retryable: bool = False) -> None:
+        """Record a message's result: it will not be taken again (unless replayed)."""
         with self._lock:
-            self._db.execute(
-                "UPDATE messages SET status = ?, detail = ? WHERE seq = ?", (status, detail, seq)
-            )
+            # fetchall: the statement (and its write) ends here, not at the next one.
+            rows = self._marks.execute(
+                "UPDATE messages SET status = ?, detail = ?, retryable = ? "
+                "WHERE seq = ? AND status IS NULL RETURNING LENGTH(CAST(body AS BLOB))",
+                (status, detail, int(retryable), seq),
+            ).fetchall()
+            for (size,) in rows:
+                self._depth -= 1
+                self._bytes -= int(size)
+
+    def replay(self, reason: str | None = None) -> int:
+        """Queue again every message that failed retryably (whose detail holds ``reason``).
+
+        One transaction: each such message is queued once, in its old place, and a second
+        replay finds it no longer failed. Returns how many were queued again.
+        """
+        query = (
+            "UPDATE messages SET status = NULL, detail = NULL, retryable = NULL "
+            "WHERE status = 'failed' AND retryable = 1"
+        )
+        args: tuple[str, ...] = ()
+        if reason:
+            query += " AND instr(lower(detail), lower(?)) > 0"
+            args = (reason,)
+        with self._arrived:
+            changed = self._db.execute(query, args).rowcount
+            self._depth += changed
+            self._bytes = self._pending_bytes()
+            self._arrived.notify_all()
+        return changed
 
     def depth(self) -> int:
         """How many messages wait for a result."""
+        return self._depth
+
+    def size(self) -> int:
+        """How many bytes of message text wait for a result."""
+        return self._bytes
+
+    def oldest_age(self) -> float:
+        """Seconds since the oldest waiting message arrived (0 when none waits)."""
         with self._lock:
-            row = self._db.execute("SELECT COUNT(*) FROM messages WHERE status IS NULL").fetchone()
-        return int(row[0])
+            row = self._db.execute(
+                "SELECT received FROM messages WHERE status IS NULL ORDER BY seq LIMIT 1"
+            ).fetchone()
+        return 0.0 if row is None else max(0.0, time.time() - float(row[0]))
 
     def results(self) -> list[tuple[int, str | None, str | None]]:
         """``(seq, status, detail)`` of every message, in arrival order (for tests and audits)."""
         with self._lock:
             return list(self._db.execute("SELECT seq, status, detail FROM messages ORDER BY seq"))
+
+
+_SQLITE_FULL = 13  # SQLite's result code; sqlite3 names it only from Python 3.11
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "is full" in str(exc)

@@ -7,6 +7,10 @@ last one is done, so order holds across chunks too. Each result is recorded in t
 each failure also lands in the run report (``errors.jsonl``), each message skipped on purpose
 in ``skipped.jsonl`` (and the log, at ``-v``), and each message applied with renamed or
 dropped vars in ``renamed.jsonl`` beside it.
+
+At a graceful stop (:meth:`Worker.stop`) the sends in flight finish and the messages of the
+chunk not yet started go back to the queue untouched (they are not marked done), so the next
+start sends them; see :class:`OnceAdapter`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._concurrency import KeyedLocks
@@ -41,9 +45,12 @@ class Worker:
         report: RunReport,
         *,
         chunk: int = 100,
+        on_result: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``on_result(outcome, kind)`` is told each message's outcome (for the metrics)."""
         self._queue = queue
         self._adapter = adapter
+        self._on_result = on_result
         self._report = report
         self._chunk = chunk
         self._stop = threading.Event()
@@ -54,10 +61,17 @@ class Worker:
         """Start draining in the background."""
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the chunk in hand and stop."""
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Finish the sends in flight, return the rest of the chunk to the queue, and stop.
+
+        Returns whether the worker stopped within ``timeout`` seconds.
+        """
         self._stop.set()
-        self._thread.join(timeout)
+        if isinstance(self._adapter, OnceAdapter):
+            self._adapter.halt.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def drain_once(self, wait: float = 0.0) -> int:
         """Send one chunk; returns how many messages it held."""
@@ -79,8 +93,15 @@ class Worker:
                 self._stop.wait(1.0)
 
     def _record(self, seq: int, message: Mapping[str, Any], result: ExportResult) -> None:
+        if result is RETURNED:
+            return  # stopping: left in the queue, not done
         status = str(result.status)
         self.counts[status] = self.counts.get(status, 0) + 1
+        kind = str(message.get("type", "")) if isinstance(message, Mapping) else ""
+        fields = {"message_id": result.record_id, "outcome": status, "kind": kind}
+        log.info("message %s: %s", result.record_id, status, extra=fields)
+        if self._on_result is not None:
+            self._on_result(status, kind)
         if result.error is not None:
             error = result.error
             self._report.add_failure(
@@ -104,7 +125,12 @@ class Worker:
             line = {"record": result.record_id, "where": f"queue #{seq}", "detail": result.detail}
             with (self._report.folder / "renamed.jsonl").open("a", encoding="utf-8") as notes:
                 notes.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self._queue.done(seq, status, result.detail)
+        retryable = result.error is not None and result.error.retryable
+        self._queue.done(seq, status, result.detail, retryable=retryable)
+
+
+RETURNED = ExportResult(Status.SKIPPED, "", "returned to the queue: the server is stopping")
+"""What :class:`OnceAdapter` answers for a message it did not start because it was halted."""
 
 
 class OnceAdapter(SegmentAdapter):
@@ -119,9 +145,13 @@ class OnceAdapter(SegmentAdapter):
         super().__init__(*args, **kwargs)
         self._sent = sent_keys
         self._locks = KeyedLocks()
+        self.halt = threading.Event()
+        """Set at a graceful stop: messages not yet started are returned, not sent."""
 
     def process(self, message: Mapping[str, Any]) -> ExportResult:
         """Send one message; a page view only if its messageId was never sent."""
+        if self.halt.is_set():
+            return RETURNED
         if not isinstance(message, Mapping) or message.get("type") != "page":
             return super().process(message)
         key = message.get("messageId")

@@ -15,27 +15,15 @@ from filelock import FileLock
 from helpers import KEY, SECRET
 
 from sailthru_destination.cli import main
-from sailthru_destination.serve import MessageQueue, SegmentIngest
+from sailthru_destination.serve import MessageQueue, QueueLimits, SegmentIngest
 from sailthru_destination.testing import FakeSailthru
 
 WRITE_KEY = "wk-app-secret"
 
 
 def call(app: SegmentIngest, path: str, body: bytes = b"", **headers: str) -> tuple[str, Any]:
-    environ: dict[str, Any] = {
-        "PATH_INFO": path,
-        "REQUEST_METHOD": "POST" if path != "/health" else "GET",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        **{f"HTTP_{k.upper()}": v for k, v in headers.items()},
-    }
-    answer: dict[str, str] = {}
-
-    def start(status: str, _: list[tuple[str, str]]) -> None:
-        answer["status"] = status
-
-    data = b"".join(app(environ, start))
-    return answer["status"], json.loads(data)
+    status, answer, _ = call_with_headers(app, path, body, **headers)
+    return status, answer
 
 
 def auth(key: str = WRITE_KEY) -> str:
@@ -54,7 +42,8 @@ def test_messages_are_queued_with_their_type_and_an_id_only_after_auth(tmp_path:
     [(_, message)] = queue.take(10)
     assert message["type"] == "track"
     assert message["messageId"].startswith("serve-")
-    assert call(app, "/health") == ("200 OK", {"ok": True, "queue_depth": 1})
+    status, health = call(app, "/health")
+    assert (status, health["queue_depth"], health["intake"]) == ("200 OK", 1, "open")
     assert call(app, "/v1/nothing", body, authorization=auth())[0].startswith("404")
 
 
@@ -122,3 +111,114 @@ def test_a_port_in_use_stops_with_exit_2_naming_the_setting(
         port = str(taken.getsockname()[1])
         assert main(_argv(tmp_path, fake, "--write-key", WRITE_KEY, "--port", port)) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_a_write_key_no_sender_can_present_stops_serve_with_exit_2(
+    fake: FakeSailthru, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # HTTP Basic sends "user:password": a key holding ':' is cut there and never matches.
+    assert main(_argv(tmp_path, fake, "--write-key", "wk:with-colon")) == 2
+    err = capsys.readouterr().err
+    assert "--write-key" in err
+    assert "':'" in err
+    assert "wk:with-colon" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--concurrency", "0"], "--concurrency"),
+        (["--max-queue-messages", "0"], "--max-queue-messages"),
+        (["--max-connections-per-client", "0"], "--max-connections-per-client"),
+        (["--header-timeout", "0"], "--header-timeout"),
+        (["--product-url-template", "shop/{id}"], "product_url_template"),
+        (["--tracking-url", "ftp://x"], "--tracking-url"),
+    ],
+)
+def test_impossible_limits_and_adapter_flags_stop_with_exit_2_naming_them(
+    fake: FakeSailthru,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    named: str,
+) -> None:
+    assert main(_argv(tmp_path, fake, "--write-key", WRITE_KEY, *flags)) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_a_full_queue_answers_429_with_retry_after_and_health_says_so(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    app = SegmentIngest(queue, WRITE_KEY, limits=QueueLimits(max_messages=2, retry_after=3))
+    batch = {"batch": [{"type": "track", "userId": "u", "event": "E", "messageId": f"m{n}"}
+                       for n in range(2)]}  # fmt: skip
+    assert call(app, "/v1/batch", json.dumps(batch).encode(), authorization=auth())[0] == "200 OK"
+    one = json.dumps({"userId": "u", "event": "E", "messageId": "m3"}).encode()
+    status, answer, headers = call_with_headers(app, "/v1/track", one, authorization=auth())
+    assert status.startswith("429")
+    assert headers["Retry-After"] == "3"
+    assert answer["code"] == "too_many_requests"
+    health = call(app, "/health")[1]
+    assert (health["intake"], health["queue_depth"]) == ("full", 2)
+    assert health["queue_bytes"] == sum(len(b) for b in _bodies(queue))
+    assert health["oldest_age_seconds"] >= 0
+    # The worker sends one: there is room again.
+    [(seq, _)] = queue.take(1)
+    queue.done(seq, "sent", "")
+    assert call(app, "/v1/track", one, authorization=auth())[0] == "200 OK"
+    assert queue.depth() == 2
+
+
+def test_a_full_disk_answers_503_and_loses_nothing_queued(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    app = SegmentIngest(queue, WRITE_KEY)
+    first = json.dumps({"userId": "u", "event": "Kept", "messageId": "kept"}).encode()
+    assert call(app, "/v1/track", first, authorization=auth())[0] == "200 OK"
+    # SQLite's own page cap gives the same SQLITE_FULL as a full disk, without filling one.
+    pages = queue._db.execute("PRAGMA page_count").fetchone()[0]
+    queue._db.execute(f"PRAGMA max_page_count = {pages + 2}")
+    big = {"batch": [{"userId": "u", "event": "Big", "type": "track", "messageId": f"b{n}",
+                      "properties": {"p": "x" * 20_000}} for n in range(10)]}  # fmt: skip
+    status, answer, headers = call_with_headers(
+        app, "/v1/batch", json.dumps(big).encode(), authorization=auth()
+    )
+    assert status.startswith("503"), answer
+    assert int(headers["Retry-After"]) > 0
+    assert queue.depth() == 1
+    [(_, message)] = queue.take(10)
+    assert message["event"] == "Kept"
+    assert [row[1] for row in queue.results()] == [None]  # nothing half-written
+
+
+def test_intake_answers_503_once_closed_for_the_stop(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    app = SegmentIngest(queue, WRITE_KEY)
+    app.close_intake()
+    one = json.dumps({"userId": "u", "event": "Late"}).encode()
+    status, _, headers = call_with_headers(app, "/v1/track", one, authorization=auth())
+    assert status.startswith("503")
+    assert "Retry-After" in headers
+    assert call(app, "/health")[0].startswith("503")
+    assert queue.depth() == 0
+
+
+def _bodies(queue: MessageQueue) -> list[bytes]:
+    return [row[0].encode() for row in queue._db.execute("SELECT body FROM messages")]
+
+
+def call_with_headers(
+    app: SegmentIngest, path: str, body: bytes, **headers: str
+) -> tuple[str, Any, dict[str, str]]:
+    environ: dict[str, Any] = {
+        "PATH_INFO": path,
+        "REQUEST_METHOD": "GET" if path in ("/health", "/metrics") else "POST",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        **{f"HTTP_{k.upper()}": v for k, v in headers.items()},
+    }
+    answer: dict[str, Any] = {}
+
+    def start(status: str, sent: list[tuple[str, str]]) -> None:
+        answer["status"], answer["headers"] = status, dict(sent)
+
+    data = b"".join(app(environ, start))
+    return answer["status"], json.loads(data), answer["headers"]

@@ -4,11 +4,7 @@ the server (a real subprocess on waitress), which forwards to the fake Sailthru.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,85 +14,13 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import KEY, SECRET, make_fake
+from helpers import SECRET, make_fake
 from segment.analytics.client import Client
 from segment.analytics.request import APIError
+from serving import WRITE_KEY, Serve
 from test_cli import COMMAND
 
 from sailthru_destination.testing import FakeSailthru
-
-WRITE_KEY = "wk-serve-test-0123456789"
-SETTINGS = {"product_url_template": "https://shop.example/p/{product_id}"}
-
-
-class Serve:
-    """One ``serve`` process at a time on a fixed port and data folder."""
-
-    def __init__(self, fake: FakeSailthru, folder: Path) -> None:
-        self.folder = folder
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        (folder / "settings.json").write_text(json.dumps(SETTINGS))
-        self.fake = fake
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = [
-            sys.executable, "-m", "sailthru_destination", "-v", "serve",
-            "--port", str(self.port), "--data-dir", str(self.folder / "data"),
-            "--settings", str(self.folder / "settings.json"),
-            "--api-key", KEY, "--api-secret", SECRET, "--api-url", self.fake.url,
-        ]  # fmt: skip
-        env = {**os.environ, "SEGMENT_WRITE_KEY": WRITE_KEY}
-        log = (self.folder / "serve.log").open("ab")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
-        self.wait(lambda health: True)
-
-    def health(self) -> dict[str, Any]:
-        answer: dict[str, Any] = requests.get(f"{self.url}/health", timeout=2).json()
-        return answer
-
-    def wait(self, done: Any, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            assert self.proc.poll() is None, self.log()
-            try:
-                health = self.health()
-            except requests.ConnectionError:
-                time.sleep(0.05)
-                continue
-            if done(health):
-                return health
-            time.sleep(0.05)
-        raise AssertionError(f"serve did not get there in {timeout} s:\n{self.log()}")
-
-    def drained(self) -> dict[str, Any]:
-        return self.wait(lambda health: health["queue_depth"] == 0)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def log(self) -> str:
-        return (self.folder / "serve.log").read_text(errors="replace")
-
-    def errors(self) -> list[dict[str, Any]]:
-        paths = (self.folder / "data" / "reports").glob("serve-*/errors.jsonl")
-        lines = [line for path in sorted(paths) for line in path.read_text().splitlines()]
-        return [json.loads(line) for line in lines if line]
 
 
 @pytest.fixture

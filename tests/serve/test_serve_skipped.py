@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import app_for
+from serving import encoded
 
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.calllog import CallLog
@@ -44,12 +45,12 @@ def test_skipped_messages_are_reported_logged_and_counted_on_the_page(
     fake: FakeSailthru, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue = MessageQueue(tmp_path / "queue.sqlite")
-    queue.append([
+    queue.append(encoded([
         {"type": "identify", "messageId": "i1", "userId": "u1",
          "traits": {"email": "u1@example.com"}},
         {"type": "screen", "messageId": "s1", "userId": "u1", "name": "Home"},
         {"type": "track", "messageId": "t1", "userId": "u1", "event": "Played"},
-    ])
+    ]))
     with caplog.at_level(logging.INFO, logger="sailthru_destination.serve"):
         worker = _drain(fake, tmp_path, queue)
     assert worker.counts == {"sent": 2, "skipped": 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers import app_for
+from serving import encoded
 
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
@@ -45,10 +46,10 @@ def test_a_message_queued_twice_is_sent_once_whatever_its_kind(
         {"type": "track", "messageId": "c1", "userId": "u1", "event": "Product Added",
          "context": context, "properties": {"product_id": "s2", "name": "T", "price": 3}},
     ]  # fmt: skip
-    assert queue.append(messages) == 5
+    assert queue.append(encoded(messages)) == 5
     # The sender never saw the 200 and sent the request again: the copies are not queued.
-    assert queue.append([*messages, {"type": "track", "messageId": "t2", "userId": "u1",
-                                     "event": "Played"}]) == 1  # fmt: skip
+    again = [*messages, {"type": "track", "messageId": "t2", "userId": "u1", "event": "Played"}]
+    assert queue.append(encoded(again)) == 1
     worker = _drain(fake, tmp_path, queue)
     assert worker.counts == {"sent": 6}
     assert len(fake.events) == 2
@@ -62,12 +63,14 @@ def test_a_message_queued_twice_is_sent_once_whatever_its_kind(
 
 def test_a_replay_after_a_crash_sends_nothing_twice(fake: FakeSailthru, tmp_path: Path) -> None:
     queue = MessageQueue(tmp_path / "queue.sqlite")
-    queue.append([{"type": "track", "messageId": f"e{n}", "userId": "u", "event": "E",
-                   "properties": {"n": n}} for n in range(4)])  # fmt: skip
+    queue.append(encoded({"type": "track", "messageId": f"e{n}", "userId": "u", "event": "E",
+                          "properties": {"n": n}} for n in range(4)))  # fmt: skip
     _drain(fake, tmp_path, queue)
     # As if the process died after sending but before recording the results.
     with queue._arrived:
         queue._db.execute("UPDATE messages SET status = NULL, detail = NULL")
+    queue.close()
+    queue = MessageQueue(tmp_path / "queue.sqlite")  # the next start
     worker = _drain(fake, tmp_path, queue)
     assert worker.counts == {"skipped": 4}
     assert [e["vars"]["n"] for e in fake.events] == [0, 1, 2, 3]

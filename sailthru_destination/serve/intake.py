@@ -1,0 +1,181 @@
+"""What one request holds: its body read within the limits, and its messages, each checked alone.
+
+A request is refused whole (:class:`Refused`) only when it cannot be read as a Segment request at
+all: over 500 KB, not gzip or cut short, not JSON, not an object. Inside a batch, each message
+is checked by itself; a bad one (not an object, over 32 KB, holding a lone UTF-16 surrogate,
+nested too deep to encode) is named in the answer and the others are still accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .queue import Encoded
+
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "STORED_PER_BODY_BYTE",
+    "Parsed",
+    "Refused",
+    "messages_of",
+    "read_body",
+]
+
+MAX_BATCH_BYTES = 500 * 1024
+"""Largest request body accepted (after gzip), as Segment documents: 500 KB."""
+MAX_MESSAGE_BYTES = 32 * 1024
+"""Largest single message accepted, as Segment documents: 32 KB."""
+STORED_PER_BODY_BYTE = 4
+"""A request may store at most this many bytes per byte of its (inflated) body, and at least
+``MAX_BATCH_BYTES``: a batch-level ``context`` merged into each message must not turn a small
+request into a huge queue."""
+
+_SINGLE = ("identify", "track", "page", "screen", "group", "alias")
+KINDS = ("batch", *_SINGLE)
+"""The ``/v1/<kind>`` endpoints."""
+
+_READ_CHUNK = 64 * 1024
+# One encoder for every message: json.dumps would build one per call with these options.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class Refused(Exception):
+    """The whole request is refused with ``status``; ``reason`` labels it in the metrics."""
+
+    def __init__(self, status: str, message: str, reason: str, retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass
+class Parsed:
+    """The messages of one request: those to store, and those refused one by one."""
+
+    accepted: list[Encoded] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    """``{"index", "messageId", "reason", "message"}`` of each refused message."""
+
+
+def read_body(environ: Mapping[str, Any]) -> bytes:
+    """The request body, inflated when gzip; never more than :data:`MAX_BATCH_BYTES`."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise Refused("400 Bad Request", "Content-Length is not a number", "bad_request") from None
+    if length > MAX_BATCH_BYTES:
+        raise _too_large()
+    stream = environ["wsgi.input"]
+    parts: list[bytes] = []
+    left = length
+    while left > 0:  # read in chunks: a lying Content-Length costs no more than the limit
+        chunk: bytes = stream.read(min(left, _READ_CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    raw = b"".join(parts)
+    encoding = str(environ.get("HTTP_CONTENT_ENCODING", "")).strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding != "gzip":
+        raise Refused(
+            "415 Unsupported Media Type", f"unknown Content-Encoding {encoding!r}", "bad_request"
+        )
+    # Bounded inflation: a small gzip bomb must not become a huge body.
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw, MAX_BATCH_BYTES + 1)
+    except zlib.error:
+        raise Refused("400 Bad Request", "the body is not valid gzip", "bad_gzip") from None
+    if len(body) > MAX_BATCH_BYTES or inflater.unconsumed_tail:
+        raise _too_large()
+    if not inflater.eof:
+        raise Refused("400 Bad Request", "the gzip body is cut short", "bad_gzip")
+    return body
+
+
+def _too_large() -> Refused:
+    return Refused(
+        "413 Payload Too Large", f"a request is limited to {MAX_BATCH_BYTES} bytes", "too_large"
+    )
+
+
+def messages_of(kind: str, body: bytes) -> Parsed:
+    """The messages of a ``/v1/<kind>`` request body, each encoded for the queue or refused."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: 500 KB of "[[[[..." nests deeper than any message does.
+        raise Refused("400 Bad Request", "the body is not JSON", "bad_json") from None
+    if not isinstance(data, dict):
+        raise Refused("400 Bad Request", "the body is not a JSON object", "bad_json")
+    if kind != "batch":
+        candidates: list[Any] = [{**data, "type": data.get("type") or kind}]
+        context: Any = None
+    else:
+        candidates = data.get("batch")  # type: ignore[assignment]
+        if not isinstance(candidates, list):
+            raise Refused("400 Bad Request", "a batch request holds a 'batch' list", "bad_json")
+        context = data.get("context")
+    parsed = Parsed()
+    budget = max(MAX_BATCH_BYTES, STORED_PER_BODY_BYTE * len(body))
+    for index, message in enumerate(candidates):
+        problem, encoded = _encode(message, context)
+        if encoded is not None:
+            budget -= len(encoded.body)  # characters: close enough, and never fewer than bytes/4
+            if budget < 0:
+                raise Refused(
+                    "413 Payload Too Large",
+                    "the batch-level context copied into each message would store more than "
+                    f"{STORED_PER_BODY_BYTE} times the request: send it in each message",
+                    "amplification",
+                )
+            parsed.accepted.append(encoded)
+            continue
+        given = message.get("messageId") if isinstance(message, dict) else None
+        named = given if isinstance(given, str) else None
+        reason, sentence = problem
+        parsed.refused.append(
+            {"index": index, "messageId": named, "reason": reason, "message": sentence}
+        )
+    return parsed
+
+
+def _encode(message: Any, context: Any) -> tuple[tuple[str, str], Encoded | None]:
+    """``message`` ready to store, or why it is refused (``(reason, sentence)``)."""
+    if not isinstance(message, dict):
+        return ("bad_message", "the message is not a JSON object"), None
+    own = message.get("context")
+    if isinstance(context, dict) and context and (own is None or isinstance(own, dict)):
+        # batch-level context, as analytics.js sends it; the message's own wins
+        message = {**message, "context": {**context, **(own or {})}}
+    # Every result names its message, and the queue dedupes by it: give one without an
+    # id (or with a non-string one) a string id.
+    given = message.get("messageId")
+    if isinstance(given, bool) or not isinstance(given, (str, int)) or given == "":
+        message = {**message, "messageId": f"serve-{uuid.uuid4()}"}
+    elif not isinstance(given, str):
+        message = {**message, "messageId": str(given)}
+    try:
+        text = _ENCODER.encode(message)
+        # isascii() is a flag lookup; only other text is encoded to count its bytes (which
+        # also finds a lone surrogate: SQLite could not store it either).
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        # "\ud800" is valid JSON but no UTF-8: SQLite (and Sailthru) cannot hold it.
+        return ("encoding", "the message holds a lone UTF-16 surrogate (\\ud800-\\udfff)"), None
+    except RecursionError:
+        return ("bad_message", "the message is nested too deeply"), None
+    if size > MAX_MESSAGE_BYTES:
+        limit = f"a message is limited to {MAX_MESSAGE_BYTES}"
+        return ("too_large", f"the message is {size} bytes: {limit}"), None
+    return ("", ""), Encoded(str(message["messageId"]), text)

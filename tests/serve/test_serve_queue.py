@@ -1,0 +1,288 @@
+"""The durable queue by itself: durability settings, all-or-nothing appends, counts, replay."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from serving import encoded
+
+from sailthru_destination.serve.queue import DiskFull, Encoded, MessageQueue, _is_full
+
+
+def track(n: int, **extra: object) -> dict[str, object]:
+    return {"type": "track", "messageId": f"m{n}", "userId": "u", "event": "é", **extra}
+
+
+def test_the_file_is_in_wal_mode_and_every_commit_is_synced_in_full(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    queue.append(encoded([track(1)]))
+    # WAL is a property of the file: another connection (the next start) sees it ...
+    other = sqlite3.connect(str(tmp_path / "q.sqlite"))
+    assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    # ... and a committed message is in the write-ahead log before the 200, readable by it.
+    assert (tmp_path / "q.sqlite-wal").stat().st_size > 0
+    assert other.execute("SELECT message_id FROM messages").fetchall() == [("m1",)]
+    other.close()
+    # synchronous is per connection: FULL (2) syncs the log at every commit, not only at
+    # checkpoints as NORMAL (1) would in WAL mode.
+    assert queue._db.execute("PRAGMA synchronous").fetchone() == (2,)
+    # Results are not synced one by one (a lost one only means the message is taken again,
+    # and sent keys stop a second send); the next intake commit syncs them with it.
+    assert queue._marks.execute("PRAGMA synchronous").fetchone() == (1,)
+    queue.close()
+
+
+def test_a_failing_insert_leaves_nothing_half_written(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    queue.append(encoded([track(0)]))
+    # The second row cannot be bound: the first, already inserted, must be rolled back.
+    bad = [Encoded("m1", '{"a":1}'), Encoded(["not", "text"], "{}")]  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.Error):
+        queue.append(bad)
+    assert (queue.depth(), queue.size()) == (1, len(encoded([track(0)])[0].body.encode()))
+    other = sqlite3.connect(str(tmp_path / "q.sqlite"))
+    assert other.execute("SELECT message_id FROM messages").fetchall() == [("m0",)]
+    other.close()
+    # Not left inside a transaction: the next request is stored as usual.
+    assert queue.append(encoded([track(2)])) == 1
+    assert [m["messageId"] for _, m in queue.take(10)] == ["m0", "m2"]
+
+
+def test_a_full_file_raises_disk_full_and_keeps_what_was_queued(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    queue.append(encoded([track(0)]))
+    pages = queue._db.execute("PRAGMA page_count").fetchone()[0]
+    queue._db.execute(f"PRAGMA max_page_count = {pages + 1}")
+    with pytest.raises(DiskFull, match="full"):
+        queue.append(encoded(track(n, properties={"p": "x" * 9_000}) for n in range(1, 9)))
+    assert queue.depth() == 1
+    assert [m["messageId"] for _, m in queue.take(10)] == ["m0"]
+
+
+def test_other_errors_are_not_taken_for_a_full_disk(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    queue.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        queue.append(encoded([track(0)]))
+
+
+def test_take_waits_for_the_next_append_and_wakes_at_once(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    assert queue.take(5) == []
+    timer = threading.Timer(0.05, lambda: queue.append(encoded([track(7)])))
+    timer.start()
+    taken = queue.take(5, wait=30.0)
+    timer.join()
+    assert [m["messageId"] for _, m in taken] == ["m7"]
+
+
+def test_take_waits_less_than_a_second_too(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "deep" / "er" / "q.sqlite")  # its folders are made
+    timer = threading.Timer(0.05, lambda: queue.append(encoded([track(8)])))
+    timer.start()
+    taken = queue.take(5, wait=0.9)
+    timer.join()
+    assert [m["messageId"] for _, m in taken] == ["m8"]
+
+
+@pytest.mark.parametrize("unbindable", [False, True])
+def test_requests_committed_together_fail_alone(tmp_path: Path, unbindable: bool) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    # A row SQLite cannot bind, or one whose write fails (another kind of error).
+    broken: Any = ["x"] if unbindable else _Unstorable(sqlite3.OperationalError("locked"))
+    outcomes: dict[str, object] = {}
+
+    def send(name: str, rows: list[Encoded]) -> None:
+        try:
+            outcomes[name] = queue.append(rows)
+        except sqlite3.Error as exc:
+            outcomes[name] = exc
+
+    first = threading.Thread(target=send, args=("first", encoded([track(0)])))
+    good = threading.Thread(target=send, args=("good", encoded([track(1), track(2)])))
+    bad = threading.Thread(target=send, args=("bad", [Encoded("m3", "{}"), Encoded("m4", broken)]))
+    with queue._arrived:  # the first commit waits on the file: the next two group up
+        first.start()
+        while not queue._committing:
+            time.sleep(0.001)
+        good.start()
+        bad.start()
+        while len(queue._waiting) < 2:
+            time.sleep(0.001)
+    for thread in (first, good, bad):
+        thread.join(10)
+    assert outcomes["first"] == 1
+    assert outcomes["good"] == 2  # stored, though committed with a request that failed
+    assert isinstance(outcomes["bad"], sqlite3.Error)
+    assert [m["messageId"] for _, m in queue.take(10)] == ["m0", "m1", "m2"]
+    assert queue.depth() == 3
+
+
+def test_a_full_disk_is_told_from_other_errors_on_every_python() -> None:
+    # Python 3.10's sqlite3 has no error codes on exceptions: the message tells it then.
+    assert _is_full(sqlite3.OperationalError("database or disk is full"))
+    assert not _is_full(sqlite3.OperationalError("disk I/O error"))
+    coded = sqlite3.OperationalError("whatever")
+    coded.sqlite_errorcode = 13  # type: ignore[attr-defined]
+    assert _is_full(coded)
+
+
+def test_take_returns_empty_when_the_wait_passes(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    assert queue.take(5, wait=0.01) == []
+
+
+def test_oldest_age_counts_from_the_oldest_waiting_message(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    assert queue.oldest_age() == 0.0
+    queue.append(encoded([track(0)]))
+    time.sleep(0.02)
+    queue.append(encoded([track(1)]))
+    assert queue.oldest_age() >= 0.02
+    [(seq, _), _] = queue.take(2)
+    queue.done(seq, "sent", "")
+    assert queue.oldest_age() < 0.02
+
+
+def test_a_queue_written_before_replay_existed_opens_and_replays(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite"
+    old = sqlite3.connect(str(path))
+    old.executescript(
+        "CREATE TABLE messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, received REAL NOT NULL,"
+        " message_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL, status TEXT, detail TEXT);"
+        "INSERT INTO messages (received, message_id, body, status, detail)"
+        " VALUES (1, 'old', '{}', 'failed', 'Sailthru was down');"
+    )
+    old.commit()
+    old.close()
+    queue = MessageQueue(path)
+    assert queue.depth() == 0
+    assert queue.replay() == 0  # an old failure's retryability is unknown: left alone
+    queue.append(encoded([track(1)]))
+    [(seq, _)] = queue.take(1)
+    queue.done(seq, "failed", "rate limited", retryable=True)
+    assert queue.replay("RATE") == 1  # the reason matches whatever its case
+
+
+class QueueModel(RuleBasedStateMachine):
+    """Appends (with repeated ids), results, replays and restarts, checked against a model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp())
+        self.queue = MessageQueue(self.folder / "q.sqlite")
+        self.bodies: dict[str, str] = {}  # message id -> stored text, in arrival order
+        self.status: dict[str, tuple[str | None, bool]] = {}  # id -> (status, retryable)
+
+    def pending(self) -> list[str]:
+        return [m for m in self.bodies if self.status[m][0] is None]
+
+    @rule(ids=st.lists(st.integers(0, 30), min_size=1, max_size=6),
+          text=st.text(max_size=5))  # fmt: skip
+    def append(self, ids: list[int], text: str) -> None:
+        messages = [Encoded(f"m{n}", json.dumps({"n": n, "t": text}, ensure_ascii=False))
+                    for n in ids]  # fmt: skip
+        new = {m.message_id for m in messages} - set(self.bodies)
+        assert self.queue.append(messages) == len(new)
+        for message in messages:
+            if message.message_id in new and message.message_id not in self.bodies:
+                self.bodies[message.message_id] = message.body
+                self.status[message.message_id] = (None, False)
+
+    @precondition(lambda self: bool(self.pending()))
+    @rule(count=st.integers(1, 4), outcome=st.sampled_from(["sent", "failed", "failed!"]))
+    def settle(self, count: int, outcome: str) -> None:
+        taken = self.queue.take(count)
+        assert [self._id(seq) for seq, _ in taken] == self.pending()[:count]
+        for seq, _ in taken:
+            status = outcome.rstrip("!")
+            self.queue.done(seq, status, "Sailthru said no", retryable=outcome == "failed!")
+            self.queue.done(seq, "sent", "twice")  # a second result changes nothing
+            self.status[self._id(seq)] = (status, outcome == "failed!")
+
+    @rule()
+    def replay(self) -> None:
+        again = [m for m, (s, r) in self.status.items() if s == "failed" and r]
+        assert self.queue.replay() == len(again)
+        for message in again:
+            self.status[message] = (None, False)
+
+    @rule()
+    def restart(self) -> None:
+        self.queue.close()
+        self.queue = MessageQueue(self.folder / "q.sqlite")
+
+    def _id(self, seq: int) -> str:
+        row = self.queue._db.execute("SELECT message_id FROM messages WHERE seq = ?", (seq,))
+        return str(row.fetchone()[0])
+
+    @invariant()
+    def counts_match(self) -> None:
+        pending = self.pending()
+        assert self.queue.depth() == len(pending)
+        assert self.queue.size() == sum(len(self.bodies[m].encode()) for m in pending)
+        statuses = [status for _, status, _ in self.queue.results()]
+        assert statuses == [self.status[m][0] for m in self.bodies]
+
+    def teardown(self) -> None:
+        self.queue.close()
+        shutil.rmtree(self.folder)
+
+
+QueueModel.TestCase.settings = settings(
+    max_examples=15, stateful_step_count=12, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)  # fmt: skip
+test_the_queue_matches_its_model = QueueModel.TestCase
+
+
+def test_a_result_is_not_written_in_the_middle_of_a_commit(tmp_path: Path) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    queue.append(encoded([track(0)]))
+    [(seq, _)] = queue.take(1)
+    writer = threading.Thread(target=queue.done, args=(seq, "sent", ""))
+    with queue._arrived:  # what a commit holds: the result must wait for it to end
+        writer.start()
+        writer.join(0.05)
+        assert writer.is_alive()
+        assert queue.depth() == 1
+    writer.join(10)
+    assert queue.depth() == 0
+
+
+class _Unstorable(str):
+    """A body SQLite asks to adapt, failing with ``error`` (as a driver or disk error would)."""
+
+    def __new__(cls, error: Exception) -> _Unstorable:
+        text = super().__new__(cls, "{}")
+        text.error = error  # type: ignore[attr-defined]
+        return text
+
+    def __conform__(self, _protocol: object) -> str:
+        raise self.error  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "error", [sqlite3.OperationalError("database is locked"), RuntimeError("driver bug")]
+)
+def test_an_error_in_the_middle_of_a_request_stores_none_of_it_and_the_next_is_stored(
+    tmp_path: Path, error: Exception
+) -> None:
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    failing = [Encoded("a1", '{"n":1}'), Encoded("a2", _Unstorable(error))]
+    with pytest.raises(type(error)):
+        queue.append(failing)
+    assert queue.depth() == 0
+    assert queue.append(encoded([track(3)])) == 1  # no transaction left open
+    assert [m["messageId"] for _, m in queue.take(10)] == ["m3"]

@@ -200,11 +200,21 @@ class SyncRunner:
                 self._unidentified += 1
                 self._fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
                 continue
-            if is_deleted(row, self._config):
-                self._mark_deleted(row, pk)
-                continue
             # Even a row that fails holds its user: the model still wants that user.
             key = user_key(self._config, row.data.get(self._config.match_column))
+            try:
+                deleted = is_deleted(row, self._config)
+            except RowProblem as exc:
+                # A flag that is neither yes nor no: the row fails, and its user (held by
+                # this sighting) is neither deleted nor exported.
+                if self._state.see(pk, _storable_or_none(key), row.where, valid=False):
+                    self._fail(RecordFailure(pk, exc.reason, exc.field, row.where))
+                else:
+                    self._duplicate(pk, row)
+                continue
+            if deleted:
+                self._mark_deleted(row, pk)
+                continue
             stored = self._state.get_hash(pk)
             digest = row_digest(row)
             if unchanged_row(stored, digest) and "__problem__" not in row.data:
@@ -356,6 +366,7 @@ class SyncRunner:
             record_id=user.pk,
             old_key=old_key,
             optout=user.optout,
+            old_optout=old.optout if old else None,
         )
 
     def _old_record(self, user: UserRow) -> AppliedRecord | None:
@@ -419,6 +430,14 @@ class SyncRunner:
 
         return tqdm(total=total, desc=label, unit="rec", disable=not self._progress or not total,
                     leave=False)
+
+
+def _storable_or_none(key: str | None) -> str | None:
+    """``key`` when the state can store it (valid Unicode), else None."""
+    try:
+        return None if key is None else storable(key, "")
+    except RowProblem:
+        return None
 
 
 def _spooled(user: UserRow, where: str) -> dict[str, Any]:

@@ -39,12 +39,14 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from ..calllog import CallRecord
+from ..decide import MOVED_WITH_THE_ROW, UNCHANGED_DETAIL
 from ..destination import SailthruDestination
 from ..profiles import ProfileChange
 from ..results import ExportResult, Status
 from .bulk import BulkExporter
 from .bulk_choice import use_bulk
 from .config import SyncConfig
+from .decide import change_of
 from .digest import content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, storable, user_key
@@ -56,11 +58,8 @@ __all__ = ["RecordFailure", "RecordNotice", "RunAborted", "RunSummary", "SyncRun
 
 log = logging.getLogger(__name__)
 
-_UNCHANGED_DETAIL = "unchanged: no call made"
 # One encoder for every spooled row (json.dumps with options builds one per call).
 _SPOOL_ENCODER = json.JSONEncoder(default=str)
-# An email change that renamed the old user, or found no old user: nothing is left behind.
-_MOVED_WITH_THE_ROW = ("email changed", "old email unknown to Sailthru: user created")
 
 
 class RunAborted(Exception):
@@ -348,26 +347,7 @@ class SyncRunner:
             yield window.popleft(), result
 
     def _change_for(self, item: _Pending) -> ProfileChange:
-        user = item.row
-        old = self._old_record(user)
-        # After a mapping change (hash reset) the old groups may name lists under the old
-        # prefix: join the new names and leave the old lists alone rather than guess.
-        old_groups = old.groups if old and old.hash else frozenset()
-        old_properties = old.properties if old else {}
-        old_key = None
-        if old is not None and self._config.match_key == "email" and old.match != user.match:
-            old_key = old.match
-        return ProfileChange(
-            key=user.match,
-            old_properties=old_properties,
-            new_properties=user.properties,
-            old_groups=old_groups,
-            new_groups=user.groups,
-            record_id=user.pk,
-            old_key=old_key,
-            optout=user.optout,
-            old_optout=old.optout if old else None,
-        )
+        return change_of(item.row, self._old_record(item.row), self._config)
 
     def _old_record(self, user: UserRow) -> AppliedRecord | None:
         """What the row's user was as last applied: the row's own record, or another's."""
@@ -399,7 +379,7 @@ class SyncRunner:
                 user.pk, result.detail, error.field if error else None, item.where,
                 error.retryable if error else False))
             return
-        if result.status is Status.SKIPPED and result.detail != _UNCHANGED_DETAIL:
+        if result.status is Status.SKIPPED and result.detail != UNCHANGED_DETAIL:
             self.summary.counts["skipped"] += 1
             return
         key = "unchanged" if result.status is Status.SKIPPED else str(result.status)
@@ -407,7 +387,7 @@ class SyncRunner:
         new_key = user_key(self._config, user.match)
         if (own is not None and own.key is not None
                 and self._config.delete_behavior != "nothing"
-                and result.detail not in _MOVED_WITH_THE_ROW
+                and result.detail not in MOVED_WITH_THE_ROW
                 and self._state.claimant(own.key, besides=user.pk) is None):
             self._state.leave(own)  # no row maps to the old user now: pass 3 deals with it
         self._state.put(AppliedRecord(user.pk, user.hash, str(user.match), user.properties,

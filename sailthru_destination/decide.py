@@ -137,11 +137,11 @@ def decide(
     options: DestinationOptions,
     sailthru: Sailthru = Sailthru(),  # frozen: one shared default is safe
     *,
-    timezone: Any = None,
+    timezone: str = "UTC",
 ) -> Decision:
     """The action for ``change`` given what ``sailthru`` holds, under ``options``.
 
-    Pure: no call is made. Raises
+    ``timezone`` is the account's, for naive dates in vars. Pure: no call is made. Raises
     :class:`~sailthru_destination.mapping.InvalidValue` naming the field for a bad value
     (the record then fails). See :class:`Decision` for reading the answer.
     """

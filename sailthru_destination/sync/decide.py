@@ -57,9 +57,12 @@ def decide_row(
     record: AppliedRecord | None,
     sailthru: Sailthru | None,
     config: SyncConfig,
+    *,
+    timezone: str = "UTC",
 ) -> Decision:
     """What the sync does with ``row`` given its state ``record`` and what ``sailthru`` holds.
 
+    ``timezone`` is the account's (``AppOptions.timezone``), for naive dates in vars.
     ``sailthru`` None means nothing is known of Sailthru: when the action depends on it,
     the answer's ``needs`` names the user to read (see
     :class:`~sailthru_destination.decide.Decision`). An unchanged row (its content hash is
@@ -71,4 +74,4 @@ def decide_row(
         return Decision(Action.UNCHANGED, "no field of the row changed",
                         "unchanged: no call made")
     return decide(change_of(row, record, config), config.destination_options(),
-                  sailthru or Sailthru())
+                  sailthru or Sailthru(), timezone=timezone)

@@ -1,5 +1,9 @@
 """The stateful sync test (tests/sync/test_sync_stateful.py) with a big budget and random seeds.
 
+Its alphabet is the CI test's: every field of the row contract (vars and typed dates, lists,
+opt-out transitions, email moves, the deleted flag with every null-like spelling), faults,
+SIGKILLed runs and two runs at once.
+
 CI runs 40 fixed examples per delete behaviour; this runs as many as asked, from a random
 seed (printed, so a failure can be replayed with ``--seed``); ``--threads 4`` lets runs use
 up to 4 threads (more interleavings, but an example may then not replay exactly).

@@ -16,6 +16,7 @@ from .mapping import InvalidValue, changed_vars, list_name, vars_for_change
 from .nulls import settle_nulls
 from .options import DestinationOptions, MatchKey, OptoutLevel, SyncMode
 from .results import ExportResult, Status
+from .row_contract import SENT_FIELDS
 from .varnames import VarProblem, describe_problems
 
 __all__ = ["ProfileChange", "UpsertPlan", "plan_upsert", "valid_key", "with_lists"]
@@ -36,8 +37,9 @@ class ProfileChange:
     external id). ``old_key`` is the previous email when the email itself changed (else
     ``old_properties["email"]`` is used). ``to_delete`` says the profile went away in the
     host. ``optout`` overrides the destination's opt-out level for this record;
-    ``consents`` are the purposes this profile consented to. ``record_id`` names the
-    record in results and errors (the key when not given).
+    ``old_optout`` is the level last sent for it (None: none, or the destination's):
+    a change of level alone is sent. ``consents`` are the purposes this profile consented
+    to. ``record_id`` names the record in results and errors (the key when not given).
     """
 
     key: Any
@@ -50,6 +52,7 @@ class ProfileChange:
     old_key: str | None = None
     optout: str | None = None
     consents: Set[str] | None = None
+    old_optout: str | None = None
 
     @property
     def id(self) -> str:
@@ -140,57 +143,110 @@ def plan_upsert(
         return skipped
     match = options.match_key
     value = valid_key(match, change.key)
-    optout = _optout(change, options)
     dropped: list[VarProblem] | None = [] if options.invalid_vars == "drop" else None
-    new_properties = settle_nulls(change.old_properties, change.new_properties,
-                                  options.null_values)
-    variables = changed_vars(
-        change.old_properties,
-        new_properties,
-        var_names=options.var_names,
-        timezone=timezone,
-        exclude=KEY_PROPERTIES,
-        dropped=dropped,
-    )
-    old_lists = list_names_for(change.old_groups, options)
-    new_lists = list_names_for(change.new_groups, options)
-    always = [default_list_name(options)] if options.default_list else []
-    lists = membership_changes(old_lists, new_lists, always=always)
-
     new_email = new_email_of(change, value, options)
     old_email = old_email_of(change, value, options)
     email_changed = old_email is not None and new_email is not None and old_email != new_email
     first_export = not change.old_properties and not change.old_groups and old_email is None
-    if email_changed:
-        # The new email may land on a user Sailthru already has, or on a new one: its
-        # values are not the old ones, so every var and list goes, not only the changes.
-        if dropped is not None:
-            dropped.clear()
-        variables = vars_for_change(
-            change.old_properties, new_properties, var_names=options.var_names,
-            timezone=timezone, exclude=KEY_PROPERTIES, dropped=dropped,
-        )
-        lists.update(dict.fromkeys(sorted(new_lists), 1))
-    real_list_changes = {k: v for k, v in lists.items() if k not in always or k in new_lists}
-    if not (variables or real_list_changes or email_changed or first_export):
+    facts = _Facts(change, options, timezone, value, new_email, email_changed, first_export,
+                   dropped)
+    # One part per sent field of the row contract: the "anything to send?" test and the
+    # payload come from the same parts, so no field can change without being sent.
+    parts = {name: _PARTS[name](facts) for name in SENT_FIELDS}
+    if not (first_export or any(part.changed for part in parts.values())):
         return ExportResult(Status.SKIPPED, rid, "unchanged: no call made")
-
     payload: dict[str, Any] = {"id": value, "key": str(match)}
-    if variables:
-        payload["vars"] = variables
-    if optout is not None:
-        payload["optout_email"] = str(optout)
-    if new_email is not None and match is not MatchKey.EMAIL and (first_export or email_changed):
-        payload["keys"] = {"email": new_email}
+    for part in parts.values():
+        payload.update(part.payload)
     moved = match is MatchKey.EMAIL and email_changed
     return UpsertPlan(
         key=value,
         payload=payload,
-        lists=lists,
+        lists=facts.lists,
         created=first_export and options.sync_mode is SyncMode.UPSERT,
         old_email=old_email if moved else None,
         note=describe_problems(dropped) if dropped else "",
     )
+
+
+@dataclass
+class _Facts:
+    """What every part of one change's payload is computed from."""
+
+    change: ProfileChange
+    options: DestinationOptions
+    timezone: Any
+    value: str
+    new_email: str | None
+    email_changed: bool
+    first_export: bool
+    dropped: list[VarProblem] | None
+    lists: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One field's share of a payload, and whether the field changed."""
+
+    changed: bool
+    payload: dict[str, Any]
+
+
+def _key_part(facts: _Facts) -> _Part:
+    options, new_email = facts.options, facts.new_email
+    payload: dict[str, Any] = {}
+    if new_email is not None and options.match_key is not MatchKey.EMAIL and (
+            facts.first_export or facts.email_changed):
+        payload["keys"] = {"email": new_email}
+    return _Part(facts.email_changed, payload)
+
+
+def _vars_part(facts: _Facts) -> _Part:
+    change, options = facts.change, facts.options
+    # The nulls policy first: under "keep" a NULL is the old value, under "clear" an empty one.
+    new_properties = settle_nulls(change.old_properties, change.new_properties,
+                                  options.null_values)
+    if facts.email_changed:
+        # The new email may land on a user Sailthru already has, or on a new one: its
+        # values are not the old ones, so every var goes, not only the changes.
+        variables = vars_for_change(
+            change.old_properties, new_properties, var_names=options.var_names,
+            timezone=facts.timezone, exclude=KEY_PROPERTIES, dropped=facts.dropped)
+    else:
+        variables = changed_vars(
+            change.old_properties, new_properties, var_names=options.var_names,
+            timezone=facts.timezone, exclude=KEY_PROPERTIES, dropped=facts.dropped)
+    return _Part(bool(variables), {"vars": variables} if variables else {})
+
+
+def _lists_part(facts: _Facts) -> _Part:
+    change, options = facts.change, facts.options
+    old_lists = list_names_for(change.old_groups, options)
+    new_lists = list_names_for(change.new_groups, options)
+    always = [default_list_name(options)] if options.default_list else []
+    lists = membership_changes(old_lists, new_lists, always=always)
+    if facts.email_changed:  # as for vars: the user may not have joined any of them yet
+        lists.update(dict.fromkeys(sorted(new_lists), 1))
+    facts.lists = lists  # they travel beside the payload: joined lists are ensured first
+    return _Part(any(k not in always or k in new_lists for k in lists), {})
+
+
+def _optout_part(facts: _Facts) -> _Part:
+    change, options = facts.change, facts.options
+    new = _optout(change.optout, options, "optout")
+    if new is None:
+        return _Part(False, {})
+    try:
+        old = _optout(change.old_optout, options, "old_optout")
+    except InvalidValue:
+        old = None  # an unreadable old level: send the new one
+    return _Part(new != old, {"optout_email": str(new)})
+
+
+_PARTS = {"key": _key_part, "vars": _vars_part, "lists": _lists_part, "optout": _optout_part}
+if set(_PARTS) != set(SENT_FIELDS):  # pragma: no cover - a contract field without a part
+    raise ImportError(f"plan_upsert has parts for {sorted(_PARTS)}, the row contract sends "
+                      f"{sorted(SENT_FIELDS)}")
 
 
 def with_lists(
@@ -225,13 +281,14 @@ def without_consent(
     return None
 
 
-def _optout(change: ProfileChange, options: DestinationOptions) -> OptoutLevel | None:
-    if change.optout is None:
+def _optout(level: str | None, options: DestinationOptions, name: str) -> OptoutLevel | None:
+    """The level sent for ``level`` (the destination's when None)."""
+    if level is None:
         return options.optout
     try:
-        return OptoutLevel.parse(change.optout, "optout")
+        return OptoutLevel.parse(level, name)
     except ValueError as exc:
-        raise InvalidValue("optout", str(exc)) from None
+        raise InvalidValue(name, str(exc)) from None
 
 
 def list_names_for(groups: Set[str], options: DestinationOptions) -> set[str]:

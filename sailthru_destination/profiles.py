@@ -10,29 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Set
 from typing import Any
 
 from .api import SailthruApi
+from .decide import Action, Decision, Sailthru, decide
 from .errors import NotFound, RecordError, SailthruError
 from .lists import ListRegistry
 from .locks import LockTimeout
-from .mapping import InvalidValue, clear_vars
-from .options import AppOptions, DeleteBehavior, DestinationOptions, SyncMode
+from .mapping import InvalidValue
+from .options import AppOptions, DestinationOptions
 from .profile_payload import (
-    KEY_PROPERTIES,
     ProfileChange,
     UpsertPlan,
-    default_list_name,
-    list_names_for,
-    new_email_of,
-    old_email_of,
     plan_upsert,
     valid_key,
     with_lists,
-    without_consent,
 )
-from .results import ExportResult, Status
+from .results import ExportResult
 
 __all__ = [
     "DeleteNotVerified",
@@ -147,81 +141,41 @@ class ProfileExporter:
         except LockTimeout as exc:
             return ExportResult.failed(RecordError(rid, str(exc), field="lists", retryable=True))
 
-    # -- the cases ---------------------------------------------------------------------------
+    # -- the cases: decided by decide(), carried out here ----------------------------------
 
     def _export(self, change: ProfileChange, rid: str) -> ExportResult:
-        if change.to_delete:
-            skipped = without_consent(change, self._opts, rid)
-            if skipped is not None:
-                return skipped
-            return self._remove(change, rid, valid_key(self._opts.match_key, change.key))
-        plan = plan_upsert(change, self._opts, self._timezone)
-        if isinstance(plan, ExportResult):
-            return plan
-        return plan.noted(self._upsert(plan, rid))
+        known = Sailthru()
+        decision = decide(change, self._opts, known, timezone=self._timezone)
+        while decision.needs is not None:  # read what the decision depends on, then again
+            assert decision.lookup is not None
+            key, value = decision.lookup
+            if decision.verified:
+                found = not self._verifier.gone([(key, value)])
+            else:
+                found = self._exists(key, value)
+            known = known.knowing(decision.needs, found)
+            decision = decide(change, self._opts, known, timezone=self._timezone)
+        return self._carry_out(decision, rid)
 
-    def _upsert(self, plan: UpsertPlan, rid: str) -> ExportResult:
-        match = self._opts.match_key
-        if plan.old_email is not None:
-            return self._change_email(rid, plan.payload, plan.lists, plan.old_email, plan.key)
-        if self._opts.sync_mode is SyncMode.UPDATE and not self._exists(str(match), plan.key):
-            return ExportResult(Status.SKIPPED, rid, "no such user in Sailthru (update mode)")
-        self._send(plan.payload, plan.lists)
-        return ExportResult(Status.CREATED if plan.created else Status.UPDATED, rid)
-
-    def _change_email(
-        self, rid: str, payload: dict[str, Any], lists: dict[str, int], old: str, new: str
-    ) -> ExportResult:
-        # The user who already owns the new email wins; otherwise the user found by the
-        # old email gets the new email key. Never a second user for one person. The payload
-        # holds the row whole (every var and list, see plan_upsert), as neither of those
-        # users may have it yet.
-        if self._exists("email", new):
-            self._send(payload, lists)
-            return ExportResult(Status.UPDATED, rid, "email already in Sailthru: updated that user")
-        if self._exists("email", old):
-            self._send({**payload, "id": old, "keys": {"email": new}}, lists)
-            return ExportResult(Status.UPDATED, rid, "email changed")
-        if self._opts.sync_mode is SyncMode.UPDATE:
-            return ExportResult(
-                Status.SKIPPED, rid, "no user with the old or new email (update mode)"
-            )
-        self._send(payload, lists)  # a new user
-        return ExportResult(Status.CREATED, rid, "old email unknown to Sailthru: user created")
-
-    def _remove(self, change: ProfileChange, rid: str, value: str) -> ExportResult:
-        behavior = self._opts.delete_behavior
-        key = str(self._opts.match_key)
-        if behavior is DeleteBehavior.NOTHING:
-            return ExportResult(Status.SKIPPED, rid, "delete behaviour is 'nothing': user kept")
-        if behavior is DeleteBehavior.CLEAR:
-            # A read soon after the user was written may not see it yet: "no such user"
-            # skips the clear for good, so it is believed only as a delete's "gone" is.
-            if self._verifier.gone([(key, value)]):
-                return ExportResult(
-                    Status.SKIPPED, rid, "no such user in Sailthru: nothing to clear"
-                )
-            payload: dict[str, Any] = {"id": value, "key": key}
-            cleared = clear_vars(
-                change.old_properties,
-                var_names=self._opts.var_names,
-                exclude=KEY_PROPERTIES,
-                repair=self._opts.invalid_vars == "drop",
-            )
-            if cleared:
-                payload["vars"] = cleared
-            synced = self._list_names(change.old_groups)
-            if self._opts.default_list:
-                synced.add(self._default_list())
-            lists = {name: 0 for name in sorted(synced) if self._lists.exists(name)}
-            if lists:
-                payload["lists"] = lists
-            self._api.post("user", payload)
-            return ExportResult(Status.CLEARED, rid)
-        email = self._old_email(change, value) or self._new_email(change, value)
-        attempts = self._verifier.delete(key, value, email=email)
-        detail = "seen gone" if attempts == 1 else f"seen gone after {attempts} attempts"
-        return ExportResult(Status.DELETED, rid, detail)
+    def _carry_out(self, decision: Decision, rid: str) -> ExportResult:
+        action = decision.action
+        if action is Action.DELETE:
+            assert decision.target is not None
+            key, value = decision.target
+            attempts = self._verifier.delete(key, value, email=decision.email)
+            detail = "seen gone" if attempts == 1 else f"seen gone after {attempts} attempts"
+            return decision.result(rid, detail)
+        if action is Action.CLEAR:
+            assert decision.payload is not None and decision.lists is not None
+            # Leaving a list that never existed is a no-op; naming it could create it.
+            lists = {name: 0 for name in decision.lists if self._lists.exists(name)}
+            self._api.post("user", {**decision.payload, "lists": lists} if lists
+                           else decision.payload)
+            return decision.result(rid)
+        if action in (Action.CREATE, Action.UPDATE):
+            assert decision.payload is not None and decision.lists is not None
+            self._send(decision.payload, decision.lists)
+        return decision.result(rid)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -231,14 +185,4 @@ class ProfileExporter:
     def _exists(self, key: str, value: str) -> bool:
         return user_exists(self._api, key, value)
 
-    def _list_names(self, groups: Set[str]) -> set[str]:
-        return list_names_for(groups, self._opts)
 
-    def _default_list(self) -> str:
-        return default_list_name(self._opts)
-
-    def _new_email(self, change: ProfileChange, value: str) -> str | None:
-        return new_email_of(change, value, self._opts)
-
-    def _old_email(self, change: ProfileChange, value: str) -> str | None:
-        return old_email_of(change, value, self._opts)

@@ -7,7 +7,8 @@ these writes go out **at most once** per key and store:
    (durably, before the call) or says it is already recorded;
 2. send;
 3. settle: ``sent`` after a success, ``unknown`` when the call got no answer
-   (:class:`~sailthru_destination.errors.OutcomeUnknown`), or :meth:`SentKeys.release`
+   (:class:`~sailthru_destination.errors.OutcomeUnknown`) and when the send was
+   interrupted (Ctrl-C, SIGTERM) while the call may be out, or :meth:`SentKeys.release`
    when the call surely did not apply (Sailthru refused it, or it never left).
 
 A key found ``pending`` or ``unknown`` is never sent again blind: a crash between claim and
@@ -29,6 +30,7 @@ SQLite state implements the same :class:`SentKeys` protocol.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -36,6 +38,7 @@ from enum import Enum
 from typing import Protocol, runtime_checkable
 
 from ._concurrency import KeyedLocks
+from ._invalid import InvalidValue
 from .errors import OutcomeUnknown, RecordError, SailthruError
 from .results import ExportResult, Status
 
@@ -154,9 +157,11 @@ def send_once(
     """Run ``send`` unless ``key`` of ``kind`` was already sent (or may have been).
 
     ``send`` makes the Sailthru calls and returns the record's result, or raises. A
-    ``SKIPPED``/``FAILED`` result or an exception (other than
-    :class:`~sailthru_destination.errors.OutcomeUnknown`) releases the key; an
-    ``OutcomeUnknown`` settles it ``unknown`` and is reported as a failure to reconcile.
+    ``SKIPPED``/``FAILED`` result, a Sailthru refusal or an invalid value (the call surely
+    did not apply) releases the key; an ``OutcomeUnknown`` settles it ``unknown`` and is
+    reported as a failure to reconcile. Any other exception (Ctrl-C, SIGTERM, SystemExit,
+    a bug) may come while the call is out: the key is settled ``unknown`` (left ``pending``
+    if even that fails), never released, and the exception goes on.
     """
     with locks.for_key((kind, key)):
         if not store.claim(kind, key):
@@ -174,8 +179,15 @@ def send_once(
                 "check Sailthru, then release the key if it was not applied"
             )
             return ExportResult.failed(RecordError(record_id, reason, code=exc.code))
+        except (SailthruError, InvalidValue):
+            store.release(kind, key)  # refused for certain, or never sent: it did not apply
+            raise
         except BaseException:
-            store.release(kind, key)
+            # Ctrl-C, SIGTERM, a bug: the call may be out and applied. Never released: the
+            # next run reports it for reconciliation rather than sending it twice.
+            log.warning("%s %r: interrupted while it was being sent; marked unknown", kind, key)
+            with contextlib.suppress(Exception):  # left pending if even that fails
+                store.settle(kind, key, KeyState.UNKNOWN)
             raise
         if result.status is not Status.SENT:
             store.release(kind, key)

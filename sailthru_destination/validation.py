@@ -130,6 +130,7 @@ CHECKS: Mapping[type, Mapping[str, Check]] = {
         "record_id": _OPTIONAL_ID,
         "old_key": _OPTIONAL_TEXT,
         "optout": _OPTIONAL_TEXT,
+        "old_optout": _OPTIONAL_TEXT,
         "consents": _names(optional=True),
     },
     Event: {

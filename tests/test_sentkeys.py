@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from sailthru_destination._concurrency import KeyedLocks
 from sailthru_destination.errors import InvalidRequest, OutcomeUnknown
 from sailthru_destination.results import ExportResult, Status
 from sailthru_destination.sentkeys import InMemorySentKeys, KeyState, SentKeys, send_once
+from sailthru_destination.sync.state import SyncState
 
 
 def sent(rid: str = "r") -> ExportResult:
@@ -133,3 +135,26 @@ def test_of_many_threads_one_reclaims_an_unknown_key() -> None:
         won = list(pool.map(lambda _: store.reclaim("purchase", "o-1", KeyState.UNKNOWN),
                             range(32)))
     assert won.count(True) == 1
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit, RuntimeError])
+def test_a_send_interrupted_while_out_is_unknown_never_released(
+    stop: type[BaseException], tmp_path: Path
+) -> None:
+    # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI) or a bug while the POST is
+    # out: it may have been applied, so the next run must not send it again.
+    with SyncState(tmp_path / "state.db") as state:
+        for store in (InMemorySentKeys(), state):
+            _check_interrupted(store, stop)
+
+
+def _check_interrupted(store: SentKeys, stop: type[BaseException]) -> None:
+    def interrupted() -> ExportResult:
+        raise stop()
+
+    with pytest.raises(stop):
+        send_once(store, KeyedLocks(), "event", "e1", "r", interrupted)
+    assert store.state("event", "e1") is KeyState.UNKNOWN
+    again = send_once(store, KeyedLocks(), "event", "e1", "r", sent)
+    assert again.status is Status.FAILED
+    assert "'unknown'" in again.detail

@@ -264,3 +264,18 @@ def test_a_redis_failure_during_claim_raises_a_retryable_coordination_error() ->
     assert caught.value.retryable
     with pytest.raises(ValueError, match="lease"):
         RedisSentKeys(coordination, KEY, lease=0)
+
+
+def test_an_interrupted_send_stays_claimed_as_unknown(coord: RedisCoordination) -> None:
+    store = coord.sent_keys(KEY)
+
+    def interrupted() -> ExportResult:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        send_once(store, KeyedLocks(), "event", "e-int", "r", interrupted)
+    assert store.state("event", "e-int") is KeyState.UNKNOWN
+    assert not store.in_flight("event", "e-int")
+    again = send_once(store, KeyedLocks(), "event", "e-int", "r",
+                      lambda: ExportResult(Status.SENT, "r", "ok"))
+    assert again.status is Status.FAILED

@@ -44,8 +44,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "groups_column": _setting({"type": "string"}, "Column of list memberships: a JSON "
                                   "array or ';'-separated list names.", default="groups"),
         "optout_column": _setting(_OPTIONAL_NAME, "Column of an optout_email level per row."),
-        "deleted_column": _setting(_OPTIONAL_NAME, "Column that marks a row deleted (true, 1, "
-                                   "yes): the row gets the delete behaviour."),
+        "deleted_column": _setting(_OPTIONAL_NAME, "Column that marks a row deleted, read "
+                                   "strictly: true/1/yes or a date-time delete, false/0/no or "
+                                   "empty keep, anything else fails the row."),
         "columns": _setting(_COLUMN_LIST, "The var columns (a list, or comma-separated); "
                             "default: every column not otherwise used."),
         "ignore": _setting(_COLUMN_LIST, "Columns to leave out (a list, or comma-separated)."),

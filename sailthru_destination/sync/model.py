@@ -6,6 +6,7 @@ Its hash is what the next run compares to decide whether the row changed.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ from typing import Any
 
 from .._invalid import InvalidValue
 from .._json import loads_bounded
+from ..row_contract import HASHED_FIELDS
 from ..values import sailthru_value
 from .config import SyncConfig
 from .sources import Row
@@ -51,17 +53,53 @@ def _present(value: Any) -> bool:
     return value is not None and value != ""
 
 
-_NOT_DELETED = ("", "0", "false", "no", "n", "f")
+_TRUE_WORDS = frozenset({"true", "1", "yes"})
+_FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
 
 def is_deleted(row: Row, config: SyncConfig) -> bool:
-    """Whether the row's ``deleted_column`` marks it deleted (true, 1, yes, a timestamp)."""
-    if not config.deleted_column:
+    """Whether the row's ``deleted_column`` marks it deleted, read strictly.
+
+    Deleted: ``true``, ``1``, ``yes`` (any case, trimmed), a boolean true or the integer 1,
+    or a date-time (a "deleted at" column such as Singer's ``_sdc_deleted_at``). Not
+    deleted: ``false``, ``0``, ``no``, a boolean false, the integer 0, an empty or
+    blank cell, or no value at all. Anything else (``NULL``, ``\\N``, ``None``, ``off``,
+    ``0.0``, ``2``...) raises :class:`RowProblem` naming the column and the value: a flag
+    that deletes people is never guessed.
+    """
+    column = config.deleted_column
+    if not column:
         return False
-    value = row.data.get(config.deleted_column)
-    if value is None or value is False or value == 0:
+    value = row.data.get(column)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value == 1
+    if isinstance(value, datetime.datetime):
+        return True
+    if isinstance(value, str):
+        folded = value.strip().lower()
+        if folded in _TRUE_WORDS:
+            return True
+        if folded in _FALSE_WORDS:
+            return False
+        if _date_time(folded):
+            return True
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+    raise RowProblem(column, f"{shown} is not a deleted flag: use true/1/yes or a date-time "
+                     "to delete the row, false/0/no or an empty cell to keep it; the row was "
+                     "left as it is")
+
+
+def _date_time(text: str) -> bool:
+    """Whether ``text`` is an ISO 8601 date-time (a "deleted at" stamp)."""
+    if len(text) < 16 or text[4:5] != "-" or text[10:11] not in ("t", " "):
         return False
-    return not (isinstance(value, str) and value.strip().lower() in _NOT_DELETED)
+    try:
+        datetime.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def row_key(row: Row, config: SyncConfig) -> str:
@@ -175,7 +213,7 @@ def read_user_row(row: Row, config: SyncConfig, pk: str, *, timezone: str = "UTC
     properties = _typed_properties(data, wanted, timezone)
     if config.columns and config.match_key == "email" and config.match_column == "email":
         properties.setdefault("email", match)
-    digest = hashlib.sha256(
-        _HASH_ENCODER.encode([match, properties, sorted(groups), optout]).encode("utf-8")
-    ).hexdigest()
+    carried = {"key": match, "vars": properties, "lists": sorted(groups), "optout": optout}
+    digest = hashlib.sha256(_HASH_ENCODER.encode(
+        [carried[name] for name in HASHED_FIELDS]).encode("utf-8")).hexdigest()
     return UserRow(pk, match, properties, groups, optout, digest)

@@ -3,9 +3,12 @@ left as it was.
 
 The plan runs the very runner of a sync (the same diff, the same settling of duplicate users
 and hand-overs, the same choice of gone rows) on a copy of the state, through a destination
-that describes each change instead of sending it (:class:`PlanningDestination`). So the plan
-is what the next ``sync`` does, as long as neither the model, the state nor the mapping
-changes in between: the sync diffs the same rows against the same state. ``plan.jsonl`` in
+that decides each change with the export's own decision function
+(:func:`~sailthru_destination.decide.decide`) and describes it instead of sending it
+(:class:`PlanningDestination`). Where the decision depends on what Sailthru holds (an email
+change onto an address Sailthru may have, update mode, a clear), the plan reads the user, as
+the export does first; it never writes. So the plan is what the next ``sync`` does, as long
+as neither the model, the state, the mapping nor Sailthru changes in between. ``plan.jsonl`` in
 the report folder holds one line per row to act on: the vars set or cleared, the lists joined
 or left, and for a user no row maps to any more the delete behaviour.
 """
@@ -23,12 +26,12 @@ from typing import Any
 from .._invalid import InvalidValue
 from ..api import SailthruApi
 from ..calllog import CallLog
+from ..decide import Action, Decision, Sailthru, decide
 from ..destination import SailthruDestination
-from ..errors import RecordError
-from ..mapping import changed_vars, list_name
+from ..errors import RecordError, SailthruError
 from ..options import AppOptions
-from ..profiles import ProfileChange, valid_key
-from ..results import ExportResult, Status
+from ..profiles import ProfileChange, user_exists, valid_key
+from ..results import ExportResult
 from .config import SyncConfig
 from .report import RunReport, default_report_dir
 from .runlock import RunLock
@@ -38,15 +41,14 @@ from .state import SyncState
 
 __all__ = ["PlanningDestination", "plan_sync"]
 
-_UNCHANGED = "unchanged: no call made"  # what the runner counts as unchanged
-_KEYS = ("email",)  # sent as the user's key, never as a var
-
-
 class PlanningDestination(SailthruDestination):
-    """A destination that checks and describes each profile change instead of sending it.
+    """A destination that decides each profile change as the export does, and describes it.
 
-    Each described change is a line of :attr:`entries`; the result is what the runner needs
-    to go on as after a real export (created, updated, deleted, cleared, kept or failed).
+    The decision is :func:`~sailthru_destination.decide.decide`, the very function the
+    export carries out; where it depends on what Sailthru holds (an email change, update
+    mode, a clear), the plan reads the user (a GET, never a write) as the export would.
+    Each described change is a line of :attr:`entries`; the result is what the export would
+    return, so the runner goes on exactly as after a real run.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -58,43 +60,43 @@ class PlanningDestination(SailthruDestination):
         rid = change.id
         opts = self.options
         try:
-            user = valid_key(opts.match_key, change.key)
-            entry: dict[str, Any] = {"record": rid, "user": user}
-            if change.to_delete:
-                status = {"delete": Status.DELETED, "clear": Status.CLEARED}.get(
-                    str(opts.delete_behavior.value), Status.SKIPPED)
-                entry["action"] = {Status.DELETED: "delete", Status.CLEARED: "clear"}.get(
-                    status, "keep")
-                entry["reason"] = "no row of the model maps to this user any more"
-                self._add(entry)
-                return ExportResult(status, rid, "planned")
-            variables = changed_vars(change.old_properties, change.new_properties,
-                                     var_names=opts.var_names, timezone=self.app.timezone,
-                                     exclude=_KEYS)
-            old = {list_name(g, opts.list_prefix) for g in change.old_groups}
-            new = {list_name(g, opts.list_prefix) for g in change.new_groups}
-            if opts.default_list:
-                new.add(opts.default_list)
-            renamed = None
-            if change.old_key is not None:
-                renamed = valid_key(opts.match_key, change.old_key, "old_key")
+            known = Sailthru()
+            decision = decide(change, opts, known, timezone=self.app.timezone)
+            while decision.needs is not None:
+                assert decision.lookup is not None
+                found = user_exists(self.api, *decision.lookup)
+                known = known.knowing(decision.needs, found)
+                decision = decide(change, opts, known, timezone=self.app.timezone)
+            entry = self._describe(change, decision)
         except InvalidValue as exc:
             return ExportResult.failed(RecordError(rid, exc.reason, field=exc.field))
-        if not variables and old == new and renamed is None and change.optout is None:
-            return ExportResult(Status.SKIPPED, rid, _UNCHANGED)
-        fresh = not change.old_properties and not change.old_groups
-        entry["action"] = "create" if fresh else "update"
+        except SailthruError as exc:
+            return ExportResult.failed(RecordError.from_error(rid, exc))
+        if entry is not None:
+            self._add(entry)
+        return decision.result(rid)
+
+    def _describe(self, change: ProfileChange, decision: Decision) -> dict[str, Any] | None:
+        """The plan's line for ``decision``, or None when nothing is done."""
+        action = decision.action
+        if action is Action.UNCHANGED:
+            return None
+        opts = self.options
+        entry: dict[str, Any] = {"record": change.id, "user": valid_key(opts.match_key, change.key),
+                                 "action": str(action), "reason": decision.why}
+        if change.to_delete or action is Action.SKIP:
+            return entry
+        assert decision.payload is not None and decision.lists is not None
+        variables = decision.payload.get("vars", {})
         entry["set"] = {k: v for k, v in variables.items() if v != ""}
         entry["clear"] = sorted(k for k, v in variables.items() if v == "")
-        entry["join"], entry["leave"] = sorted(new - old), sorted(old - new)
-        if change.optout is not None:
-            entry["optout_email"] = change.optout
-        if renamed is not None and renamed != user:
-            entry["renamed_from"] = renamed
-        self._add(entry)
-        status = Status.CREATED if fresh else Status.UPDATED
-        # An email change renames the user in place: nothing is left behind (see the runner).
-        return ExportResult(status, rid, "email changed" if renamed else "planned")
+        entry["join"] = sorted(name for name, flag in decision.lists.items() if flag)
+        entry["leave"] = sorted(name for name, flag in decision.lists.items() if not flag)
+        if "optout_email" in decision.payload:
+            entry["optout_email"] = decision.payload["optout_email"]
+        if change.old_key is not None and decision.payload.get("id") != entry["user"]:
+            entry["renamed_from"] = decision.payload["id"]
+        return entry
 
     def _add(self, entry: dict[str, Any]) -> None:
         with self._entries_lock:

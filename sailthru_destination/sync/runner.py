@@ -35,10 +35,11 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from ..calllog import CallRecord
+from ..decide import MOVED_WITH_THE_ROW, UNCHANGED_DETAIL
 from ..destination import SailthruDestination
 from ..nulls import settle_nulls
 from ..profiles import ProfileChange
@@ -46,6 +47,7 @@ from ..results import ExportResult, Status
 from .bulk import BulkExporter
 from .bulk_choice import use_bulk
 from .config import SyncConfig
+from .decide import change_of
 from .digest import content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .guard import mass_delete_problem
@@ -58,11 +60,8 @@ __all__ = ["RecordFailure", "RecordNotice", "RunAborted", "RunSummary", "SyncRun
 
 log = logging.getLogger(__name__)
 
-_UNCHANGED_DETAIL = "unchanged: no call made"
 # One encoder for every spooled row (json.dumps with options builds one per call).
 _SPOOL_ENCODER = json.JSONEncoder(default=str)
-# An email change that renamed the old user, or found no old user: nothing is left behind.
-_MOVED_WITH_THE_ROW = ("email changed", "old email unknown to Sailthru: user created")
 
 
 class RunAborted(Exception):
@@ -205,11 +204,21 @@ class SyncRunner:
                 self._unidentified += 1
                 self._fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
                 continue
-            if is_deleted(row, self._config):
-                self._mark_deleted(row, pk)
-                continue
             # Even a row that fails holds its user: the model still wants that user.
             key = user_key(self._config, row.data.get(self._config.match_column))
+            try:
+                deleted = is_deleted(row, self._config)
+            except RowProblem as exc:
+                # A flag that is neither yes nor no: the row fails, and its user (held by
+                # this sighting) is neither deleted nor exported.
+                if self._state.see(pk, _storable_or_none(key), row.where, valid=False):
+                    self._fail(RecordFailure(pk, exc.reason, exc.field, row.where))
+                else:
+                    self._duplicate(pk, row)
+                continue
+            if deleted:
+                self._mark_deleted(row, pk)
+                continue
             stored = self._state.get_hash(pk)
             digest = row_digest(row)
             if unchanged_row(stored, digest) and "__problem__" not in row.data:
@@ -350,30 +359,15 @@ class SyncRunner:
             yield window.popleft(), result
 
     def _change_for(self, item: _Pending) -> ProfileChange:
-        user = item.row
-        old = self._old_record(user)
-        # After a mapping change (hash reset) the old groups may name lists under the old
-        # prefix: join the new names and leave the old lists alone rather than guess.
-        old_groups = old.groups if old and old.hash else frozenset()
-        old_properties = old.properties if old else {}
+        row = item.row
+        change = change_of(row, self._old_record(row), self._config)
         # The state remembers what Sailthru holds: a kept NULL keeps its old value there too.
-        new_properties = settle_nulls(old_properties, user.properties,
-                                      self._dest.options.null_values)
-        if new_properties is not user.properties:
-            self._settled[user.pk] = dict(new_properties)
-        old_key = None
-        if old is not None and self._config.match_key == "email" and old.match != user.match:
-            old_key = old.match
-        return ProfileChange(
-            key=user.match,
-            old_properties=old_properties,
-            new_properties=new_properties,
-            old_groups=old_groups,
-            new_groups=user.groups,
-            record_id=user.pk,
-            old_key=old_key,
-            optout=user.optout,
-        )
+        settled = settle_nulls(change.old_properties, row.properties,
+                               self._dest.options.null_values)
+        if settled is row.properties:
+            return change
+        self._settled[row.pk] = dict(settled)
+        return replace(change, new_properties=settled)
 
     def _old_record(self, user: UserRow) -> AppliedRecord | None:
         """What the row's user was as last applied: the row's own record, or another's."""
@@ -406,7 +400,7 @@ class SyncRunner:
                 user.pk, result.detail, error.field if error else None, item.where,
                 error.retryable if error else False))
             return
-        if result.status is Status.SKIPPED and result.detail != _UNCHANGED_DETAIL:
+        if result.status is Status.SKIPPED and result.detail != UNCHANGED_DETAIL:
             self.summary.counts["skipped"] += 1
             return
         key = "unchanged" if result.status is Status.SKIPPED else str(result.status)
@@ -414,7 +408,7 @@ class SyncRunner:
         new_key = user_key(self._config, user.match)
         if (own is not None and own.key is not None
                 and self._config.delete_behavior != "nothing"
-                and result.detail not in _MOVED_WITH_THE_ROW
+                and result.detail not in MOVED_WITH_THE_ROW
                 and self._state.claimant(own.key, besides=user.pk) is None):
             self._state.leave(own)  # no row maps to the old user now: pass 3 deals with it
         self._state.put(AppliedRecord(user.pk, user.hash, str(user.match), properties,
@@ -437,6 +431,14 @@ class SyncRunner:
 
         return tqdm(total=total, desc=label, unit="rec", disable=not self._progress or not total,
                     leave=False)
+
+
+def _storable_or_none(key: str | None) -> str | None:
+    """``key`` when the state can store it (valid Unicode), else None."""
+    try:
+        return None if key is None else storable(key, "")
+    except RowProblem:
+        return None
 
 
 def _spooled(user: UserRow, where: str) -> dict[str, Any]:

@@ -36,8 +36,9 @@ def _apply(fake: FakeSailthru, tmp_path: Path, rows: list[Row], *, whole: bool =
 
 @pytest.mark.parametrize(("value", "deleted"), [
     (True, True), (1, True), ("true", True), ("2026-01-02T00:00:00Z", True), ("yes", True),
+    (" TRUE ", True), ("2026-01-02 03:04:05.123+02:00", True),
     (False, False), (0, False), ("false", False), ("0", False), ("", False), (None, False),
-    ("No", False),
+    ("No", False), ("  ", False),
 ])
 def test_what_marks_a_row_deleted(value: Any, deleted: bool) -> None:
     config = SyncConfig(deleted_column="_deleted")

@@ -1,0 +1,77 @@
+"""The sync's form of the one decision: a model row and its state record in, an action out.
+
+:func:`decide_row` is what ``sync``, ``sync --plan`` and an audit ask about one row: given
+the row as the model holds it now (None: gone from the model, or marked deleted), the
+record the state holds for it (None: never applied), what Sailthru is known to hold, and
+the sync's config, what happens to the user. It builds the same
+:class:`~sailthru_destination.profiles.ProfileChange` the runner exports
+(:func:`change_of`) and asks :func:`sailthru_destination.decide.decide`, the function the
+export carries out and the plan describes.
+
+The runner decides which record a row starts from (its own, or one it takes over from a
+gone row sharing its user: see :mod:`.runner`); this module takes that record as given.
+"""
+
+from __future__ import annotations
+
+from ..decide import Action, Decision, Lookup, Sailthru, decide
+from ..profiles import ProfileChange
+from .config import SyncConfig
+from .digest import content_part
+from .model import UserRow
+from .records import AppliedRecord
+
+__all__ = ["Action", "Decision", "Lookup", "Sailthru", "change_of", "decide_row"]
+
+
+def change_of(row: UserRow | None, old: AppliedRecord | None, config: SyncConfig) -> ProfileChange:
+    """The profile change that moves the user from ``old`` (as last applied) to ``row``.
+
+    ``row`` None: the row is gone, and its user (``old``) gets the delete behaviour.
+    After a mapping change (``old.hash`` empty) the old groups may name lists under another
+    prefix: the new lists are joined and the old ones left alone rather than guessed.
+    """
+    if row is None:
+        if old is None:
+            raise ValueError("a gone row needs the record last applied for it")
+        return ProfileChange(key=old.match, old_properties=old.properties,
+                             old_groups=old.groups, to_delete=True, record_id=old.pk)
+    old_key = None
+    if old is not None and config.match_key == "email" and old.match != row.match:
+        old_key = old.match
+    return ProfileChange(
+        key=row.match,
+        old_properties=old.properties if old else {},
+        new_properties=row.properties,
+        old_groups=old.groups if old and old.hash else frozenset(),
+        new_groups=row.groups,
+        record_id=row.pk,
+        old_key=old_key,
+        optout=row.optout,
+        old_optout=old.optout if old else None,
+    )
+
+
+def decide_row(
+    row: UserRow | None,
+    record: AppliedRecord | None,
+    sailthru: Sailthru | None,
+    config: SyncConfig,
+    *,
+    timezone: str = "UTC",
+) -> Decision:
+    """What the sync does with ``row`` given its state ``record`` and what ``sailthru`` holds.
+
+    ``timezone`` is the account's (``AppOptions.timezone``), for naive dates in vars.
+    ``sailthru`` None means nothing is known of Sailthru: when the action depends on it,
+    the answer's ``needs`` names the user to read (see
+    :class:`~sailthru_destination.decide.Decision`). An unchanged row (its content hash is
+    the record's) is :attr:`Action.UNCHANGED` without building a change. Raises
+    :class:`~sailthru_destination.mapping.InvalidValue` for a value Sailthru cannot take.
+    """
+    # The state keeps "<content hash>:<row digest>"; the content hash is the row's truth.
+    if row is not None and record is not None and content_part(record.hash) == row.hash:
+        return Decision(Action.UNCHANGED, "no field of the row changed",
+                        "unchanged: no call made")
+    return decide(change_of(row, record, config), config.destination_options(),
+                  sailthru or Sailthru(), timezone=timezone)

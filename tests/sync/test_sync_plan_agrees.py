@@ -1,0 +1,162 @@
+"""``sync --plan`` and the sync share one decision, so the plan is what the sync then does.
+
+A hypothesis test builds situations: rows synced once, users Sailthru already holds from
+elsewhere, then a changed model (vars, lists, opt-out, an email change onto a free address
+or onto one Sailthru has, a row removed or marked deleted) and the options of the next run
+(delete behaviour, update-only mode). The plan's counts and failures must equal the sync's
+that follows, against the fake.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import KEY, SECRET, make_fake
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from sailthru_destination.api import SailthruApi
+from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.options import AppOptions
+from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.plan import plan_sync
+from sailthru_destination.sync.runner import RecordFailure, SyncRunner
+from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.state import SyncState
+from sailthru_destination.testing import FakeSailthru
+
+FAST = {"default": 100_000.0}
+POOL = ("a", "b", "c", "d")  # the emails rows and outside users are drawn from
+_examples = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[FakeSailthru]:
+    with make_fake(rate_limits=FAST) as running:
+        yield running
+
+
+def _config(**settings: Any) -> SyncConfig:
+    return SyncConfig(name="people", rate_limits=FAST, deleted_column="deleted",
+                      optout_column="optout", bulk="never", concurrency=1, allow_empty=True,
+                      **settings)
+
+
+def _sync(fake: FakeSailthru, state: Path, rows: list[dict[str, Any]],
+          config: SyncConfig) -> tuple[dict[str, int], list[tuple[str, str | None]]]:
+    app = AppOptions(KEY, SECRET, fake.url)
+    api = SailthruApi(app, rate_limits=FAST, sleep=lambda _s: None)
+    options = config.destination_options(lock_dir=str(state.parent / "locks"))
+    failures: list[RecordFailure] = []
+    with SailthruDestination(app, options, api=api) as dest, SyncState(state) as st_:
+        summary = SyncRunner(dest, config, st_, on_failure=failures.append).run(_rows(rows))
+    return dict(summary.counts), sorted((f.record, f.field) for f in failures)
+
+
+def _rows(rows: list[dict[str, Any]]) -> list[Row]:
+    return [Row(f"line {n}", dict(r)) for n, r in enumerate(rows, 2)]
+
+
+row_change = st.sampled_from(("same", "var", "optout", "lists", "email", "remove", "deleted"))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    first=st.lists(st.sampled_from(POOL), min_size=1, max_size=3, unique=True),
+    outside=st.sets(st.sampled_from(POOL)),
+    changes=st.lists(st.tuples(row_change, st.sampled_from(POOL)), min_size=3, max_size=3),
+    behavior=st.sampled_from(("nothing", "clear", "delete")),
+    mode=st.sampled_from(("upsert", "update")),
+    new_row=st.one_of(st.none(), st.sampled_from(POOL)),
+)
+# Issue 21's two: an email change onto an address Sailthru has, with delete (the plan said
+# "updated 1", the sync "updated 1, deleted 1"); a new row in update mode (the plan said
+# "created", the sync "skipped").
+@example(first=["a"], outside={"b"}, changes=[("email", "b")] * 3, behavior="delete",
+         mode="upsert", new_row=None)
+@example(first=["a"], outside=set(), changes=[("same", "a")] * 3, behavior="nothing",
+         mode="update", new_row="b")
+def test_the_plan_is_what_the_sync_does(
+    shared: FakeSailthru, tmp_path_factory: pytest.TempPathFactory, first: list[str],
+    outside: set[str], changes: list[tuple[str, str]], behavior: str, mode: str,
+    new_row: str | None,
+) -> None:
+    folder = tmp_path_factory.mktemp("agree")
+    tag = f"x{next(_examples)}"
+
+    def email(name: str) -> str:
+        return f"{name}.{tag}@example.com"
+
+    # Users Sailthru holds that this model never synced.
+    if outside:
+        _sync(shared, folder / "elsewhere.db",
+              [{"id": f"o{n}", "email": email(name)} for n, name in enumerate(sorted(outside))],
+              _config())
+    rows = [{"id": str(n), "email": email(name), "plan": "gold", "groups": '["VIP"]',
+             "optout": "none", "deleted": ""} for n, name in enumerate(first)]
+    state = folder / "people.db"
+    _sync(shared, state, rows, _config(delete_behavior=behavior))
+    model: list[dict[str, Any]] = []
+    for row, (change, name) in zip(rows, changes, strict=False):
+        if change == "remove":
+            continue
+        changed = dict(row)
+        if change == "var":
+            changed["plan"] = "free"
+        elif change == "optout":
+            changed["optout"] = "all"
+        elif change == "lists":
+            changed["groups"] = '["News"]'
+        elif change == "email":
+            changed["email"] = email(name)
+        elif change == "deleted":
+            changed["deleted"] = "true"
+        model.append(changed)
+    if new_row is not None:
+        model.append({"id": "new", "email": email(new_row), "plan": "new", "groups": "",
+                      "optout": "", "deleted": ""})
+    config = _config(delete_behavior=behavior, sync_mode=mode)
+    app = AppOptions(KEY, SECRET, shared.url)
+    planned, _ = plan_sync(app, config.replace(report_dir=str(folder / "plan")), _rows(model),
+                           state_file=state, home=folder)
+    plan_failures = sorted((str(f["record"]), f.get("field"))
+                           for f in _jsonl(folder / "plan" / "errors.jsonl"))
+    counts, failures = _sync(shared, state, model, config)
+    assert planned["counts"] == counts, (rows, model)
+    assert plan_failures == failures
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_decide_row_asks_for_what_it_needs_then_decides() -> None:
+    from sailthru_destination.sync.decide import Action, Lookup, Sailthru, decide_row
+    from sailthru_destination.sync.model import read_user_row
+    from sailthru_destination.sync.records import AppliedRecord
+
+    config = _config(delete_behavior="delete")
+    row = read_user_row(Row("line 2", {"id": "1", "email": "b@example.com", "plan": "gold"}),
+                        config, "1")
+    record = AppliedRecord("1", "old:digest", "a@example.com", {"plan": "gold"}, frozenset(),
+                           None, "a@example.com")
+    first = decide_row(row, record, None, config)
+    assert (first.needs, first.lookup) == (Lookup.USER, ("email", "b@example.com"))
+    onto = decide_row(row, record, Sailthru(user=True), config)
+    assert (onto.action, onto.leaves_old_user) == (Action.UPDATE, True)
+    assert decide_row(row, record, Sailthru(user=False), config).needs is Lookup.OLD_USER
+    renamed = decide_row(row, record, Sailthru(user=False, old_user=True), config)
+    assert renamed.action is Action.UPDATE
+    assert renamed.payload is not None
+    assert renamed.payload["id"] == "a@example.com"
+    assert decide_row(None, record, None, config).action is Action.DELETE
+    same = AppliedRecord("1", f"{row.hash}:d", "b@example.com", row.properties, row.groups)
+    assert decide_row(row, same, None, config).action is Action.UNCHANGED

@@ -27,7 +27,7 @@ def show_plan(args: argparse.Namespace, app: AppOptions, config: SyncConfig,
     """Plan the sync, print the counts per action and where ``plan.jsonl`` is; exit 0."""
     try:
         summary, folder = plan_sync(app, config, rows, state_file=state_path(config, args.home),
-                                    home=args.home)
+                                    home=args.home, resend=args.full_resync)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     text = sys.stderr if args.json else sys.stdout

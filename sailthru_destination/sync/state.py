@@ -213,6 +213,14 @@ class SyncState(RunRows, SentKeysTable, StateDb):
         with self._lock:
             self._buffer(self._pending_left, key, None)
 
+    def records(self, batch: int = 500) -> Iterator[AppliedRecord]:
+        """Every applied record, read in batches (an audit's whole view of the state)."""
+        for row in self._paged(
+            "SELECT pk, hash, match, properties, groups, optout, key FROM records "
+            "WHERE pk > ? ORDER BY pk LIMIT ?", batch,
+        ):
+            yield from_row(row)
+
     def count(self) -> int:
         """How many rows the state holds."""
         with self._lock:

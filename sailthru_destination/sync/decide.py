@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..decide import Action, Decision, Lookup, Sailthru, decide
 from ..profiles import ProfileChange
 from .config import SyncConfig
-from .digest import content_part
+from .digest import RESEND, content_part
 from .model import UserRow
 from .records import AppliedRecord
 
@@ -30,7 +30,9 @@ def change_of(
     """The profile change that moves the user from ``old`` (as last applied) to ``row``.
 
     ``row`` None: the row is gone, and its user (``old``) gets the delete behaviour.
-    ``resend``: the row is sent whole, as if new (see ``ProfileChange.resend``).
+    ``resend``: the row is sent whole, as if new (see ``ProfileChange.resend``); so is a row
+    whose last resend failed (``old.hash`` is :data:`~.digest.RESEND`): what Sailthru holds
+    for it is in doubt.
     After a mapping change (``old.hash`` empty) the old groups may name lists under another
     prefix: the new lists are joined and the old ones left alone rather than guessed.
     """
@@ -52,7 +54,7 @@ def change_of(
         old_key=old_key,
         optout=row.optout,
         old_optout=old.optout if old else None,
-        resend=resend,
+        resend=resend or (old is not None and old.hash == RESEND),
     )
 
 

@@ -174,3 +174,27 @@ def test_audit_refuses_a_model_that_is_not_users(fake: FakeSailthru, tmp_path: P
     result = run(tmp_path, fake, "audit", str(model), "--object", "events")
     assert result.returncode == 2
     assert "audit compares users" in result.stderr
+
+
+def test_a_user_the_sync_deleted_that_is_back_by_hand_is_found_and_deleted_again(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    rows = people(3)
+    model = write_csv(tmp_path / "people.csv", rows)
+    flags = ("--delete-behavior", "delete")
+    assert run(tmp_path, fake, "sync", str(model), *flags).returncode == 0
+    write_csv(model, rows[:2])  # p3 gone from the model: the sync deletes its user
+    assert run(tmp_path, fake, "sync", str(model), *flags).returncode == 0
+    assert fake.find_user(email="p3@example.com") is None
+    by_hand(fake).post("user", {"id": "p3@example.com", "key": "email",
+                                "vars": {"first_name": "Back"}})
+    code, summary, lines = audit(tmp_path, fake, str(model), *flags)
+    assert (code, summary["users_should_be_gone"], summary["users_drifted"]) == (1, 1, 1)
+    assert [(line["record"], line["drift"]) for line in lines] == [("3", ["should_be_gone"])]
+    assert run(tmp_path, fake, "audit", str(model), *flags, "--repair").returncode == 0
+    assert fake.find_user(email="p3@example.com") is None
+    assert audit(tmp_path, fake, str(model), *flags)[0] == 0
+    # A user the model holds again is the model's, not a user to delete.
+    write_csv(model, rows)
+    assert run(tmp_path, fake, "sync", str(model), *flags).returncode == 0
+    assert audit(tmp_path, fake, str(model), *flags)[0] == 0

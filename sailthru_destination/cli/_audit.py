@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..options import AppOptions
-from ..sync.audit import AuditResult, audit_model
+from ..sync.audit import AuditResult, audit_model, repair_drift
 from ..sync.audit_read import READ_MODES
 from ..sync.config import SyncConfig
-from ..sync.run import run_sync, state_path
+from ..sync.run import state_path
 from ..sync.sources import Row
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out
 from ._credentials import add_credentials
@@ -90,17 +90,18 @@ def _repair(args: argparse.Namespace, app: AppOptions, config: SyncConfig, rows:
             result: AuditResult, text: Any) -> int:
     """Run the sync that fixes the drift; its outcome goes into the audit's summary."""
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    repair_config = config.replace(report_dir=str(result.folder / "repair"))
     with sigterm_as_interrupt():
-        outcome = run_sync(app, repair_config, rows, home=args.home, progress=progress,
-                           resend=result.resend)
-    out(f"Repaired: {len(result.resend)} row(s) resent whole", text)
+        outcome = repair_drift(app, config, rows, result, state_file=state_path(config, args.home),
+                               home=args.home, progress=progress)
+    out(f"Repaired: {len(result.resend)} row(s) resent whole, {len(result.back)} deleted "
+        "user(s) back in Sailthru deleted again", text)
     for line in format_summary(outcome.summary, config.object):
         out(line, text)
     out(f"Repair report: {outcome.report}", text)
     failed = outcome.summary.failed
     result.summary["repair"] = {"report": str(outcome.report), "status": outcome.status,
-                                "resent": len(result.resend), "failed": failed,
+                                "resent": len(result.resend), "deleted_again": len(result.back),
+                                "failed": failed,
                                 "counts": dict(outcome.summary.counts)}
     (result.folder / "summary.json").write_text(
         json.dumps(result.summary, indent=2, default=str) + "\n", encoding="utf-8")

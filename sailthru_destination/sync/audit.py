@@ -42,11 +42,12 @@ from .decide import decide_row
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, user_key
 from .plan import _copy_state
 from .report import RunReport, default_report_dir
+from .run import SyncOutcome, run_sync
 from .runlock import RunLock
 from .sources import Row
 from .state import AppliedRecord, SyncState
 
-__all__ = ["AuditResult", "audit_model"]
+__all__ = ["AuditResult", "audit_model", "repair_drift"]
 
 _MISSING, _GONE = "missing", "should_be_gone"
 
@@ -58,8 +59,10 @@ class AuditResult:
     summary: dict[str, Any]
     folder: Path
     resend: set[str] = field(default_factory=set)
-    """Primary keys of the live rows that differ: what ``--repair`` resends whole (users
-    that should be gone or be cleared are the sync's gone rows already)."""
+    """Primary keys of the live rows that differ: what ``--repair`` resends whole."""
+    back: list[AppliedRecord] = field(default_factory=list)
+    """Users the sync deleted that are in Sailthru again: ``--repair`` deletes them again.
+    (The other users that should be gone or be cleared are the sync's gone rows already.)"""
 
     @property
     def drifted(self) -> int:
@@ -69,11 +72,13 @@ class AuditResult:
 
 @dataclass(frozen=True)
 class _Subject:
-    """One user to audit: a live row (``row``) and/or the record last applied for it."""
+    """One user to audit: a live row (``row``) and/or the record last applied for it;
+    ``removed``: a user the sync deleted (no row maps to it now)."""
 
     pk: str
     row: UserRow | None
     record: AppliedRecord | None
+    removed: bool = False
 
 
 def audit_model(
@@ -104,7 +109,8 @@ def audit_model(
             with api:
                 auditor = _Auditor(api, config, app.timezone)
                 how = auditor.read(subjects, lists, read)
-                lines = [line for s in subjects if (line := auditor.line(s)) is not None]
+                found = [(s, line) for s in subjects if (line := auditor.line(s)) is not None]
+                lines = [line for _, line in found]
         finally:
             report.close()
     with (folder / "drift.jsonl").open("w", encoding="utf-8") as handle:
@@ -113,7 +119,25 @@ def audit_model(
     summary = _summary(config, app, state_file, folder, how, len(subjects), unread, lines)
     report.finish(summary)
     resend = {line["record"] for line in lines if line["live"]}
-    return AuditResult(summary, folder, resend)
+    back = [s.record for s, _ in found if s.removed and s.record is not None]
+    return AuditResult(summary, folder, resend, back)
+
+
+def repair_drift(
+    app: AppOptions, config: SyncConfig, rows: Iterable[Row], audit: AuditResult, *,
+    state_file: Path, home: str | Path, progress: bool = False,
+) -> SyncOutcome:
+    """Fix what ``audit`` found through the normal sync path: the differing rows are resent
+    whole, the deleted users that came back are left to the delete behaviour (as a user a
+    row left behind), gone rows get it as in any run; the state is rebuilt from the replies.
+    The report goes in the audit's folder, under ``repair``."""
+    if audit.back:
+        with RunLock(state_file, config.name or "model", wait=config.lock_wait), \
+                SyncState(state_file) as state:
+            for record in audit.back:
+                state.leave(record)
+    return run_sync(app, config.replace(report_dir=str(audit.folder / "repair")), rows,
+                    home=home, progress=progress, resend=audit.resend)
 
 
 def _subjects(
@@ -144,10 +168,13 @@ def _subjects(
         record = state.get(pk) or _as_record(marked, config)
         if record is not None and record.key not in held:
             subjects.append(_Subject(pk, None, record))
+            held.add(record.key)
     for record in [*state.records(), *state.left()]:
         if record.pk not in live and record.pk not in deleted and record.key not in held:
             subjects.append(_Subject(record.pk, None, record))
             held.add(record.key)
+    subjects += [_Subject(record.pk, None, record, removed=True) for record in state.removed()
+                 if record.key not in held]
     return subjects, unread
 
 

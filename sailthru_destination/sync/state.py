@@ -211,11 +211,15 @@ class SyncState(RunRows, SentKeysTable, StateDb):
 
     def left(self) -> list[AppliedRecord]:
         """The users left behind and not yet dealt with (``pk``: the row that left each)."""
+        return self._users_of("left_users")
+
+    def _users_of(self, table: str) -> list[AppliedRecord]:
+        """Every record of a table keyed by user (``left_users``, ``removed_users``)."""
         with self._lock:
             self._flush()
             rows = self._db.execute(
-                "SELECT pk, hash, match, properties, groups, optout, key FROM left_users "
-                "ORDER BY key").fetchall()
+                "SELECT pk, hash, match, properties, groups, optout, key FROM "  # noqa: S608
+                f"{table} ORDER BY key").fetchall()
         return [from_row(row) for row in rows]
 
     def drop_left(self, key: str) -> None:
@@ -243,12 +247,7 @@ class SyncState(RunRows, SentKeysTable, StateDb):
 
     def removed(self) -> list[AppliedRecord]:
         """The users the sync deleted (``pk``: the row whose user it was), by user key."""
-        with self._lock:
-            self._flush()
-            rows = self._db.execute(
-                "SELECT pk, hash, match, properties, groups, optout, key FROM removed_users "
-                "ORDER BY key").fetchall()
-        return [from_row(row) for row in rows]
+        return self._users_of("removed_users")
 
     def count(self) -> int:
         """How many rows the state holds."""

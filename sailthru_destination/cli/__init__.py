@@ -35,6 +35,7 @@ _COMMANDS = (_demo, _test_connection, _sync, _audit, _report, _import, _fake_ser
 _AFTER_INTERRUPT = {
     "sync": ": the next run resumes where this one stopped",
     "import": ": the output file was left as it was",
+    "audit": ": an audit changes nothing (an interrupted repair resumes on the next sync)",
 }
 
 _EXPECTED: tuple[type[Exception], ...] = (

@@ -117,7 +117,7 @@ def audit_model(
         for line in lines:
             handle.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
     summary = _summary(config, app, state_file, folder, how, len(subjects), unread, lines)
-    report.finish(summary)
+    report.finish(summary, page=False)  # the run page describes sync runs, not audits
     resend = {line["record"] for line in lines if line["live"]}
     back = [s.record for s, _ in found if s.removed and s.record is not None]
     return AuditResult(summary, folder, resend, back)

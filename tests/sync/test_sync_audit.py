@@ -1,6 +1,7 @@
-"""The audit finds exactly the drift made in Sailthru, and its repair leaves Sailthru as the
-model says: random hand edits (users deleted, vars changed or removed, list memberships
-added or removed) against the fake over HTTP."""
+"""The audit finds exactly the drift made in Sailthru, says what the plan says the next sync
+does, and its repair leaves Sailthru as the model says: random hand edits (users deleted,
+vars changed or removed, list memberships added or removed) and model edits since the last
+run, against the fake over HTTP."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sailthru_destination.errors import NotFound
 from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.audit import audit_model
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.plan import plan_sync
 from sailthru_destination.sync.run import run_sync
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.testing import FakeSailthru
@@ -86,11 +88,21 @@ def _found_drift(folder: Path) -> dict[str, Any]:
     return drift
 
 
+def _plan(app: AppOptions, config: SyncConfig, model: list[dict[str, Any]],
+          home: Path) -> dict[str, str]:
+    """The plan's action per record (records it leaves unchanged are not in it)."""
+    _, folder = plan_sync(app, config, _rows(model), state_file=home / "people.db",
+                          home=home)
+    lines = (folder / "plan.jsonl").read_text(encoding="utf-8").splitlines()
+    return {entry["record"]: entry["action"] for entry in map(json.loads, lines)}
+
+
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(edits=_EDITS, read=st.sampled_from(("user", "export")))
+@given(edits=_EDITS, renamed=st.sets(st.integers(0, USERS - 1)),
+       read=st.sampled_from(("user", "export")))
 def test_audit_finds_exactly_the_drift_and_repair_makes_sailthru_what_the_model_says(
-    tmp_path_factory: Any, edits: list[tuple[str, int, str]], read: str
+    tmp_path_factory: Any, edits: list[tuple[str, int, str]], renamed: set[int], read: str
 ) -> None:
     home = tmp_path_factory.mktemp("audit")
     model = _model()
@@ -101,12 +113,22 @@ def test_audit_finds_exactly_the_drift_and_repair_makes_sailthru_what_the_model_
         with SailthruApi(app) as api:
             for edit in edits:
                 _edit(api, *edit)
+        hand_made = set(_expected_drift(fake, model))
+        for n in renamed:  # changed in the model since the last run: the next sync sends it
+            model[n]["first_name"] = f"New{n}"
         expected = _expected_drift(fake, model)
         state = home / "people.db"
         result = audit_model(app, config, _rows(model), state_file=state, home=home, read=read)
         assert result.summary["read"] == read
         assert _found_drift(result.folder) == expected
         assert result.summary["users_missing"] == sum(v == "missing" for v in expected.values())
+        # The audit says what the plan says the next sync does, and which drift it fixes.
+        planned = _plan(app, config, model, home)
+        lines = (result.folder / "drift.jsonl").read_text(encoding="utf-8").splitlines()
+        for entry in map(json.loads, lines):
+            assert entry["next_sync"] == planned.get(entry["record"], "unchanged")
+            if entry["record"] not in {str(n) for n in hand_made}:
+                assert entry["fixed_by_sync"] is True
         repair = run_sync(app, config, _rows(model), home=home, resend=result.resend)
         assert repair.summary.failed == 0
         assert _expected_drift(fake, model) == {}

@@ -143,10 +143,14 @@ def repair_drift(
 def _subjects(
     config: SyncConfig, rows: Iterable[Row], state: SyncState
 ) -> tuple[list[_Subject], int]:
-    """Every user to audit (live rows, then gone ones) and how many rows could not be read."""
-    live: dict[str, UserRow] = {}
+    """Every user to audit (live rows, then gone ones) and how many rows could not be read.
+
+    Settled as the sync settles them: of two rows mapping to one user, the one the state
+    says already is that user keeps it (else the first); a row now matched to another sid or
+    extid starts afresh, and its old user is gone.
+    """
+    live: dict[str | None, _Subject] = {}  # by user key
     deleted: dict[str, UserRow | None] = {}
-    held: set[str | None] = set()
     unread = 0
     for row in rows:
         try:
@@ -159,23 +163,39 @@ def _subjects(
             unread += 1  # the sync reports it; it is no user to compare
             continue
         key = user_key(config, user.match)
-        if pk in live or key in held:
-            continue  # a duplicate: the sync exports the first one only
-        live[pk] = user
-        held.add(key)
-    subjects = [_Subject(pk, user, state.get(pk)) for pk, user in live.items()]
+        record = state.get(pk)
+        first = live.get(key)
+        if first is None or (_owns(record, key) and not _owns(first.record, key)):
+            live[key] = _Subject(pk, user, record)
+    held: set[str | None] = set(live)
+    gone: list[AppliedRecord] = []
+    subjects: list[_Subject] = []
+    for key, subject in live.items():
+        record = subject.record
+        if record is not None and record.key not in (None, key) and config.match_key != "email":
+            # A new sid or extid is another user: the row starts afresh, its old user is gone.
+            gone.append(record)
+            subject = _Subject(subject.pk, subject.row, None)
+        subjects.append(subject)
     for pk, marked in deleted.items():
         record = state.get(pk) or _as_record(marked, config)
-        if record is not None and record.key not in held:
-            subjects.append(_Subject(pk, None, record))
-            held.add(record.key)
-    for record in [*state.records(), *state.left()]:
-        if record.pk not in live and record.pk not in deleted and record.key not in held:
+        if record is not None:
+            gone.append(record)
+    known = {s.pk for s in subjects} | set(deleted)
+    gone += [r for r in state.records() if r.pk not in known]
+    gone += state.left()  # users rows moved off (their ``pk`` is the live row's)
+    for record in gone:
+        if record.key not in held:
             subjects.append(_Subject(record.pk, None, record))
             held.add(record.key)
     subjects += [_Subject(record.pk, None, record, removed=True) for record in state.removed()
                  if record.key not in held]
     return subjects, unread
+
+
+def _owns(record: AppliedRecord | None, key: str | None) -> bool:
+    """Whether the state says ``record``'s row already is the user ``key``."""
+    return record is not None and key is not None and record.key == key
 
 
 def _readable(row: Row, config: SyncConfig, pk: str) -> UserRow | None:

@@ -94,10 +94,12 @@ def audit_model(
                          "each and are not held as a state Sailthru could drift from")
     folder = Path(config.report_dir) if config.report_dir else default_report_dir(
         home, f"{config.name or 'model'}-audit")
-    with RunLock(state_file, config.name or "model", wait=config.lock_wait), \
-            tempfile.TemporaryDirectory(prefix="sailthru-audit-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="sailthru-audit-") as scratch:
         copy = Path(scratch) / "state.db"
-        _copy_state(state_file, copy)
+        # A consistent copy, taken between runs; reading Sailthru (minutes, for exports)
+        # then holds up no sync.
+        with RunLock(state_file, config.name or "model", wait=config.lock_wait):
+            _copy_state(state_file, copy)
         with SyncState(copy) as state:
             subjects, unread = _subjects(config, shaped(rows, config.map, config.types), state)
             lists = {name for s in subjects for name in _lists_of(s, config)}

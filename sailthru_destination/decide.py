@@ -169,8 +169,8 @@ def decide(
     if plan.created:
         return Decision(Action.CREATE, "new to the state", "", plan.payload, plan.lists,
                         plan=plan)
-    return Decision(Action.UPDATE, "fields of the row changed", "", plan.payload, plan.lists,
-                    plan=plan)
+    why = "resent whole (full resync or repair)" if change.resend else "fields of the row changed"
+    return Decision(Action.UPDATE, why, "", plan.payload, plan.lists, plan=plan)
 
 
 def _needs(lookup: Lookup, where: tuple[str, str], *, verified: bool = False) -> Decision:

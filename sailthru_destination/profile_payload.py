@@ -53,6 +53,7 @@ class ProfileChange:
     optout: str | None = None
     consents: Set[str] | None = None
     old_optout: str | None = None
+    resend: bool = False
 
     @property
     def id(self) -> str:
@@ -153,7 +154,7 @@ def plan_upsert(
     # One part per sent field of the row contract: the "anything to send?" test and the
     # payload come from the same parts, so no field can change without being sent.
     parts = {name: _PARTS[name](facts) for name in SENT_FIELDS}
-    if not (first_export or any(part.changed for part in parts.values())):
+    if not (first_export or change.resend or any(part.changed for part in parts.values())):
         return ExportResult(Status.SKIPPED, rid, "unchanged: no call made")
     payload: dict[str, Any] = {"id": value, "key": str(match)}
     for part in parts.values():
@@ -196,7 +197,7 @@ def _key_part(facts: _Facts) -> _Part:
     options, new_email = facts.options, facts.new_email
     payload: dict[str, Any] = {}
     if new_email is not None and options.match_key is not MatchKey.EMAIL and (
-            facts.first_export or facts.email_changed):
+            facts.first_export or facts.email_changed or facts.change.resend):
         payload["keys"] = {"email": new_email}
     return _Part(facts.email_changed, payload)
 
@@ -206,9 +207,10 @@ def _vars_part(facts: _Facts) -> _Part:
     # The nulls policy first: under "keep" a NULL is the old value, under "clear" an empty one.
     new_properties = settle_nulls(change.old_properties, change.new_properties,
                                   options.null_values)
-    if facts.email_changed:
+    if facts.email_changed or change.resend:
         # The new email may land on a user Sailthru already has, or on a new one: its
-        # values are not the old ones, so every var goes, not only the changes.
+        # values are not the old ones, so every var goes, not only the changes. A resend
+        # assumes nothing of what Sailthru holds either.
         variables = vars_for_change(
             change.old_properties, new_properties, var_names=options.var_names,
             timezone=facts.timezone, exclude=KEY_PROPERTIES, dropped=facts.dropped)
@@ -225,7 +227,7 @@ def _lists_part(facts: _Facts) -> _Part:
     new_lists = list_names_for(change.new_groups, options)
     always = [default_list_name(options)] if options.default_list else []
     lists = membership_changes(old_lists, new_lists, always=always)
-    if facts.email_changed:  # as for vars: the user may not have joined any of them yet
+    if facts.email_changed or change.resend:  # as for vars: the user may not be on them
         lists.update(dict.fromkeys(sorted(new_lists), 1))
     facts.lists = lists  # they travel beside the payload: joined lists are ensured first
     return _Part(any(k not in always or k in new_lists for k in lists), {})
@@ -240,7 +242,7 @@ def _optout_part(facts: _Facts) -> _Part:
         old = _optout(change.old_optout, options, "old_optout")
     except InvalidValue:
         old = None  # an unreadable old level: send the new one
-    return _Part(new != old, {"optout_email": str(new)})
+    return _Part(new != old or change.resend, {"optout_email": str(new)})
 
 
 _PARTS = {"key": _key_part, "vars": _vars_part, "lists": _lists_part, "optout": _optout_part}

@@ -127,6 +127,7 @@ CHECKS: Mapping[type, Mapping[str, Check]] = {
         "old_groups": _names(),
         "new_groups": _names(),
         "to_delete": _flag,
+        "resend": _flag,
         "record_id": _OPTIONAL_ID,
         "old_key": _OPTIONAL_TEXT,
         "optout": _OPTIONAL_TEXT,

@@ -1,8 +1,8 @@
 """The ``sailthru-destination`` command line: parses arguments, calls the library, prints.
 
-One module per subcommand (``_sync``, ``_report``, ``_import``, ``_test_connection``, ``_demo``,
-``_fake_server``, ``_serve``), each with ``add_parser`` and ``run``; this module wires them in
-:data:`_COMMANDS` and maps expected errors to exit codes.
+One module per subcommand (``_sync``, ``_audit``, ``_report``, ``_import``, ``_test_connection``,
+``_demo``, ``_fake_server``, ``_serve``), each with ``add_parser`` and ``run``; this module
+wires them in :data:`_COMMANDS` and maps expected errors to exit codes.
 
 Exit codes: 0 everything done, 1 some records failed (or a check failed), 2 a usage,
 configuration or source error (nothing was sent). Credentials come from flags or the
@@ -23,7 +23,7 @@ from ..sync.config import ConfigError
 from ..sync.runner import RunAborted
 from ..sync.sources import SourceError
 from ..sync.state import StateError
-from . import _demo, _fake_server, _import, _report, _serve, _sync, _test_connection
+from . import _audit, _demo, _fake_server, _import, _report, _serve, _sync, _test_connection
 from ._common import EXIT_USAGE, UsageError, out
 from ._json import error_document
 from ._sync import format_summary
@@ -31,12 +31,13 @@ from ._sync import format_summary
 __all__ = ["build_parser", "format_summary", "main"]
 
 # In the order ``--help`` lists them.
-_COMMANDS = (_demo, _test_connection, _sync, _report, _import, _fake_server, _serve)
+_COMMANDS = (_demo, _test_connection, _sync, _audit, _report, _import, _fake_server, _serve)
 
 # What Ctrl-C leaves behind, per command.
 _AFTER_INTERRUPT = {
     "sync": ": the next run resumes where this one stopped",
     "import": ": the output file was left as it was",
+    "audit": ": an audit changes nothing (an interrupted repair resumes on the next sync)",
 }
 
 _EXPECTED: tuple[type[Exception], ...] = (

@@ -33,7 +33,8 @@ def show_plan(args: argparse.Namespace, app: AppOptions, config: SyncConfig,
     try:
         # The whole plan, past the guard: the user sees what the sync would refuse to do.
         summary, folder = plan_sync(app, config.replace(max_delete="100%"), rows,
-                                    state_file=state_file, home=args.home)
+                                    state_file=state_file, home=args.home,
+                                    resend=args.full_resync)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     removing = summary["counts"].get("deleted", 0) + summary["counts"].get("cleared", 0)

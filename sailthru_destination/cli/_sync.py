@@ -25,7 +25,7 @@ from ._open import open_model
 from ._plan import show_plan
 from ._signals import sigterm_as_interrupt
 
-__all__ = ["add_parser", "format_summary"]
+__all__ = ["add_model_arguments", "add_parser", "format_summary", "run"]
 
 
 def add_parser(sub: Any) -> None:
@@ -39,14 +39,27 @@ def add_parser(sub: Any) -> None:
             "';'-separated list names) and every other column as a var just work."
         ),
     )
+    parser.add_argument("--full-resync", action="store_true",
+                        help="send every row whole, as if new (with its old values from the "
+                        "state, so removed values are still cleared), and rebuild the state "
+                        "from the replies: after the state and Sailthru drifted apart")
+    add_model_arguments(parser)
+    add_credentials(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_model_arguments(parser: Any, *, sync: bool = True) -> None:
+    """The model, mapping and run flags ``sync`` and ``audit`` share (``sync``: also
+    ``--config-schema`` and ``--plan``)."""
     parser.add_argument("source", nargs="?", help="a .csv, .jsonl or .ndjson file")
     parser.add_argument("--sql", help="a SQL query giving the model (with --db)")
     parser.add_argument("--db", help="SQLite file (opened read-only) or SQLAlchemy URL for --sql")
     parser.add_argument("--config", help="a JSON or TOML file of mapping settings (see "
                         "--config-schema)")
-    parser.add_argument("--config-schema", action="store_true",
-                        help="print the JSON Schema of the --config file (every setting, its "
-                        "type and default) and exit")
+    if sync:
+        parser.add_argument("--config-schema", action="store_true",
+                            help="print the JSON Schema of the --config file (every setting, "
+                            "its type and default) and exit")
     parser.add_argument("--name", help="model name for the state and report (default: file "
                         "name); a plain name, not a path")
     parser.add_argument("--object", choices=OBJECTS, help="what rows are (default: users)")
@@ -90,9 +103,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--max-errors", type=int, metavar="N",
                         help="stop the run cleanly (state saved, exit 1) after N failed "
                         "records (always: when the first 100 records all fail the same way)")
-    parser.add_argument("--plan", action="store_true",
-                        help="a dry run: authenticate, then say what a sync would do (counts, "
-                        "and plan.jsonl per row) without sending anything or changing the state")
+    if sync:
+        parser.add_argument("--plan", action="store_true",
+                            help="a dry run: authenticate, then say what a sync would do "
+                            "(counts, and plan.jsonl per row) without sending anything or "
+                            "changing the state")
     parser.add_argument("--json", action="store_true",
                         help="print the run summary as one JSON document on stdout (the "
                         "readable lines go to stderr), for schedulers")
@@ -119,13 +134,12 @@ def add_parser(sub: Any) -> None:
                         help="show a progress bar even when stderr is not a terminal")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="never show a progress bar")
-    add_credentials(parser)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``sync``: exit 0 when every record is done, 1 when some failed."""
-    if args.config_schema:
+    """Run ``sync`` (or ``audit``, which shares its model flags): exit 0 when every record
+    is done, 1 when some failed."""
+    if getattr(args, "config_schema", False):
         out(json.dumps(CONFIG_SCHEMA, indent=2))
         return EXIT_OK
     if (args.source is None) == (args.sql is None):
@@ -163,12 +177,17 @@ def run(args: argparse.Namespace) -> int:
     identity = check_model_state(args, config, state_file,
                                  named=args.name is not None or "name" in settings)
     require_authentication(args, app)
-    if args.plan:
+    if getattr(args, "plan", False):
         return show_plan(args, app, config, rows)
+    if args.command == "audit":
+        from ._audit import run_audit
+
+        return run_audit(args, app, config, rows)
     store_identity(state_file, identity)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     with sigterm_as_interrupt():
-        outcome = run_sync(app, config, rows, home=args.home, progress=progress)
+        outcome = run_sync(app, config, rows, home=args.home, progress=progress,
+                           resend=args.full_resync)
     # With --json, stdout holds the summary document alone: the readable lines go to stderr.
     text = sys.stderr if args.json else sys.stdout
     source = args.source or "SQL query"

@@ -17,17 +17,22 @@ from __future__ import annotations
 from ..decide import Action, Decision, Lookup, Sailthru, decide
 from ..profiles import ProfileChange
 from .config import SyncConfig
-from .digest import content_part
+from .digest import RESEND, content_part
 from .model import UserRow
 from .records import AppliedRecord
 
 __all__ = ["Action", "Decision", "Lookup", "Sailthru", "change_of", "decide_row"]
 
 
-def change_of(row: UserRow | None, old: AppliedRecord | None, config: SyncConfig) -> ProfileChange:
+def change_of(
+    row: UserRow | None, old: AppliedRecord | None, config: SyncConfig, *, resend: bool = False
+) -> ProfileChange:
     """The profile change that moves the user from ``old`` (as last applied) to ``row``.
 
     ``row`` None: the row is gone, and its user (``old``) gets the delete behaviour.
+    ``resend``: the row is sent whole, as if new (see ``ProfileChange.resend``); so is a row
+    whose last resend failed (``old.hash`` is :data:`~.digest.RESEND`): what Sailthru holds
+    for it is in doubt.
     After a mapping change (``old.hash`` empty) the old groups may name lists under another
     prefix: the new lists are joined and the old ones left alone rather than guessed.
     """
@@ -49,6 +54,7 @@ def change_of(row: UserRow | None, old: AppliedRecord | None, config: SyncConfig
         old_key=old_key,
         optout=row.optout,
         old_optout=old.optout if old else None,
+        resend=resend or (old is not None and old.hash == RESEND),
     )
 
 
@@ -58,6 +64,7 @@ def decide_row(
     sailthru: Sailthru | None,
     config: SyncConfig,
     *,
+    resend: bool = False,
     timezone: str = "UTC",
 ) -> Decision:
     """What the sync does with ``row`` given its state ``record`` and what ``sailthru`` holds.
@@ -66,12 +73,14 @@ def decide_row(
     ``sailthru`` None means nothing is known of Sailthru: when the action depends on it,
     the answer's ``needs`` names the user to read (see
     :class:`~sailthru_destination.decide.Decision`). An unchanged row (its content hash is
-    the record's) is :attr:`Action.UNCHANGED` without building a change. Raises
+    the record's) is :attr:`Action.UNCHANGED` without building a change, unless ``resend``
+    asks for the row whole (what a full resync or an audit's repair sends). Raises
     :class:`~sailthru_destination.mapping.InvalidValue` for a value Sailthru cannot take.
     """
     # The state keeps "<content hash>:<row digest>"; the content hash is the row's truth.
-    if row is not None and record is not None and content_part(record.hash) == row.hash:
+    if (not resend and row is not None and record is not None
+            and content_part(record.hash) == row.hash):
         return Decision(Action.UNCHANGED, "no field of the row changed",
                         "unchanged: no call made")
-    return decide(change_of(row, record, config), config.destination_options(),
+    return decide(change_of(row, record, config, resend=resend), config.destination_options(),
                   sailthru or Sailthru(), timezone=timezone)

@@ -17,7 +17,11 @@ import json
 
 from .sources import Row
 
-__all__ = ["content_part", "row_digest", "stored_hash", "unchanged_row"]
+__all__ = ["RESEND", "content_part", "row_digest", "stored_hash", "unchanged_row"]
+
+RESEND = ":"
+"""A stored hash no row matches, yet not empty (an empty one also drops the old lists, see
+:func:`~.decide.change_of`): the row is sent again next run, with its old values."""
 
 # The C encoder: a few microseconds a row. ``str`` for datetimes and decimals, as the
 # content hash does.

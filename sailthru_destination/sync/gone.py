@@ -90,6 +90,8 @@ def remove_gone(
                                        retryable))
                 continue  # remembered: the next run tries again
             summary.counts["kept" if result.status is Status.SKIPPED else str(result.status)] += 1
+            if result.status is Status.DELETED:
+                state.remember_removed(user.record)
             user.done(state)
             for twin in twins.get(id(user), ()):
                 notice(RecordNotice(twin.record.pk, f"the same Sailthru user as "

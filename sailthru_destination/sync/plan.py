@@ -19,7 +19,7 @@ import json
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -120,10 +120,11 @@ def _copy_state(state_file: Path, copy: Path) -> None:
 
 def plan_sync(
     app: AppOptions, config: SyncConfig, rows: Iterable[Row], *, state_file: Path,
-    home: str | Path,
+    home: str | Path, resend: bool | Collection[str] = False,
 ) -> tuple[dict[str, Any], Path]:
     """Plan a sync of ``rows`` (a users model): its summary and its report folder, which
-    holds ``plan.jsonl``. No call is made and ``state_file`` is not changed."""
+    holds ``plan.jsonl``. No call is made and ``state_file`` is not changed. ``resend`` plans
+    a full resync (True) or the resending of some rows (their primary keys)."""
     if config.object != "users":
         raise ValueError("--plan describes a users model; events, purchases and returns are "
                          "sent once each, so a plan of them is the list of new rows")
@@ -145,7 +146,7 @@ def plan_sync(
                 with destination:
                     runner = SyncRunner(destination, config, state,
                                         on_failure=report.add_failure,
-                                        on_notice=report.add_notice)
+                                        on_notice=report.add_notice, resend=resend)
                     summary = runner.run(rows)
                 entries = destination.entries
         finally:

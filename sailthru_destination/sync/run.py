@@ -11,7 +11,7 @@ import dataclasses
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,11 +78,14 @@ def run_sync(
     home: str | Path = DEFAULT_HOME,
     progress: bool = False,
     incremental: bool = False,
+    resend: bool | Collection[str] = False,
 ) -> SyncOutcome:
     """Sync ``rows`` (the whole model) to the account of ``app`` as ``config`` says.
 
     With ``incremental``, ``rows`` are only the new or changed rows (see
     :meth:`SyncRunner.apply`), and the report folder, when it exists, is added to.
+    ``resend`` sends rows whole even when unchanged: True for all (``--full-resync``), or
+    the primary keys of some (an audit's repair); see :class:`SyncRunner`.
     Raises :class:`~sailthru_destination.sync.state.StateError` (such as
     :class:`~sailthru_destination.sync.runlock.RunLocked` when another run of the model is
     still going after ``config.lock_wait`` seconds) or
@@ -92,12 +95,12 @@ def run_sync(
     state_file = state_path(config, home)
     rows = shaped(rows, config.map, config.types)
     with RunLock(state_file, config.name or "model", wait=config.lock_wait):
-        return _run_locked(app, config, rows, home, state_file, progress, incremental)
+        return _run_locked(app, config, rows, home, state_file, progress, incremental, resend)
 
 
 def _run_locked(
     app: AppOptions, config: SyncConfig, rows: Iterable[Row], home: str | Path,
-    state_file: Path, progress: bool, incremental: bool,
+    state_file: Path, progress: bool, incremental: bool, resend: bool | Collection[str] = False,
 ) -> SyncOutcome:
     folder = Path(config.report_dir) if config.report_dir else default_report_dir(
         home, config.name or "model"
@@ -125,7 +128,8 @@ def _run_locked(
         try:
             with SailthruDestination(app, options, api=api, sent_keys=state) as destination:
                 runner = SyncRunner(destination, config, state, on_failure=on_failure,
-                                    on_notice=report.add_notice, progress=progress)
+                                    on_notice=report.add_notice, progress=progress,
+                                    resend=resend)
                 if incremental:
                     runner.apply(_latest_per_key(rows, config))
                 else:

@@ -34,7 +34,7 @@ import logging
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
@@ -48,7 +48,7 @@ from .bulk import BulkExporter
 from .bulk_choice import use_bulk
 from .config import SyncConfig
 from .decide import change_of
-from .digest import content_part, row_digest, stored_hash, unchanged_row
+from .digest import RESEND, content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .guard import mass_delete_problem
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, storable, user_key
@@ -82,6 +82,9 @@ class SyncRunner:
     ``on_failure`` sees every failed record (the run report writes them out);
     ``on_notice`` every record left alone on purpose, with the reason;
     ``progress`` shows a tqdm bar on stderr while exporting.
+    ``resend`` sends rows whole even when unchanged (see ``ProfileChange.resend``): True
+    for every row (``sync --full-resync``), or the primary keys of the rows to resend (an
+    audit's repair). A resent row that fails is marked so the next run sends it again.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class SyncRunner:
         on_notice: Callable[[RecordNotice], object] | None = None,
         progress: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        resend: bool | Collection[str] = False,
     ) -> None:
         self._dest = destination
         self._config = config
@@ -102,6 +106,8 @@ class SyncRunner:
         self._on_notice = on_notice
         self._progress = progress
         self._clock = clock
+        self._resend: bool | frozenset[str] = (
+            resend if isinstance(resend, bool) else frozenset(resend))
         self._losers = self._handovers = False
         self._unidentified = 0  # rows of this run with no readable primary key
         # Rows whose own record is another user than the row maps to now, by primary key.
@@ -221,7 +227,8 @@ class SyncRunner:
                 continue
             stored = self._state.get_hash(pk)
             digest = row_digest(row)
-            if unchanged_row(stored, digest) and "__problem__" not in row.data:
+            resend = self._resends(pk)
+            if not resend and unchanged_row(stored, digest) and "__problem__" not in row.data:
                 # The very row last applied: no need to map it (the no-change re-run's cost).
                 if not self._state.see(pk, key, row.where, valid=True, changed=False):
                     self._duplicate(pk, row)
@@ -234,7 +241,7 @@ class SyncRunner:
             except RowProblem as exc:
                 user, key = exc, None
             valid = isinstance(user, UserRow)
-            changed = isinstance(user, UserRow) and content_part(stored) != user.hash
+            changed = isinstance(user, UserRow) and (resend or content_part(stored) != user.hash)
             if not self._state.see(pk, key, row.where, valid=valid, changed=changed):
                 self._duplicate(pk, row)
                 continue
@@ -360,7 +367,8 @@ class SyncRunner:
 
     def _change_for(self, item: _Pending) -> ProfileChange:
         row = item.row
-        change = change_of(row, self._old_record(row), self._config)
+        change = change_of(row, self._old_record(row), self._config,
+                           resend=self._resends(row.pk))
         # The state remembers what Sailthru holds: a kept NULL keeps its old value there too.
         settled = settle_nulls(change.old_properties, row.properties,
                                self._dest.options.null_values)
@@ -368,6 +376,11 @@ class SyncRunner:
             return change
         self._settled[row.pk] = dict(settled)
         return replace(change, new_properties=settled)
+
+    def _resends(self, pk: str) -> bool:
+        """Whether row ``pk`` is sent whole this run (a full resync or a repair)."""
+        resend = self._resend
+        return resend if isinstance(resend, bool) else pk in resend
 
     def _old_record(self, user: UserRow) -> AppliedRecord | None:
         """What the row's user was as last applied: the row's own record, or another's."""
@@ -399,6 +412,10 @@ class SyncRunner:
             self._fail(RecordFailure(
                 user.pk, result.detail, error.field if error else None, item.where,
                 error.retryable if error else False))
+            if self._resends(user.pk):
+                # What Sailthru holds is in doubt (that is why it was resent): keep the old
+                # values, but make the row look changed so the next plain run sends it.
+                self._state.set_hash(user.pk, RESEND)
             return
         if result.status is Status.SKIPPED and result.detail != UNCHANGED_DETAIL:
             self.summary.counts["skipped"] += 1

@@ -3,8 +3,9 @@
 Per primary key: a hash of the row as last applied, its match value (and that value as
 Sailthru compares it: the user *key*), properties and groups (the "old values" the next
 change is exported with). The users rows left behind when their key changed to another
-user's (they get the delete behaviour, as a gone row's user does). Also the keys of events
-and orders already sent, so a re-run never posts one twice. Each record is written as soon
+user's (they get the delete behaviour, as a gone row's user does). The users the sync
+deleted, with their last values (so an audit can tell a user that came back). Also the keys
+of events and orders already sent, so a re-run never posts one twice. Each record is written as soon
 as Sailthru confirmed it, so a run killed at any point resumes where it stopped.
 
 No write transaction is ever open while the caller talks to Sailthru: applied records are
@@ -39,6 +40,15 @@ CREATE TABLE IF NOT EXISTS records (
     optout TEXT
 );
 CREATE TABLE IF NOT EXISTS left_users (
+    key TEXT PRIMARY KEY,
+    pk TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    match TEXT,
+    properties TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    optout TEXT
+);
+CREATE TABLE IF NOT EXISTS removed_users (
     key TEXT PRIMARY KEY,
     pk TEXT NOT NULL,
     hash TEXT NOT NULL,
@@ -201,17 +211,43 @@ class SyncState(RunRows, SentKeysTable, StateDb):
 
     def left(self) -> list[AppliedRecord]:
         """The users left behind and not yet dealt with (``pk``: the row that left each)."""
+        return self._users_of("left_users")
+
+    def _users_of(self, table: str) -> list[AppliedRecord]:
+        """Every record of a table keyed by user (``left_users``, ``removed_users``)."""
         with self._lock:
             self._flush()
             rows = self._db.execute(
-                "SELECT pk, hash, match, properties, groups, optout, key FROM left_users "
-                "ORDER BY key").fetchall()
+                "SELECT pk, hash, match, properties, groups, optout, key FROM "  # noqa: S608
+                f"{table} ORDER BY key").fetchall()
         return [from_row(row) for row in rows]
 
     def drop_left(self, key: str) -> None:
         """Forget the left user ``key`` (deleted, cleared, or a row maps to it again)."""
         with self._lock:
             self._buffer(self._pending_left, key, None)
+
+    def records(self, batch: int = 500) -> Iterator[AppliedRecord]:
+        """Every applied record, read in batches (an audit's whole view of the state)."""
+        for row in self._paged(
+            "SELECT pk, hash, match, properties, groups, optout, key FROM records "
+            "WHERE pk > ? ORDER BY pk LIMIT ?", batch,
+        ):
+            yield from_row(row)
+
+    def remember_removed(self, record: AppliedRecord) -> None:
+        """Remember that the sync deleted ``record``'s user (an audit checks it stays gone)."""
+        if record.key is None:
+            return
+        with self._lock:
+            self._flush()
+            self._write_now(
+                "INSERT OR REPLACE INTO removed_users (pk, hash, match, properties, groups, "
+                "optout, key) VALUES (?, ?, ?, ?, ?, ?, ?)", to_row(record))
+
+    def removed(self) -> list[AppliedRecord]:
+        """The users the sync deleted (``pk``: the row whose user it was), by user key."""
+        return self._users_of("removed_users")
 
     def count(self) -> int:
         """How many rows the state holds."""

@@ -171,6 +171,9 @@ class DestinationOptions:
     ``delete_confirm_after`` is how long after a first "user gone" read a second read
     must agree before a delete is reported done (Sailthru's reads are eventually
     consistent; 0 turns the second read off).
+    ``purchase_doubt_age`` is how long (seconds; ten minutes by default) reads must keep
+    missing an order whose post had no clear answer before a later run posts it again
+    (see :mod:`sailthru_destination.doubt`).
     ``required_consents``: when set, only profiles that consented to at least one of these
     purposes are exported; the others are skipped with that reason.
     ``reminder_template`` / ``reminder_time`` are the abandoned-cart reminder sent with every
@@ -202,6 +205,7 @@ class DestinationOptions:
     var_names: Mapping[str, str] = field(default_factory=dict)
     delete_attempts: int = 5
     delete_confirm_after: float = 1.0
+    purchase_doubt_age: float = 600.0
     required_consents: frozenset[str] = frozenset()
     reminder_template: str | None = None
     reminder_time: str | int | None = None
@@ -227,6 +231,9 @@ class DestinationOptions:
             raise ValueError(
                 f"delete_confirm_after must be a number of seconds >= 0, got {confirm!r}"
             )
+        age = self.purchase_doubt_age
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or not age >= 0:
+            raise ValueError(f"purchase_doubt_age must be a number of seconds >= 0, got {age!r}")
         if self.default_list is not None and (
             not isinstance(self.default_list, str) or not self.default_list.strip()
         ):

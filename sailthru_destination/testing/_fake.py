@@ -185,6 +185,11 @@ class FakeSailthru:
         self._state.job_polls = polls
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The fake's time (monotonic seconds) for job delays and read lags."""
+        return self._state.clock
+
+    @property
     def job_seconds(self) -> float:
         """Seconds (by the fake's clock) between a job's POST and its work."""
         return self._state.job_seconds

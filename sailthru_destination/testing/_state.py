@@ -76,7 +76,8 @@ class State:
             self.lists: list[dict[str, Any]] = []
             self.list_members: dict[str, set[str]] = {}  # list_id -> sids on it now
             self.list_ever: dict[str, set[str]] = {}  # list_id -> sids ever on it
-            # (key, value) -> (time the write is seen from, what a GET sees until then)
+            # (key, value) -> (time of the write plus its random extra lag, what a GET sees
+            # until stale_read_window has passed since then)
             self.stale: dict[tuple[str, str], tuple[float, User | None]] = {}
             self.events: list[dict[str, Any]] = []
             self.purchases: list[dict[str, Any]] = []
@@ -231,17 +232,17 @@ class State:
         if faults.stale_read_window <= 0 and faults.stale_read_jitter <= 0:
             return
         with self.lock:
-            lag = faults.stale_read_window + self.rng.uniform(0.0, faults.stale_read_jitter)
-        visible = self.clock() + lag
+            extra = self.rng.uniform(0.0, faults.stale_read_jitter)
+        at = self.clock() + extra
         for lookup in lookups:
-            self.stale[lookup] = (visible, before)
+            self.stale[lookup] = (at, before)
 
     def stale_view(self, key: str, value: str) -> tuple[bool, User | None]:
         """(True, old user or None) when a GET by this key must still see the pre-POST user."""
         entry = self.stale.get((key, value.lower() if key == "email" else value))
         if entry is None:
             return False, None
-        visible, before = entry
-        if self.clock() >= visible:
+        at, before = entry
+        if self.clock() - at >= self.faults.stale_read_window:
             return False, None
         return True, before

@@ -56,9 +56,14 @@ _MEMORY: weakref.WeakKeyDictionary[SentKeys, InMemoryDoubtLog] = weakref.WeakKey
 
 def doubt_log_of(sent: SentKeys) -> DoubtLog:
     """The doubt log of a sent-keys store: the store itself when it keeps one (the sync
-    state), else one in memory shared by every sender of that store."""
+    state), the one it gives (Redis), else one in memory shared by every sender of that
+    store."""
     if isinstance(sent, DoubtLog):
         return sent
+    shared = getattr(sent, "doubt_log", None)  # a store shared by hosts keeps its own
+    if callable(shared):
+        log_: DoubtLog = shared()
+        return log_
     try:
         return _MEMORY.setdefault(sent, InMemoryDoubtLog())
     except TypeError:  # a store that cannot be weakly referenced: this sender's own

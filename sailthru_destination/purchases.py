@@ -22,7 +22,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._commerce_records import (
@@ -109,19 +109,19 @@ class PurchaseSender:
 
     def send(self, purchase: Purchase) -> ExportResult:
         """Post one completed order; never raises for a bad record or a Sailthru refusal."""
-        rid = text(purchase.order_id)
-        return guard(rid, lambda: self._send(self._order(purchase, rid)))
+        return guard(text(purchase.order_id), lambda: self._send(self._order(purchase)))
 
     def import_payload(self, purchase: Purchase) -> tuple[str, dict[str, Any]]:
         """The order id and the complete POST /purchase payload of ``purchase``, as a line of
         a ``purchase_import`` job holds it (the buyer's email looked up when only an extid is
         given). Claims nothing; raises :class:`~.mapping.InvalidValue` for a bad field and
         :class:`~.errors.SailthruError` when the lookup fails."""
-        order = self._order(purchase, text(purchase.order_id))
+        order = self._order(purchase)
         order.payload["email"] = order.email or email_for_extid(self._shop.api, order.extid)
         return order.order_id, order.payload
 
-    def _order(self, purchase: Purchase, rid: str) -> _Order:
+    def _order(self, purchase: Purchase) -> _Order:
+        rid = text(purchase.order_id)
         order_id = valid_id(purchase.order_id, "order_id")
         unit = valid_unit(purchase.currency_unit)
         email, extid = valid_buyer(purchase.email, purchase.extid)
@@ -159,8 +159,7 @@ class PurchaseSender:
         claim is never simply released.
         """
         try:
-            if "email" not in order.payload:
-                order.payload["email"] = order.email or email_for_extid(self._shop.api, order.extid)
+            order.payload["email"] = order.email or email_for_extid(self._shop.api, order.extid)
             try:
                 self._shop.api.post(_KIND, order.payload)
             except OutcomeUnknown as unknown:
@@ -236,11 +235,11 @@ class PurchaseSender:
         if doubt.job not in (None, UNKNOWN_JOB):
             running = self._job_running(doubt.job)
             if running is not None:
-                self._doubts.note_doubt(_KIND, order.order_id, Doubt(now, 0, doubt.owner,
-                                                                     doubt.job))
+                # Reads count from the job's end: start again from now.
+                self._doubts.note_doubt(_KIND, order.order_id, replace(doubt, since=now, misses=0))
                 return self._in_doubt(order, running)
             # The job is over: its purchases may still be on their way to the reads.
-            doubt = Doubt(now, 0, doubt.owner)
+            doubt = replace(doubt, since=now, misses=0, job=None)
         try:
             present = self._found(order.order_id)
         except SailthruError as exc:

@@ -91,31 +91,21 @@ def test_a_failed_delete_and_a_failed_update_are_retried_until_they_land(
     assert fake.calls - before == {("POST", "user"): 1}
 
 
-def test_a_newer_row_replaces_the_one_to_retry(
-    fake: FakeSailthru, host_home: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("newer", "plan"), [
+    (_user(1, plan="max"), "max"),  # the host's newer row wins over the remembered one
+    (_user(1, email="not-an-email"), "free"),  # a bad value: failed for good, not retried
+], ids=["replaced", "failed-for-good"])
+def test_a_row_to_retry_leaves_the_memory_with_the_newer_row_of_its_key(
+    fake: FakeSailthru, host_home: Path, monkeypatch: pytest.MonkeyPatch,
+    newer: dict[str, Any], plan: str,
 ) -> None:
     load = _dlt_load(host_home, fake, monkeypatch)
     load([_user(1)])
     fake.faults = DOWN
     load([_user(1, plan="pro")])  # fails, retryably: remembered
     fake.faults = Faults()
-    load([_user(1, plan="max")])  # the host's newer row wins over the remembered one
-    assert fake.find_user(email="u1@example.com")["vars"]["plan"] == "max"
+    load([newer])
     before = fake.calls.copy()
-    load([_user(2)])  # the remembered row is gone with it: no stale "pro" sent later
+    load([_user(2)])  # the remembered row is gone: no stale "pro" sent later
     assert fake.calls - before == {("POST", "user"): 1}
-    assert fake.find_user(email="u1@example.com")["vars"]["plan"] == "max"
-
-
-def test_a_row_that_fails_for_good_is_not_retried(
-    fake: FakeSailthru, host_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    load = _dlt_load(host_home, fake, monkeypatch)
-    load([_user(1)])
-    fake.faults = DOWN
-    load([_user(1, plan="pro")])
-    fake.faults = Faults()
-    load([_user(1, email="not-an-email")])  # a bad value: failed for good, not retried
-    before = fake.calls.copy()
-    load([_user(2)])
-    assert fake.calls - before == {("POST", "user"): 1}
+    assert fake.find_user(email="u1@example.com")["vars"]["plan"] == plan

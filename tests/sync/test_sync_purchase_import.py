@@ -292,3 +292,57 @@ def test_an_import_whose_post_has_no_clear_answer_is_never_doubled_by_its_slow_j
         _later(fake)
         _sync(fake, tmp_path, _orders(20), bulk="always")
     assert _extids(fake) == sorted(f"o{i}" for i in range(20))  # each exactly once
+
+
+def test_chunks_of_a_file_each_go_in_their_own_job_and_say_so(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    from sailthru_destination.commerce import Purchase, PurchaseItem
+    from sailthru_destination.sync.purchase_import import PurchaseImporter
+
+    clock = fake.clock
+    assert isinstance(clock, VirtualClock)
+    app = AppOptions("test-key", "test-secret", fake.url)
+    item = PurchaseItem("sku1", "Shoe", 1, "9.99", url="https://x.test/s")
+    orders = [Purchase(f"o{i}", email=f"p{i}@example.com", items=(item,)) for i in range(5)]
+    with SyncState(tmp_path / "s.db") as state, \
+            SailthruApi(app, rate_limits=FAST, sleep=clock.sleep) as api, \
+            SailthruDestination(app, api=api, sent_keys=state, clock=clock) as dest:
+        importer = PurchaseImporter(dest, state, chunk=2)
+        results = [r for _, r in importer.send(orders, lambda p: p)]
+        assert importer.jobs == 3
+    assert [r.detail for r in results] == [
+        f"order 'o{i}': 1 item(s) (imported by a job)" for i in range(5)]
+    assert _extids(fake) == [f"o{i}" for i in range(5)]
+
+
+def test_an_unclear_job_keeps_its_id_with_each_order_and_says_why(
+    tmp_path: Path,
+) -> None:
+    with make_fake(rate_limits=FAST, job_polls=None, clock=VirtualClock()) as fake:
+        failures: list[RecordFailure] = []
+        _sync(fake, tmp_path, _orders(2), failures, bulk="always")  # never completes
+        job = fake.jobs[0]["job_id"]
+        assert all(f"the job failed or is not over (job {job} not done after" in f.reason
+                   for f in failures)
+        with SyncState(tmp_path / "s.db") as state:
+            assert [state.doubt("purchase", f"o{i}").job for i in range(2)] == [job, job]
+
+
+@pytest.mark.parametrize(("status", "refused"), [
+    ({"errors": 2, "error_lines": [{"line": 1}, {"line": 3}]}, {1, 3}),
+    ({"errors": 1, "error_lines": [{"line": 3}, {"line": 3}]}, {3}),
+    ({"errors": 1}, None),  # not said which
+    ({"errors": 1, "error_lines": ["3"]}, None),
+    ({"errors": 1, "error_lines": [{"line": 4}]}, None),  # no such line
+    ({"errors": 1, "error_lines": [{"line": 0}]}, None),
+    ({"errors": 1, "error_lines": [{"line": True}]}, None),
+    ({"errors": 1, "error_lines": [{"line": "1"}]}, None),
+    ({"errors": 2, "error_lines": [{"line": 1}]}, None),  # does not add up
+])
+def test_the_refused_lines_are_believed_only_when_they_add_up(
+    status: dict[str, Any], refused: set[int] | None
+) -> None:
+    from sailthru_destination.sync.purchase_import import _refused_lines
+
+    assert _refused_lines(status, 3) == refused

@@ -166,3 +166,31 @@ def test_a_bad_message_id_fails_naming_its_field(
     assert result.status is Status.FAILED
     assert result.error is not None
     assert result.error.field == "message_id"
+
+
+def test_an_order_of_a_job_found_over_counts_its_reads_afresh(
+    world: tuple[FakeSailthru, SailthruApi], clock: VirtualClock, tmp_path: Path,
+) -> None:
+    _, api = world
+    job = _import_job(api, tmp_path, "another")
+    clock.sleep(61)  # the job is over before the order is first looked at again
+    store = InMemorySentKeys()
+    _in_doubt(store, Doubt(0.0, 3, "the importing run", job))
+    result = CommerceSender(api, sent_keys=store, clock=clock).send_purchase(ORDER)
+    assert result.status is Status.FAILED
+    assert doubt_log_of(store).doubt("purchase", "o-1") == Doubt(
+        clock.now, 1, "the importing run", None)
+
+
+def test_an_order_that_cannot_be_read_back_is_remembered_in_doubt(
+    world: tuple[FakeSailthru, SailthruApi], clock: VirtualClock,
+) -> None:
+    fake, api = world
+    store = InMemorySentKeys()
+    assert store.claim("purchase", "o-1")  # left pending by a run that died
+    fake.faults = Faults(server_error_rate=1.0)
+    result = CommerceSender(api, sent_keys=store, clock=clock).send_purchase(ORDER)
+    assert "could not be read back" in result.detail
+    doubt = doubt_log_of(store).doubt("purchase", "o-1")
+    assert doubt is not None
+    assert (doubt.misses, doubt.job) == (0, None)

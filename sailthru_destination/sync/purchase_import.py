@@ -9,8 +9,8 @@ job-file format of :mod:`.jobfile`.
 Exactly once, with the same sent-keys store as the per-purchase path (and its doubt rule,
 :mod:`~sailthru_destination.doubt`):
 
-- an order the store already knows (sent, pending, unknown) never goes in a file: the
-  per-purchase path decides it (skipped when sent, read back when in doubt);
+- an order the store already knows (sent, pending, unknown) never goes in a file (its claim
+  fails): the per-purchase path decides it (skipped when sent, read back when in doubt);
 - the orders of a file are claimed (committed) just before the file is posted;
 - a job that completes with no error settles every order ``sent``; one that names the
   lines it refused settles the others ``sent`` and sends the refused ones one by one (a
@@ -143,39 +143,30 @@ class PurchaseImporter:
         with tempfile.TemporaryDirectory(prefix="sailthru-purchases-") as folder:
             path = os.path.join(folder, "purchases.jsonl")
             lines: list[_Line] = []
-            per_purchase: list[Any] = []
             for item in items:
                 outcome = self._line(item, purchase_of(item))
                 if isinstance(outcome, ExportResult):
                     yield item, outcome
-                elif outcome is None:
-                    per_purchase.append(item)
-                    if len(per_purchase) >= self._chunk:
-                        yield from self._per_purchase(per_purchase, purchase_of)
-                        per_purchase = []
-                else:
-                    lines.append(outcome)
-                    if len(lines) >= self._chunk:
-                        yield from self._import(path, lines, purchase_of)
-                        lines = []
+                    continue
+                lines.append(outcome)
+                if len(lines) >= self._chunk:
+                    yield from self._import(path, lines, purchase_of)
+                    lines = []
             if lines:
                 yield from self._import(path, lines, purchase_of)
-        if per_purchase:
-            yield from self._per_purchase(per_purchase, purchase_of)
 
-    def _line(self, item: Any, purchase: Purchase) -> _Line | ExportResult | None:
-        """The order's line; its failed result; or None when the store already knows it."""
+    def _line(self, item: Any, purchase: Purchase) -> _Line | ExportResult:
+        """The order's line, or its failed result."""
         line: _Line | None = None
 
         def build() -> ExportResult:
             nonlocal line
             order_id, payload = self._builder.import_payload(purchase)
-            if self._sent.state(_KIND, order_id) is None:
-                line = _Line(item, order_id, payload)
+            line = _Line(item, order_id, payload)
             return ExportResult(Status.SKIPPED, order_id)
 
         result = guard(text(purchase.order_id), build)
-        if result.status is Status.FAILED:
+        if line is None:
             return result
         return line
 
@@ -191,7 +182,7 @@ class PurchaseImporter:
                 if self._sent.claim(_KIND, line.order_id):
                     file.add(line.payload)
                     claimed.append(line)
-                else:  # a repeat in this file, or another run took it meanwhile
+                else:  # known to the store (sent, or in doubt), or a repeat in this file
                     again.append(line.item)
         finally:
             file.close()
@@ -267,7 +258,8 @@ class PurchaseImporter:
         self, items: list[Any], purchase_of: Callable[[Any], Purchase]
     ) -> Iterator[tuple[Any, ExportResult]]:
         results = self._dest.send_purchases(purchase_of(item) for item in items).results
-        yield from zip(items, results, strict=True)
+        for index, item in enumerate(items):
+            yield item, results[index]
 
 
 def _imported(line: _Line) -> ExportResult:

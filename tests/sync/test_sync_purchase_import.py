@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from helpers import VirtualClock, make_fake
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
+from sailthru_destination.results import Status
 from sailthru_destination.sentkeys import KeyState
 from sailthru_destination.sync import jobs
 from sailthru_destination.sync.config import SyncConfig
@@ -294,26 +296,72 @@ def test_an_import_whose_post_has_no_clear_answer_is_never_doubled_by_its_slow_j
     assert _extids(fake) == sorted(f"o{i}" for i in range(20))  # each exactly once
 
 
-def test_chunks_of_a_file_each_go_in_their_own_job_and_say_so(
-    fake: FakeSailthru, tmp_path: Path
-) -> None:
-    from sailthru_destination.commerce import Purchase, PurchaseItem
+@contextlib.contextmanager
+def _importer(fake: FakeSailthru, tmp_path: Path, **settings: Any) -> Iterator[Any]:
+    """A PurchaseImporter on the fake, its state and the fake's clock."""
     from sailthru_destination.sync.purchase_import import PurchaseImporter
 
     clock = fake.clock
     assert isinstance(clock, VirtualClock)
     app = AppOptions("test-key", "test-secret", fake.url)
-    item = PurchaseItem("sku1", "Shoe", 1, "9.99", url="https://x.test/s")
-    orders = [Purchase(f"o{i}", email=f"p{i}@example.com", items=(item,)) for i in range(5)]
     with SyncState(tmp_path / "s.db") as state, \
             SailthruApi(app, rate_limits=FAST, sleep=clock.sleep) as api, \
             SailthruDestination(app, api=api, sent_keys=state, clock=clock) as dest:
-        importer = PurchaseImporter(dest, state, chunk=2)
-        results = [r for _, r in importer.send(orders, lambda p: p)]
+        yield PurchaseImporter(dest, state, **settings)
+
+
+def _purchases(*numbers: int) -> list[Any]:
+    from sailthru_destination.commerce import Purchase, PurchaseItem
+
+    item = PurchaseItem("sku1", "Shoe", 1, "9.99", url="https://x.test/s")
+    return [Purchase(f"o{i}", email=f"p{i}@example.com", items=(item,)) for i in numbers]
+
+
+def test_chunks_of_a_file_each_go_in_their_own_job_and_say_so(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    with _importer(fake, tmp_path, chunk=2) as importer:
+        results = [r for _, r in importer.send(_purchases(*range(5)), lambda p: p)]
         assert importer.jobs == 3
     assert [r.detail for r in results] == [
         f"order 'o{i}': 1 item(s) (imported by a job)" for i in range(5)]
     assert _extids(fake) == [f"o{i}" for i in range(5)]
+
+
+def test_an_order_twice_in_one_file_is_imported_once_and_then_skipped(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    orders = _purchases(1, 1)
+    with _importer(fake, tmp_path) as importer:
+        sent = list(importer.send(orders, lambda p: p))
+    assert [item is order for (item, _), order in zip(sent, orders, strict=True)] == [True, True]
+    assert [r.status for _, r in sent] == [Status.SENT, Status.SKIPPED]
+    assert _extids(fake) == ["o1"]
+
+
+def test_the_importer_polls_as_often_as_it_is_told(fake: FakeSailthru, tmp_path: Path) -> None:
+    fake.job_seconds = 30.0
+    with _importer(fake, tmp_path, poll_interval=1.0, max_poll=1.0) as importer:
+        list(importer.send(_purchases(1), lambda p: p))
+    assert fake.calls[("GET", "job")] >= 30  # every second, never backing off further
+
+
+def test_only_purchases_models_not_sent_one_by_one_have_a_bulk_path(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    from sailthru_destination.sync.purchase_import import bulk_purchases
+
+    app = AppOptions("test-key", "test-secret", fake.url)
+    with SyncState(tmp_path / "s.db") as state, SailthruDestination(app, sent_keys=state) as dest:
+        def path(obj: str, bulk: str) -> bool:
+            config = SyncConfig(name="t", object=obj, bulk=bulk)
+            return bulk_purchases(dest, config, state, RunSummary()) is not None
+
+        assert path("purchases", "always")
+        assert path("purchases", "auto")
+        assert not path("purchases", "never")
+        assert not path("events", "always")
+        assert not path("returns", "auto")
 
 
 def test_an_unclear_job_keeps_its_id_with_each_order_and_says_why(

@@ -114,6 +114,8 @@ def test_an_order_not_applied_is_in_doubt_then_posted_once_by_a_later_run_after_
         assert first.error.retryable
         assert first.detail.startswith("in doubt: order 'o-1'")
         assert store.state("purchase", "o-1") is KeyState.UNKNOWN
+        assert doubt_log_of(store).doubt("purchase", "o-1") == Doubt(
+            clock.now, 1, sender._purchases.session)  # the read that missed it counts
         clock.sleep(AGE + 1)
         # The sender that put it in doubt never posts it again (the same run)...
         assert sender.send_purchase(purchase()).status is Status.FAILED

@@ -15,7 +15,7 @@ from helpers import KEY, SECRET, VirtualClock, app_for
 
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
-from sailthru_destination.doubt import Doubt
+from sailthru_destination.doubt import Doubt, InMemoryDoubtLog
 from sailthru_destination.purchases import doubt_log_of
 from sailthru_destination.results import Status
 from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
@@ -194,3 +194,32 @@ def test_an_order_that_cannot_be_read_back_is_remembered_in_doubt(
     doubt = doubt_log_of(store).doubt("purchase", "o-1")
     assert doubt is not None
     assert (doubt.misses, doubt.job) == (0, None)
+
+
+def test_a_store_that_keeps_its_own_doubts_is_asked_for_them() -> None:
+    own = InMemoryDoubtLog()
+
+    class Shared(InMemorySentKeys):
+        def doubt_log(self) -> InMemoryDoubtLog:
+            return own
+
+    assert doubt_log_of(Shared()) is own
+    plain = InMemorySentKeys()
+    assert doubt_log_of(plain) is doubt_log_of(plain)  # one per store, for its lifetime
+    assert doubt_log_of(plain) is not doubt_log_of(InMemorySentKeys())
+
+
+def test_an_order_released_by_another_worker_meanwhile_is_left_to_a_rerun(
+    world: tuple[FakeSailthru, SailthruApi], clock: VirtualClock,
+) -> None:
+    fake, api = world
+
+    class Released(InMemorySentKeys):
+        def claim(self, kind: str, key: str) -> bool:
+            return False  # claimed by another worker, which then released it
+
+    result = CommerceSender(api, sent_keys=Released(), clock=clock).send_purchase(ORDER)
+    assert result.error is not None
+    assert result.error.retryable
+    assert result.detail == "the purchase 'o-1' was being sent by another worker; send it again"
+    assert sum(fake.calls.values()) == 0

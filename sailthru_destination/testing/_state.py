@@ -26,6 +26,11 @@ INDEXED_KEYS = ("email", "extid", "cookie", "sms")
 User = dict[str, Any]
 
 
+def _monotonic() -> float:
+    # Looked up at each call, so a test that replaces this module's ``time`` moves it.
+    return time.monotonic()
+
+
 def rfc2822_now() -> str:
     """The current time as Sailthru writes dates (RFC 2822)."""
     return format_datetime(datetime.now(timezone.utc))
@@ -60,7 +65,7 @@ class State:
         self.job_seconds = 0.0
         # The fake's own time (monotonic seconds): read lags and job delays are measured
         # on it, so a test can move it on instead of sleeping.
-        self.clock: Callable[[], float] = time.monotonic
+        self.clock: Callable[[], float] = _monotonic
         self.job_fails = False
         # Exports expired the moment they complete (GET /job says expired, the file 404s).
         self.exports_expire = False

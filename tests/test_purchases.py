@@ -114,8 +114,9 @@ def test_an_order_not_applied_is_in_doubt_then_posted_once_by_a_later_run_after_
         assert first.error.retryable
         assert first.detail.startswith("in doubt: order 'o-1'")
         assert store.state("purchase", "o-1") is KeyState.UNKNOWN
-        assert doubt_log_of(store).doubt("purchase", "o-1") == Doubt(
-            clock.now, 1, sender._purchases.session)  # the read that missed it counts
+        doubt = doubt_log_of(store).doubt("purchase", "o-1")
+        assert doubt is not None
+        assert (doubt.misses, doubt.owner) == (1, sender._purchases.session)  # the miss counts
         clock.sleep(AGE + 1)
         # The sender that put it in doubt never posts it again (the same run)...
         assert sender.send_purchase(purchase()).status is Status.FAILED
@@ -217,7 +218,8 @@ def test_in_the_sync_state_an_order_in_doubt_is_read_back_and_sent_once_by_a_lat
         assert again.status is Status.FAILED
         doubt = state.doubt("purchase", "o-1")
         assert doubt is not None
-        assert (doubt.since, doubt.misses) == (clock.now, 1)
+        assert doubt.since <= clock.now
+        assert doubt.misses == 1
     clock.sleep(AGE)
     with SyncState(tmp_path / "state.sqlite") as state:  # a later run, after the age
         assert not state.reclaim("purchase", "o-1", KeyState.SENT)

@@ -222,8 +222,10 @@ def test_a_job_refusing_lines_without_naming_them_leaves_its_orders_in_doubt(
         return {**real(self, params, path, size, **kw), "errors": 1, "error_lines": []}
 
     monkeypatch.setattr(jobs.JobRunner, "run", with_errors)
-    first = _sync(fake, tmp_path, _orders(4), bulk="always")
+    failures: list[RecordFailure] = []
+    first = _sync(fake, tmp_path, _orders(4), failures, bulk="always")
     assert (first.counts["sent"], first.failed) == (0, 4)
+    assert all("refused 1 line(s) without saying which" in f.reason for f in failures)
     _later(fake)
     assert _sync(fake, tmp_path, _orders(4), bulk="always").counts["sent"] == 4
     assert _extids(fake) == sorted(f"o{i}" for i in range(4))
@@ -287,9 +289,12 @@ def test_an_import_whose_post_has_no_clear_answer_is_never_doubled_by_its_slow_j
 
     fake.job_seconds = 60.0  # real jobs take about a minute
     monkeypatch.setattr(jobs.JobRunner, "run", unclear)
-    first = _sync(fake, tmp_path, _orders(20), bulk="always")
+    failures: list[RecordFailure] = []
+    first = _sync(fake, tmp_path, _orders(20), failures, bulk="always")
     monkeypatch.undo()
     assert first.counts["sent"] == 0  # in doubt, never reported sent
+    assert all("the job's POST had no clear answer (" in f.reason for f in failures)
+    assert all("it may run under an id that never came back" in f.reason for f in failures)
     with SyncState(tmp_path / "s.db") as state:  # its job's id never came back
         assert {state.doubt("purchase", f"o{i}").job for i in range(20)} == {"?"}
     for _ in range(3):  # the job runs; later runs find each order

@@ -38,6 +38,7 @@ from ._commerce_records import (
 from ._concurrency import KeyedLocks, run_in_order
 from .api import SailthruApi
 from .carts import CartKeeper
+from .doubt import DEFAULT_DOUBT_AGE
 from .events import time_value
 from .mapping import InvalidValue, reminder_time
 from .purchases import PurchaseSender
@@ -55,8 +56,9 @@ class CommerceSender:
     names none. ``clear_cart_after_hours`` empties a cart older than that (by its time in
     Sailthru, against ``clock``, Unix seconds) before a change. ``user_locks`` serialises
     changes per user; pass the destination's to share it with profile exports. A purchase
-    whose post had no clear answer is read back twice, ``confirm_after`` seconds apart,
-    and posted again only when absent, up to ``purchase_attempts`` posts.
+    whose post had no clear answer and that one read does not find is in doubt: posted
+    again only by a later sender, once reads over ``purchase_doubt_age`` seconds (by
+    ``clock``) miss it (see :mod:`.doubt`).
     """
 
     def __init__(
@@ -70,8 +72,7 @@ class CommerceSender:
         clear_cart_after_hours: float | None = None,
         clock: Callable[[], float] = time.time,
         user_locks: KeyedLocks | None = None,
-        confirm_after: float = 1.0,
-        purchase_attempts: int = 3,
+        purchase_doubt_age: float = DEFAULT_DOUBT_AGE,
     ) -> None:
         if clear_cart_after_hours is not None and not clear_cart_after_hours > 0:
             raise ValueError("clear_cart_after_hours must be a positive number of hours")
@@ -88,9 +89,7 @@ class CommerceSender:
             user_locks=user_locks if user_locks is not None else KeyedLocks(),
             timezone=timezone,
         )
-        self._purchases = PurchaseSender(
-            self._shop, confirm_after=confirm_after, attempts=purchase_attempts
-        )
+        self._purchases = PurchaseSender(self._shop, doubt_age=purchase_doubt_age, clock=clock)
         self._carts = CartKeeper(
             self._shop,
             default_reminder_template=default_reminder_template,

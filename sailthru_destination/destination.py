@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from types import TracebackType
 from typing import Any
@@ -51,7 +52,8 @@ class SailthruDestination:
     spans machines; by default each destination builds its own. ``sent_keys`` remembers
     which events, orders and returns were sent, so a re-run sends none twice (in memory
     by default, in Redis for every host when the options carry a ``coordination``; the
-    sync runner keeps it in its SQLite state).
+    sync runner keeps it in its SQLite state). ``clock`` (Unix seconds) times orders in
+    doubt and carts.
     """
 
     def __init__(
@@ -62,9 +64,11 @@ class SailthruDestination:
         api: SailthruApi | None = None,
         lock: NamedLock | None = None,
         sent_keys: SentKeys | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
         self.options = options or DestinationOptions()
+        self.clock = clock
         coordination = self.options.coordination
         # Sailthru counts calls per account: every destination on the same account shares
         # one pacing schedule (this machine's, or the cluster's through coordination).
@@ -107,6 +111,8 @@ class SailthruDestination:
             default_reminder_time=self.options.reminder_time,
             clear_cart_after_hours=self.options.clear_cart_after_hours,
             user_locks=self._user_locks,
+            purchase_doubt_age=self.options.purchase_doubt_age,
+            clock=clock,
         )
 
     def __repr__(self) -> str:

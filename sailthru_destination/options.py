@@ -206,6 +206,9 @@ class DestinationOptions:
     delete_confirm_after: float = 1.0
     """Seconds after a first "user gone" read that a second read must agree before a delete is
     reported done (Sailthru's reads are eventually consistent; 0 turns the second read off)."""
+    purchase_doubt_age: float = 600.0
+    """How long (seconds; ten minutes by default) reads must keep missing an order whose post had
+    no clear answer before a later run posts it again (see :mod:`sailthru_destination.doubt`)."""
     required_consents: frozenset[str] = frozenset()
     """When set, only profiles that consented to at least one of these purposes are exported;
     the others are skipped with that reason."""
@@ -250,6 +253,9 @@ class DestinationOptions:
             raise ValueError(
                 f"delete_confirm_after must be a number of seconds >= 0, got {confirm!r}"
             )
+        age = self.purchase_doubt_age
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or not age >= 0:
+            raise ValueError(f"purchase_doubt_age must be a number of seconds >= 0, got {age!r}")
         if self.default_list is not None and (
             not isinstance(self.default_list, str) or not self.default_list.strip()
         ):

@@ -5,18 +5,24 @@ key (``purchase_keys: {"extid": order_id}``). Sailthru cannot edit or undo a pur
 the order id is claimed in the sent-keys store (:mod:`.sentkeys`) before it is posted.
 
 When a post's outcome is unknown (a 5xx or error 9 reply, a read timeout, a connection
-dropped after sending: :class:`~.errors.OutcomeUnknown`), the order is read back
-(GET /purchase by ``extid``). Reads are eventually consistent, so it counts as absent only
-when a second read, ``confirm_after`` seconds later (waited through the API layer), misses
-it too; only then is it posted again, up to ``attempts`` posts. An order found is recorded
-sent. An order that cannot be read back stays ``unknown`` in the store and is read back
-before anything else the next time it comes (so is one left ``pending`` by a run that died).
+dropped after sending: :class:`~.errors.OutcomeUnknown`), the order is read back once
+(GET /purchase by ``extid``): found, it is sent. Not found proves nothing (reads lag
+writes, with no bound), so the order is **in doubt** (:mod:`.doubt`): marked ``unknown``,
+remembered with the time, and reported by order id as in doubt, never as sent. A later
+run or task reads it back again, and posts it again only under :func:`~.doubt.may_post_again`:
+reads that missed it spread over ``doubt_age`` seconds. So is an order left ``pending`` by
+a run that died, and one of a ``purchase_import`` job whose outcome was unclear, which is
+not read back while GET /job says that job still runs. Orders are late, never doubled.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._commerce_records import (
@@ -31,17 +37,37 @@ from ._commerce_records import (
     valid_items,
     valid_unit,
 )
+from .doubt import DEFAULT_DOUBT_AGE, UNKNOWN_JOB, Doubt, DoubtLog, InMemoryDoubtLog, may_post_again
 from .errors import NotFound, OutcomeUnknown, RecordError, SailthruError
 from .events import time_value
 from .mapping import InvalidValue
 from .results import ExportResult, Status
-from .sentkeys import KeyState, Leased
+from .sentkeys import KeyState, Leased, SentKeys
 
 __all__ = ["PurchaseSender"]
 
 log = logging.getLogger(__name__)
 
 _KIND = "purchase"
+_RUNNING = ("pending", "running", "queued")
+# Doubts of stores that keep none themselves, for as long as the store lives.
+_MEMORY: weakref.WeakKeyDictionary[SentKeys, InMemoryDoubtLog] = weakref.WeakKeyDictionary()
+
+
+def doubt_log_of(sent: SentKeys) -> DoubtLog:
+    """The doubt log of a sent-keys store: the store itself when it keeps one (the sync
+    state), the one it gives (Redis), else one in memory shared by every sender of that
+    store."""
+    if isinstance(sent, DoubtLog):
+        return sent
+    shared = getattr(sent, "doubt_log", None)  # a store shared by hosts keeps its own
+    if callable(shared):
+        log_: DoubtLog = shared()
+        return log_
+    try:
+        return _MEMORY.setdefault(sent, InMemoryDoubtLog())
+    except TypeError:  # a store that cannot be weakly referenced: this sender's own
+        return InMemoryDoubtLog()
 
 
 @dataclass
@@ -65,30 +91,37 @@ class _Order:
 class PurchaseSender:
     """Posts completed orders, each exactly once per sent-keys store (see the module docs)."""
 
-    def __init__(self, shop: Shop, *, confirm_after: float = 1.0, attempts: int = 3) -> None:
-        if attempts < 1:
-            raise ValueError(f"attempts must be >= 1, got {attempts!r}")
-        if confirm_after < 0:
-            raise ValueError(f"confirm_after must be >= 0, got {confirm_after!r}")
+    def __init__(
+        self,
+        shop: Shop,
+        *,
+        doubt_age: float = DEFAULT_DOUBT_AGE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not doubt_age >= 0:
+            raise ValueError(f"doubt_age must be >= 0 seconds, got {doubt_age!r}")
         self._shop = shop
-        self._confirm_after = confirm_after
-        self._attempts = attempts
+        self._age = doubt_age
+        self._clock = clock
+        self._doubts = doubt_log_of(shop.sent)
+        # This sender never posts again an order it put in doubt: only a later run may.
+        self.session = uuid.uuid4().hex
 
     def send(self, purchase: Purchase) -> ExportResult:
         """Post one completed order; never raises for a bad record or a Sailthru refusal."""
-        rid = text(purchase.order_id)
-        return guard(rid, lambda: self._send(self._order(purchase, rid)))
+        return guard(text(purchase.order_id), lambda: self._send(self._order(purchase)))
 
     def import_payload(self, purchase: Purchase) -> tuple[str, dict[str, Any]]:
         """The order id and the complete POST /purchase payload of ``purchase``, as a line of
         a ``purchase_import`` job holds it (the buyer's email looked up when only an extid is
         given). Claims nothing; raises :class:`~.mapping.InvalidValue` for a bad field and
         :class:`~.errors.SailthruError` when the lookup fails."""
-        order = self._order(purchase, text(purchase.order_id))
+        order = self._order(purchase)
         order.payload["email"] = order.email or email_for_extid(self._shop.api, order.extid)
         return order.order_id, order.payload
 
-    def _order(self, purchase: Purchase, rid: str) -> _Order:
+    def _order(self, purchase: Purchase) -> _Order:
+        rid = text(purchase.order_id)
         order_id = valid_id(purchase.order_id, "order_id")
         unit = valid_unit(purchase.currency_unit)
         email, extid = valid_buyer(purchase.email, purchase.extid)
@@ -120,58 +153,59 @@ class PurchaseSender:
     # -- posting, while this worker holds the order's claim ------------------------------------
 
     def _post(self, order: _Order, *, in_doubt: bool) -> ExportResult:
-        """Post until Sailthru has the order once, or say why not; settles the claim.
+        """Post once; settle the claim: sent, in doubt, or released when refused for certain.
 
-        ``in_doubt``: an earlier send may have landed (the claim was reclaimed from
-        ``unknown``), so the claim is never simply released.
+        ``in_doubt``: an earlier send may have landed (the claim was reclaimed), so the
+        claim is never simply released.
         """
-        unknown: OutcomeUnknown | None = None
         try:
-            if "email" not in order.payload:
-                order.payload["email"] = order.email or email_for_extid(self._shop.api, order.extid)
-            for attempt in range(1, self._attempts + 1):
-                try:
-                    self._shop.api.post(_KIND, order.payload)
-                except OutcomeUnknown as exc:
-                    unknown = exc
-                else:
-                    self._settle(order, KeyState.SENT)
-                    return order.sent("")
-                try:
-                    present = self._present(order.order_id)
-                except SailthruError as exc:
-                    self._settle(order, KeyState.UNKNOWN)
-                    return order.failed(
-                        f"{unknown} The order could not be read back ({exc}); it is marked "
-                        "'unknown' and is read back before it is ever sent again",
-                        retryable=True,
-                        code=unknown.code,
-                    )
-                if present:
-                    self._settle(order, KeyState.SENT)
-                    return order.sent(" (read back after a post without a clear answer)")
-                log.warning(
-                    "purchase %r: not in Sailthru after post %d of %d had no clear answer",
-                    order.order_id, attempt, self._attempts,
-                )
+            order.payload["email"] = order.email or email_for_extid(self._shop.api, order.extid)
+            try:
+                self._shop.api.post(_KIND, order.payload)
+            except OutcomeUnknown as unknown:
+                return self._unclear(order, unknown)
         except (SailthruError, InvalidValue):
             # Refused for certain (or the buyer is unknown): released when nothing sent for
             # this order may have landed, else kept 'unknown' to be read back first.
-            if unknown is None and not in_doubt:
+            if not in_doubt:
                 self._shop.sent.release(_KIND, order.order_id)
             else:
                 self._settle(order, KeyState.UNKNOWN)
             raise
+        self._settle(order, KeyState.SENT)
+        return order.sent("")
+
+    def _unclear(self, order: _Order, unknown: OutcomeUnknown) -> ExportResult:
+        """A post without a clear answer: sent if one read finds it, else in doubt."""
         self._settle(order, KeyState.UNKNOWN)
+        doubt = Doubt(self._clock(), owner=self.session)
+        self._doubts.note_doubt(_KIND, order.order_id, doubt)
+        try:
+            present = self._found(order.order_id)
+        except SailthruError as exc:
+            return self._in_doubt(order, f"{unknown} It could not be read back ({exc})",
+                                  unknown.code)
+        if present:
+            self._settle(order, KeyState.SENT)
+            return order.sent(" (read back after a post without a clear answer)")
+        self._doubts.note_doubt(_KIND, order.order_id, doubt.missed())
+        log.warning("purchase %r: not found right after a post without a clear answer: in "
+                    "doubt", order.order_id)
+        return self._in_doubt(order, f"{unknown} A read did not find it yet", unknown.code)
+
+    def _in_doubt(self, order: _Order, why: str, code: int | None = None) -> ExportResult:
         return order.failed(
-            f"{unknown} The order was not in Sailthru after {self._attempts} post(s); it is "
-            "marked 'unknown' and is read back before it is sent again",
+            f"in doubt: order {order.order_id!r} may or may not be in Sailthru. {why}; it is "
+            f"read back on a later run and posted again only when reads over "
+            f"{self._age:g} s find it absent",
             retryable=True,
-            code=unknown.code if unknown else None,
+            code=code,
         )
 
     def _settle(self, order: _Order, state: KeyState) -> None:
         self._shop.sent.settle(_KIND, order.order_id, state)
+        if state is KeyState.SENT:
+            self._doubts.clear_doubt(_KIND, order.order_id)
 
     # -- an order someone claimed before -----------------------------------------------------------
 
@@ -195,45 +229,52 @@ class PurchaseSender:
                 f"the {_KIND} {order.order_id!r} is being sent by another worker; send it again",
                 retryable=True,
             )
-        # Pending (a run died, or another worker is posting it now) or unknown: read it back.
+        # Pending (its run died) or unknown: in doubt, read back under the doubt rule.
+        now = self._clock()
+        doubt = self._doubts.doubt(_KIND, order.order_id) or Doubt(now, owner=self.session)
+        if doubt.job not in (None, UNKNOWN_JOB):
+            running = self._job_running(doubt.job)
+            if running is not None:
+                # Reads count from the job's end: start again from now.
+                self._doubts.note_doubt(_KIND, order.order_id, replace(doubt, since=now, misses=0))
+                return self._in_doubt(order, running)
+            # The job is over: its purchases may still be on their way to the reads.
+            doubt = replace(doubt, since=now, misses=0, job=None)
         try:
-            present = self._present(order.order_id)
+            present = self._found(order.order_id)
         except SailthruError as exc:
-            return order.failed(
-                f"the {_KIND} {order.order_id!r} is marked {state.value!r} (an earlier send "
-                f"may have reached Sailthru) and could not be read back ({exc}); it "
-                "is not sent until it is",
-                retryable=True,
-            )
+            self._doubts.note_doubt(_KIND, order.order_id, doubt)
+            return self._in_doubt(
+                order, f"It is marked {state.value!r} (an earlier send may have reached "
+                f"Sailthru) and could not be read back ({exc})")
         if present:
             self._settle(order, KeyState.SENT)
             return order.sent(f" (found in Sailthru: an earlier send was marked {state.value!r})")
-        if state is KeyState.UNKNOWN and self._shop.sent.reclaim(_KIND, order.order_id, state):
-            return self._post(order, in_doubt=True)
-        if state is KeyState.PENDING and isinstance(sent, Leased):
-            # Its owner's lease ran out (a worker died): whoever reclaims it posts it.
-            if sent.reclaim(_KIND, order.order_id, state):
+        doubt = doubt.missed()
+        self._doubts.note_doubt(_KIND, order.order_id, doubt)
+        if may_post_again(doubt, now, self._age, self.session):
+            if self._shop.sent.reclaim(_KIND, order.order_id, state):
                 return self._post(order, in_doubt=True)
             return order.failed(
                 f"the {_KIND} {order.order_id!r} was taken over by another worker; send it again",
                 retryable=True,
             )
-        # Pending and absent: another worker may be posting it right now, so leave it be.
-        return order.failed(
-            f"the {_KIND} {order.order_id!r} is marked 'pending' and is not in Sailthru: "
-            "another run may be sending it, or a run died before sending it. It is not sent "
-            "again: when no other run is sending it, release the key to send it",
-            retryable=False,
-        )
+        return self._in_doubt(
+            order, f"It is marked {state.value!r} and {doubt.misses} read(s) did not find it "
+            f"since {_when(doubt.since)}")
+
+    def _job_running(self, job_id: str) -> str | None:
+        """Why the order waits for its ``purchase_import`` job, or None when it is over."""
+        try:
+            status = self._shop.api.get("job", {"job_id": job_id})
+        except SailthruError as exc:
+            return f"Its purchase_import job {job_id} could not be looked up ({exc})"
+        state = str(status.get("status", "")).lower()
+        if state in _RUNNING:
+            return f"Its purchase_import job {job_id} is still {state!r}"
+        return None
 
     # -- reading back ------------------------------------------------------------------------------
-
-    def _present(self, order_id: str) -> bool:
-        """Whether Sailthru has the order: absent only when two reads, a pause apart, agree."""
-        if self._found(order_id):
-            return True
-        self._shop.api.wait(self._confirm_after)
-        return self._found(order_id)
 
     def _found(self, order_id: str) -> bool:
         try:
@@ -241,3 +282,7 @@ class PurchaseSender:
         except NotFound:
             return False
         return True
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))

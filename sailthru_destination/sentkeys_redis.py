@@ -27,6 +27,7 @@ import hashlib
 import uuid
 from typing import TYPE_CHECKING
 
+from .doubt_redis import RedisDoubtLog
 from .sentkeys import KeyState
 
 if TYPE_CHECKING:  # coordination imports this module lazily; no import cycle at run time
@@ -97,6 +98,10 @@ class RedisSentKeys:
 
     def _hash(self, kind: str) -> str:
         return f"{self._prefix}:{kind}"
+
+    def doubt_log(self) -> RedisDoubtLog:
+        """The orders in doubt of this store, in the same Redis (see :mod:`.doubt`)."""
+        return RedisDoubtLog(self._coord, self._prefix)
 
     def _pending(self) -> str:
         return f"pending {self._coord.wall_clock() + self._lease!r} {self._owner}"

@@ -19,6 +19,20 @@ KEY = "test-key"
 SECRET = "test-secret"
 
 
+class VirtualClock:
+    """Unix time that moves only when slept on: share it between the fake (its jobs and
+    read lags), the API layer's waits and the code under test, and no test sleeps for real."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
 def make_fake(**kwargs: Any) -> FakeSailthru:
     """A fake Sailthru with the tests' credentials (start it with ``with``)."""
     return FakeSailthru(api_key=KEY, api_secret=SECRET, **kwargs)

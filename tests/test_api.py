@@ -314,6 +314,7 @@ def test_download_refuses_plain_http_to_another_machine(api: SailthruApi) -> Non
 def test_download_of_an_expired_export_is_not_found_without_its_signed_query(
     api: SailthruApi, fake_sailthru: FakeSailthru
 ) -> None:
+    fake_sailthru.job_seconds = 0  # the export is ready at its first poll
     api.post("user", {"id": "gone@example.com", "key": "email", "lists": {"Gone": 1}})
     job = api.post("job", {"job": "export_list_data", "list": "Gone"})
     url = api.get("job", {"job_id": job["job_id"]})["export_url"]
@@ -327,6 +328,7 @@ def test_download_of_an_expired_export_is_not_found_without_its_signed_query(
 def test_download_streams_an_export_as_text_lines(
     api: SailthruApi, fake_sailthru: FakeSailthru
 ) -> None:
+    fake_sailthru.job_seconds = 0  # the export is ready at its first poll
     api.post("user", {"id": "dl@example.com", "key": "email", "lists": {"DL": 1}})
     job = api.post("job", {"job": "export_list_data", "list": "DL"})
     done = api.get("job", {"job_id": job["job_id"]})

@@ -107,7 +107,8 @@ def test_job_flags(tmp_path: Path) -> None:
     with serving(tmp_path, "--job-fails", "--job-polls", "0") as (url, _):
         api = client(url)
         assert api.api_get("job", {"job_id": export(api)}).get_body()["status"] == "error"
-    with serving(tmp_path, "--expire-exports") as (url, _):
+    with serving(tmp_path, "--expire-exports", "--job-seconds", "0") as (url, banner):
+        assert "  faults: expire-exports, job-seconds=0" in banner
         api = client(url)
         status = api.api_get("job", {"job_id": export(api)}).get_body()
         assert status["status"] == "completed"

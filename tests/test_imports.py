@@ -61,8 +61,9 @@ class Clock:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeSailthru]:
-    with make_fake(seed=11, rate_limits={"default": 100_000}) as server:
+def fake(clock: Clock) -> Iterator[FakeSailthru]:
+    # The fake's jobs run on the test's clock: the importer's waits let them finish.
+    with make_fake(seed=11, rate_limits={"default": 100_000}, clock=clock) as server:
         yield server
 
 
@@ -82,7 +83,9 @@ def api(fake: FakeSailthru, clock: Clock) -> Iterator[SailthruApi]:
 def seed(api: SailthruApi, users: Iterable[dict[str, Any]]) -> None:
     """Create users in one bulk ``update`` job (a JSON-lines file, as Sailthru takes it)."""
     body = "\n".join(json.dumps(user) for user in users).encode()
-    api.post("job", {"job": "update"}, file=body)
+    job = api.post("job", {"job": "update"}, file=body)
+    while api.get("job", {"job_id": job["job_id"]})["status"] == "pending":
+        api.wait(0.1)  # the job runs asynchronously, as Sailthru's do
 
 
 def member(email: str, *lists: str, **vars: Any) -> dict[str, Any]:
@@ -231,6 +234,7 @@ def test_a_job_that_never_completes_times_out_after_backing_off(
 
 def test_a_slow_job_is_waited_for(fake: FakeSailthru, api: SailthruApi, clock: Clock) -> None:
     seed(api, [member("a@example.com", "News")])
+    clock.sleeps.clear()  # only the export's polls count
     fake.job_polls = 3
     policy = PollPolicy(initial_interval=1, max_interval=10, backoff=3, timeout=60)
     users = list(ListImporter(api, clock=clock).members("News", poll=policy))
@@ -383,7 +387,7 @@ _SERVER = textwrap.dedent(
     import sys
     from sailthru_destination.testing import FakeSailthru
     with FakeSailthru(api_key=sys.argv[1], api_secret=sys.argv[2],
-                      rate_limits={"default": 100000}) as fake:
+                      rate_limits={"default": 100000}, job_seconds=0) as fake:
         print(fake.url, flush=True)
         sys.stdin.read()
     """

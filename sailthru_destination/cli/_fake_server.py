@@ -23,6 +23,7 @@ _RATES = {
     "connection-error-rate": "drop the connection without a reply",
     "server-error-rate": "HTTP 500 with error 9, nothing applied",
     "error-after-apply-rate": "apply a POST, then answer HTTP 504 (the write happened)",
+    "drop-after-apply-rate": "apply a POST, then drop the connection (a job created still runs)",
     "error-with-200-rate": "HTTP 200 carrying an error body (error 9, nothing applied)",
     "false-ok-delete-rate": "DELETE answers ok and does nothing",
     "rate-limit-burst": "an extra 429 on a request within the limit",
@@ -31,6 +32,7 @@ _WINDOWS = {
     "list-race-window": "seconds during which racing requests create duplicate lists",
     "stale-read-window": "seconds after a POST during which GET /user and GET /purchase "
                          "still see the old data (eventual consistency)",
+    "stale-read-jitter": "up to this many seconds more of read lag, drawn per write (seeded)",
 }
 
 
@@ -66,6 +68,9 @@ def add_parser(sub: Any) -> None:
     jobs.add_argument("--job-polls", type=int, default=1, metavar="N",
                       help="a job completes on its N-th GET /job (default 1; 0: at once; "
                       "-1: never, to test timeouts)")
+    jobs.add_argument("--job-seconds", type=float, default=0.25, metavar="SECONDS",
+                      help="a job does its work this long after its POST, even when the "
+                      "reply was lost (default 0.25; asynchronous, as Sailthru's jobs are)")
     jobs.add_argument("--job-fails", action="store_true",
                       help="jobs end in status 'error' instead of 'completed'")
     jobs.add_argument("--expire-exports", action="store_true",
@@ -90,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     from ..testing import FakeSailthru
 
     faults = _faults(args)
+    if args.job_seconds < 0:
+        raise UsageError(f"--job-seconds must not be negative, got {args.job_seconds}")
     if args.job_polls < -1:
         raise UsageError(f"--job-polls must be -1 (never), 0 or more, got {args.job_polls}")
     stop = threading.Event()
@@ -105,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         latency=args.latency, seed=args.seed, faults=faults,
         rate_limits=rate_limits(args.rate_limit) or None,
         job_polls=None if args.job_polls == -1 else args.job_polls, job_fails=args.job_fails,
+        job_seconds=args.job_seconds,
     )
     fake.exports_expire = args.expire_exports
     try:
@@ -125,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
                                         ("expire-exports", args.expire_exports)) if value]
         if args.job_polls != 1:
             on.append(f"job-polls={args.job_polls}")
+        if args.job_seconds != 0.25:
+            on.append(f"job-seconds={args.job_seconds:g}")
         out(f"  faults: {', '.join(on) if on else 'none'}")
         out("Press Ctrl-C to stop.")
         sys.stdout.flush()

@@ -17,6 +17,11 @@ keeps): unchanged rows cost no call, and events and orders are sent at most once
 record is written to the run report and counted in dlt's log; it never fails the load.
 Only what must stop the load raises :class:`DestinationTerminalException`, which dlt does
 not retry: refused credentials, a wrong setting, an unusable state file.
+
+A column whose values change type (``plan: 5``, then ``plan: "pro"``) reaches a destination
+as a *variant* column, ``plan▶v_text``: it is folded back into ``plan``, its value read by
+the same rule as every host value (:func:`~sailthru_destination.sync.sources.plain`), so
+the source's column is what is synced, whatever type its value has today.
 """
 
 import logging
@@ -29,8 +34,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "the dlt destination needs dlt: pip install 'sailthru-destination[dlt]'") from exc
 from dlt.common.destination.exceptions import DestinationTerminalException
+from dlt.common.normalizers.naming.direct import NamingConvention as _Direct
 from dlt.common.schema import TTableSchema
-from dlt.common.typing import TDataItems
+from dlt.common.typing import VARIANT_FIELD_FORMAT, TDataItems
 
 from ..options import DEFAULT_API_URL, AppOptions
 from ..sync.column_check import check_host_columns
@@ -85,7 +91,7 @@ def sailthru(
         # dlt leaves a NULL out of its item: a column of the table that an item lacks is a
         # NULL there (the nulls policy decides), not a column gone from the model.
         nulls = dict.fromkeys(_columns(table)) if config.object == "users" else {}
-        rows = (Row(f"load {load_id} item {number}", typed({**nulls, **item}))
+        rows = (Row(f"load {load_id} item {number}", typed(folded({**nulls, **item})))
                 for number, item in enumerate(items, 1))
         outcome = run_sync(app, config, rows, home=base, incremental=True)
     except (ConfigError, ValueError, StateError, RunAborted) as exc:
@@ -107,11 +113,31 @@ def _columns(table: TTableSchema) -> list[str]:
     return [name for name in table.get("columns", {}) if not name.startswith("_dlt_")]
 
 
+# What dlt (with the "direct" naming this destination asks for) puts between a column's
+# name and the type of a value that did not fit it: "plan" + "▶v_" + "text".
+_VARIANT = _Direct.PATH_SEPARATOR + VARIANT_FIELD_FORMAT % ""
+
+
+def folded(item: dict[str, Any]) -> dict[str, Any]:
+    """``item`` with each variant column (``<name>▶v_<type>``) folded back into ``<name>``:
+    a variant holding a value replaces the column's (then empty) value."""
+    if not any(_VARIANT in key for key in item):
+        return item
+    out = {key: value for key, value in item.items() if _VARIANT not in key}
+    for key, value in item.items():
+        if _VARIANT in key:
+            name = key.split(_VARIANT, 1)[0]
+            if value is not None or name not in out:
+                out[name] = value
+    return out
+
+
 def _hints(table: TTableSchema) -> dict[str, Any]:
     """Settings the table's dlt schema gives: its primary key and hard-delete column."""
     columns = table.get("columns", {})
     hints: dict[str, Any] = {}
-    keys = [name for name, column in columns.items() if column.get("primary_key")]
+    keys = [name for name, column in columns.items()
+            if column.get("primary_key") and _VARIANT not in name]
     if len(keys) == 1:
         hints["primary_key"] = keys[0]
     deleted = [name for name, column in columns.items() if column.get("hard_delete")]

@@ -61,9 +61,9 @@ class JobRunner:
         rather than a retry that could start a second job.
 
         Raises :class:`JobRefused` when Sailthru refused to start it, :class:`JobFailed` when
-        it ends in error or is not done in time, and
-        :class:`~sailthru_destination.errors.SailthruError` when a call has no clear answer
-        (:class:`~sailthru_destination.errors.OutcomeUnknown`) or a poll fails.
+        it ends in error, is not done in time or cannot be polled (with its ``job_id``), and
+        :class:`~sailthru_destination.errors.OutcomeUnknown` when its POST has no clear
+        answer (the job may have been created, and may run, under an id nobody knows).
         """
         with self._lock:
             self.started += 1
@@ -79,7 +79,11 @@ class JobRunner:
         log.info("%s job %s started for %d lines", params.get("job"), job_id, size)
         waited, delay = 0.0, self._poll_interval
         while True:
-            status = self._api.get("job", {"job_id": job_id})
+            try:
+                status = self._api.get("job", {"job_id": job_id})
+            except SailthruError as exc:
+                # The job was started: whoever handles this needs its id to look it up.
+                raise JobFailed(f"job {job_id} could not be polled: {exc}", str(job_id)) from exc
             state = str(status.get("status", "")).lower()
             if state in _DONE:
                 return status

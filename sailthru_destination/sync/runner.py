@@ -52,6 +52,7 @@ from .digest import RESEND, content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .guard import mass_delete_problem
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, storable, user_key
+from .retry_memory import RetryMemory
 from .sources import Row
 from .state import AppliedRecord, SyncState
 from .summary import RecordFailure, RecordNotice, RunSummary
@@ -114,6 +115,7 @@ class SyncRunner:
         self._moving: dict[str, AppliedRecord] = {}
         # Properties with their NULLs settled (nulls.py), by primary key, until applied.
         self._settled: dict[str, dict[str, Any]] = {}
+        self._retry: RetryMemory | None = None  # during apply(): the rows to try again
         self.summary = RunSummary()
 
     # -- the run ------------------------------------------------------------------------------
@@ -127,9 +129,16 @@ class SyncRunner:
 
         For hosts that hand over only new rows (dlt, Singer taps) and may hand the same
         rows over again: unchanged rows still cost nothing, but rows not given are left
-        alone; only rows marked deleted (``deleted_column``) get the delete behaviour.
+        alone; only rows marked deleted (``deleted_column``) get the delete behaviour. Rows
+        whose last attempt failed retryably are tried again (:mod:`.retry_memory`).
         """
-        return self._sync(rows, whole_model=False)
+        memory = self._retry = RetryMemory(self._state, self._config)
+        try:
+            summary = self._sync(memory.rows(rows), whole_model=False)
+        finally:
+            self._retry = None
+        memory.done()
+        return summary
 
     def _sync(self, rows: Iterable[Row], *, whole_model: bool) -> RunSummary:
         started = self._clock()
@@ -436,6 +445,8 @@ class SyncRunner:
     def _fail(self, failure: RecordFailure) -> None:
         self.summary.counts["failed"] += 1
         log.info("record %s failed: %s", failure.record, failure.reason)
+        if self._retry is not None:
+            self._retry.failed(failure)
         if self._on_failure is not None:
             self._on_failure(failure)
 

@@ -23,7 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ._db import BATCH, StateDb, StateError
+from .doubtstore import DoubtTable
 from .records import AppliedRecord, from_row, to_row
+from .retry_memory import RetryRowsTable
 from .seen import Contender, RunRows
 from .sentstore import SentKeysTable
 
@@ -61,11 +63,13 @@ CREATE TABLE IF NOT EXISTS removed_users (
 _FLUSH_AFTER = 0.2
 
 
-class SyncState(RunRows, SentKeysTable, StateDb):
+class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, StateDb):
     """The state of one model's sync, in a SQLite file; usable from any thread.
 
     Also a :class:`~sailthru_destination.sentkeys.SentKeys` store: the events and orders
-    claimed, sent or of unknown outcome, so a re-run never posts one twice.
+    claimed, sent or of unknown outcome, so a re-run never posts one twice; and a
+    :class:`~sailthru_destination.doubt.DoubtLog` of the orders in doubt; and the rows to
+    try again on the incremental paths (:mod:`.retry_memory`).
     """
 
     def __init__(self, path: str | Path) -> None:

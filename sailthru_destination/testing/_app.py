@@ -15,7 +15,7 @@ from .._protocol import ErrorCode, signature_matches
 from ._commerce import get_purchase, post_event, post_purchase, post_return
 from ._errors import ApiError, error_body
 from ._forms import Form, parse_form
-from ._jobs import EXPORT_PREFIX, download_export, get_job, post_job
+from ._jobs import EXPORT_PREFIX, download_export, get_job, post_job, run_due_jobs
 from ._lists import delete_list, get_list, post_list
 from ._ratelimit import RateLimiter
 from ._sends import get_blast, get_send, post_blast, post_send
@@ -71,6 +71,7 @@ class App:
         state = self.state
         if state.latency > 0:
             time.sleep(state.latency)
+        run_due_jobs(state)
         if state.chance(state.faults.connection_error_rate):
             return None
         endpoint = request.path.strip("/")
@@ -80,6 +81,8 @@ class App:
             reply = pageview(state, self.limiter, self.record_call, request)
         else:
             reply = self._api_call(request, endpoint)
+        if request.method == "POST" and state.chance(state.faults.drop_after_apply_rate):
+            return None  # applied (a job created still runs), but the reply is lost
         if request.method == "POST" and state.chance(state.faults.error_after_apply_rate):
             # Applied, but the gateway gave up waiting: what the caller sees proves nothing.
             return Reply(504, _GATEWAY_TIMEOUT, reply.headers, content_type="text/html")

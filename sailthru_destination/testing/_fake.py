@@ -5,14 +5,14 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 from ._app import App
 from ._faults import Faults
 from ._inferred import Inferred
-from ._jobs import expire_exports
+from ._jobs import expire_exports, run_due_jobs
 from ._ratelimit import RateLimiter
 from ._server import Server
 from ._state import State
@@ -27,8 +27,11 @@ class FakeSailthru:
     API and for the page-view tracking endpoint alike. ``rate_limits`` are requests per second
     keyed like ``_protocol.DEFAULT_RATE_LIMITS`` (a given table replaces the defaults);
     ``latency`` is slept per request, ``connect_latency`` once per new connection. Every random
-    choice comes from ``seed``. Jobs complete on their ``job_polls``-th GET (0: at once, None:
-    never) and end in ``error`` when ``job_fails`` is set.
+    choice comes from ``seed``. Jobs run asynchronously: ``job_seconds`` after their POST
+    (even when its reply was lost) they do their work, then complete on their
+    ``job_polls``-th GET (``job_polls=0``: inside the POST, at once; None: never) and end in
+    ``error`` when ``job_fails`` is set. ``clock`` (monotonic seconds) is the fake's time for
+    job delays and read lags: a test may pass its own and move it on instead of sleeping.
     """
 
     def __init__(
@@ -46,7 +49,11 @@ class FakeSailthru:
         port: int = 0,
         job_polls: int | None = 1,
         job_fails: bool = False,
+        job_seconds: float = 0.25,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        if job_seconds < 0:
+            raise ValueError(f"job_seconds must not be negative, got {job_seconds!r}")
         self._state = State(
             api_key=api_key,
             api_secret=api_secret,
@@ -59,6 +66,9 @@ class FakeSailthru:
         self._state.connect_latency = connect_latency
         self._state.job_polls = job_polls
         self._state.job_fails = job_fails
+        self._state.job_seconds = job_seconds
+        if clock is not None:
+            self._state.clock = clock
         self._limiter = RateLimiter(rate_limits)
         self._host = host
         self._port = port
@@ -175,6 +185,20 @@ class FakeSailthru:
         self._state.job_polls = polls
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The fake's time (monotonic seconds) for job delays and read lags."""
+        return self._state.clock
+
+    @property
+    def job_seconds(self) -> float:
+        """Seconds (by the fake's clock) between a job's POST and its work."""
+        return self._state.job_seconds
+
+    @job_seconds.setter
+    def job_seconds(self, seconds: float) -> None:
+        self._state.job_seconds = seconds
+
+    @property
     def job_fails(self) -> bool:
         """Whether jobs end in status ``error`` instead of ``completed``."""
         return self._state.job_fails
@@ -201,12 +225,14 @@ class FakeSailthru:
     @property
     def users(self) -> dict[str, dict[str, Any]]:
         """Every profile, by sid."""
+        run_due_jobs(self._state)
         with self._state.lock:
             return copy.deepcopy(self._state.users)
 
     @property
     def lists(self) -> list[dict[str, Any]]:
         """Every list record, duplicates of a name included, with their counts."""
+        run_due_jobs(self._state)
         with self._state.lock:
             return [self._state.list_view(record) for record in self._state.lists]
 
@@ -214,6 +240,7 @@ class FakeSailthru:
         self, *, email: str | None = None, sid: str | None = None, extid: str | None = None
     ) -> dict[str, Any] | None:
         """One profile by email, sid or extid (a copy), or None."""
+        run_due_jobs(self._state)
         with self._state.lock:
             for key, value in (("email", email), ("sid", sid), ("extid", extid)):
                 if value is not None:
@@ -255,6 +282,7 @@ class FakeSailthru:
     @property
     def jobs(self) -> list[dict[str, Any]]:
         """Every job created, with its status."""
+        run_due_jobs(self._state)
         with self._state.lock:
             return [
                 {k: copy.deepcopy(v) for k, v in job.items() if not k.startswith("_")}
@@ -285,6 +313,7 @@ class FakeSailthru:
         self._limiter.reset()
 
     def _copy_records(self, name: str) -> list[dict[str, Any]]:
+        run_due_jobs(self._state)
         with self._state.lock:
             records: list[dict[str, Any]] = getattr(self._state, name)
             return copy.deepcopy(records)

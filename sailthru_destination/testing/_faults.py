@@ -31,6 +31,10 @@ class Faults:
     - ``stale_read_window``: a GET /user this soon after a POST /user sees the user as it was
       before the POST, and a GET /purchase this soon after the POST /purchase does not see the
       purchase yet (eventual consistency).
+    - ``stale_read_jitter``: up to this many seconds more, drawn per write from the seeded
+      stream, so each write lags by its own random amount (Sailthru documents no bound).
+    - ``drop_after_apply_rate``: apply a POST, then drop the connection without a reply: a
+      created job still runs, a posted purchase is there, and the caller cannot know.
     - ``rate_limit_burst``: probability of an extra 429 on a request within the limit.
     """
 
@@ -42,13 +46,17 @@ class Faults:
     stale_read_window: float = 0.0
     rate_limit_burst: float = 0.0
     error_after_apply_rate: float = 0.0
+    stale_read_jitter: float = 0.0
+    drop_after_apply_rate: float = 0.0
 
     def __post_init__(self) -> None:
         _check_rate("connection_error_rate", self.connection_error_rate)
         _check_rate("server_error_rate", self.server_error_rate)
         _check_rate("error_after_apply_rate", self.error_after_apply_rate)
+        _check_rate("drop_after_apply_rate", self.drop_after_apply_rate)
         _check_rate("error_with_200_rate", self.error_with_200_rate)
         _check_rate("false_ok_delete_rate", self.false_ok_delete_rate)
         _check_rate("rate_limit_burst", self.rate_limit_burst)
-        if self.list_race_window < 0 or self.stale_read_window < 0:
-            raise ValueError("list_race_window and stale_read_window must not be negative")
+        if min(self.list_race_window, self.stale_read_window, self.stale_read_jitter) < 0:
+            raise ValueError(
+                "list_race_window, stale_read_window and stale_read_jitter must not be negative")

@@ -1,7 +1,10 @@
 """/job: export_list_data (a CSV the fake serves itself), bulk update, list and purchase import.
 
-Updates and imports take effect when the job is created; the job then reports ``pending``
-until its ``job_polls``-th GET (configurable, to test polling, timeouts and failed jobs).
+Jobs run asynchronously, as Sailthru's do: a job is checked when it is posted (a bad
+request is refused at once), then does its work ``job_seconds`` after the POST (by the
+fake's clock), whether or not its reply reached the caller; until then GET /job says
+``pending``, and after it the job completes on its ``job_polls``-th GET (configurable, to
+test polling, timeouts and failed jobs). ``job_polls=0`` runs a job inside its POST.
 A ``purchase_import`` file holds one POST /purchase payload per line (the format of
 :mod:`sailthru_destination.sync.jobfile`); each line becomes a completed purchase, readable
 by GET /purchase, and a line that cannot be imported is counted in ``errors`` and named in
@@ -16,7 +19,7 @@ import csv
 import io
 import json
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._protocol import is_loopback_url
@@ -29,7 +32,9 @@ from ._state import State, rfc2822_now
 from ._users import post_user
 from ._wire import Reply, Request
 
-__all__ = ["EXPORT_PREFIX", "download_export", "expire_exports", "get_job", "post_job"]
+__all__ = [
+    "EXPORT_PREFIX", "download_export", "expire_exports", "get_job", "post_job", "run_due_jobs",
+]
 
 EXPORT_PREFIX = "_export/"
 _UPDATE_SOURCES = ("emails", "url", "file", "query")
@@ -40,6 +45,7 @@ Answer = tuple[int, dict[str, Any]]
 def post_job(state: State, payload: Mapping[str, Any], form: Form) -> Answer:
     """POST /job: start a job; answers ``{job_id, name, status: "pending"}``."""
     kind = payload.get("job")
+    work: Callable[[], dict[str, Any]]
     if kind == "export_list_data":
         name = str(payload.get("list") or "")
         if not name:
@@ -48,35 +54,61 @@ def post_job(state: State, payload: Mapping[str, Any], form: Form) -> Answer:
             if state.find_list(name) is None:
                 raise unknown_list(name)
         job = _new_job(state, kind, f"List Export: {name}", {"list": name})
+        work = dict
     elif kind == "update":
-        processed, errors = (0, 0) if state.job_fails else _run_update(state, payload, form)
-        job = _new_job(state, kind, "Bulk Update", {"processed": processed, "errors": errors})
+        lines, shared = _update_lines(payload, form)
+        job = _new_job(state, kind, "Bulk Update", {"processed": 0, "errors": 0})
+        work = lambda: _run_update(state, lines, shared)  # noqa: E731
     elif kind == "purchase_import":
-        processed, problems = (0, []) if state.job_fails else _run_purchase_import(state, form)
-        job = _new_job(state, kind, "Purchase Import", {
-            "processed": processed, "errors": len(problems), "error_lines": problems})
+        if "file" not in form.files:
+            raise invalid_parameter("Missing required parameter: file")
+        text = form.files["file"].decode("utf-8")
+        job = _new_job(state, kind, "Purchase Import",
+                       {"processed": 0, "errors": 0, "error_lines": []})
+        work = lambda: _run_purchase_import(state, text)  # noqa: E731
     elif kind == "import":
-        processed = 0 if state.job_fails else _run_import(state, payload, form)
         name = str(payload.get("list") or "")
-        job = _new_job(state, kind, "List Import", {"list": name, "processed": processed})
+        emails = _import_emails(payload, form)
+        job = _new_job(state, kind, "List Import", {"list": name, "processed": 0})
+        work = lambda: {"processed": _run_import(state, name, emails)}  # noqa: E731
     else:
         raise invalid_parameter(f"Unsupported job type: {kind}")
     with state.lock:
+        job["_work"] = work
+        job["_due"] = state.clock() + (0.0 if state.job_polls == 0 else state.job_seconds)
+        run_due_jobs(state)
         if state.job_polls == 0:
+            _do(state, job)
             _finish(state, job)
         return 200, _public(job)
+
+
+def run_due_jobs(state: State) -> None:
+    """Do the work of every job whose time has come (the fake's stand-in for a worker)."""
+    with state.lock:
+        now = state.clock()
+        for job in list(state.jobs.values()):
+            if "_work" in job and job["_due"] <= now:
+                _do(state, job)
+
+
+def _do(state: State, job: dict[str, Any]) -> None:
+    work = job.pop("_work", None)
+    if work is not None and not state.job_fails:
+        job.update(work())
 
 
 def get_job(state: State, payload: Mapping[str, Any]) -> Answer:
     """GET /job ``{job_id}``: the status; a completed export carries ``export_url``."""
     job_id = str(payload.get("job_id") or "")
+    run_due_jobs(state)
     with state.lock:
         job = state.jobs.get(job_id)
         if job is None:
             # (inferred) status and text for an unknown job id.
             raise invalid_parameter(f"Invalid job_id: {job_id}")
         job["polls"] += 1
-        if job["status"] == "pending" and state.job_polls is not None and (
+        if job["status"] == "pending" and "_work" not in job and state.job_polls is not None and (
             job["polls"] >= state.job_polls
         ):
             _finish(state, job)
@@ -177,8 +209,10 @@ def _cell(value: object) -> str:
     return json.dumps(value)
 
 
-def _run_update(state: State, payload: Mapping[str, Any], form: Form) -> tuple[int, int]:
-    """Apply a bulk update: each line (or email) as a POST /user, plus the shared ``update``."""
+def _update_lines(
+    payload: Mapping[str, Any], form: Form
+) -> tuple[list[dict[str, Any] | None], Mapping[str, Any]]:
+    """The lines of a bulk update (each as a POST /user) and its shared ``update``, checked."""
     given = [s for s in _UPDATE_SOURCES if payload.get(s) or (s == "file" and "file" in form.files)]
     if len(given) != 1:
         raise invalid_parameter("Exactly one of emails, url, file, query is required")
@@ -189,10 +223,15 @@ def _run_update(state: State, payload: Mapping[str, Any], form: Form) -> tuple[i
     if source == "query":
         raise invalid_parameter("The fake does not evaluate query updates: use emails, url or file")
     if source == "emails":
-        lines: list[dict[str, Any] | None] = [{"id": e} for e in _split(payload["emails"])]
-    else:
-        text = _fetch(str(payload["url"])) if source == "url" else form.files["file"].decode()
-        lines = [read_line(line) for line in text.splitlines() if line.strip()]
+        return [{"id": e} for e in _split(payload["emails"])], shared
+    text = _fetch(str(payload["url"])) if source == "url" else form.files["file"].decode()
+    return [read_line(line) for line in text.splitlines() if line.strip()], shared
+
+
+def _run_update(
+    state: State, lines: list[dict[str, Any] | None], shared: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Apply a bulk update: each line (or email) as a POST /user, plus the shared ``update``."""
     processed = errors = 0
     for line in lines:
         try:
@@ -202,18 +241,16 @@ def _run_update(state: State, payload: Mapping[str, Any], form: Form) -> tuple[i
             processed += 1
         except ApiError:
             errors += 1
-    return processed, errors
+    return {"processed": processed, "errors": errors}
 
 
-def _run_purchase_import(state: State, form: Form) -> tuple[int, list[dict[str, Any]]]:
-    """Import each line as a completed purchase; return how many, and the lines refused."""
-    if "file" not in form.files:
-        raise invalid_parameter("Missing required parameter: file")
+def _run_purchase_import(state: State, text: str) -> dict[str, Any]:
+    """Import each line as a completed purchase; count them, and name the lines refused."""
     processed, problems = 0, []
-    for number, text in enumerate(form.files["file"].decode("utf-8").splitlines(), start=1):
-        if not text.strip():
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
             continue
-        line = read_line(text)
+        line = read_line(raw)
         try:
             if line is None:
                 raise invalid_parameter("Invalid JSON line: each line must be a JSON object")
@@ -221,20 +258,21 @@ def _run_purchase_import(state: State, form: Form) -> tuple[int, list[dict[str, 
             processed += 1
         except ApiError as exc:
             problems.append({"line": number, "error": exc.message})
-    return processed, problems
+    return {"processed": processed, "errors": len(problems), "error_lines": problems}
 
 
-def _run_import(state: State, payload: Mapping[str, Any], form: Form) -> int:
-    name = str(payload.get("list") or "")
-    if not name:
+def _import_emails(payload: Mapping[str, Any], form: Form) -> list[str]:
+    if not str(payload.get("list") or ""):
         raise invalid_parameter("Missing required parameter: list")
     if payload.get("emails"):
-        emails = _split(payload["emails"])
-    elif "file" in form.files:
+        return _split(payload["emails"])
+    if "file" in form.files:
         rows = csv.reader(io.StringIO(form.files["file"].decode()))
-        emails = [row[0].strip() for row in rows if row and "@" in row[0]]
-    else:
-        raise invalid_parameter("Missing required parameter: emails or file")
+        return [row[0].strip() for row in rows if row and "@" in row[0]]
+    raise invalid_parameter("Missing required parameter: emails or file")
+
+
+def _run_import(state: State, name: str, emails: list[str]) -> int:
     with state.lock:
         record = state.find_list(name) or state.create_list(name)
         return add_emails(state, record, emails)

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any
@@ -23,6 +24,11 @@ __all__ = ["INDEXED_KEYS", "State", "rfc2822_now"]
 INDEXED_KEYS = ("email", "extid", "cookie", "sms")
 
 User = dict[str, Any]
+
+
+def _monotonic() -> float:
+    # Looked up at each call, so a test that replaces this module's ``time`` moves it.
+    return time.monotonic()
 
 
 def rfc2822_now() -> str:
@@ -53,8 +59,13 @@ class State:
         self.base_url = ""
         self.latency = 0.0
         self.connect_latency = 0.0
-        # Jobs: completed on the job_polls-th GET (0: at once; None: never), or "error".
+        # Jobs: run job_seconds after their POST (0: inside it), then completed on the
+        # job_polls-th GET (0: at once; None: never), or "error".
         self.job_polls: int | None = 1
+        self.job_seconds = 0.0
+        # The fake's own time (monotonic seconds): read lags and job delays are measured
+        # on it, so a test can move it on instead of sleeping.
+        self.clock: Callable[[], float] = _monotonic
         self.job_fails = False
         # Exports expired the moment they complete (GET /job says expired, the file 404s).
         self.exports_expire = False
@@ -70,6 +81,8 @@ class State:
             self.lists: list[dict[str, Any]] = []
             self.list_members: dict[str, set[str]] = {}  # list_id -> sids on it now
             self.list_ever: dict[str, set[str]] = {}  # list_id -> sids ever on it
+            # (key, value) -> (time of the write plus its random extra lag, what a GET sees
+            # until stale_read_window has passed since then)
             self.stale: dict[tuple[str, str], tuple[float, User | None]] = {}
             self.events: list[dict[str, Any]] = []
             self.purchases: list[dict[str, Any]] = []
@@ -220,11 +233,14 @@ class State:
 
     def remember_before_post(self, lookups: list[tuple[str, str]], before: User | None) -> None:
         """Record what a GET by any of ``lookups`` sees until the stale-read window passes."""
-        if self.faults.stale_read_window <= 0:
+        faults = self.faults
+        if faults.stale_read_window <= 0 and faults.stale_read_jitter <= 0:
             return
-        now = time.monotonic()
+        with self.lock:
+            extra = self.rng.uniform(0.0, faults.stale_read_jitter)
+        at = self.clock() + extra
         for lookup in lookups:
-            self.stale[lookup] = (now, before)
+            self.stale[lookup] = (at, before)
 
     def stale_view(self, key: str, value: str) -> tuple[bool, User | None]:
         """(True, old user or None) when a GET by this key must still see the pre-POST user."""
@@ -232,6 +248,6 @@ class State:
         if entry is None:
             return False, None
         at, before = entry
-        if time.monotonic() - at >= self.faults.stale_read_window:
+        if self.clock() - at >= self.faults.stale_read_window:
             return False, None
         return True, before

@@ -70,9 +70,11 @@ def test_no_event_or_purchase_is_posted_twice(chaos_outcome: Outcome) -> None:
 
 
 def test_no_purchase_ends_with_an_unknown_outcome(chaos_outcome: Outcome) -> None:
-    # Purchases are read back after an unclear answer: each is sent, or surely not sent.
+    # Purchases are read back after an unclear answer: each is sent, or reported in doubt by
+    # its order id (a read that missed it proves nothing: a later run settles it).
     assert chaos_outcome.unknown_purchases == 0
-    assert chaos_outcome.statuses["purchase sent"] == CI.purchases
+    assert (chaos_outcome.statuses["purchase sent"] + chaos_outcome.in_doubt_purchases
+            == CI.purchases)
 
 
 def test_no_record_fails_on_a_429_although_429s_were_answered(chaos_outcome: Outcome) -> None:

@@ -24,6 +24,7 @@ from ..sync.sources import SourceError
 from ..sync.state import StateError
 from . import _demo, _fake_server, _import, _report, _serve, _sync, _test_connection
 from ._common import EXIT_USAGE, UsageError, out
+from ._signals import exit_code
 from ._sync import format_summary
 
 __all__ = ["build_parser", "format_summary", "main"]
@@ -74,10 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _EXPECTED as exc:
         out(f"sailthru-destination {args.command}: error: {exc}", sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         after = _AFTER_INTERRUPT.get(args.command, "")
         out(f"interrupted{after}", sys.stderr)
-        return 130
+        return exit_code(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from ..sync.config import OBJECTS, file_settings, load_config, name_problem
 from ..sync.config_schema import CONFIG_SCHEMA
-from ..sync.run import DEFAULT_HOME, run_sync
+from ..sync.run import DEFAULT_HOME, RunInterrupted, run_sync
 from ..sync.runner import RunSummary
 from ..sync.sources import Row, open_source
 from ._columns import check_columns, parse_map, parse_types
@@ -19,7 +20,7 @@ from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, rate_limits
 from ._credentials import add_credentials, app_options, require_authentication
 from ._defaults import with_column_defaults
 from ._plan import show_plan
-from ._signals import sigterm_as_interrupt
+from ._signals import exit_code, sigterm_as_interrupt
 
 __all__ = ["add_parser", "format_summary"]
 
@@ -104,7 +105,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``sync``: exit 0 when every record is done, 1 when some failed."""
+    """Run ``sync``: exit 0 when every record is done, 1 when some failed, 130 when stopped
+    by Ctrl-C and 143 by SIGTERM (the summary is written with ``status: interrupted``)."""
     if args.config_schema:
         out(json.dumps(CONFIG_SCHEMA, indent=2))
         return EXIT_OK
@@ -135,11 +137,14 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         return show_plan(args, app, config, rows)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    with sigterm_as_interrupt():
-        outcome = run_sync(app, config, rows, home=args.home, progress=progress)
     # With --json, stdout holds the summary document alone: the readable lines go to stderr.
     text = sys.stderr if args.json else sys.stdout
     source = args.source or "SQL query"
+    try:
+        with sigterm_as_interrupt():
+            outcome = run_sync(app, config, rows, home=args.home, progress=progress)
+    except RunInterrupted as stop:
+        return _interrupted(stop, source, config.object)
     verb = "Stopped" if outcome.stopped else "Synced"
     out(f"{verb} {source} -> {app.api_url} (key {app.masked_key})", text)
     for line in format_summary(outcome.summary, config.object):
@@ -154,6 +159,18 @@ def run(args: argparse.Namespace) -> int:
         out(f"{outcome.summary.failed} record(s) failed: see "
             f"{outcome.report / 'errors.jsonl'}", text)
     return EXIT_FAILED if outcome.summary.failed or outcome.stopped else EXIT_OK
+
+
+def _interrupted(stop: RunInterrupted, source: str, object: str) -> int:
+    """Say how far an interrupted run got (on stderr) and return its exit code."""
+    outcome = stop.outcome
+    how = "SIGTERM" if stop.signum == signal.SIGTERM else "Ctrl-C"
+    out(f"Interrupted ({how}) {source}: every write Sailthru confirmed is in the state; "
+        "the next run resumes where this one stopped", sys.stderr)
+    for line in format_summary(outcome.summary, object):
+        out(line, sys.stderr)
+    out(f"Report: {outcome.report} (summary.json status: interrupted)", sys.stderr)
+    return exit_code(stop)
 
 
 def _count(number: float) -> str:

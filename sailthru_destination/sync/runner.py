@@ -24,7 +24,10 @@ taking over a user that a gone or moved-away row held (a row re-created under a 
 starts from that row's values, so what it lacks is cleared; and no delete touches a user
 a row still maps to.
 
-The state is written as each record is confirmed, so a killed run resumes on the next.
+Before each user write the runner records a write-ahead intent (:mod:`.intents`), and a
+run first settles the intents an earlier run left open (:mod:`.settle`). Each result is
+recorded as soon as it arrives, in the thread that got it, so an interrupted run keeps
+every write that was confirmed; a killed run resumes on the next.
 """
 
 from __future__ import annotations
@@ -32,22 +35,25 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import IO, Any
 
 from ..calllog import CallRecord
 from ..destination import SailthruDestination
-from ..profiles import ProfileChange
+from ..profiles import DeleteVerifier, ProfileChange
 from ..results import ExportResult, Status
 from .bulk import BulkExporter
 from .bulk_choice import use_bulk
 from .config import SyncConfig
 from .digest import content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
+from .intents import Intent
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, storable, user_key
+from .settle import RESEND, settle_intents
 from .sources import Row
 from .state import AppliedRecord, SyncState
 from .summary import RecordFailure, RecordNotice, RunSummary
@@ -105,6 +111,10 @@ class SyncRunner:
         self._unidentified = 0  # rows of this run with no readable primary key
         # Rows whose own record is another user than the row maps to now, by primary key.
         self._moving: dict[str, AppliedRecord] = {}
+        # The open intent of each row being exported, by primary key.
+        self._intents: dict[str, Intent] = {}
+        # Results are recorded in the threads that get them: one at a time.
+        self._recording = threading.Lock()
         self.summary = RunSummary()
 
     # -- the run ------------------------------------------------------------------------------
@@ -140,6 +150,7 @@ class SyncRunner:
                               bulk=bulk)
                 return self.summary
             self._check_fingerprint()
+            self._settle_intents()
             self._state.start_run()
             with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
                 self._diff(rows, spool)
@@ -174,6 +185,16 @@ class SyncRunner:
                 keys = []
         if keys:
             self._state.set_keys(keys)
+
+    def _settle_intents(self) -> None:
+        """Settle what an earlier run left open, before diffing (see :mod:`.settle`)."""
+        options = self._dest.options
+        verifier = DeleteVerifier(self._dest.api, attempts=options.delete_attempts,
+                                  confirm_after=options.delete_confirm_after)
+        settled = settle_intents(self._dest.api, verifier, self._config, self._state,
+                                 self._notice)
+        self.summary.intents_settled += settled.settled
+        self.summary.intents_in_doubt += settled.in_doubt
 
     def _count_call(
         self, chained: Callable[[CallRecord], object] | None
@@ -315,8 +336,7 @@ class SyncRunner:
                     bar.update(1)
                 self.summary.jobs = exporter.jobs
                 return
-            for item, result in self._per_user(pending):
-                self._applied(item, result)
+            for _ in self._per_user(pending):
                 bar.update(1)
         finally:
             bar.close()
@@ -326,16 +346,22 @@ class SyncRunner:
             return False
         return use_bulk(self._config, changed, self._dest.api.limiter("POST", "user").rate)
 
-    def _per_user(self, pending: Iterable[_Pending]) -> Iterator[tuple[_Pending, ExportResult]]:
-        window: deque[_Pending] = deque()
+    def _per_user(self, pending: Iterable[_Pending]) -> Iterator[ExportResult]:
+        """Export each change; each result is recorded by the thread that got it, so an
+        interrupt (which stops new calls) loses none that was confirmed."""
+        items: dict[int, _Pending] = {}
 
         def changes() -> Iterator[ProfileChange]:
             for item in pending:
-                window.append(item)
-                yield self._change_for(item)
+                change = self._change_for(item)
+                items[id(change)] = item
+                yield change
 
-        for result in self._dest.iter_export_profiles(changes()):
-            yield window.popleft(), result
+        def record(change: ProfileChange, result: ExportResult) -> None:
+            self._applied(items.pop(id(change)), result)
+
+        with closing(self._dest.iter_export_profiles(changes(), on_result=record)) as results:
+            yield from results
 
     def _change_for(self, item: _Pending) -> ProfileChange:
         user = item.row
@@ -344,9 +370,21 @@ class SyncRunner:
         # prefix: join the new names and leave the old lists alone rather than guess.
         old_groups = old.groups if old and old.hash else frozenset()
         old_properties = old.properties if old else {}
+        if old is not None and old.hash == RESEND:
+            # Settled from an intent: the user may hold the old or the new values. Send the
+            # row whole, and clear what it does not have.
+            old_properties = {k: v for k, v in old_properties.items()
+                              if k not in user.properties}
+            old_groups = old_groups - user.groups
         old_key = None
         if old is not None and self._config.match_key == "email" and old.match != user.match:
             old_key = old.match
+        # Write-ahead: durable before the write leaves (with the records confirmed so far).
+        self._intents[user.pk] = self._state.intend(Intent(
+            "email" if old_key is not None else "upsert", "row", user.pk,
+            AppliedRecord(user.pk, user.hash, str(user.match), user.properties, user.groups,
+                          user.optout, user_key(self._config, user.match)),
+            old_properties=dict(old_properties), old_groups=old_groups, old_match=old_key))
         return ProfileChange(
             key=user.match,
             old_properties=old_properties,
@@ -380,9 +418,16 @@ class SyncRunner:
         return own  # an email change: the old user is renamed when the new email is free
 
     def _applied(self, item: _Pending, result: ExportResult) -> None:
+        with self._recording:
+            self._record(item, result)
+
+    def _record(self, item: _Pending, result: ExportResult) -> None:
         user = item.row
         own = self._moving.pop(user.pk, None)
+        intent = self._intents.pop(user.pk)
         if result.status is Status.FAILED:
+            # The write may have applied (a 5xx after the work): its intent stays open, and
+            # the next run reads the user back before diffing.
             error = result.error
             self._fail(RecordFailure(
                 user.pk, result.detail, error.field if error else None, item.where,
@@ -390,17 +435,16 @@ class SyncRunner:
             return
         if result.status is Status.SKIPPED and result.detail != _UNCHANGED_DETAIL:
             self.summary.counts["skipped"] += 1
+            self._state.settle_intent(intent)  # nothing was written
             return
         key = "unchanged" if result.status is Status.SKIPPED else str(result.status)
         self.summary.counts[key] += 1
-        new_key = user_key(self._config, user.match)
         if (own is not None and own.key is not None
                 and self._config.delete_behavior != "nothing"
                 and result.detail not in _MOVED_WITH_THE_ROW
                 and self._state.claimant(own.key, besides=user.pk) is None):
             self._state.leave(own)  # no row maps to the old user now: pass 3 deals with it
-        self._state.put(AppliedRecord(user.pk, user.hash, str(user.match), user.properties,
-                                      user.groups, user.optout, new_key))
+        self._state.put(intent.record, settles=intent)
 
     # -- helpers -----------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ._db import BATCH, StateDb, StateError
+from .intents import Intent, IntentTable
 from .records import AppliedRecord, from_row, to_row
 from .seen import Contender, RunRows
 from .sentstore import SentKeysTable
@@ -51,11 +52,12 @@ CREATE TABLE IF NOT EXISTS left_users (
 _FLUSH_AFTER = 0.2
 
 
-class SyncState(RunRows, SentKeysTable, StateDb):
+class SyncState(RunRows, SentKeysTable, IntentTable, StateDb):
     """The state of one model's sync, in a SQLite file; usable from any thread.
 
     Also a :class:`~sailthru_destination.sentkeys.SentKeys` store: the events and orders
-    claimed, sent or of unknown outcome, so a re-run never posts one twice.
+    claimed, sent or of unknown outcome, so a re-run never posts one twice; and the
+    write-ahead :mod:`intents <.intents>` of the user writes in flight.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -105,7 +107,7 @@ class SyncState(RunRows, SentKeysTable, StateDb):
 
     def _flush(self) -> None:
         super()._flush()
-        if not self._pending and not self._pending_left:
+        if not self._pending and not self._pending_left and not self._settled:
             return
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -121,6 +123,7 @@ class SyncState(RunRows, SentKeysTable, StateDb):
                 [to_row(r) for r in self._pending_left.values() if r is not None])
             self._db.executemany("DELETE FROM left_users WHERE key = ?",
                                  [(k,) for k, r in self._pending_left.items() if r is None])
+            self._write_settled()  # an intent is settled with the values it applied
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -128,13 +131,19 @@ class SyncState(RunRows, SentKeysTable, StateDb):
         self._db.execute("COMMIT")
         self._pending.clear()
         self._pending_left.clear()
+        self._settled_written()
 
     def _buffer(self, pending: dict[str, AppliedRecord | None], key: str,
-                record: AppliedRecord | None) -> None:
-        if not self._pending and not self._pending_left:
+                record: AppliedRecord | None, settles: Intent | None = None) -> None:
+        if not self._pending and not self._pending_left and not self._settled:
             self._pending_since = time.monotonic()
         pending[key] = record
-        if (len(self._pending) + len(self._pending_left) >= BATCH
+        if settles is not None:
+            self._settled.append((settles.target, settles.ident, settles.id))
+        self._buffered()
+
+    def _buffered(self) -> None:
+        if (len(self._pending) + len(self._pending_left) + len(self._settled) >= BATCH
                 or time.monotonic() - self._pending_since >= _FLUSH_AFTER):
             self._flush()
 
@@ -173,10 +182,11 @@ class SyncState(RunRows, SentKeysTable, StateDb):
             row = self._db.execute("SELECT hash FROM records WHERE pk = ?", (pk,)).fetchone()
         return None if row is None else str(row[0])
 
-    def put(self, record: AppliedRecord) -> None:
-        """Remember ``record`` as applied (written within 0.2 s, and by :meth:`flush`)."""
+    def put(self, record: AppliedRecord, *, settles: Intent | None = None) -> None:
+        """Remember ``record`` as applied (written within 0.2 s, and by :meth:`flush`); the
+        intent it ``settles`` is closed in the same transaction."""
         with self._lock:
-            self._buffer(self._pending, record.pk, record)
+            self._buffer(self._pending, record.pk, record, settles)
 
     def set_hash(self, pk: str, digest: str) -> None:
         """Replace only the stored hash of ``pk`` (the row was unchanged but read differently)."""
@@ -184,10 +194,11 @@ class SyncState(RunRows, SentKeysTable, StateDb):
         if record is not None:
             self.put(dataclasses.replace(record, hash=digest))
 
-    def forget(self, pk: str) -> None:
-        """Drop ``pk`` (its user was deleted, cleared or left alone after the row went away)."""
+    def forget(self, pk: str, *, settles: Intent | None = None) -> None:
+        """Drop ``pk`` (its user was deleted, cleared or left alone after the row went away);
+        the intent it ``settles`` is closed in the same transaction."""
         with self._lock:
-            self._buffer(self._pending, pk, None)
+            self._buffer(self._pending, pk, None, settles)
 
     def leave(self, record: AppliedRecord) -> None:
         """Remember the user ``record`` was as left behind: row ``record.pk`` moved off it.
@@ -208,10 +219,11 @@ class SyncState(RunRows, SentKeysTable, StateDb):
                 "ORDER BY key").fetchall()
         return [from_row(row) for row in rows]
 
-    def drop_left(self, key: str) -> None:
-        """Forget the left user ``key`` (deleted, cleared, or a row maps to it again)."""
+    def drop_left(self, key: str, *, settles: Intent | None = None) -> None:
+        """Forget the left user ``key`` (deleted, cleared, or a row maps to it again); the
+        intent it ``settles`` is closed in the same transaction."""
         with self._lock:
-            self._buffer(self._pending_left, key, None)
+            self._buffer(self._pending_left, key, None, settles)
 
     def count(self) -> int:
         """How many rows the state holds."""

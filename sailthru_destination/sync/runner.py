@@ -115,6 +115,7 @@ class SyncRunner:
         self._intents: dict[str, Intent] = {}
         # Results are recorded in the threads that get them: one at a time.
         self._recording = threading.Lock()
+        self._stopped: Exception | None = None  # what ``on_failure`` raised to stop the run
         self.summary = RunSummary()
 
     # -- the run ------------------------------------------------------------------------------
@@ -134,6 +135,7 @@ class SyncRunner:
 
     def _sync(self, rows: Iterable[Row], *, whole_model: bool) -> RunSummary:
         started = self._clock()
+        self._stopped = None
         self._unidentified = 0
         self._losers = self._handovers = False
         self._moving.clear()
@@ -449,10 +451,18 @@ class SyncRunner:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _fail(self, failure: RecordFailure) -> None:
+        if self._stopped is not None:
+            # The run stopped itself (``on_failure`` raised) while other records were in
+            # flight: this one is not applied, so the next run tries it again.
+            raise self._stopped
         self.summary.counts["failed"] += 1
         log.info("record %s failed: %s", failure.record, failure.reason)
         if self._on_failure is not None:
-            self._on_failure(failure)
+            try:
+                self._on_failure(failure)
+            except Exception as exc:
+                self._stopped = exc
+                raise
 
     def _notice(self, notice: RecordNotice) -> None:
         if self._on_notice is not None:

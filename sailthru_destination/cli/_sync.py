@@ -107,6 +107,12 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``sync``: exit 0 when every record is done, 1 when some failed, 130 when stopped
     by Ctrl-C and 143 by SIGTERM (the summary is written with ``status: interrupted``)."""
+    # From the start: a SIGTERM during the credentials check stops as cleanly as Ctrl-C.
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.config_schema:
         out(json.dumps(CONFIG_SCHEMA, indent=2))
         return EXIT_OK
@@ -141,8 +147,7 @@ def run(args: argparse.Namespace) -> int:
     text = sys.stderr if args.json else sys.stdout
     source = args.source or "SQL query"
     try:
-        with sigterm_as_interrupt():
-            outcome = run_sync(app, config, rows, home=args.home, progress=progress)
+        outcome = run_sync(app, config, rows, home=args.home, progress=progress)
     except RunInterrupted as stop:
         return _interrupted(stop, source, config.object)
     verb = "Stopped" if outcome.stopped else "Synced"

@@ -428,9 +428,12 @@ class SyncRunner:
         own = self._moving.pop(user.pk, None)
         intent = self._intents.pop(user.pk)
         if result.status is Status.FAILED:
-            # The write may have applied (a 5xx after the work): its intent stays open, and
-            # the next run reads the user back before diffing.
+            # A write may have applied (a 5xx after the work, then a refused retry): its
+            # intent stays open, and the next run reads the user back before diffing. A
+            # value refused before any call (a field named, no Sailthru code) wrote nothing.
             error = result.error
+            if error is not None and error.field and error.code is None and not error.retryable:
+                self._state.settle_intent(intent)
             self._fail(RecordFailure(
                 user.pk, result.detail, error.field if error else None, item.where,
                 error.retryable if error else False))

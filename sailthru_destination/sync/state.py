@@ -4,8 +4,10 @@ Per primary key: a hash of the row as last applied, its match value (and that va
 Sailthru compares it: the user *key*), properties and groups (the "old values" the next
 change is exported with). The users rows left behind when their key changed to another
 user's (they get the delete behaviour, as a gone row's user does). Also the keys of events
-and orders already sent, so a re-run never posts one twice. Each record is written as soon
-as Sailthru confirmed it, so a run killed at any point resumes where it stopped.
+and orders already sent, so a re-run never posts one twice, and the write-ahead intents of
+user writes in flight (:mod:`.intents`): each is committed before its call leaves and
+settled in the transaction that records the reply, so a run killed at any point resumes
+knowing what Sailthru holds (the next run settles what is left open, :mod:`.settle`).
 
 No write transaction is ever open while the caller talks to Sailthru: applied records are
 buffered in memory and written in one short transaction (at most every 0.2 s or 500

@@ -16,6 +16,7 @@ settles it first, by reading the user back (:mod:`.settle`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -113,14 +114,10 @@ class IntentTable(StateDb):
         """
         at = intent.at or time.time()
         with self._lock:
-            self._flush()  # the confirmed records first: one short transaction for both
-            cursor = self._write_now(
+            id_ = self._commit_with(
                 "INSERT INTO intents (target, ident, kind, body, at) VALUES (?, ?, ?, ?, ?)",
                 (intent.target, intent.ident, intent.kind, intent._body(), at))
-            id_ = cursor.lastrowid
-        return Intent(intent.kind, intent.target, intent.ident, intent.record,
-                      intent.old_properties, intent.old_groups, intent.old_match, at,
-                      int(id_ or 0))
+        return dataclasses.replace(intent, at=at, id=id_)
 
     def settle_intent(self, intent: Intent) -> None:
         """Close ``intent`` and every older one of its row or user (buffered: written with
@@ -136,6 +133,12 @@ class IntentTable(StateDb):
             rows = self._db.execute(
                 "SELECT id, target, ident, kind, body, at FROM intents ORDER BY id").fetchall()
         return [_intent(row) for row in rows]
+
+    def _commit_with(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Commit ``sql`` with whatever else is buffered (the subclass joins its records in
+        the same transaction); the row id it wrote."""
+        self._flush()
+        return int(self._write_now(sql, params).lastrowid or 0)
 
     def _write_settled(self) -> None:
         """Inside the caller's transaction: delete what was settled."""

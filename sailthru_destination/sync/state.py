@@ -22,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ._db import BATCH, StateDb, StateError
 from .intents import Intent, IntentTable
@@ -108,9 +109,17 @@ class SyncState(RunRows, SentKeysTable, IntentTable, StateDb):
     # a call to Sailthru, so nothing else waits on it. Sent keys commit at once.
 
     def _flush(self) -> None:
+        self._commit()
+
+    def _commit_with(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Commit ``sql`` in the transaction that writes what is buffered; its row id."""
+        return self._commit((sql, params))
+
+    def _commit(self, then: tuple[str, tuple[Any, ...]] | None = None) -> int:
+        """Write what is buffered (and the statement ``then``) in one transaction."""
         super()._flush()
-        if not self._pending and not self._pending_left and not self._settled:
-            return
+        if not self._pending and not self._pending_left and not self._settled and not then:
+            return 0
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
@@ -126,6 +135,7 @@ class SyncState(RunRows, SentKeysTable, IntentTable, StateDb):
             self._db.executemany("DELETE FROM left_users WHERE key = ?",
                                  [(k,) for k, r in self._pending_left.items() if r is None])
             self._write_settled()  # an intent is settled with the values it applied
+            row_id = int(self._db.execute(*then).lastrowid or 0) if then else 0
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -134,6 +144,7 @@ class SyncState(RunRows, SentKeysTable, IntentTable, StateDb):
         self._pending.clear()
         self._pending_left.clear()
         self._settled_written()
+        return row_id
 
     def _buffer(self, pending: dict[str, AppliedRecord | None], key: str,
                 record: AppliedRecord | None, settles: Intent | None = None) -> None:

@@ -44,7 +44,7 @@ from typing import IO, Any
 
 from ..calllog import CallRecord
 from ..destination import SailthruDestination
-from ..profiles import DeleteVerifier, ProfileChange
+from ..profiles import ProfileChange
 from ..results import ExportResult, Status
 from .bulk import BulkExporter
 from .bulk_choice import use_bulk
@@ -190,11 +190,8 @@ class SyncRunner:
 
     def _settle_intents(self) -> None:
         """Settle what an earlier run left open, before diffing (see :mod:`.settle`)."""
-        options = self._dest.options
-        verifier = DeleteVerifier(self._dest.api, attempts=options.delete_attempts,
-                                  confirm_after=options.delete_confirm_after)
-        settled = settle_intents(self._dest.api, verifier, self._config, self._state,
-                                 self._notice)
+        settled = settle_intents(self._dest.api, self._config, self._state, self._notice,
+                                 lag=self._dest.options.delete_confirm_after)
         self.summary.intents_settled += settled.settled
         self.summary.intents_in_doubt += settled.in_doubt
 

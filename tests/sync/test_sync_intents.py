@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from helpers import app_for
 
 from sailthru_destination.api import SailthruApi
-from sailthru_destination.profiles import DeleteVerifier
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.intents import Intent
 from sailthru_destination.sync.settle import RESEND, settle_intents
 from sailthru_destination.sync.state import AppliedRecord, SyncState
 from sailthru_destination.sync.summary import RecordNotice
-from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.testing import FakeSailthru, Faults
 
 ANN = "ann@example.com"
 BOB = "bob@example.com"
@@ -41,8 +42,7 @@ def _create(fake: FakeSailthru, email: str, **variables: object) -> None:
 def _settle(fake: FakeSailthru, state: SyncState, **settings: object) -> list[RecordNotice]:
     notices: list[RecordNotice] = []
     api = SailthruApi(app_for(fake), sleep=lambda _: None)
-    settled = settle_intents(api, DeleteVerifier(api, confirm_after=0), SyncConfig(**settings),
-                             state, notices.append)
+    settled = settle_intents(api, SyncConfig(**settings), state, notices.append, lag=0.0)
     assert settled.in_doubt == len(notices)
     return notices
 
@@ -108,20 +108,42 @@ def test_a_user_a_killed_run_created_is_recorded_and_sent_again(
         assert state.open_intents() == []
 
 
-def test_a_write_no_read_can_prove_stays_in_doubt_with_its_age(
+def test_a_create_no_read_finds_did_not_happen(fake: FakeSailthru, tmp_path: Path) -> None:
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", _record("1", plan="gold")))
+        assert _settle(fake, state) == []
+        assert state.get("1") is None
+        assert state.open_intents() == []
+
+
+def test_a_write_whose_read_fails_stays_in_doubt_with_its_age(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
     with SyncState(tmp_path / "s.db") as state:
-        state.intend(Intent("upsert", "row", "1", _record("1", plan="gold"), at=1.0))
+        state.intend(Intent("upsert", "row", "1", _record("1", plan="gold"), at=time.time() - 90))
+        fake.faults = Faults(server_error_rate=1.0)
         [notice] = _settle(fake, state)
         assert notice.record == "1"
         assert "in doubt" in notice.reason
-        assert "s ago" in notice.reason
+        age = re.search(r"sent (\d+) s ago", notice.reason)
+        assert age is not None
+        assert 89 <= int(age.group(1)) <= 95
         assert len(state.open_intents()) == 1  # read again by the next run
-        # Made safe meanwhile: the state knows the user may exist, and sends the row again.
-        record = state.get("1")
-        assert record is not None
-        assert record.hash == RESEND
+        fake.faults = Faults()
+        assert _settle(fake, state) == []
+        assert state.open_intents() == []
+
+
+def test_the_reads_wait_out_the_lag_after_the_youngest_intent(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    waits: list[float] = []
+    api = SailthruApi(app_for(fake), sleep=waits.append)
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", _record("1"), at=time.time() - 0.25))
+        settle_intents(api, SyncConfig(), state, lambda _: None, lag=1.0)
+    assert len(waits) == 1
+    assert 0.5 < waits[0] <= 0.75
 
 
 def test_an_email_change_is_settled_by_which_email_the_user_has(

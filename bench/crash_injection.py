@@ -44,10 +44,17 @@ def main() -> int:
     for signum in signals:
         started = time.monotonic()
         indices = range(1, total + 1, args.every)
+        outcomes = []
         with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            outcomes = list(pool.map(
-                crash_harness.stop_and_resume, [root] * len(indices),
-                [args.rows] * len(indices), indices, [signum] * len(indices)))
+            for outcome in pool.map(
+                    crash_harness.stop_and_resume, [root] * len(indices),
+                    [args.rows] * len(indices), indices, [signum] * len(indices)):
+                outcomes.append(outcome)  # streamed, so a long run shows where it is
+                if outcome.problems:
+                    print(f"   at call {outcome.at} ({outcome.stopped_in}): "
+                          f"{outcome.problems[:2]}", flush=True)
+                elif len(outcomes) % 25 == 0:
+                    print(f"   {len(outcomes)} of {len(indices)} histories done", flush=True)
         bad = [o for o in outcomes if o.problems]
         failed += len(bad)
         stopped = Counter(o.stopped_in for o in outcomes)
@@ -58,8 +65,6 @@ def main() -> int:
               f"{sum(o.users_left for o in outcomes)}; users missing "
               f"{sum(o.missing_users for o in outcomes)}; users unlike their row "
               f"{sum(o.wrong_users for o in outcomes)}")
-        for outcome in bad[:10]:
-            print(f"   at call {outcome.at} ({outcome.stopped_in}): {outcome.problems[:2]}")
     return 1 if failed else 0
 
 

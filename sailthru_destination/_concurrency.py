@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -32,7 +32,7 @@ class KeyedLocks:
 
 def run_in_order(
     fn: Callable[[T], R], items: Iterable[T], *, concurrency: int | AdaptiveLimit
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """Yield ``fn(item)`` for each item in input order, at most ``concurrency`` at once.
 
     ``concurrency`` is a fixed number, or an :class:`~._adaptive.AdaptiveLimit` that sets how
@@ -53,12 +53,16 @@ def run_in_order(
         return
     window: deque[Future[R]] = deque()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sailthru") as pool:
-        for item in items:
-            window.append(pool.submit(fn, item))
-            if len(window) >= _READ_AHEAD * concurrency:
+        try:
+            for item in items:
+                window.append(pool.submit(fn, item))
+                if len(window) >= _READ_AHEAD * concurrency:
+                    yield window.popleft().result()
+            while window:
                 yield window.popleft().result()
-        while window:
-            yield window.popleft().result()
+        except BaseException:
+            _stop(pool)
+            raise
 
 
 def _run_adaptive(fn: Callable[[T], R], items: Iterable[T], limit: AdaptiveLimit) -> Iterator[R]:
@@ -78,13 +82,24 @@ def _run_adaptive(fn: Callable[[T], R], items: Iterable[T], limit: AdaptiveLimit
 
     window: deque[Future[R]] = deque()
     with ThreadPoolExecutor(max_workers=limit.maximum, thread_name_prefix="sailthru") as pool:
-        for item in items:
-            with room:
-                while running >= limit.current:
-                    room.wait()
-                running += 1
-            window.append(pool.submit(measured, item))
-            while window and (window[0].done() or len(window) >= _READ_AHEAD * limit.maximum):
+        try:
+            for item in items:
+                with room:
+                    while running >= limit.current:
+                        room.wait()
+                    running += 1
+                window.append(pool.submit(measured, item))
+                while window and (window[0].done()
+                                  or len(window) >= _READ_AHEAD * limit.maximum):
+                    yield window.popleft().result()
+            while window:
                 yield window.popleft().result()
-        while window:
-            yield window.popleft().result()
+        except BaseException:
+            _stop(pool)
+            raise
+
+
+def _stop(pool: ThreadPoolExecutor) -> None:
+    """The consumer stopped (an interrupt, a stopped run, closing early): start nothing more
+    (the items read ahead are dropped, never sent) and wait for those already running."""
+    pool.shutdown(wait=True, cancel_futures=True)

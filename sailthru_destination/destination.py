@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -187,9 +187,20 @@ class SailthruDestination:
         with self._user_locks.for_key(change.key):
             return self._profiles.export(change)
 
-    def iter_export_profiles(self, changes: Iterable[ProfileChange]) -> Iterator[ExportResult]:
-        """Apply changes concurrently, yielding each result in input order as it is ready."""
-        return self._stream(ProfileChange, self._export_profile, changes)
+    def iter_export_profiles(
+        self,
+        changes: Iterable[ProfileChange],
+        *,
+        on_result: Callable[[ProfileChange, ExportResult], object] | None = None,
+    ) -> Generator[ExportResult, None, None]:
+        """Apply changes concurrently, yielding each result in input order as it is ready.
+
+        ``on_result(change, result)`` runs in the thread that got the result, as soon as it
+        is there: a caller that records results there keeps every one that was confirmed,
+        even when it stops consuming (an interrupt). Closing the iterator early sends no
+        further change and waits for those in flight.
+        """
+        return self._stream(ProfileChange, self._export_profile, changes, on_result)
 
     def export_profiles(self, changes: Iterable[ProfileChange]) -> BatchResult:
         """Apply a batch of changes concurrently; one result per record, in input order."""
@@ -242,8 +253,9 @@ class SailthruDestination:
             return limit
 
     def _stream(
-        self, kind: type, fn: Callable[[Any], ExportResult], items: Iterable[Any]
-    ) -> Iterator[ExportResult]:
+        self, kind: type, fn: Callable[[Any], ExportResult], items: Iterable[Any],
+        on_result: Callable[[Any, ExportResult], object] | None = None,
+    ) -> Generator[ExportResult, None, None]:
         coordination = self.options.coordination
         concurrency = self.concurrency_for(kind.__name__)
 
@@ -251,8 +263,13 @@ class SailthruDestination:
             # Without the shared lock and pacing nothing may be sent: stop taking new work.
             if coordination is not None and coordination.failed:
                 reason = "not attempted: coordination (Redis) unavailable; retry the record"
-                return ExportResult.failed(RecordError(record_id_of(item), reason, retryable=True))
-            return _checked(kind, fn, item)
+                result = ExportResult.failed(
+                    RecordError(record_id_of(item), reason, retryable=True))
+            else:
+                result = _checked(kind, fn, item)
+            if on_result is not None:
+                on_result(item, result)  # what it raises (a stopped run) ends the stream
+            return result
 
         return run_in_order(guarded, items, concurrency=concurrency)
 

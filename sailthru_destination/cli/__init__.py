@@ -26,6 +26,7 @@ from ..sync.state import StateError
 from . import _audit, _demo, _fake_server, _import, _report, _serve, _sync, _test_connection
 from ._common import EXIT_USAGE, UsageError, out
 from ._json import error_document
+from ._signals import exit_code
 from ._sync import format_summary
 
 __all__ = ["build_parser", "format_summary", "main"]
@@ -79,10 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json", False):  # a scheduler reads stdout alone
             out(json.dumps(error_document(args.command, str(exc)), indent=2))
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         after = _AFTER_INTERRUPT.get(args.command, "")
         out(f"interrupted{after}", sys.stderr)
-        return 130
+        return exit_code(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 from ..sync.columns import empty_as_null
 from ..sync.config import OBJECTS, file_settings, load_config, name_problem
 from ..sync.config_schema import CONFIG_SCHEMA
-from ..sync.run import DEFAULT_HOME, run_sync, state_path
+from ..sync.run import DEFAULT_HOME, RunInterrupted, run_sync, state_path
 from ..sync.runner import RunSummary
 from ..sync.sources import Row
 from ._columns import check_columns, parse_map, parse_types
@@ -23,7 +24,7 @@ from ._json import for_schedulers
 from ._model_state import HOME_VARIABLE, check_model_state, default_home, store_identity
 from ._open import open_model
 from ._plan import show_plan
-from ._signals import sigterm_as_interrupt
+from ._signals import exit_code, sigterm_as_interrupt
 
 __all__ = ["add_model_arguments", "add_parser", "format_summary", "run"]
 
@@ -137,8 +138,15 @@ def add_model_arguments(parser: Any, *, sync: bool = True) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``sync`` (or ``audit``, which shares its model flags): exit 0 when every record
-    is done, 1 when some failed."""
+    """Run ``sync`` (or ``audit``, which shares its model flags): exit 0 when every record is
+    done, 1 when some failed, 130 when stopped by Ctrl-C and 143 by SIGTERM (the summary is
+    written with ``status: interrupted``)."""
+    # From the start: a SIGTERM during the credentials check stops as cleanly as Ctrl-C.
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if getattr(args, "config_schema", False):
         out(json.dumps(CONFIG_SCHEMA, indent=2))
         return EXIT_OK
@@ -185,12 +193,14 @@ def run(args: argparse.Namespace) -> int:
         return run_audit(args, app, config, rows)
     store_identity(state_file, identity)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    with sigterm_as_interrupt():
-        outcome = run_sync(app, config, rows, home=args.home, progress=progress,
-                           resend=args.full_resync)
     # With --json, stdout holds the summary document alone: the readable lines go to stderr.
     text = sys.stderr if args.json else sys.stdout
     source = args.source or "SQL query"
+    try:
+        outcome = run_sync(app, config, rows, home=args.home, progress=progress,
+                           resend=args.full_resync)
+    except RunInterrupted as stop:
+        return _interrupted(stop, source, config.object)
     verb = "Stopped" if outcome.stopped else "Synced"
     out(f"{verb} {source} -> {app.api_url} (key {app.masked_key})", text)
     for line in format_summary(outcome.summary, config.object):
@@ -207,6 +217,18 @@ def run(args: argparse.Namespace) -> int:
         out(f"{outcome.summary.failed} record(s) failed: see "
             f"{outcome.report / 'errors.jsonl'}", text)
     return code
+
+
+def _interrupted(stop: RunInterrupted, source: str, object: str) -> int:
+    """Say how far an interrupted run got (on stderr) and return its exit code."""
+    outcome = stop.outcome
+    how = "SIGTERM" if stop.signum == signal.SIGTERM else "Ctrl-C"
+    out(f"Interrupted ({how}) {source}: every write Sailthru confirmed is in the state; "
+        "the next run resumes where this one stopped", sys.stderr)
+    for line in format_summary(outcome.summary, object):
+        out(line, sys.stderr)
+    out(f"Report: {outcome.report} (summary.json status: interrupted)", sys.stderr)
+    return exit_code(stop)
 
 
 def _count(number: float) -> str:

@@ -7,20 +7,27 @@ still maps to it: a row re-created under a new primary key, or another row with 
 email (in any case), keeps the user, and the gone row is reported as left alone with the
 reason. Deletes run after every export of the run, so they never undo one. A failed
 delete is remembered, so the next run tries it again (a delete is a privacy duty).
+
+Each clear or delete is recorded as a write-ahead intent before it is sent, and its
+verified result is recorded as soon as it is there (never in a batch at the end), so an
+interrupted run keeps every delete it confirmed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections import deque
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 from ..destination import SailthruDestination
 from ..profiles import ProfileChange
-from ..results import Status
+from ..results import ExportResult, Status
 from .config import SyncConfig
+from .intents import Intent
 from .state import AppliedRecord, SyncState
 from .summary import RecordFailure, RecordNotice, RunSummary
 
@@ -53,53 +60,77 @@ def remove_gone(
     # One user, one delete: further entries of the same user follow the first one's fate.
     first: dict[str, _Gone] = {}
     queue: list[_Gone] = []
-    twins: dict[int, list[_Gone]] = {}
+    twins: dict[str, list[_Gone]] = {}
     for user in users:
         key = user.record.key
         if key is not None and key in first:
-            twins.setdefault(id(first[key]), []).append(user)
+            twins.setdefault(key, []).append(user)
             continue
         if key is not None:
             first[key] = user
         queue.append(user)
-    window: deque[_Gone] = deque()
+    behavior = config.delete_behavior
+    items: dict[int, _Gone] = {}
+    recording = threading.Lock()
 
     def changes() -> Iterator[ProfileChange]:
         for user in queue:
-            window.append(user)
             record = user.record
-            yield ProfileChange(
+            change = ProfileChange(
                 key=record.match, old_properties=record.properties,
                 old_groups=record.groups, to_delete=True, record_id=record.pk)
+            if behavior != "nothing":  # write-ahead: durable before the write leaves
+                user = user.intending(state, behavior)
+            items[id(change)] = user
+            yield change
+
+    def record(change: ProfileChange, result: ExportResult) -> None:
+        # In the thread that got the result, at once: an interrupt loses no confirmed delete.
+        user = items.pop(id(change))
+        with recording:
+            _record(config, state, summary, fail, notice, user, result, twins.get(user.key, ()))
 
     progress = bar(len(queue), "removing")
     try:
-        for result in destination.iter_export_profiles(changes()):
-            user = window.popleft()
-            progress.update(1)
-            if result.status is Status.FAILED:
-                error = result.error
-                field = error.field if error else None
-                retryable = error.retryable if error else False
-                fail(RecordFailure(user.record.pk, result.detail, field, user.where, retryable))
-                # Its twins share the fate, and the report must say so: nothing unreported.
-                for twin in twins.get(id(user), ()):
-                    fail(RecordFailure(twin.record.pk, f"the same Sailthru user as "
-                                       f"{config.primary_key}={user.record.pk!r} "
-                                       f"({user.where}): {result.detail}", field, twin.where,
-                                       retryable))
-                continue  # remembered: the next run tries again
-            summary.counts["kept" if result.status is Status.SKIPPED else str(result.status)] += 1
-            if result.status is Status.DELETED:
-                state.remember_removed(user.record)
-            user.done(state)
-            for twin in twins.get(id(user), ()):
-                notice(RecordNotice(twin.record.pk, f"the same Sailthru user as "
-                                    f"{config.primary_key}={user.record.pk!r} ({user.where}): "
-                                    f"{result.status} with it", twin.where))
-                twin.done(state)
+        with closing(destination.iter_export_profiles(changes(), on_result=record)) as results:
+            for _ in results:
+                progress.update(1)
     finally:
         progress.close()
+
+
+def _record(
+    config: SyncConfig,
+    state: SyncState,
+    summary: RunSummary,
+    fail: Callable[[RecordFailure], None],
+    notice: Callable[[RecordNotice], None],
+    user: _Gone,
+    result: ExportResult,
+    twins: Iterable[_Gone],
+) -> None:
+    """Record the delete behaviour's result for ``user`` and the entries of the same user."""
+    if result.status is Status.FAILED:
+        error = result.error
+        field = error.field if error else None
+        retryable = error.retryable if error else False
+        fail(RecordFailure(user.record.pk, result.detail, field, user.where, retryable))
+        # Its twins share the fate, and the report must say so: nothing unreported.
+        for twin in twins:
+            fail(RecordFailure(twin.record.pk, f"the same Sailthru user as "
+                               f"{config.primary_key}={user.record.pk!r} "
+                               f"({user.where}): {result.detail}", field, twin.where,
+                               retryable))
+        return  # remembered (its intent open): the next run tries again
+    summary.counts["kept" if result.status is Status.SKIPPED else str(result.status)] += 1
+    if result.status is Status.DELETED:
+        state.remember_removed(user.record)  # an audit can tell a user that came back
+    user.done(state)
+    for twin in twins:
+        notice(RecordNotice(twin.record.pk, f"the same Sailthru user as "
+                            f"{config.primary_key}={user.record.pk!r} ({user.where}): "
+                            f"{result.status} with it", twin.where))
+        twin.done(state)
 
 
 @dataclass(frozen=True)
@@ -110,13 +141,33 @@ class _Gone:
     where: str
     gone_pk: str | None
     """The gone row's primary key; None for a user a live row left behind."""
+    intent: Intent | None = None
+    """The write-ahead intent of its clear or delete, once recorded."""
+
+    @property
+    def key(self) -> str:
+        """The user's key, or a key of its own when unknown (it has no twins then)."""
+        return self.record.key if self.record.key is not None else f"\0{id(self)}"
+
+    def intending(self, state: SyncState, behavior: str) -> _Gone:
+        """This user with the intent of its ``behavior`` (clear or delete) recorded."""
+        if self.gone_pk is not None:
+            target, ident = "row", self.gone_pk
+        elif self.record.key is not None:
+            target, ident = "left", self.record.key
+        else:
+            return self
+        intent = state.intend(Intent(behavior, target, ident, self.record,
+                                     old_properties=self.record.properties,
+                                     old_groups=self.record.groups))
+        return dataclasses.replace(self, intent=intent)
 
     def done(self, state: SyncState) -> None:
         """Forget the user: it got the delete behaviour, or a live row holds it."""
         if self.gone_pk is not None:
-            state.forget(self.gone_pk)
+            state.forget(self.gone_pk, settles=self.intent)
         elif self.record.key is not None:
-            state.drop_left(self.record.key)
+            state.drop_left(self.record.key, settles=self.intent)
 
 
 def _held(

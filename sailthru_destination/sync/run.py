@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import signal
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ from .sources import Row
 from .state import SyncState
 from .summary import RecordFailure
 
-__all__ = ["DEFAULT_HOME", "SyncOutcome", "file_safe", "run_sync", "state_path"]
+__all__ = ["DEFAULT_HOME", "RunInterrupted", "SyncOutcome", "file_safe", "run_sync",
+           "state_path"]
 
 DEFAULT_HOME = ".sailthru-sync"
 """Where the CLI keeps state files and run reports unless told otherwise."""
@@ -55,6 +57,19 @@ class SyncOutcome:
         failed = f" ({summary.failed} failed: see errors.jsonl)" if summary.failed else ""
         return (f"{what}: {summary.rows} records ({counts or 'none'}), {summary.total_calls} "
                 f"calls; report {self.report}{failed}")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (or SIGTERM, see the CLI) after writing its summary.
+
+    ``outcome`` is the run as far as it got (``status`` ``"interrupted"``); ``signum`` the
+    signal that stopped it. Every write Sailthru confirmed is in the state.
+    """
+
+    def __init__(self, outcome: SyncOutcome, signum: int = signal.SIGINT) -> None:
+        super().__init__(f"interrupted: report {outcome.report}")
+        self.outcome = outcome
+        self.signum = int(signum)
 
 
 def file_safe(name: str) -> str:
@@ -90,7 +105,8 @@ def run_sync(
     :class:`~sailthru_destination.sync.runlock.RunLocked` when another run of the model is
     still going after ``config.lock_wait`` seconds) or
     :class:`~sailthru_destination.sync.runner.RunAborted` before touching Sailthru when the
-    run cannot start; record failures are counted, reported and never raised.
+    run cannot start; record failures are counted, reported and never raised. An interrupt
+    (KeyboardInterrupt) is raised as :class:`RunInterrupted`, after the summary is written.
     """
     state_file = state_path(config, home)
     rows = shaped(rows, config.map, config.types)
@@ -136,10 +152,13 @@ def _run_locked(
                     runner.run(rows)
         except RunStopped as exc:
             status, stopped = "stopped", str(exc)
-        except KeyboardInterrupt:
-            # What was confirmed is in the state; the summary says how far the run got.
-            _finish(report, app, config, state_file, runner, "interrupted", None, incremental)
-            raise
+        except KeyboardInterrupt as exc:
+            # No new call was sent after the interrupt, and each confirmed result was
+            # recorded as it came: the summary says how far the run got.
+            summary = _finish(report, app, config, state_file, runner, "interrupted", None,
+                              incremental)
+            raise RunInterrupted(SyncOutcome(summary, folder, state_file, "interrupted"),
+                                 getattr(exc, "signum", signal.SIGINT)) from exc
         finally:
             report.close()
         summary = _finish(report, app, config, state_file, runner, status, stopped, incremental)
@@ -193,7 +212,7 @@ def _added(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
     total = dict(summary)
     for key in _SUMMED:
         total[key] = round(earlier.get(key, 0) + summary[key], 3)
-    for key in ("counts", "calls_by_endpoint"):
+    for key in ("counts", "calls_by_endpoint", "intents"):
         total[key] = dict(Counter(earlier.get(key, {})) + Counter(summary[key]))
     total["calls_per_record"] = (
         round(total["api_calls"] / total["rows"], 3) if total["rows"] else 0.0)

@@ -24,7 +24,10 @@ taking over a user that a gone or moved-away row held (a row re-created under a 
 starts from that row's values, so what it lacks is cleared; and no delete touches a user
 a row still maps to.
 
-The state is written as each record is confirmed, so a killed run resumes on the next.
+Before each user write the runner records a write-ahead intent (:mod:`.intents`), and a
+run first settles the intents an earlier run left open (:mod:`.settle`). Each result is
+recorded as soon as it arrives, in the thread that got it, so an interrupted run keeps
+every write that was confirmed; a killed run resumes on the next.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
@@ -51,8 +55,10 @@ from .decide import change_of
 from .digest import RESEND, content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .guard import mass_delete_problem
+from .intents import Intent
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, storable, user_key
 from .retry_memory import RetryMemory
+from .settle import settle_intents
 from .sources import Row
 from .state import AppliedRecord, SyncState
 from .summary import RecordFailure, RecordNotice, RunSummary
@@ -113,9 +119,12 @@ class SyncRunner:
         self._unidentified = 0  # rows of this run with no readable primary key
         # Rows whose own record is another user than the row maps to now, by primary key.
         self._moving: dict[str, AppliedRecord] = {}
-        # Properties with their NULLs settled (nulls.py), by primary key, until applied.
-        self._settled: dict[str, dict[str, Any]] = {}
         self._retry: RetryMemory | None = None  # during apply(): the rows to try again
+        # The open intent of each row being exported, by primary key.
+        self._intents: dict[str, Intent] = {}
+        # Results are recorded in the threads that get them: one at a time.
+        self._recording = threading.Lock()
+        self._stopped: Exception | None = None  # what ``on_failure`` raised to stop the run
         self.summary = RunSummary()
 
     # -- the run ------------------------------------------------------------------------------
@@ -142,6 +151,7 @@ class SyncRunner:
 
     def _sync(self, rows: Iterable[Row], *, whole_model: bool) -> RunSummary:
         started = self._clock()
+        self._stopped = None
         self._unidentified = 0
         self._losers = self._handovers = False
         self._moving.clear()
@@ -158,6 +168,7 @@ class SyncRunner:
                               bulk=bulk)
                 return self.summary
             self._check_fingerprint()
+            self._settle_intents()
             self._state.start_run()
             with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
                 self._diff(rows, spool)
@@ -193,6 +204,13 @@ class SyncRunner:
                 keys = []
         if keys:
             self._state.set_keys(keys)
+
+    def _settle_intents(self) -> None:
+        """Settle what an earlier run left open, before diffing (see :mod:`.settle`)."""
+        settled = settle_intents(self._dest.api, self._config, self._state, self._notice,
+                                 lag=self._dest.options.delete_confirm_after)
+        self.summary.intents_settled += settled.settled
+        self.summary.intents_in_doubt += settled.in_doubt
 
     def _count_call(
         self, chained: Callable[[CallRecord], object] | None
@@ -352,8 +370,7 @@ class SyncRunner:
                     bar.update(1)
                 self.summary.jobs = exporter.jobs
                 return
-            for item, result in self._per_user(pending):
-                self._applied(item, result)
+            for _ in self._per_user(pending):
                 bar.update(1)
         finally:
             bar.close()
@@ -363,16 +380,22 @@ class SyncRunner:
             return False
         return use_bulk(self._config, changed, self._dest.api.limiter("POST", "user").rate)
 
-    def _per_user(self, pending: Iterable[_Pending]) -> Iterator[tuple[_Pending, ExportResult]]:
-        window: deque[_Pending] = deque()
+    def _per_user(self, pending: Iterable[_Pending]) -> Iterator[ExportResult]:
+        """Export each change; each result is recorded by the thread that got it, so an
+        interrupt (which stops new calls) loses none that was confirmed."""
+        items: dict[int, _Pending] = {}
 
         def changes() -> Iterator[ProfileChange]:
             for item in pending:
-                window.append(item)
-                yield self._change_for(item)
+                change = self._change_for(item)
+                items[id(change)] = item
+                yield change
 
-        for result in self._dest.iter_export_profiles(changes()):
-            yield window.popleft(), result
+        def record(change: ProfileChange, result: ExportResult) -> None:
+            self._applied(items.pop(id(change)), result)
+
+        with closing(self._dest.iter_export_profiles(changes(), on_result=record)) as results:
+            yield from results
 
     def _change_for(self, item: _Pending) -> ProfileChange:
         row = item.row
@@ -381,10 +404,16 @@ class SyncRunner:
         # The state remembers what Sailthru holds: a kept NULL keeps its old value there too.
         settled = settle_nulls(change.old_properties, row.properties,
                                self._dest.options.null_values)
-        if settled is row.properties:
-            return change
-        self._settled[row.pk] = dict(settled)
-        return replace(change, new_properties=settled)
+        if settled is not row.properties:
+            change = replace(change, new_properties=settled)
+        # Write-ahead: durable before the write leaves (with the records confirmed so far).
+        self._intents[row.pk] = self._state.intend(Intent(
+            "email" if change.old_key is not None else "upsert", "row", row.pk,
+            AppliedRecord(row.pk, row.hash, str(row.match), dict(change.new_properties),
+                          row.groups, row.optout, user_key(self._config, row.match)),
+            old_properties=dict(change.old_properties), old_groups=frozenset(change.old_groups),
+            old_match=change.old_key))
+        return change
 
     def _resends(self, pk: str) -> bool:
         """Whether row ``pk`` is sent whole this run (a full resync or a repair)."""
@@ -413,11 +442,20 @@ class SyncRunner:
         return own  # an email change: the old user is renamed when the new email is free
 
     def _applied(self, item: _Pending, result: ExportResult) -> None:
+        with self._recording:
+            self._record(item, result)
+
+    def _record(self, item: _Pending, result: ExportResult) -> None:
         user = item.row
         own = self._moving.pop(user.pk, None)
-        properties = self._settled.pop(user.pk, user.properties)
+        intent = self._intents.pop(user.pk)
         if result.status is Status.FAILED:
+            # A write may have applied (a 5xx after the work, then a refused retry): its
+            # intent stays open, and the next run reads the user back before diffing. A
+            # value refused before any call (a field named, no Sailthru code) wrote nothing.
             error = result.error
+            if error is not None and error.field and error.code is None and not error.retryable:
+                self._state.settle_intent(intent)
             self._fail(RecordFailure(
                 user.pk, result.detail, error.field if error else None, item.where,
                 error.retryable if error else False))
@@ -428,27 +466,34 @@ class SyncRunner:
             return
         if result.status is Status.SKIPPED and result.detail != UNCHANGED_DETAIL:
             self.summary.counts["skipped"] += 1
+            self._state.settle_intent(intent)  # nothing was written
             return
         key = "unchanged" if result.status is Status.SKIPPED else str(result.status)
         self.summary.counts[key] += 1
-        new_key = user_key(self._config, user.match)
         if (own is not None and own.key is not None
                 and self._config.delete_behavior != "nothing"
                 and result.detail not in MOVED_WITH_THE_ROW
                 and self._state.claimant(own.key, besides=user.pk) is None):
             self._state.leave(own)  # no row maps to the old user now: pass 3 deals with it
-        self._state.put(AppliedRecord(user.pk, user.hash, str(user.match), properties,
-                                      user.groups, user.optout, new_key))
+        self._state.put(intent.record, settles=intent)
 
     # -- helpers -----------------------------------------------------------------------------------
 
     def _fail(self, failure: RecordFailure) -> None:
+        if self._stopped is not None:
+            # The run stopped itself (``on_failure`` raised) while other records were in
+            # flight: this one is not applied, so the next run tries it again.
+            raise self._stopped
         self.summary.counts["failed"] += 1
         log.info("record %s failed: %s", failure.record, failure.reason)
         if self._retry is not None:
             self._retry.failed(failure)
         if self._on_failure is not None:
-            self._on_failure(failure)
+            try:
+                self._on_failure(failure)
+            except Exception as exc:
+                self._stopped = exc
+                raise
 
     def _notice(self, notice: RecordNotice) -> None:
         if self._on_notice is not None:

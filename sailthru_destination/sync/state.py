@@ -5,8 +5,10 @@ Sailthru compares it: the user *key*), properties and groups (the "old values" t
 change is exported with). The users rows left behind when their key changed to another
 user's (they get the delete behaviour, as a gone row's user does). The users the sync
 deleted, with their last values (so an audit can tell a user that came back). Also the keys
-of events and orders already sent, so a re-run never posts one twice. Each record is written as soon
-as Sailthru confirmed it, so a run killed at any point resumes where it stopped.
+of events and orders already sent, so a re-run never posts one twice, and the write-ahead
+intents of user writes in flight (:mod:`.intents`): each is committed before its call leaves
+and settled in the transaction that records the reply, so a run killed at any point resumes
+knowing what Sailthru holds (the next run settles what is left open, :mod:`.settle`).
 
 No write transaction is ever open while the caller talks to Sailthru: applied records are
 buffered in memory and written in one short transaction (at most every 0.2 s or 500
@@ -21,9 +23,11 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ._db import BATCH, StateDb, StateError
 from .doubtstore import DoubtTable
+from .intents import Intent, IntentTable
 from .records import AppliedRecord, from_row, to_row
 from .retry_memory import RetryRowsTable
 from .seen import Contender, RunRows
@@ -63,13 +67,14 @@ CREATE TABLE IF NOT EXISTS removed_users (
 _FLUSH_AFTER = 0.2
 
 
-class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, StateDb):
+class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable, StateDb):
     """The state of one model's sync, in a SQLite file; usable from any thread.
 
     Also a :class:`~sailthru_destination.sentkeys.SentKeys` store: the events and orders
-    claimed, sent or of unknown outcome, so a re-run never posts one twice; and a
-    :class:`~sailthru_destination.doubt.DoubtLog` of the orders in doubt; and the rows to
-    try again on the incremental paths (:mod:`.retry_memory`).
+    claimed, sent or of unknown outcome, so a re-run never posts one twice; a
+    :class:`~sailthru_destination.doubt.DoubtLog` of the orders in doubt; the rows to try
+    again on the incremental paths (:mod:`.retry_memory`); and the write-ahead
+    :mod:`intents <.intents>` of the user writes in flight.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -118,9 +123,17 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, StateDb):
     # a call to Sailthru, so nothing else waits on it. Sent keys commit at once.
 
     def _flush(self) -> None:
+        self._commit()
+
+    def _commit_with(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Commit ``sql`` in the transaction that writes what is buffered; its row id."""
+        return self._commit((sql, params))
+
+    def _commit(self, then: tuple[str, tuple[Any, ...]] | None = None) -> int:
+        """Write what is buffered (and the statement ``then``) in one transaction."""
         super()._flush()
-        if not self._pending and not self._pending_left:
-            return
+        if not self._pending and not self._pending_left and not self._settled and not then:
+            return 0
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
@@ -135,6 +148,8 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, StateDb):
                 [to_row(r) for r in self._pending_left.values() if r is not None])
             self._db.executemany("DELETE FROM left_users WHERE key = ?",
                                  [(k,) for k, r in self._pending_left.items() if r is None])
+            self._write_settled()  # an intent is settled with the values it applied
+            row_id = int(self._db.execute(*then).lastrowid or 0) if then else 0
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -142,13 +157,20 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, StateDb):
         self._db.execute("COMMIT")
         self._pending.clear()
         self._pending_left.clear()
+        self._settled_written()
+        return row_id
 
     def _buffer(self, pending: dict[str, AppliedRecord | None], key: str,
-                record: AppliedRecord | None) -> None:
-        if not self._pending and not self._pending_left:
+                record: AppliedRecord | None, settles: Intent | None = None) -> None:
+        if not self._pending and not self._pending_left and not self._settled:
             self._pending_since = time.monotonic()
         pending[key] = record
-        if (len(self._pending) + len(self._pending_left) >= BATCH
+        if settles is not None:
+            self._settled.append((settles.target, settles.ident, settles.id))
+        self._buffered()
+
+    def _buffered(self) -> None:
+        if (len(self._pending) + len(self._pending_left) + len(self._settled) >= BATCH
                 or time.monotonic() - self._pending_since >= _FLUSH_AFTER):
             self._flush()
 
@@ -187,10 +209,11 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, StateDb):
             row = self._db.execute("SELECT hash FROM records WHERE pk = ?", (pk,)).fetchone()
         return None if row is None else str(row[0])
 
-    def put(self, record: AppliedRecord) -> None:
-        """Remember ``record`` as applied (written within 0.2 s, and by :meth:`flush`)."""
+    def put(self, record: AppliedRecord, *, settles: Intent | None = None) -> None:
+        """Remember ``record`` as applied (written within 0.2 s, and by :meth:`flush`); the
+        intent it ``settles`` is closed in the same transaction."""
         with self._lock:
-            self._buffer(self._pending, record.pk, record)
+            self._buffer(self._pending, record.pk, record, settles)
 
     def set_hash(self, pk: str, digest: str) -> None:
         """Replace only the stored hash of ``pk`` (the row was unchanged but read differently)."""
@@ -198,10 +221,11 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, StateDb):
         if record is not None:
             self.put(dataclasses.replace(record, hash=digest))
 
-    def forget(self, pk: str) -> None:
-        """Drop ``pk`` (its user was deleted, cleared or left alone after the row went away)."""
+    def forget(self, pk: str, *, settles: Intent | None = None) -> None:
+        """Drop ``pk`` (its user was deleted, cleared or left alone after the row went away);
+        the intent it ``settles`` is closed in the same transaction."""
         with self._lock:
-            self._buffer(self._pending, pk, None)
+            self._buffer(self._pending, pk, None, settles)
 
     def leave(self, record: AppliedRecord) -> None:
         """Remember the user ``record`` was as left behind: row ``record.pk`` moved off it.
@@ -226,10 +250,11 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, StateDb):
                 f"{table} ORDER BY key").fetchall()
         return [from_row(row) for row in rows]
 
-    def drop_left(self, key: str) -> None:
-        """Forget the left user ``key`` (deleted, cleared, or a row maps to it again)."""
+    def drop_left(self, key: str, *, settles: Intent | None = None) -> None:
+        """Forget the left user ``key`` (deleted, cleared, or a row maps to it again); the
+        intent it ``settles`` is closed in the same transaction."""
         with self._lock:
-            self._buffer(self._pending_left, key, None)
+            self._buffer(self._pending_left, key, None, settles)
 
     def records(self, batch: int = 500) -> Iterator[AppliedRecord]:
         """Every applied record, read in batches (an audit's whole view of the state)."""

@@ -55,6 +55,10 @@ class RunSummary:
     jobs: int = 0
     seconds: float = 0.0
     refused_calls: int = 0
+    intents_settled: int = 0
+    """Write-ahead intents an earlier run left open, settled by reading the user back."""
+    intents_in_doubt: int = 0
+    """Open intents a read could not settle (reported as notices; read again next run)."""
 
     @property
     def failed(self) -> int:
@@ -76,4 +80,5 @@ class RunSummary:
             "calls_per_changed_row": round(self.total_calls / changed, 3) if changed > 0 else 0.0,
             "lists_created": self.lists_created, "path": self.path, "jobs": self.jobs,
             "seconds": round(self.seconds, 3), "refused_calls": self.refused_calls,
+            "intents": {"settled": self.intents_settled, "in_doubt": self.intents_in_doubt},
         }

@@ -75,8 +75,6 @@ def test_a_row_moving_onto_a_kept_user_gives_that_user_its_vars_and_lists(
     assert "B" in lists
 
 
-@pytest.mark.xfail(strict=True, reason="the state learns of a user only after its POST "
-                   "(sync/runner.py, sync/state.py)")
 @pytest.mark.parametrize("behavior", ["clear", "delete"])
 def test_a_user_created_by_a_killed_run_gets_the_delete_behaviour_when_its_row_goes(
     fake: FakeSailthru, tmp_path: Path, behavior: str
@@ -92,8 +90,6 @@ def test_a_user_created_by_a_killed_run_gets_the_delete_behaviour_when_its_row_g
     assert _users(fake).get(ANN, ({}, set())) == ({}, set())
 
 
-@pytest.mark.xfail(strict=True, reason="the state learns of a write only after its reply "
-                   "(sync/runner.py, sync/state.py)")
 def test_a_var_written_by_a_killed_run_is_cleared_when_the_row_drops_it(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
@@ -142,8 +138,6 @@ def test_a_clear_believes_no_such_user_only_after_a_second_read(
     assert _users(fake)[ANN] == ({}, set())
 
 
-@pytest.mark.xfail(strict=True, reason="a retried email-change POST is not idempotent "
-                   "(profiles.py) and the state keeps the old email (sync/runner.py)")
 def test_a_user_renamed_by_a_post_answered_5xx_is_still_deleted_when_its_row_goes(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:

@@ -1,0 +1,173 @@
+"""Write-ahead intents: durable before the call, settled with the record, read back after a kill."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from helpers import app_for
+
+from sailthru_destination.api import SailthruApi
+from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.intents import Intent
+from sailthru_destination.sync.settle import RESEND, settle_intents
+from sailthru_destination.sync.state import AppliedRecord, SyncState
+from sailthru_destination.sync.summary import RecordNotice
+from sailthru_destination.testing import FakeSailthru, Faults
+
+ANN = "ann@example.com"
+BOB = "bob@example.com"
+
+
+def _record(pk: str, email: str = ANN, **properties: object) -> AppliedRecord:
+    return AppliedRecord(pk, f"h{pk}", email, {"email": email, **properties}, frozenset({"G"}),
+                         None, email)
+
+
+def _open_ids(path: Path) -> list[tuple[str, str]]:
+    """The open intents as another process sees them: (ident, kind)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [(str(i), str(k)) for i, k in db.execute("SELECT ident, kind FROM intents")]
+
+
+def _create(fake: FakeSailthru, email: str, **variables: object) -> None:
+    api = SailthruApi(app_for(fake), sleep=lambda _: None)
+    api.post("user", {"id": email, "key": "email", "vars": variables})
+
+
+def _settle(fake: FakeSailthru, state: SyncState, **settings: object) -> list[RecordNotice]:
+    notices: list[RecordNotice] = []
+    api = SailthruApi(app_for(fake), sleep=lambda _: None)
+    settled = settle_intents(api, SyncConfig(**settings), state, notices.append, lag=0.0)
+    assert settled.in_doubt == len(notices)
+    return notices
+
+
+def test_an_old_state_file_gains_the_intents_table(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript("CREATE TABLE records (pk TEXT PRIMARY KEY, hash TEXT NOT NULL, "
+                         "match TEXT, properties TEXT NOT NULL, groups TEXT NOT NULL, "
+                         "optout TEXT); INSERT INTO records VALUES "
+                         "('1', 'h', 'a@example.com', '{}', '[]', NULL);")
+    with SyncState(path) as state:
+        assert state.open_intents() == []
+        assert state.get("1") is not None
+
+
+def test_an_intent_is_durable_before_its_call_and_settled_with_its_record(
+    tmp_path: Path
+) -> None:
+    path = tmp_path / "s.db"
+    with SyncState(path) as state:
+        first = state.intend(Intent("upsert", "row", "1", _record("1", plan="gold")))
+        assert first.id > 0
+        assert first.at > 0
+        # Committed at once: another process (the next run after a kill) sees it.
+        assert _open_ids(path) == [("1", "upsert")]
+        second = state.intend(Intent("delete", "left", ANN, _record("1")))
+        state.put(first.record, settles=first)
+        state.flush()
+        # Only the settled intent (and older ones of the same row) is closed.
+        assert _open_ids(path) == [(ANN, "delete")]
+        assert state.get("1") == first.record
+        state.drop_left(ANN, settles=second)
+    assert _open_ids(path) == []
+    with SyncState(path) as state:
+        state.put(_record("2"))
+        older = state.intend(Intent("upsert", "row", "2", _record("2", plan="a")))
+        newer = state.intend(Intent("upsert", "row", "2", _record("2", plan="b")))
+        state.settle_intent(older)
+        state.flush()
+        assert [i.id for i in state.open_intents()] == [newer.id]
+
+
+def test_a_kind_or_target_outside_the_protocol_is_refused() -> None:
+    with pytest.raises(ValueError, match="intent kind"):
+        Intent("post", "row", "1", _record("1"))
+    with pytest.raises(ValueError, match="intent target"):
+        Intent("upsert", "user", "1", _record("1"))
+
+
+def test_a_user_a_killed_run_created_is_recorded_and_sent_again(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _create(fake, ANN, plan="gold")
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", _record("1", plan="gold")))
+        assert _settle(fake, state) == []
+        record = state.get("1")
+        assert record is not None
+        assert record.key == ANN
+        assert record.hash == RESEND  # the row is sent again, whatever it holds now
+        assert record.properties == {"email": ANN, "plan": "gold"}
+        assert state.open_intents() == []
+
+
+def test_a_create_no_read_finds_did_not_happen(fake: FakeSailthru, tmp_path: Path) -> None:
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", _record("1", plan="gold")))
+        assert _settle(fake, state) == []
+        assert state.get("1") is None
+        assert state.open_intents() == []
+
+
+def test_a_write_whose_read_fails_stays_in_doubt_with_its_age(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", _record("1", plan="gold"), at=time.time() - 90))
+        fake.faults = Faults(server_error_rate=1.0)
+        [notice] = _settle(fake, state)
+        assert notice.record == "1"
+        assert "in doubt" in notice.reason
+        age = re.search(r"sent (\d+) s ago", notice.reason)
+        assert age is not None
+        assert 89 <= int(age.group(1)) <= 95
+        assert len(state.open_intents()) == 1  # read again by the next run
+        fake.faults = Faults()
+        assert _settle(fake, state) == []
+        assert state.open_intents() == []
+
+
+def test_the_reads_wait_out_the_lag_after_the_youngest_intent(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    waits: list[float] = []
+    api = SailthruApi(app_for(fake), sleep=waits.append)
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", _record("1"), at=time.time() - 0.25))
+        settle_intents(api, SyncConfig(), state, lambda _: None, lag=1.0)
+    assert len(waits) == 1
+    assert 0.5 < waits[0] <= 0.75
+
+
+def test_an_email_change_is_settled_by_which_email_the_user_has(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _create(fake, BOB)  # renamed: ann's user is bob's now
+    with SyncState(tmp_path / "s.db") as state:
+        state.put(_record("1"))
+        state.intend(Intent("email", "row", "1", _record("1", email=BOB), old_match=ANN))
+        assert _settle(fake, state) == []
+        assert getattr(state.get("1"), "key", None) == BOB  # its later delete finds bob
+
+
+def test_a_delete_seen_done_forgets_the_row_and_one_not_done_sends_it_again(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _create(fake, BOB)
+    with SyncState(tmp_path / "s.db") as state:
+        for pk, email in (("1", ANN), ("2", BOB)):
+            state.put(_record(pk, email=email))
+            state.intend(Intent("delete", "row", pk, _record(pk, email=email)))
+        assert _settle(fake, state, delete_behavior="delete") == []
+        assert state.get("1") is None  # ann is gone: the delete applied
+        kept = state.get("2")
+        assert kept is not None
+        assert kept.hash == RESEND
+        assert state.open_intents() == []  # it is sent again; if not, deleted again

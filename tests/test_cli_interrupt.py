@@ -1,0 +1,104 @@
+"""Ctrl-C and SIGTERM during a sync, run as a user runs it: nothing confirmed is lost.
+
+Issue 21, defect 3: a delete run interrupted by Ctrl-C had 174 DELETEs verified in
+``calls.jsonl`` but 113 in the state and the summary; the full model put back re-created
+the 113 and never the others. Here in small: the fake's users, the state and the summary
+must agree after the interrupt, and the full model put back brings every user back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_cli import COMMAND, FAST, _env, people, run, write_csv
+
+from sailthru_destination.testing import FakeSailthru
+
+USERS = 200
+
+
+def _state_keys(folder: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(folder / ".sailthru-sync" / "people.db")) as db:
+        return {str(key) for (key,) in db.execute("SELECT key FROM records")}
+
+
+def _interrupt_when(fake: FakeSailthru, process: subprocess.Popen[str], method: str,
+                    calls: int, signum: int) -> tuple[str, str]:
+    """Send ``signum`` once the fake has seen ``calls`` calls of ``method`` /user."""
+    deadline = time.monotonic() + 60
+    while fake.calls[(method, "user")] < calls and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.005)
+    process.send_signal(signum)
+    return process.communicate(timeout=60)
+
+
+def test_ctrl_c_during_a_delete_run_keeps_every_confirmed_delete(tmp_path: Path) -> None:
+    everyone = people(USERS)
+    model = write_csv(tmp_path / "people.csv", everyone)
+    with FakeSailthru(api_key="cli-key", api_secret="cli-secret", rate_limits=FAST,
+                      latency=0.005) as fake:
+        assert run(tmp_path, fake, "sync", str(model)).returncode == 0
+        assert len(fake.users) == USERS
+        write_csv(model, everyone[:5])  # a tiny model: 195 users are gone
+        process = subprocess.Popen(
+            [*COMMAND, "sync", str(model), "--delete-behavior", "delete", "--concurrency", "4",
+             "--no-progress"],
+            cwd=tmp_path, env=_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        _, stderr = _interrupt_when(fake, process, "DELETE", 12, signal.SIGINT)
+        assert process.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        remaining = {u["keys"]["email"] for u in fake.users.values()}
+        deleted = USERS - len(remaining)
+        assert 0 < deleted < USERS - 5, "interrupted mid-way"
+        # The state knows exactly the users Sailthru still has: none deleted and forgotten
+        # only by Sailthru, none recorded deleted that is still there.
+        assert _state_keys(tmp_path) == remaining
+        [*_, folder] = sorted((tmp_path / ".sailthru-sync" / "reports").iterdir())
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["status"] == "interrupted"
+        assert summary["counts"].get("deleted", 0) == deleted
+        assert re.search(rf"^\s+deleted\s+{deleted:,}$", stderr, re.M), stderr
+        assert str(folder.relative_to(tmp_path)) in stderr  # the console names the report
+        # The full model back: every user comes back, and the plan then has nothing to do.
+        write_csv(model, everyone)
+        again = run(tmp_path, fake, "sync", str(model), "--delete-behavior", "delete")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert len(fake.users) == USERS
+        plan = run(tmp_path, fake, "sync", str(model), "--delete-behavior", "delete", "--plan",
+                   "--json")
+        assert json.loads(plan.stdout)["counts"] == {"unchanged": USERS}
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_reports_what_sailthru_confirmed(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    model = write_csv(tmp_path / "people.csv", people(USERS))
+    with FakeSailthru(api_key="cli-key", api_secret="cli-secret", rate_limits=FAST,
+                      latency=0.01) as fake:
+        process = subprocess.Popen(
+            [*COMMAND, "sync", str(model), "--concurrency", "4", "--bulk", "never"],
+            cwd=tmp_path, env=_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        _, stderr = _interrupt_when(fake, process, "POST", 20, signum)
+        created = len(fake.users)
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    [folder] = (tmp_path / ".sailthru-sync" / "reports").iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    # Every user Sailthru created is counted and in the state; nothing was sent after the stop.
+    assert summary["counts"]["created"] == created
+    assert len(_state_keys(tmp_path)) == created
+    assert f"Report: {folder.relative_to(tmp_path)}" in stderr
+    assert "SIGTERM" in stderr if signum == signal.SIGTERM else "Ctrl-C" in stderr

@@ -210,8 +210,8 @@ def format_summary(summary: RunSummary, object: str = "users") -> list[str]:
             lines.append(f"  {name:<16}{_count(counts[name]):>10}")
     if object == "users":
         lines.append(f"  {'lists created':<16}{_count(summary.lists_created):>10}")
-    # Unchanged rows cost nothing: the calls are spent on the others.
-    changed = summary.rows - counts["unchanged"]
+    # Unchanged rows cost nothing: the calls are spent on the others, deletes included.
+    changed = summary.changed
     per_record = summary.total_calls / changed if changed > 0 else 0.0
     path = summary.path + (f", {summary.jobs} job(s)" if summary.jobs else "")
     lines.append(f"  {'API calls':<16}{_count(summary.total_calls):>10}   "

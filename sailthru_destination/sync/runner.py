@@ -260,6 +260,8 @@ class SyncRunner:
             log.info("record %s is marked deleted but not known to the state (%s): skipped",
                      pk, exc.reason)
             self.summary.counts["skipped"] += 1
+            self._notice(RecordNotice(pk, f"marked deleted but never synced through this "
+                                      f"state ({exc.reason}): nothing to remove", row.where))
             return
         self._state.put(AppliedRecord(pk, "", str(user.match), user.properties, user.groups,
                                       user.optout, user_key(self._config, user.match)))
@@ -407,7 +409,9 @@ class SyncRunner:
                 error.retryable if error else False))
             return
         if result.status is Status.SKIPPED and result.detail != _UNCHANGED_DETAIL:
+            # Left alone on purpose (update mode and no such user, no consent): say why.
             self.summary.counts["skipped"] += 1
+            self._notice(RecordNotice(user.pk, result.detail, item.where))
             return
         key = "unchanged" if result.status is Status.SKIPPED else str(result.status)
         self.summary.counts[key] += 1

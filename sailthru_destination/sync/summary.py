@@ -66,9 +66,15 @@ class RunSummary:
         """Every API call attempt made, retries included."""
         return sum(self.calls.values())
 
+    @property
+    def changed(self) -> int:
+        """How many records the run acted on: every outcome but ``unchanged`` (which costs no
+        call), rows gone from the model that were deleted, cleared or kept included."""
+        return sum(n for outcome, n in self.counts.items() if outcome != "unchanged")
+
     def to_dict(self) -> dict[str, Any]:
         """The summary as plain JSON-ready data."""
-        changed = self.rows - self.counts["unchanged"]  # unchanged rows cost no call
+        changed = self.changed
         return {
             "rows": self.rows, "counts": dict(self.counts), "failed": self.failed,
             "api_calls": self.total_calls, "calls_by_endpoint": dict(self.calls),

@@ -162,13 +162,14 @@ def run(args: argparse.Namespace) -> int:
     state_file = state_path(config, args.home)
     identity = check_model_state(args, config, state_file,
                                  named=args.name is not None or "name" in settings)
-    require_authentication(args, app)
+    checked = require_authentication(args, app)
     if args.plan:
         return show_plan(args, app, config, rows)
     store_identity(state_file, identity)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     with sigterm_as_interrupt():
-        outcome = run_sync(app, config, rows, home=args.home, progress=progress)
+        outcome = run_sync(app, config, rows, home=args.home, progress=progress,
+                           preflight=checked)
     # With --json, stdout holds the summary document alone: the readable lines go to stderr.
     text = sys.stderr if args.json else sys.stdout
     source = args.source or "SQL query"

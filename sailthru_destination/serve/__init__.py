@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._private import private_dir
 from ..api import SailthruApi
 from ..calllog import CallLog
 from ..destination import SailthruDestination
@@ -90,8 +91,7 @@ def run(args: argparse.Namespace, app: AppOptions, out: Callable[[str], None]) -
             )
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"--settings {args.settings}: {exc}") from None
-    folder = Path(args.data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(args.data_dir)  # the queue and reports are customer data
     # Two servers draining one queue would race for the same messages: one per folder.
     guard = FileLock(str(folder / "serve.lock"), timeout=0)
     try:

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._private import private_file
+
 __all__ = ["MessageQueue"]
 
 _SCHEMA = """
@@ -39,7 +41,7 @@ class MessageQueue:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # accepted messages are customer data: the owner's only
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: the 200 promises the message is on disk, not in the OS cache.

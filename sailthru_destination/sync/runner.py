@@ -184,11 +184,7 @@ class SyncRunner:
         self, chained: Callable[[CallRecord], object] | None
     ) -> Callable[[CallRecord], None]:
         def sink(record: CallRecord) -> None:
-            self.summary.calls[f"{record.method} {record.endpoint}"] += 1
-            if record.error == "AuthError":
-                self.summary.refused_calls += 1
-            if (record.method, record.endpoint) == ("POST", "list") and record.error is None:
-                self.summary.lists_created += 1
+            self.summary.count_call(record)
             if chained is not None:
                 chained(record)
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..calllog import CallRecord
 
 __all__ = ["RecordFailure", "RecordNotice", "RunSummary"]
 
@@ -65,6 +68,14 @@ class RunSummary:
     def total_calls(self) -> int:
         """Every API call attempt made, retries included."""
         return sum(self.calls.values())
+
+    def count_call(self, record: CallRecord) -> None:
+        """Count one API call attempt of the run (refused and list-creating calls too)."""
+        self.calls[f"{record.method} {record.endpoint}"] += 1
+        if record.error == "AuthError":
+            self.refused_calls += 1
+        if (record.method, record.endpoint) == ("POST", "list") and record.error is None:
+            self.lists_created += 1
 
     @property
     def changed(self) -> int:

@@ -17,6 +17,7 @@ PRIVATE_FILE = 0o600
 """The mode of a file the library creates that may hold customer data."""
 PRIVATE_DIR = 0o700
 """The mode of a folder the library creates for such files."""
+_IN_MEMORY = ":memory:"
 
 
 def private_dir(path: str | os.PathLike[str]) -> Path:
@@ -31,8 +32,11 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
 
 def private_file(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` empty as a 0600 file if it does not exist (its folder made private);
-    what is written to it next is then never readable by others, even for a moment."""
+    what is written to it next is then never readable by others, even for a moment. SQLite's
+    in-memory database name, ``:memory:``, is no file and is left alone."""
     file = Path(path)
+    if str(path) == _IN_MEMORY:
+        return file
     private_dir(file.parent)
     os.close(os.open(file, os.O_CREAT | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE))
     return file

@@ -71,3 +71,10 @@ def test_an_existing_file_or_folder_keeps_the_mode_its_owner_chose(tmp_path: Pat
     private_file(shared / "state.db")
     private_dir(shared)
     assert (_mode(shared), _mode(shared / "state.db")) == (0o750, 0o640)
+
+
+def test_an_in_memory_queue_creates_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    monkeypatch.chdir(tmp_path)
+    MessageQueue(":memory:").close()
+    assert list(tmp_path.iterdir()) == []

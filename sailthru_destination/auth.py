@@ -11,7 +11,7 @@ from typing import Any
 
 from ._protocol import ErrorCode
 from .api import SailthruApi
-from .errors import AuthError, SailthruError
+from .errors import AuthError, SailthruError, TransientError
 
 __all__ = ["AUTH_PROBE", "auth_failure", "check_authentication", "refused_credential"]
 
@@ -52,14 +52,20 @@ def auth_failure(error: AuthError) -> str:
 def check_authentication(api: SailthruApi) -> AuthError | None:
     """Make one cheap signed call; the refusal when the credentials are wrong, else None.
 
-    Any other failure (a 403, a timeout, a 5xx) is not a verdict on the credentials and is
-    left to the calls that follow, with their own retries and reporting.
+    A call that got no reply at all (:class:`TransientError` without an HTTP status: the host
+    accepted the connection and never answered) is raised: nothing that follows would fare
+    better. Any other failure (a 403, a 5xx) is not a verdict on the credentials and is left to
+    the calls that follow, with their own retries and reporting.
     """
     endpoint, params = AUTH_PROBE
     try:
         api.get(endpoint, params)
     except AuthError as exc:
         return exc
+    except TransientError as exc:
+        if exc.status is None:
+            raise
+        return None
     except SailthruError:
         return None
     return None

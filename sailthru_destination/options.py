@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -262,6 +262,9 @@ class DestinationOptions:
             raise ValueError("default_list must be a non-empty list name or None")
         if not isinstance(self.list_prefix, str):
             raise ValueError("list_prefix must be a string")
+        if not isinstance(self.var_names, Mapping):
+            raise ValueError(f"var_names must map property names to var names (a dict), got "
+                             f"{self.var_names!r}")
         renames = dict(self.var_names)
         for source, target in renames.items():
             if not isinstance(source, str) or not isinstance(target, str) or not target.strip():
@@ -269,7 +272,7 @@ class DestinationOptions:
                     f"var_names maps property names to var names; {source!r} -> {target!r} is not"
                 )
         set_(self, "var_names", MappingProxyType(renames))
-        set_(self, "required_consents", frozenset(self.required_consents))
+        set_(self, "required_consents", _names("required_consents", self.required_consents))
         if self.reminder_time is not None:
             try:
                 reminder_time(self.reminder_time)
@@ -284,3 +287,17 @@ class DestinationOptions:
             raise ValueError(f"invalid_vars must be 'fail' or 'drop', got {self.invalid_vars!r}")
         if self.null_values not in NULL_VALUES:
             raise ValueError(f"null_values must be 'keep' or 'clear', got {self.null_values!r}")
+
+
+def _names(option: str, value: object) -> frozenset[str]:
+    """``value`` as a set of names; a plain string is refused rather than split into letters
+    (``frozenset("email")`` is five one-letter purposes that no profile has)."""
+    example = f"{option}={{'email_marketing'}}"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError(f"{option} must be a collection of names such as {example}, "
+                         f"not {type(value).__name__} {value!r}")
+    names = list(value)
+    bad = [name for name in names if not isinstance(name, str) or not name.strip()]
+    if bad:
+        raise ValueError(f"{option} must hold non-empty strings, got {bad[0]!r}")
+    return frozenset(names)

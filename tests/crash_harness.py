@@ -124,7 +124,9 @@ class History:
         (self.folder / "events.jsonl").write_text(
             "".join(json.dumps(e) + "\n" for e in self.events()), encoding="utf-8")
         common = ["--concurrency", "1", "--bulk", "never", "--no-progress"]
-        users = ["--name", "people", "--delete-behavior", "delete", *common]
+        # The history's deletes are meant: the mass-delete guard is not what is tested here.
+        users = ["--name", "people", "--delete-behavior", "delete", "--max-delete", "100%",
+                 *common]
         return {"v1": ["sync", str(self.folder / "v1.csv"), *users],
                 "users": ["sync", str(self.folder / "people.csv"), *users],
                 "v3": ["sync", str(self.folder / "v3.csv"), *users],

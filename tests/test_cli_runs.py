@@ -166,12 +166,13 @@ def test_an_events_run_says_what_it_sent_and_calls_per_changed_row(
     assert first.returncode == 0, first.stderr
     assert "  sent                     4" in first.stdout
     assert "created" not in first.stdout
-    assert "(1.00 per changed row" in first.stdout
+    # 4 events and the credentials check before them: every call is counted.
+    assert "(1.25 per changed row" in first.stdout
     write_csv(model, [*rows, {"id": 9, "email": "p9@example.com", "event": "signup"}])
     second = run(tmp_path, fake, "sync", str(model), "--object", "events")
     assert "  sent                     1" in second.stdout
     assert "  unchanged                4" in second.stdout
-    assert "(1.00 per changed row" in second.stdout
+    assert "(2.00 per changed row" in second.stdout
 
 
 def test_json_prints_the_summary_alone_on_stdout(fake: FakeSailthru, tmp_path: Path) -> None:
@@ -302,3 +303,23 @@ def test_a_rename_onto_an_existing_column_is_refused(fake: FakeSailthru, tmp_pat
     swapped = run(tmp_path, fake, "sync", str(model), "--map", "full=name", "--map", "name=short")
     assert swapped.returncode == 0, swapped.stdout + swapped.stderr
     assert fake.find_user(email="a@example.com")["vars"] == {"name": "Ann A", "short": "A"}
+
+
+def test_the_credentials_check_is_logged_and_counted_like_every_other_call(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """Red team: an unchanged re-run said 0 API calls and logged none, while the fake got one
+    (the signed check before any work). Every call the run makes is in its numbers."""
+    model = write_csv(tmp_path / "people.csv", people(3))
+    for unchanged in (False, True):
+        before = sum(fake.calls.values())
+        result = run(tmp_path, fake, "sync", str(model), "--json", "--no-progress")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        folder = tmp_path / str(summary["report"])
+        logged = (folder / "calls.jsonl").read_text().splitlines()
+        received = sum(fake.calls.values()) - before
+        assert summary["api_calls"] == len(logged) == received
+        assert (received == test_cli.AUTH_CHECK) is unchanged  # one check, no call per row
+        assert json.loads(logged[0])["endpoint"] == "user"  # the check comes first
+        assert summary["calls_by_endpoint"]["GET user"] == test_cli.AUTH_CHECK

@@ -29,11 +29,15 @@ OPTIONS = (AppOptions, DestinationOptions, SegmentSettings, SyncConfig)
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site as ``mkdocs build --strict`` makes it (a warning fails the build)."""
+    """The site as ``mkdocs build --strict`` makes it (a warning fails the build), built from
+    another folder than the repository's: its paths are the configuration file's, not the
+    working directory's (red team: the snippets were only found from the root)."""
     out = tmp_path_factory.mktemp("site")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
     done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out),
+         "--config-file", str(ROOT / "mkdocs.yml")],
+        cwd=elsewhere, capture_output=True, text=True, timeout=300,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -74,6 +78,13 @@ def missing_names(module: str, names: list[str], html: str) -> list[str]:
     """The names of ``module`` that have no entry (an element with the name's id) in ``html``."""
     ids = set(re.findall(r'\bid="([^"]+)"', html))
     return [name for name in names if f"{module}.{name}" not in ids]
+
+
+def test_the_pages_that_include_files_have_them(site: Path) -> None:
+    """The snippets (the changelog, the bench tables) are read beside mkdocs.yml."""
+    changelog = (site / "changelog" / "index.html").read_text()
+    assert "Unreleased" in changelog
+    assert "Keep a Changelog" in changelog or "Fixed" in changelog
 
 
 def test_every_public_name_has_an_entry_in_the_reference(site: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sailthru_destination.options import (
     AppOptions,
@@ -129,3 +131,24 @@ def test_an_api_url_with_a_password_is_refused_without_showing_it(url: str) -> N
     with pytest.raises(ValueError, match="api_url") as refused:
         AppOptions("key", "secret", url)
     assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["email_marketing", b"email_marketing", 3, [""], ["ok", 7]])
+def test_required_consents_refuses_a_plain_string_rather_than_splitting_it(value: object) -> None:
+    """Red team: ``required_consents="email_marketing"`` became a set of letters, so no
+    profile ever consented and every one was skipped."""
+    with pytest.raises(ValueError, match="required_consents"):
+        DestinationOptions(required_consents=value)  # type: ignore[arg-type]
+
+
+@given(st.lists(st.text(min_size=1).filter(str.strip), max_size=4))
+def test_required_consents_accepts_any_iterable_of_names(names: list[str]) -> None:
+    for value in (names, tuple(names), set(names), iter(names)):
+        options = DestinationOptions(required_consents=value)  # type: ignore[arg-type]
+        assert options.required_consents == frozenset(names)
+
+
+@pytest.mark.parametrize("value", ["first_name", [("a", "b")]])
+def test_var_names_must_be_a_mapping(value: object) -> None:
+    with pytest.raises(ValueError, match="var_names must map"):
+        DestinationOptions(var_names=value)  # type: ignore[arg-type]

@@ -11,12 +11,14 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ..calllog import CallLog, CallRecord
 from ..options import DEFAULT_API_URL, AppOptions
 from ._common import UsageError
 
 __all__ = ["add_credentials", "app_options", "require_authentication"]
 
 _PROBE_TIMEOUT = 5.0
+_DEFAULT_TIMEOUT = AppOptions.read_timeout
 
 
 def add_credentials(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +29,12 @@ def add_credentials(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--api-url", help=f"API base URL (default: $SAILTHRU_API_URL or {DEFAULT_API_URL})"
     )
+    group.add_argument(
+        "--api-timeout", metavar="SECONDS",
+        help=f"seconds to wait for Sailthru's answer to a call (default: $SAILTHRU_API_TIMEOUT "
+             f"or {_DEFAULT_TIMEOUT:g}); a credentials check that gets no answer in that time "
+             "is a configuration error",
+    )
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class _Setting:
 
 
 def _setting(args: argparse.Namespace, attribute: str, flag: str, variable: str) -> _Setting:
-    value = getattr(args, attribute)
+    value = getattr(args, attribute, None)
     if value is not None:
         return _Setting(value, flag)
     return _Setting(os.environ.get(variable), variable)
@@ -61,8 +69,10 @@ def app_options(args: argparse.Namespace, *, probe: bool = True) -> AppOptions:
         if setting.value is not None and setting.value != setting.value.strip():
             # A pasted newline or space: the value is never shown (it may be the secret).
             raise UsageError(f"{setting.source} has whitespace at its start or end: remove it")
+    timeout = _timeout(args)
     try:
-        app = AppOptions(str(key.value), str(secret.value), url.value or DEFAULT_API_URL)
+        app = AppOptions(str(key.value), str(secret.value), url.value or DEFAULT_API_URL,
+                         read_timeout=timeout)
     except ValueError as exc:
         raise UsageError(f"{url.source}: {exc}" if "api_url" in str(exc) else str(exc)) from None
     if probe:
@@ -71,6 +81,21 @@ def app_options(args: argparse.Namespace, *, probe: bool = True) -> AppOptions:
             raise UsageError(f"{url.source if url.value else 'the API URL'} {app.api_url}: "
                              f"{problem}; check the URL")
     return app
+
+
+def _timeout(args: argparse.Namespace) -> float:
+    """``--api-timeout`` or ``SAILTHRU_API_TIMEOUT`` in seconds (a positive number)."""
+    setting = _setting(args, "api_timeout", "--api-timeout", "SAILTHRU_API_TIMEOUT")
+    if setting.value is None or not setting.value.strip():
+        return _DEFAULT_TIMEOUT
+    try:
+        seconds = float(setting.value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"{setting.source} must be a positive number of seconds, got "
+                         f"{setting.value!r}")
+    return seconds
 
 
 def _unreachable(url: str) -> str | None:
@@ -110,20 +135,34 @@ def _proxied(scheme: str, host: str) -> bool:
     return not urllib.request.proxy_bypass(host)
 
 
-def require_authentication(args: argparse.Namespace, app: AppOptions) -> None:
-    """One cheap signed call before any work: a refused key or secret is a configuration
-    error (:class:`UsageError`, exit 2) naming the flag or variable it came from, not a run
-    of thousands of failed records (or, on an unchanged model, a run that says "Synced")."""
+def require_authentication(args: argparse.Namespace, app: AppOptions) -> list[CallRecord]:
+    """One cheap signed call before any work: a refused key or secret, or a host that does not
+    answer within the API timeout, is a configuration error (:class:`UsageError`, exit 2)
+    naming the flag or variable it came from, not a run of thousands of failed records (or,
+    on an unchanged model, a run that says "Synced").
+
+    Returns the records of the call (and its retry), for the run's call log and counts.
+    """
     from ..api import RetryPolicy, SailthruApi
     from ..auth import check_authentication, refused_credential
+    from ..errors import TransientError
 
-    api = SailthruApi(app, concurrency=1, retry=RetryPolicy(max_attempts=2, max_total=15.0))
+    calls = CallLog()
+    api = SailthruApi(app, concurrency=1, retry=RetryPolicy(max_attempts=2, max_total=15.0),
+                      call_log=calls)
     try:
         refused = check_authentication(api)
+    except TransientError:  # connected, but no reply at all: a wrong host or port
+        url = _setting(args, "api_url", "--api-url", "SAILTHRU_API_URL")
+        where = url.source if url.value else "the API URL (--api-url/SAILTHRU_API_URL)"
+        raise UsageError(f"{where} {app.api_url}: no answer within {app.read_timeout:g} s "
+                         "(a connection was accepted, nothing replied): check the URL, or "
+                         "give a slow server more time with --api-timeout/SAILTHRU_API_TIMEOUT"
+                         ) from None
     finally:
         api.close()
     if refused is None:
-        return
+        return calls.records()
     which = refused_credential(refused)
     key = _setting(args, "api_key", "--api-key", "SAILTHRU_API_KEY").source
     secret = _setting(args, "api_secret", "--api-secret", "SAILTHRU_API_SECRET").source

@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
     state_file = state_path(config, args.home)
     identity = check_model_state(args, config, state_file,
                                  named=args.name is not None or "name" in settings)
-    require_authentication(args, app)
+    checked = require_authentication(args, app)
     if getattr(args, "plan", False):
         return show_plan(args, app, config, rows)
     if args.command == "audit":
@@ -198,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
     source = args.source or "SQL query"
     try:
         outcome = run_sync(app, config, rows, home=args.home, progress=progress,
-                           resend=args.full_resync)
+                           resend=args.full_resync, preflight=checked)
     except RunInterrupted as stop:
         return _interrupted(stop, source, config.object)
     verb = "Stopped" if outcome.stopped else "Synced"
@@ -251,8 +251,8 @@ def format_summary(summary: RunSummary, object: str = "users") -> list[str]:
             lines.append(f"  {name:<16}{_count(counts[name]):>10}")
     if object == "users":
         lines.append(f"  {'lists created':<16}{_count(summary.lists_created):>10}")
-    # Unchanged rows cost nothing: the calls are spent on the others.
-    changed = summary.rows - counts["unchanged"]
+    # Unchanged rows cost nothing: the calls are spent on the others, deletes included.
+    changed = summary.changed
     per_record = summary.total_calls / changed if changed > 0 else 0.0
     path = summary.path + (f", {summary.jobs} job(s)" if summary.jobs else "")
     lines.append(f"  {'API calls':<16}{_count(summary.total_calls):>10}   "

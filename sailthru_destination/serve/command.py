@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .._private import private_dir
 from ..options import AppOptions
 from ..segment import SegmentSettings
 from .app import check_write_key
@@ -169,8 +170,7 @@ def _run(
 
         level = logging.DEBUG if args.verbose > 1 else logging.INFO
         use_json_logs(level, secrets=(key, options.api_secret))
-    folder = Path(args.data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(args.data_dir)  # the queue and reports are customer data
     # Two servers draining one queue would race for the same messages: one per folder.
     with _holding(folder, f"--data-dir: another serve is using {folder}"):
         from .running import serve_until_stopped

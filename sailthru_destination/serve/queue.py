@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .._private import private_file
+
 __all__ = ["DiskFull", "Encoded", "MessageQueue"]
 
 _SCHEMA = """
@@ -65,7 +67,7 @@ class MessageQueue:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # accepted messages are customer data: the owner's only
         self._db = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
         )

@@ -15,6 +15,8 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
+from .._private import private_file
+
 __all__ = ["StateDb", "StateError"]
 
 BATCH = 500
@@ -35,7 +37,7 @@ class StateDb:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # it holds customer data: the owner's only
             self._db = sqlite3.connect(str(self.path), check_same_thread=False,
                                        isolation_level=None, timeout=_BUSY_TIMEOUT)
             # Two processes opening one new file at once: switching it to WAL (and creating

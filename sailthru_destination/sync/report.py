@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from .._private import private_dir, private_file
 from ..calllog import JsonLinesSink
 from .report_html import write_report_html
 from .summary import RecordFailure, RecordNotice
@@ -25,6 +26,8 @@ from .summary import RecordFailure, RecordNotice
 __all__ = ["RunReport", "default_report_dir"]
 
 log = logging.getLogger(__name__)
+# The files of a report folder, created private before anything is written to them.
+_FILES = ("calls.jsonl", "errors.jsonl", "skipped.jsonl", "summary.json")
 
 
 def default_report_dir(base: str | Path, name: str) -> Path:
@@ -46,14 +49,15 @@ class RunReport:
     """
 
     def __init__(self, folder: str | Path, *, append: bool = False) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        # Record ids, emails and payloads: the folder and its files are the owner's only.
+        self.folder = private_dir(folder)
+        for name in _FILES:
+            private_file(self.folder / name)
         self.calls = JsonLinesSink(self.folder / "calls.jsonl")
         self._errors: IO[str] = (self.folder / "errors.jsonl").open(
             "a" if append else "w", encoding="utf-8")
         self._skipped: IO[str] = (self.folder / "skipped.jsonl").open(
             "a" if append else "w", encoding="utf-8")
-        (self.folder / "calls.jsonl").touch()
         self._lock = threading.Lock()
         self.failures = 0
 

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .._private import private_file
+from ..auth import AUTH_PROBE
 from ..calllog import mask_key
 from .report_assets import PAGE, SCRIPT, STYLE
 from .report_reasons import classify
@@ -58,6 +60,7 @@ def write_report_html(folder: str | Path) -> Path:
     # A name of its own, so a `report` run while the sync finishes never mixes two pages.
     tmp = path.with_name(f".report.html.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
+        private_file(tmp)  # the page shows customer data: the owner's only
         tmp.write_text(build_report_html(folder), encoding="utf-8")
         tmp.replace(path)
     finally:
@@ -274,6 +277,7 @@ def _failed(call: dict[str, Any]) -> bool:
 
 
 _USER_NOT_FOUND = 99
+_CHECKED_USER = str(AUTH_PROBE[1]["id"])  # a user that cannot exist: read to check the keys
 
 
 def _user_id(call: dict[str, Any]) -> str | None:
@@ -285,10 +289,13 @@ def _user_id(call: dict[str, Any]) -> str | None:
 
 def _expected(call: dict[str, Any], deleted: set[str]) -> bool:
     """Whether a failed-looking call is what a delete wants: "User not found" (error 99) for
-    a user this run deleted, from the delete itself or from the look that verifies it."""
+    a user this run deleted, from the delete itself or from the look that verifies it; or the
+    credentials check before the run, whose "not found" proves the key and secret."""
     user = _user_id(call)
     if user is None:
         return False
+    if call.get("method") == "GET" and user == _CHECKED_USER:
+        return call.get("code") == _USER_NOT_FOUND
     if call.get("method") == "DELETE":
         deleted.add(user)
     return call.get("code") == _USER_NOT_FOUND and user in deleted

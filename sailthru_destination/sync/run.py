@@ -12,13 +12,13 @@ import json
 import re
 import signal
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..api import SailthruApi
-from ..calllog import CallLog
+from ..calllog import CallLog, CallRecord
 from ..destination import SailthruDestination
 from ..options import AppOptions
 from .columns import shaped
@@ -94,6 +94,7 @@ def run_sync(
     progress: bool = False,
     incremental: bool = False,
     resend: bool | Collection[str] = False,
+    preflight: Sequence[CallRecord] = (),
 ) -> SyncOutcome:
     """Sync ``rows`` (the whole model) to the account of ``app`` as ``config`` says.
 
@@ -107,22 +108,28 @@ def run_sync(
     :class:`~sailthru_destination.sync.runner.RunAborted` before touching Sailthru when the
     run cannot start; record failures are counted, reported and never raised. An interrupt
     (KeyboardInterrupt) is raised as :class:`RunInterrupted`, after the summary is written.
+    ``preflight`` are calls made for this run before it (the CLI's credentials check): they go
+    first in ``calls.jsonl`` and are counted with the run's, so its numbers hold every call.
     """
     state_file = state_path(config, home)
     rows = shaped(rows, config.map, config.types)
     with RunLock(state_file, config.name or "model", wait=config.lock_wait):
-        return _run_locked(app, config, rows, home, state_file, progress, incremental, resend)
+        return _run_locked(app, config, rows, home, state_file, progress, incremental, resend,
+                           preflight)
 
 
 def _run_locked(
     app: AppOptions, config: SyncConfig, rows: Iterable[Row], home: str | Path,
     state_file: Path, progress: bool, incremental: bool, resend: bool | Collection[str] = False,
+    preflight: Sequence[CallRecord] = (),
 ) -> SyncOutcome:
     folder = Path(config.report_dir) if config.report_dir else default_report_dir(
         home, config.name or "model"
     )
     with SyncState(state_file) as state:
         report = RunReport(folder, append=incremental)
+        for record in preflight:
+            report.calls(record)
         api = SailthruApi(
             app,
             concurrency=config.concurrency,
@@ -131,8 +138,11 @@ def _run_locked(
         )
         options = config.destination_options()
         runner: SyncRunner | None = None
+        before = RunSummary()  # the preflight calls, until there is a runner to count them
+        for record in preflight:
+            before.count_call(record)
         budget = ErrorBudget(config.max_errors,
-                             lambda: runner.summary if runner else RunSummary())
+                             lambda: runner.summary if runner else before)
 
         def on_failure(failure: RecordFailure) -> None:
             if failure.field == "key":  # the destination's name for it: say the model's
@@ -146,6 +156,7 @@ def _run_locked(
                 runner = SyncRunner(destination, config, state, on_failure=on_failure,
                                     on_notice=report.add_notice, progress=progress,
                                     resend=resend)
+                runner.summary = before
                 if incremental:
                     runner.apply(_latest_per_key(rows, config))
                 else:
@@ -155,22 +166,21 @@ def _run_locked(
         except KeyboardInterrupt as exc:
             # No new call was sent after the interrupt, and each confirmed result was
             # recorded as it came: the summary says how far the run got.
-            summary = _finish(report, app, config, state_file, runner, "interrupted", None,
+            summary = _finish(report, app, config, state_file, before, "interrupted", None,
                               incremental)
             raise RunInterrupted(SyncOutcome(summary, folder, state_file, "interrupted"),
                                  getattr(exc, "signum", signal.SIGINT)) from exc
         finally:
             report.close()
-        summary = _finish(report, app, config, state_file, runner, status, stopped, incremental)
+        summary = _finish(report, app, config, state_file, before, status, stopped, incremental)
     return SyncOutcome(summary, folder, state_file, status, stopped)
 
 
 def _finish(
     report: RunReport, app: AppOptions, config: SyncConfig, state_file: Path,
-    runner: SyncRunner | None, status: str, stopped: str | None, incremental: bool,
+    summary: RunSummary, status: str, stopped: str | None, incremental: bool,
 ) -> RunSummary:
     """Write the run's ``summary.json`` (with its ``status``) and page; the summary."""
-    summary = runner.summary if runner is not None else RunSummary()
     summary_dict = {"model": config.name, "object": config.object, "status": status,
                     "api_url": app.api_url, "api_key": app.masked_key,
                     "state": str(state_file), **summary.to_dict()}

@@ -15,6 +15,7 @@ from types import TracebackType
 
 from filelock import FileLock, Timeout
 
+from .._private import private_dir
 from .state import StateError
 
 __all__ = ["RunLock", "RunLocked"]
@@ -61,7 +62,7 @@ class RunLock:
         """Take the lock, or raise :class:`RunLocked` (another run holds it) or
         :class:`~sailthru_destination.sync.state.StateError` (the folder cannot be used)."""
         try:
-            self._pid_file.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self._pid_file.parent)  # the state folder: customer data
             self._lock.acquire()
         except Timeout:
             raise RunLocked(self.model, self.holder()) from None

@@ -216,11 +216,7 @@ class SyncRunner:
         self, chained: Callable[[CallRecord], object] | None
     ) -> Callable[[CallRecord], None]:
         def sink(record: CallRecord) -> None:
-            self.summary.calls[f"{record.method} {record.endpoint}"] += 1
-            if record.error == "AuthError":
-                self.summary.refused_calls += 1
-            if (record.method, record.endpoint) == ("POST", "list") and record.error is None:
-                self.summary.lists_created += 1
+            self.summary.count_call(record)
             if chained is not None:
                 chained(record)
 
@@ -303,6 +299,8 @@ class SyncRunner:
             log.info("record %s is marked deleted but not known to the state (%s): skipped",
                      pk, exc.reason)
             self.summary.counts["skipped"] += 1
+            self._notice(RecordNotice(pk, f"marked deleted but never synced through this "
+                                      f"state ({exc.reason}): nothing to remove", row.where))
             return
         self._state.put(AppliedRecord(pk, "", str(user.match), user.properties, user.groups,
                                       user.optout, user_key(self._config, user.match)))
@@ -465,7 +463,9 @@ class SyncRunner:
                 self._state.set_hash(user.pk, RESEND)
             return
         if result.status is Status.SKIPPED and result.detail != UNCHANGED_DETAIL:
+            # Left alone on purpose (update mode and no such user, no consent): say why.
             self.summary.counts["skipped"] += 1
+            self._notice(RecordNotice(user.pk, result.detail, item.where))
             self._state.settle_intent(intent)  # nothing was written
             return
         key = "unchanged" if result.status is Status.SKIPPED else str(result.status)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..calllog import CallRecord
 
 __all__ = ["RecordFailure", "RecordNotice", "RunSummary"]
 
@@ -70,9 +73,23 @@ class RunSummary:
         """Every API call attempt made, retries included."""
         return sum(self.calls.values())
 
+    def count_call(self, record: CallRecord) -> None:
+        """Count one API call attempt of the run (refused and list-creating calls too)."""
+        self.calls[f"{record.method} {record.endpoint}"] += 1
+        if record.error == "AuthError":
+            self.refused_calls += 1
+        if (record.method, record.endpoint) == ("POST", "list") and record.error is None:
+            self.lists_created += 1
+
+    @property
+    def changed(self) -> int:
+        """How many records the run acted on: every outcome but ``unchanged`` (which costs no
+        call), rows gone from the model that were deleted, cleared or kept included."""
+        return sum(n for outcome, n in self.counts.items() if outcome != "unchanged")
+
     def to_dict(self) -> dict[str, Any]:
         """The summary as plain JSON-ready data."""
-        changed = self.rows - self.counts["unchanged"]  # unchanged rows cost no call
+        changed = self.changed
         return {
             "rows": self.rows, "counts": dict(self.counts), "failed": self.failed,
             "api_calls": self.total_calls, "calls_by_endpoint": dict(self.calls),

@@ -111,6 +111,30 @@ def test_a_user_skipped_in_update_mode_is_counted_and_tried_again_next_run(
     assert dict(again.counts) == {"updated": 1}
 
 
+def test_every_record_skipped_in_update_mode_is_reported_with_its_reason(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """Red team: counted ``skipped: 1`` with an empty skipped.jsonl (the report's file of
+    notices): a skipped record must say which one it was and why."""
+    notices: list[RecordNotice] = []
+    summary = _sync(fake, tmp_path, [ANN], notices=notices, sync_mode="update")
+    assert dict(summary.counts) == {"skipped": 1}
+    [notice] = notices
+    assert (notice.record, notice.where) == ("1", "line 2")
+    assert "update" in notice.reason
+
+
+def test_a_row_marked_deleted_that_was_never_synced_is_reported_as_skipped(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    notices: list[RecordNotice] = []
+    summary = _sync(fake, tmp_path, [{"id": 7, "deleted": True}], notices=notices,
+                    deleted_column="deleted")
+    assert dict(summary.counts) == {"skipped": 1}
+    assert [(n.record, n.where) for n in notices] == [("7", "line 2")]
+    assert "never synced" in notices[0].reason
+
+
 def test_a_hosts_call_log_sink_is_restored_after_the_run(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
@@ -246,3 +270,20 @@ def test_every_gone_row_of_one_user_is_reported_when_its_delete_fails(
     retried = _sync(fake, tmp_path, [BOB | {"id": 3}], delete_behavior="delete", notices=[])
     assert (retried.counts["deleted"], retried.failed) == (1, 0)
     assert fake.find_user(email="ann@example.com") is None
+
+
+def test_deleted_rows_count_as_changed_rows_in_the_calls_per_changed_row(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """Red team: 1 update and 1 delete costing 5 calls showed 5.00 per changed row (the
+    delete was left out of the divisor); the console and summary.json say the same."""
+    from sailthru_destination.cli._sync import format_summary
+
+    _sync(fake, tmp_path, [ANN, BOB], delete_behavior="delete")
+    summary = _sync(fake, tmp_path, [ANN | {"plan": "platinum"}], delete_behavior="delete")
+    assert dict(summary.counts) == {"updated": 1, "deleted": 1}
+    assert summary.changed == 2
+    per_changed = summary.to_dict()["calls_per_changed_row"]
+    assert per_changed == round(summary.total_calls / 2, 3)
+    [calls_line] = [line for line in format_summary(summary) if "API calls" in line]
+    assert f"({summary.total_calls / 2:.2f} per changed row" in calls_line

@@ -31,8 +31,13 @@ def register(
     credentials: Callable[[argparse.ArgumentParser], None],
     app: Callable[[argparse.Namespace], AppOptions],
     out: Callable[[str], None],
+    authenticate: Callable[[argparse.Namespace, AppOptions], None] | None = None,
 ) -> None:
-    """Add the ``serve`` subcommand (and ``serve replay``) to the CLI's subparsers."""
+    """Add the ``serve`` subcommand (and ``serve replay``) to the CLI's subparsers.
+
+    ``authenticate(args, options)`` makes one cheap signed call before serving and raises a
+    configuration error naming the setting when Sailthru refuses the credentials.
+    """
     parser = sub.add_parser(
         "serve",
         help="accept Segment's HTTP tracking API and forward it to Sailthru",
@@ -71,7 +76,7 @@ def register(
     ):  # fmt: skip
         limits.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
     credentials(parser)
-    parser.set_defaults(handler=lambda args: _run(args, app, out))
+    parser.set_defaults(handler=lambda args: _run(args, app, out, authenticate))
     commands = parser.add_subparsers(dest="serve_command", metavar="[replay]")
     replay = commands.add_parser(
         "replay",
@@ -145,6 +150,7 @@ def _run(
     args: argparse.Namespace,
     app: Callable[[argparse.Namespace], AppOptions],
     out: Callable[[str], None],
+    authenticate: Callable[[argparse.Namespace, AppOptions], None] | None = None,
 ) -> int:
     """Check every setting (exit 2 naming it), then serve until SIGINT or SIGTERM."""
     key = args.write_key or os.environ.get("SEGMENT_WRITE_KEY") or ""
@@ -170,7 +176,14 @@ def _run(
         level = logging.DEBUG if args.verbose > 1 else logging.INFO
         use_json_logs(level, secrets=(key, options.api_secret))
     folder = Path(args.data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, no permission, a read-only disk
+        raise _config_error(f"--data-dir {folder}: cannot use it as a folder: "
+                            f"{exc.strerror or exc}") from None  # fmt: skip
+    if authenticate is not None:
+        # A wrong secret would otherwise answer 200 to senders and fail every message later.
+        authenticate(args, options)
     # Two servers draining one queue would race for the same messages: one per folder.
     with _holding(folder, f"--data-dir: another serve is using {folder}"):
         from .running import serve_until_stopped

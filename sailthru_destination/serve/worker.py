@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._concurrency import KeyedLocks
+from .._protocol import ErrorCode
 from ..errors import RecordError
 from ..results import ExportResult, Status
 from ..segment import SegmentAdapter
@@ -145,7 +146,9 @@ class Worker:
         self._queue.done(seq, status, result.detail, retryable=retryable)
 
 
-_CREDENTIAL_CODES = frozenset({3, 4, 5})  # unknown key, disallowed IP, wrong signature
+_CREDENTIAL_CODES = frozenset(
+    {ErrorCode.INVALID_API_KEY, ErrorCode.DISALLOWED_IP, ErrorCode.AUTHENTICATION_FAILED}
+)
 
 
 def refuses_credentials(error: RecordError) -> bool:

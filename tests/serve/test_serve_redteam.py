@@ -23,7 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from serving import WRITE_KEY, Serve
 
+from sailthru_destination.errors import RecordError
 from sailthru_destination.serve.intake import Refused, messages_of
+from sailthru_destination.serve.worker import refuses_credentials
 from sailthru_destination.testing import FakeSailthru
 
 AUTH = (WRITE_KEY, "")
@@ -191,3 +193,14 @@ def test_a_request_never_stores_more_than_four_times_its_size(
 def test_a_single_small_message_is_still_taken() -> None:
     parsed = messages_of("track", b'{"event":"E"}')
     assert [json.loads(m.body)["type"] for m in parsed.accepted] == ["track"]
+
+
+def test_only_refused_credentials_or_permissions_count_as_refusals() -> None:
+    def error(reason: str, code: int | None) -> RecordError:
+        return RecordError("m1", reason, code=code)
+
+    assert refuses_credentials(error("POST /event failed (HTTP 401, Sailthru error 5): x", 5))
+    assert refuses_credentials(error("POST /user failed (HTTP 401, Sailthru error 3): x", 3))
+    assert refuses_credentials(error("POST /event failed (HTTP 403, Sailthru error 99): x", 99))
+    assert not refuses_credentials(error("POST /user failed (HTTP 400, Sailthru error 11): x", 11))
+    assert not refuses_credentials(error("POST /event failed (HTTP 500): x", None))

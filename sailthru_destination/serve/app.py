@@ -80,6 +80,8 @@ class SegmentIngest:
         self.limits = limits or QueueLimits()
         self._metrics = metrics
         self._closing = False
+        self._refused: str | None = None
+        self._disk_full = False
 
     def __repr__(self) -> str:
         return f"SegmentIngest(queue={self._queue!r}, write_key=***)"
@@ -98,10 +100,24 @@ class SegmentIngest:
         """Answer 503 to every new message from now on (the server is stopping)."""
         self._closing = True
 
+    def sailthru_refuses(self, sentence: str | None) -> None:
+        """Sailthru refused the credentials (``sentence`` says how), or (None) accepted them
+        again: while refused, intake answers 503 so senders keep their messages."""
+        if sentence is not None and self._refused is None:
+            log.error("closing intake (503) while Sailthru refuses the credentials")
+        elif sentence is None and self._refused is not None:
+            log.info("Sailthru accepts the credentials again: intake open")
+        self._refused = sentence
+
     def intake(self) -> str:
-        """``open``, ``full`` (answering 429) or ``closed`` (stopping: answering 503)."""
+        """``open``, ``full`` (answering 429), ``disk_full`` or ``refused`` (answering 503:
+        no room on the disk, Sailthru refuses the credentials) or ``closed`` (stopping: 503)."""
         if self._closing:
             return "closed"
+        if self._refused is not None:
+            return "refused"
+        if self._disk_full:
+            return "disk_full"
         limits = self.limits
         if self._queue.depth() >= limits.max_messages or self._queue.size() >= limits.max_bytes:
             return "full"
@@ -109,13 +125,17 @@ class SegmentIngest:
 
     def health(self) -> dict[str, Any]:
         """What ``/health`` answers: the queue's depth, bytes and oldest age, and the intake."""
-        return {
-            "ok": not self._closing,
-            "intake": self.intake(),
+        intake = self.intake()
+        health: dict[str, Any] = {
+            "ok": intake in ("open", "full"),
+            "intake": intake,
             "queue_depth": self._queue.depth(),
             "queue_bytes": self._queue.size(),
             "oldest_age_seconds": round(self._queue.oldest_age(), 3),
         }
+        if self._refused is not None:
+            health["sailthru"] = self._refused
+        return health
 
     def __call__(self, environ: Mapping[str, Any], start: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", ""))
@@ -147,6 +167,9 @@ class SegmentIngest:
         state = self.intake()
         if state == "closed":
             raise Refused(_UNAVAILABLE, "the server is stopping: send again", "closing", 5)
+        if state == "refused":
+            raise Refused(_UNAVAILABLE, "Sailthru refuses this server's credentials: send "
+                          "again later", "sailthru_refused", self.limits.retry_after)  # fmt: skip
         if state == "full":
             raise Refused(
                 "429 Too Many Requests",
@@ -170,10 +193,13 @@ class SegmentIngest:
             return _answer(start, "400 Bad Request", body)
         try:
             added = self._queue.append(parsed.accepted)
-        except DiskFull:
-            log.error("the queue's disk is full: answering 503 until there is room")
+        except DiskFull as exc:
+            # /health says so until a write goes through again (each request still tries).
+            self._disk_full = True
+            log.error("the queue cannot be written (%s): answering 503 until there is room", exc)
             raise Refused(_UNAVAILABLE, "the server's disk is full: send again later",
                           "disk_full", self.limits.retry_after) from None  # fmt: skip
+        self._disk_full = False
         if self._metrics is not None:
             self._metrics.accepted(len(parsed.accepted))
         log.debug("accepted %d message(s) on /v1/%s, %d new", len(parsed.accepted), kind, added)

@@ -32,8 +32,13 @@ def register(
     credentials: Callable[[argparse.ArgumentParser], None],
     app: Callable[[argparse.Namespace], AppOptions],
     out: Callable[[str], None],
+    authenticate: Callable[[argparse.Namespace, AppOptions], object] | None = None,
 ) -> None:
-    """Add the ``serve`` subcommand (and ``serve replay``) to the CLI's subparsers."""
+    """Add the ``serve`` subcommand (and ``serve replay``) to the CLI's subparsers.
+
+    ``authenticate(args, options)`` makes one cheap signed call before serving and raises a
+    configuration error naming the setting when Sailthru refuses the credentials.
+    """
     parser = sub.add_parser(
         "serve",
         help="accept Segment's HTTP tracking API and forward it to Sailthru",
@@ -72,7 +77,7 @@ def register(
     ):  # fmt: skip
         limits.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
     credentials(parser)
-    parser.set_defaults(handler=lambda args: _run(args, app, out))
+    parser.set_defaults(handler=lambda args: _run(args, app, out, authenticate))
     commands = parser.add_subparsers(dest="serve_command", metavar="[replay]")
     replay = commands.add_parser(
         "replay",
@@ -146,6 +151,7 @@ def _run(
     args: argparse.Namespace,
     app: Callable[[argparse.Namespace], AppOptions],
     out: Callable[[str], None],
+    authenticate: Callable[[argparse.Namespace, AppOptions], object] | None = None,
 ) -> int:
     """Check every setting (exit 2 naming it), then serve until SIGINT or SIGTERM."""
     key = args.write_key or os.environ.get("SEGMENT_WRITE_KEY") or ""
@@ -170,7 +176,17 @@ def _run(
 
         level = logging.DEBUG if args.verbose > 1 else logging.INFO
         use_json_logs(level, secrets=(key, options.api_secret))
-    folder = private_dir(args.data_dir)  # the queue and reports are customer data
+    try:
+        # The queue and reports are customer data: the folder is the owner's only.
+        folder = private_dir(args.data_dir)
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+    except OSError as exc:  # a file of that name, no permission, a read-only disk
+        raise _config_error(f"--data-dir {args.data_dir}: cannot use it as a folder: "
+                            f"{exc.strerror or exc}") from None  # fmt: skip
+    if authenticate is not None:
+        # A wrong secret would otherwise answer 200 to senders and fail every message later.
+        authenticate(args, options)
     # Two servers draining one queue would race for the same messages: one per folder.
     with _holding(folder, f"--data-dir: another serve is using {folder}"):
         from .running import serve_until_stopped

@@ -32,9 +32,11 @@ MAX_BATCH_BYTES = 500 * 1024
 MAX_MESSAGE_BYTES = 32 * 1024
 """Largest single message accepted, as Segment documents: 32 KB."""
 STORED_PER_BODY_BYTE = 4
-"""A request may store at most this many bytes per byte of its (inflated) body, and at least
-``MAX_BATCH_BYTES``: a batch-level ``context`` merged into each message must not turn a small
-request into a huge queue."""
+"""A request may store at most this many bytes (as written to the queue, after the batch-level
+``context`` is merged into each message) per byte of its (inflated) body, or
+:data:`MIN_STORED_BYTES` for a smaller request: a small request must not become a huge queue."""
+MIN_STORED_BYTES = 4 * 1024
+"""What any request may store (a tiny message grows by the id and type the server adds)."""
 
 _SINGLE = ("identify", "track", "page", "screen", "group", "alias")
 KINDS = ("batch", *_SINGLE)
@@ -127,11 +129,12 @@ def messages_of(kind: str, body: bytes) -> Parsed:
             raise Refused("400 Bad Request", "a batch request holds a 'batch' list", "bad_json")
         context = data.get("context")
     parsed = Parsed()
-    budget = max(MAX_BATCH_BYTES, STORED_PER_BODY_BYTE * len(body))
+    budget = max(MIN_STORED_BYTES, STORED_PER_BODY_BYTE * len(body))
     for index, message in enumerate(candidates):
         problem, encoded = _encode(message, context)
         if encoded is not None:
-            budget -= len(encoded.body)  # characters: close enough, and never fewer than bytes/4
+            text = encoded.body  # the bytes the queue really stores
+            budget -= len(text) if text.isascii() else len(text.encode("utf-8"))
             if budget < 0:
                 raise Refused(
                     "413 Payload Too Large",

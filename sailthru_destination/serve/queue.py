@@ -14,6 +14,7 @@ to date under the lock) so the intake can check its limits without a query per r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -150,7 +151,8 @@ class MessageQueue:
                 self._db.execute("COMMIT")
             except BaseException as exc:
                 if self._db.in_transaction:  # SQLITE_FULL has already rolled it back
-                    self._db.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # an I/O error may fail it too
+                        self._db.execute("ROLLBACK")
                 error: BaseException = exc
                 if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
                     error = DiskFull(str(exc))
@@ -259,8 +261,14 @@ class MessageQueue:
             return list(self._db.execute("SELECT seq, status, detail FROM messages ORDER BY seq"))
 
 
-_SQLITE_FULL = 13  # SQLite's result code; sqlite3 names it only from Python 3.11
+# SQLite's primary result codes (sqlite3 names them only from Python 3.11): a full disk, and
+# an I/O error (a file-size limit, EFBIG, a failing disk): neither is the request's fault.
+_SQLITE_FULL, _SQLITE_IOERR = 13, 10
 
 
 def _is_full(exc: sqlite3.OperationalError) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "is full" in str(exc)
+    """Whether ``exc`` means the queue cannot be written now (answer 503, retry later)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR):
+        return True
+    return "is full" in str(exc) or "disk I/O error" in str(exc)

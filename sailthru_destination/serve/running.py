@@ -10,6 +10,7 @@ left as a kill would leave it (the sent-keys store keeps it from being sent twic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import threading
 import time
@@ -31,6 +32,8 @@ from .queue import MessageQueue
 from .worker import OnceAdapter, Worker
 
 __all__ = ["serve_until_stopped"]
+
+log = logging.getLogger(__name__)
 
 
 class StopSignals(Protocol):
@@ -90,7 +93,8 @@ def serve_until_stopped(
         raise ConfigError(f"--host/--port/--threads: cannot serve there: {exc}") from None
     destination = SailthruDestination(app, options, api=api, sent_keys=sent)
     adapter = OnceAdapter(destination, settings, sent_keys=sent)
-    worker = Worker(queue, adapter, report, on_result=metrics.sent if metrics else None)
+    worker = Worker(queue, adapter, report, on_result=metrics.sent if metrics else None,
+                    on_refusal=ingest.sailthru_refuses)
     stop_signals.install()
     worker.start()
     loop = threading.Thread(target=server.run, name="serve-http", daemon=True)
@@ -112,7 +116,13 @@ def serve_until_stopped(
             sent.close()
         # No page at stop: a long-lived server's call log can be millions of lines, and the
         # stop must stay quick under a supervisor's grace period (`report <folder>` builds it).
-        report.finish({"results": dict(worker.counts), "api_key": app.masked_key}, page=False)
+        try:
+            report.finish({"results": dict(worker.counts), "api_key": app.masked_key}, page=False)
+        except OSError as exc:  # a full disk must not turn a clean stop into a traceback
+            log.error("could not write the run's summary in %s (%s); the queue keeps every "
+                      "message not sent", report.folder, exc.strerror or exc)  # fmt: skip
+            with contextlib.suppress(OSError):
+                report.close()  # what the files could hold is flushed
         if finished:
             destination.close()
     left = "" if finished else f"; sends still running after {args.shutdown_grace} s were cut"

@@ -71,6 +71,9 @@ def _parser_for(app: SegmentIngest) -> type[HTTPRequestParser]:
                     self.error = _Unauthorized("the write key is missing or wrong")
                     self.completed = True
                     self.connection_close = True
+                    # Else waitress answers "100 Continue" (and marks the request not
+                    # completed): the sender would send the body it was told to hold back.
+                    self.expect_continue = False
                     return len(data)  # swallow what came with the headers, read no more
             return consumed
 

@@ -15,6 +15,7 @@ start sends them; see :class:`OnceAdapter`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -22,6 +23,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._concurrency import KeyedLocks
+from .._protocol import ErrorCode
+from ..errors import RecordError
 from ..results import ExportResult, Status
 from ..segment import SegmentAdapter
 from ..sentkeys import SentKeys, send_once
@@ -30,7 +33,7 @@ from ..sync.runner import RecordFailure
 from ..sync.summary import RecordNotice
 from .queue import MessageQueue
 
-__all__ = ["OnceAdapter", "Worker"]
+__all__ = ["OnceAdapter", "Worker", "refuses_credentials"]
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,15 @@ class Worker:
         *,
         chunk: int = 100,
         on_result: Callable[[str, str], None] | None = None,
+        on_refusal: Callable[[str | None], None] | None = None,
     ) -> None:
-        """``on_result(outcome, kind)`` is told each message's outcome (for the metrics)."""
+        """``on_result(outcome, kind)`` is told each message's outcome (for the metrics);
+        ``on_refusal(sentence)`` that Sailthru refuses the credentials, ``on_refusal(None)``
+        that a send went through again (the app closes and reopens its intake)."""
         self._queue = queue
         self._adapter = adapter
         self._on_result = on_result
+        self._on_refusal = on_refusal
         self._report = report
         self._chunk = chunk
         self._stop = threading.Event()
@@ -102,6 +109,16 @@ class Worker:
         log.info("message %s: %s", result.record_id, status, extra=fields)
         if self._on_result is not None:
             self._on_result(status, kind)
+        refused = result.error is not None and refuses_credentials(result.error)
+        if refused and result.error is not None:
+            # Not the message's fault: kept replayable (``serve replay``) once the key, secret
+            # or IP allowance is fixed, never lost for good.
+            result = ExportResult.failed(dataclasses.replace(result.error, retryable=True))
+            log.error("Sailthru refuses the credentials: %s", result.detail)
+        if self._on_refusal is not None and (
+            refused or (result.ok and result.status is not Status.SKIPPED)
+        ):
+            self._on_refusal(result.detail if refused else None)
         if result.error is not None:
             error = result.error
             self._report.add_failure(
@@ -127,6 +144,19 @@ class Worker:
                 notes.write(json.dumps(line, ensure_ascii=False) + "\n")
         retryable = result.error is not None and result.error.retryable
         self._queue.done(seq, status, result.detail, retryable=retryable)
+
+
+_CREDENTIAL_CODES = frozenset(
+    {ErrorCode.INVALID_API_KEY, ErrorCode.DISALLOWED_IP, ErrorCode.AUTHENTICATION_FAILED}
+)
+
+
+def refuses_credentials(error: RecordError) -> bool:
+    """Whether ``error`` is Sailthru refusing the key, secret, IP or permission (HTTP 401 or
+    403), not the message: sending it again with fixed credentials would work."""
+    if error.code in _CREDENTIAL_CODES:
+        return True
+    return "(HTTP 401" in error.reason or "(HTTP 403" in error.reason
 
 
 RETURNED = ExportResult(Status.SKIPPED, "", "returned to the queue: the server is stopping")

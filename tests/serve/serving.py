@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -57,17 +58,29 @@ class Serve:
         self.flags = flags
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *extra: str) -> None:
-        argv = [
+    def argv(self, *extra: str) -> list[str]:
+        """The ``serve`` command line (``extra`` flags last)."""
+        return [
             sys.executable, "-m", "sailthru_destination", "-v", "serve",
             "--port", str(self.port), "--data-dir", str(self.folder / "data"),
             "--settings", str(self.folder / "settings.json"),
             "--api-key", KEY, "--api-secret", SECRET, "--api-url", self.fake.url,
             *self.flags, *extra,
         ]  # fmt: skip
+
+    def start(self, *extra: str, file_size_limit: int | None = None) -> None:
+        """Start serve and wait for /health; ``file_size_limit`` caps every file it writes
+        (RLIMIT_FSIZE: a write beyond fails with EFBIG, as on a full disk)."""
         env = {**os.environ, "SEGMENT_WRITE_KEY": WRITE_KEY}
         log = (self.folder / "serve.log").open("ab")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+
+        def limit() -> None:
+            if file_size_limit is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+        self.proc = subprocess.Popen(
+            self.argv(*extra), stdout=log, stderr=log, env=env, preexec_fn=limit
+        )
         self.wait(lambda health: True)
 
     def health(self) -> dict[str, Any]:

@@ -183,6 +183,8 @@ def test_a_full_disk_answers_503_and_loses_nothing_queued(tmp_path: Path) -> Non
     )
     assert status.startswith("503"), answer
     assert int(headers["Retry-After"]) > 0
+    # /health tells the truth (red team t20: it said ok, intake open, while answering 503).
+    assert (app.health()["ok"], app.health()["intake"]) == (False, "disk_full")
     assert queue.depth() == 1
     [(_, message)] = queue.take(10)
     assert message["event"] == "Kept"

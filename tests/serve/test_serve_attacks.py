@@ -101,6 +101,25 @@ def test_an_unauthenticated_body_is_not_read(serve: Serve) -> None:
     assert refused["auth"] >= 1
 
 
+def test_expect_100_continue_without_the_key_gets_401_and_no_continue(serve: Serve) -> None:
+    # Red team t16/t17: waitress answered "100 Continue" and read the body before the 401.
+    head = (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 400000\r\n\r\n")  # fmt: skip
+    reply = raw(serve.port, head, timeout=4)
+    assert b"100 Continue" not in reply
+    assert status_of(reply) == 401
+    # With the key, the sender is told to go on and its body is taken.
+    body = json.dumps({"batch": [{"type": "identify", "userId": "ex",
+                                  "traits": {"email": "ex@x.test"}}]}).encode()  # fmt: skip
+    with socket.create_connection(("127.0.0.1", serve.port), timeout=5) as conn:
+        conn.sendall(request("/v1/batch", Expect="100-continue").replace(
+            b"Content-Length: 0", b"Content-Length: %d" % len(body)))
+        assert statuses_in(conn.recv(1024)) == [100]
+        conn.sendall(body)
+        assert statuses_in(read_all(conn, 2)) == [200]
+    assert_serving(serve)
+
+
 def test_an_authenticated_body_over_the_limit_is_cut_while_reading(serve: Serve) -> None:
     head = (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             b"Authorization: " + basic().encode() + b"\r\n\r\n")  # fmt: skip

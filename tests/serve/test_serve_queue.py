@@ -132,10 +132,14 @@ def test_requests_committed_together_fail_alone(tmp_path: Path, unbindable: bool
 def test_a_full_disk_is_told_from_other_errors_on_every_python() -> None:
     # Python 3.10's sqlite3 has no error codes on exceptions: the message tells it then.
     assert _is_full(sqlite3.OperationalError("database or disk is full"))
-    assert not _is_full(sqlite3.OperationalError("disk I/O error"))
-    coded = sqlite3.OperationalError("whatever")
-    coded.sqlite_errorcode = 13  # type: ignore[attr-defined]
-    assert _is_full(coded)
+    # An I/O error (a file-size limit, a failing disk) is no fault of the request either:
+    # 503 with Retry-After, not a 500 (red team t20).
+    assert _is_full(sqlite3.OperationalError("disk I/O error"))
+    assert not _is_full(sqlite3.OperationalError("UNIQUE constraint failed"))
+    for code in (13, 10, 10 | (3 << 8)):  # SQLITE_FULL, SQLITE_IOERR, SQLITE_IOERR_WRITE
+        coded = sqlite3.OperationalError("whatever")
+        coded.sqlite_errorcode = code  # type: ignore[attr-defined]
+        assert _is_full(coded)
 
 
 def test_take_returns_empty_when_the_wait_passes(tmp_path: Path) -> None:

@@ -141,7 +141,8 @@ def test_bulk_path_uses_one_job_and_ends_like_the_per_user_path(tmp_path: Path) 
     with FakeSailthru(api_key="k", api_secret="s", rate_limits=FAST) as per_user:
         _sync(per_user, tmp_path / "a", _rows(*_people(30)), bulk="never")
         expected = _snapshot(per_user)
-    with FakeSailthru(api_key="k", api_secret="s", rate_limits=FAST) as bulk:
+    # The API here never sleeps (sleep=no-op), so its job polls take no time: an instant job.
+    with FakeSailthru(api_key="k", api_secret="s", rate_limits=FAST, job_seconds=0) as bulk:
         summary = _sync(bulk, tmp_path / "b", _rows(*_people(30)), bulk="always")
         assert summary.path == "bulk"
         assert summary.counts["created"] == 30

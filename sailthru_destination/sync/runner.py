@@ -173,7 +173,7 @@ class SyncRunner:
         stored = self._state.get_meta("fingerprint")
         if stored is not None and stored != fingerprint:
             log.info("the mapping changed since the last run: every row will be exported again")
-            self._state.invalidate_hashes()
+            self._state.invalidate_hashes(keep_lists=self._config.only_nulls_differ(stored))
         self._state.set_meta("fingerprint", fingerprint)
         # Records from before user keys were kept (or from another match key) get them now.
         keys: list[tuple[str, str | None]] = []

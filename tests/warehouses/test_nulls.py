@@ -143,3 +143,28 @@ def test_empty_as_null_is_refused_for_a_source_with_real_nulls(
     assert done.returncode == 2
     assert "--empty-as-null" in done.stderr
     assert "CSV" in done.stderr
+
+
+
+# Each run: the nulls policy and the CSV flags.
+_KEEP, _CLEAR, _EMPTY = ("keep", []), ("clear", []), ("keep", ["--empty-as-null"])
+
+
+@pytest.mark.parametrize(("first", "second"),
+                         [(_KEEP, _CLEAR), (_CLEAR, _KEEP), (_KEEP, _EMPTY)])
+def test_a_policy_switch_still_sends_a_list_left_in_the_same_run(
+    first: tuple[str, list[str]], second: tuple[str, list[str]],
+    fake: FakeSailthru, tmp_path: Path,
+) -> None:
+    # Regression (issue 25): the re-export a policy change causes forgot the old lists, so a
+    # list left in that run was never left, and the state believed it done.
+    path = tmp_path / "people.csv"
+    for groups, (policy, flags) in (("A;B", first), ("A", second)):
+        path.write_text(f"id,email,plan,groups\n1,ann@example.com,gold,{groups}\n")
+        _sync(fake, tmp_path, [str(path), *flags], null_values=policy)
+    user = fake.find_user(email="ann@example.com")
+    assert user is not None
+    assert sorted(user["lists"]) == ["A"]
+    # Nothing is left to do: the next run with the same settings makes no call.
+    again = _sync(fake, tmp_path, [str(path), *second[1]], null_values=second[0])
+    assert again.total_calls == 0

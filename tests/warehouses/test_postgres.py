@@ -103,6 +103,23 @@ def test_a_refused_password_is_exit_2_and_the_password_is_never_shown(
     assert fake.users == {}  # stopped before anything was sent
 
 
+@pytest.mark.parametrize("query", ["user=postgres&password={}",
+                                   "sslmode=require&sslpassword={}&password=" + PASSWORD])
+def test_a_secret_in_the_query_string_is_never_shown(
+    query: str, postgres: PostgresCluster, fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Regression (issue 25): only the user:password@ part was hidden; a password given as a
+    # query parameter was printed in clear in the error and under --json.
+    secret = "Query-Secret-4242"
+    db = f"postgresql+psycopg://127.0.0.1:{postgres.port}/postgres?" + query.format(secret)
+    for flags in ((), ("--json",)):
+        done = _sync(tmp_path, fake, "SELECT 1 AS id", db, *flags)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert secret not in done.stdout + done.stderr
+        assert PASSWORD not in done.stdout + done.stderr
+        assert "password=***" in done.stdout + done.stderr
+
+
 def test_a_query_killed_midway_is_not_a_silent_short_model(postgres: PostgresCluster) -> None:
     # The stream must end loudly, never as if the model had ended: a short model would make
     # the remaining users look gone.

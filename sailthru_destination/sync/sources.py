@@ -319,8 +319,8 @@ def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:
     try:
         # A server-side cursor, fetched 1,000 rows at a time: memory stays flat however long
         # the model is (dialects without one buffer the result as before).
-        result = connection.execution_options(stream_results=True, yield_per=1000).execute(
-            sqlalchemy.text(sql))
+        result = connection.execution_options(stream_results=True, yield_per=1000) \
+            .exec_driver_sql(_as_written(sql, engine.dialect.paramstyle))
     except Exception as exc:
         connection.close()
         engine.dispose()
@@ -335,6 +335,18 @@ def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:
             engine.dispose()
 
     return rows()
+
+
+def _as_written(sql: str, paramstyle: str) -> str:
+    """``sql`` as the driver must be given it to run the query exactly as written.
+
+    The query goes to the driver as is (``exec_driver_sql``), never through SQLAlchemy's
+    ``text()``, which reads every ``:word`` (a JSON literal's ``":1"``, ``'10:30'``) as a bind
+    parameter and refuses the query. Drivers of the ``format``/``pyformat`` styles (psycopg,
+    MySQL) still apply ``%`` formatting to a query run with no parameters, so a ``%`` is
+    doubled for them, as SQLAlchemy does for ``text()``.
+    """
+    return sql.replace("%", "%%") if paramstyle in ("format", "pyformat") else sql
 
 
 def _url_parts(sqlalchemy: Any, url: str) -> tuple[str, tuple[str, ...]]:

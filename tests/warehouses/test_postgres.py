@@ -120,6 +120,24 @@ def test_a_secret_in_the_query_string_is_never_shown(
         assert "password=***" in done.stdout + done.stderr
 
 
+_AS_WRITTEN = ("""SELECT 1 AS id, 'ann@example.com' AS email, '{"p":1}'::jsonb AS j, """
+               """'ratio :high' AS note, '10:30' AS t, '50%' AS pct, '%s %(x)s' AS fmt""")
+
+
+def test_a_query_runs_as_written_colons_and_percents_included(
+    postgres: PostgresCluster, fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Regression (issue 25): SQLAlchemy's text() read ":1", ":high" and ":30" as bind
+    # parameters and refused valid SQL ("A value is required for bind parameter").
+    done = _sync(tmp_path, fake, _AS_WRITTEN, postgres.url())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert vars_of(fake, "ann@example.com") == {
+        "j_p": 1, "note": "ratio :high", "t": "10:30", "pct": "50%", "fmt": "%s %(x)s"}
+    duckdb_rows = open_source(sql="""SELECT 1 AS id, '{"p":1}'::json AS j, 'a :tag' AS note""",
+                              db=f"duckdb:///{tmp_path / 'as_written.duckdb'}")
+    assert [row.data for row in duckdb_rows] == [{"id": 1, "j": {"p": 1}, "note": "a :tag"}]
+
+
 def test_a_query_killed_midway_is_not_a_silent_short_model(postgres: PostgresCluster) -> None:
     # The stream must end loudly, never as if the model had ended: a short model would make
     # the remaining users look gone.

@@ -310,6 +310,9 @@ def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:
         engine = sqlalchemy.create_engine(url)
     except Exception as exc:  # a bad URL or a missing driver: SQLAlchemy's own words
         raise SourceError(f"cannot use the database {shown}: {_reason(exc, secrets)}") from None
+    from .pg_dates import read_out_of_range_dates
+
+    sqlalchemy.event.listen(engine, "connect", read_out_of_range_dates)
     try:
         connection = engine.connect()
     except Exception as exc:  # refused password, no such host or database, ...

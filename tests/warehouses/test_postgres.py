@@ -4,6 +4,7 @@ missing table or a refused password is a clear exit 2 that never shows the passw
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -136,6 +137,28 @@ def test_a_query_runs_as_written_colons_and_percents_included(
     duckdb_rows = open_source(sql="""SELECT 1 AS id, '{"p":1}'::json AS j, 'a :tag' AS note""",
                               db=f"duckdb:///{tmp_path / 'as_written.duckdb'}")
     assert [row.data for row in duckdb_rows] == [{"id": 1, "j": {"p": 1}, "note": "a :tag"}]
+
+
+def test_a_date_python_cannot_hold_fails_its_row_naming_the_column(
+    postgres: PostgresCluster, fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Regression (issue 25): psycopg raised DataError for 'infinity' (or a year past 9999)
+    # while fetching: a traceback, exit 1, and nothing sent.
+    table = unique_table()
+    postgres.execute(f"CREATE TABLE {table} (id int, email text, seen timestamptz, born date)",
+                     f"INSERT INTO {table} VALUES (1, 'ann@example.com', '2024-01-01', "
+                     "'2000-01-01'), (2, 'bo@example.com', 'infinity', '2000-01-01'), "
+                     "(3, 'cy@example.com', '2024-01-01', '12000-01-01')")
+    done = _sync(tmp_path, fake, f"SELECT * FROM {table} ORDER BY id", postgres.url())
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert vars_of(fake, "ann@example.com") == {"seen": "2024-01-01T00:00:00+00:00",
+                                                "born": "2000-01-01"}
+    assert fake.find_user(email="bo@example.com") is None
+    errors = [json.loads(line) for path in tmp_path.rglob("errors.jsonl")
+              for line in path.read_text().splitlines()]
+    assert sorted((e["record"], e["field"]) for e in errors) == [("2", "seen"), ("3", "born")]
+    assert all("9999" in e["reason"] for e in errors), errors
 
 
 def test_a_query_killed_midway_is_not_a_silent_short_model(postgres: PostgresCluster) -> None:

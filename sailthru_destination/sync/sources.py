@@ -330,9 +330,14 @@ def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:
         raise SourceError(f"the query failed on {shown}: {_reason(exc, secrets)}") from None
 
     def rows() -> Iterator[Row]:
+        number = 0
         try:
             for number, mapping in enumerate(result.mappings(), start=1):
                 yield Row(f"row {number}", dict(mapping))
+        except Exception as exc:  # the connection died, the server stopped, ...
+            # Never a silent short model (the rest would look gone), nor a traceback.
+            raise SourceError(f"reading the rows from {shown} failed after row {number}: "
+                              f"{_reason(exc, secrets)}") from None
         finally:
             connection.close()
             engine.dispose()

@@ -139,6 +139,13 @@ def add_model_arguments(parser: Any, *, sync: bool = True) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``sync`` (or ``audit``, which shares its model flags): exit 0 when every record
     is done, 1 when some failed."""
+    # The whole command, not only the sending: a SIGTERM while the SQL query runs (before
+    # any row is read) is an interrupt too, never a death by the signal.
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if getattr(args, "config_schema", False):
         out(json.dumps(CONFIG_SCHEMA, indent=2))
         return EXIT_OK

@@ -5,14 +5,17 @@ missing table or a refused password is a clear exit 2 that never shows the passw
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 from models import ANN_VARS, BO_VARS, count, postgres_model, unique_table, vars_of
 from pg_cluster import PASSWORD, PostgresCluster
-from test_cli import run
+from test_cli import COMMAND, _env, run
 
 from sailthru_destination.sync.sources import SourceError, open_source
 from sailthru_destination.testing import FakeSailthru
@@ -70,6 +73,34 @@ def test_the_result_streams_through_a_server_side_cursor(postgres: PostgresClust
             "SELECT query FROM pg_stat_activity WHERE query LIKE 'FETCH FORWARD%'")]
     assert queries, "no server-side cursor was open"
     assert sum(1 for _ in rows) == 4999
+
+
+def test_a_sigterm_while_the_query_runs_is_an_interrupt(
+    postgres: PostgresCluster, fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Regression (issue 25): SIGTERM was turned into an interrupt only around the sending;
+    # during the query (before any row is read) the process died of the signal.
+    sql = "SELECT 1 AS id, 'ann@example.com' AS email, pg_sleep(30)::text AS s"
+    process = subprocess.Popen(
+        [*COMMAND, "sync", "--sql", sql, "--db", postgres.url(), "--name", "slow"],
+        cwd=tmp_path, env=_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with psycopg.connect(host="127.0.0.1", port=postgres.port, user="postgres",
+                             password=PASSWORD, dbname="postgres", autocommit=True) as watcher:
+            deadline = time.monotonic() + 30
+            while not watcher.execute("SELECT 1 FROM pg_stat_activity "
+                                      "WHERE wait_event = 'PgSleep'").fetchone():
+                assert time.monotonic() < deadline, "the query never started"
+                time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    # 130 as for Ctrl-C (143 once SIGTERM gets its own exit code): never -SIGTERM.
+    assert process.returncode in (130, 143), stderr
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr
+    assert fake.users == {}
 
 
 def test_bad_sql_is_exit_2_naming_the_error(

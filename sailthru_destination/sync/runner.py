@@ -36,6 +36,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import IO, Any
 
 from ..calllog import CallRecord
@@ -51,7 +52,16 @@ from .decide import change_of
 from .digest import RESEND, content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .guard import mass_delete_problem
-from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, storable, user_key
+from .model import (
+    RowProblem,
+    UserRow,
+    is_deleted,
+    kept_groups,
+    read_user_row,
+    row_key,
+    storable,
+    user_key,
+)
 from .sources import Row
 from .state import AppliedRecord, SyncState
 from .summary import RecordFailure, RecordNotice, RunSummary
@@ -238,6 +248,7 @@ class SyncRunner:
                 if key is not None:
                     storable(key, self._config.match_column)
                 user = read_user_row(row, self._config, pk, timezone=self._dest.app.timezone)
+                user = kept_groups(user, row, self._config, partial(self._old_groups, pk))
             except RowProblem as exc:
                 user, key = exc, None
             valid = isinstance(user, UserRow)
@@ -255,6 +266,11 @@ class SyncRunner:
                 # The same user read differently (or stored before row digests): remember
                 # the new digest so the next run skips mapping it.
                 self._state.set_hash(pk, stored_hash(user.hash, digest))
+
+    def _old_groups(self, pk: str) -> frozenset[str] | None:
+        """The groups last applied for row ``pk`` (None: never synced)."""
+        record = self._state.get(pk)
+        return None if record is None else record.groups
 
     def _duplicate(self, pk: str, row: Row) -> None:
         self._fail(RecordFailure(

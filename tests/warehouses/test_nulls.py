@@ -168,3 +168,26 @@ def test_a_policy_switch_still_sends_a_list_left_in_the_same_run(
     # Nothing is left to do: the next run with the same settings makes no call.
     again = _sync(fake, tmp_path, [str(path), *second[1]], null_values=second[0])
     assert again.total_calls == 0
+
+
+@pytest.mark.parametrize(("policy", "lists"), [("keep", ["A", "B"]), ("clear", [])])
+def test_a_null_groups_value_keeps_the_lists_under_keep_and_leaves_them_under_clear(
+    policy: str, lists: list[str], fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Regression (issue 25): a NULL groups value was read as no groups under the default
+    # keep, which left every list the user was on.
+    path = tmp_path / "people.jsonl"
+    path.write_text('{"id": 1, "email": "ann@example.com", "groups": ["A", "B"]}\n')
+    _sync(fake, tmp_path, [str(path)], null_values=policy)
+    path.write_text('{"id": 1, "email": "ann@example.com", "groups": null, "plan": "gold"}\n')
+    _sync(fake, tmp_path, [str(path)], null_values=policy)
+    user = fake.find_user(email="ann@example.com")
+    assert user is not None
+    assert sorted(user["lists"]) == lists
+    assert user["vars"] == {"plan": "gold"}
+    # The state knows what Sailthru holds: the same row again, or its lists back, cost no call.
+    assert _sync(fake, tmp_path, [str(path)], null_values=policy).total_calls == 0
+    if policy == "keep":
+        path.write_text('{"id": 1, "email": "ann@example.com", "groups": ["A", "B"], '
+                        '"plan": "gold"}\n')
+        assert _sync(fake, tmp_path, [str(path)], null_values=policy).total_calls == 0

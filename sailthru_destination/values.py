@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from datetime import timezone as _dt_timezone
 from decimal import Decimal
@@ -39,12 +40,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._invalid import InvalidValue
 
-__all__ = ["VarValue", "sailthru_value", "scalar_var", "zone"]
+__all__ = ["OutOfRange", "VarValue", "sailthru_value", "scalar_var", "zone"]
 
 VarValue = str | int | float | bool | None
 """What a Sailthru var holds once mapped."""
 
 _NOT_A_NUMBER = "NaN and infinities are not numbers Sailthru can store"
+
+
+@dataclass(frozen=True)
+class OutOfRange:
+    """A source's date or timestamp that Python cannot hold (PostgreSQL's ``'infinity'``, a
+    year past 9999): :func:`scalar_var` refuses it, naming the column, so only its row fails."""
+
+    reason: str
+    """The driver's words (``timestamp too large (after year 10K): 'infinity'``)."""
 
 
 @lru_cache(maxsize=64)
@@ -103,6 +113,9 @@ def scalar_var(name: str, value: Any, tz: tzinfo) -> VarValue:
         return _decimal(name, value)
     if isinstance(value, UUID):
         return str(value)
+    if isinstance(value, OutOfRange):
+        raise InvalidValue(name, f"{value.reason}: Python's dates run from year 1 to 9999; "
+                           "cast the column to text or filter such rows out in the query")
     if isinstance(value, bytes | bytearray | memoryview):
         raise InvalidValue(name, "bytes are not text: decode them to str first")
     if isinstance(value, set | frozenset):

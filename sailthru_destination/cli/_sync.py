@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``sync`` (or ``audit``, which shares its model flags): exit 0 when every record is
     done, 1 when some failed, 130 when stopped by Ctrl-C and 143 by SIGTERM (the summary is
     written with ``status: interrupted``)."""
-    # From the start: a SIGTERM during the credentials check stops as cleanly as Ctrl-C.
+    # The whole command, from the start: a SIGTERM while the SQL query runs or during the
+    # credentials check is an interrupt too, never a death by the signal.
     with sigterm_as_interrupt():
         return _run(args)
 

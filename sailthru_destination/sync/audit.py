@@ -26,6 +26,7 @@ import json
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,15 @@ from .audit_read import Held, choose_read, read_by_export, read_per_user, same_v
 from .columns import shaped
 from .config import SyncConfig
 from .decide import decide_row
-from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, user_key
+from .model import (
+    RowProblem,
+    UserRow,
+    is_deleted,
+    kept_groups,
+    read_user_row,
+    row_key,
+    user_key,
+)
 from .plan import _copy_state
 from .report import RunReport, default_report_dir
 from .run import SyncOutcome, run_sync
@@ -164,8 +173,10 @@ def _subjects(
         except RowProblem:
             unread += 1  # the sync reports it; it is no user to compare
             continue
-        key = user_key(config, user.match)
         record = state.get(pk)
+        # As the sync reads it: under keep, a NULL groups value keeps the lists last applied.
+        user = kept_groups(user, row, config, partial(_groups_of, record))
+        key = user_key(config, user.match)
         first = live.get(key)
         if first is None or (_owns(record, key) and not _owns(first.record, key)):
             live[key] = _Subject(pk, user, record)
@@ -193,6 +204,11 @@ def _subjects(
     subjects += [_Subject(record.pk, None, record, removed=True) for record in state.removed()
                  if record.key not in held]
     return subjects, unread
+
+
+def _groups_of(record: AppliedRecord | None) -> frozenset[str] | None:
+    """The groups last applied for ``record`` (None: none is known)."""
+    return None if record is None else record.groups
 
 
 def _owns(record: AppliedRecord | None, key: str | None) -> bool:

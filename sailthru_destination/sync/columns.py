@@ -94,8 +94,10 @@ def _shaped(rows: Iterable[Row], renames: Mapping[str, str],
         for column, type_name in types.items():
             value = data.get(column)
             # Only text is read: JSON lines and SQL give typed values already, and an empty
-            # cell stays empty (a missing value, not a zero or a false).
-            if not isinstance(value, str) or not value.strip():
+            # cell stays empty (a missing value, not a zero or a false). A cell of only
+            # spaces is not empty (--empty-as-null would not make it a NULL): it must read
+            # as its type, so it fails its row rather than reach Sailthru as the text " ".
+            if not isinstance(value, str) or value == "":
                 continue
             read, expected = TYPES[type_name]
             try:

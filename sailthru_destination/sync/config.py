@@ -233,6 +233,23 @@ class SyncConfig:
             settings["empty_as_null"] = True
         return json.dumps(settings, sort_keys=True)
 
+    def only_nulls_differ(self, stored: str) -> bool:
+        """Whether the ``stored`` :meth:`fingerprint` differs from this mapping's only in the
+        nulls policy (``null_values``, ``empty_as_null``): the lists are then named as before,
+        and the re-export keeps the old ones known so that a list left in the same run is left.
+        """
+        try:
+            old = json.loads(stored)
+        except ValueError:
+            return False
+        if not isinstance(old, dict):
+            return False
+        new = json.loads(self.fingerprint())
+        for settings in (old, new):
+            settings.pop("null_values", None)
+            settings.pop("empty_as_null", None)
+        return bool(old == new)
+
     def replace(self, **changes: Any) -> SyncConfig:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .._invalid import InvalidValue
@@ -21,7 +21,8 @@ from .config import SyncConfig
 from .sources import Row
 
 __all__ = [
-    "RowProblem", "UserRow", "is_deleted", "read_user_row", "row_key", "storable", "user_key",
+    "RowProblem", "UserRow", "is_deleted", "kept_groups", "read_user_row",
+    "row_key", "storable", "user_key",
 ]
 
 # What json.dumps(sort_keys=True, default=str) does, without building an encoder per row.
@@ -217,3 +218,20 @@ def read_user_row(row: Row, config: SyncConfig, pk: str, *, timezone: str = "UTC
     digest = hashlib.sha256(_HASH_ENCODER.encode(
         [carried[name] for name in HASHED_FIELDS]).encode("utf-8")).hexdigest()
     return UserRow(pk, match, properties, groups, optout, digest)
+
+
+def kept_groups(user: UserRow, row: Row, config: SyncConfig,
+                old_groups: Callable[[], frozenset[str] | None]) -> UserRow:
+    """``user`` with the groups the nulls policy gives a NULL ``groups`` value.
+
+    Under ``keep`` (the default) a NULL in the groups column says nothing of the lists: the
+    user stays on the lists last applied (``old_groups()``, asked only then; None: never
+    synced, so none). Under
+    ``clear`` a NULL is no groups: every list is left. A row without the column at all, an
+    empty text or an empty array are values, read as no groups under either policy.
+    """
+    if (config.null_values != "keep" or config.groups_column not in row.data
+            or row.data[config.groups_column] is not None):
+        return user
+    old = old_groups()
+    return replace(user, groups=old) if old else user

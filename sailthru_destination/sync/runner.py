@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import IO, Any
 
 from ..calllog import CallRecord
@@ -56,7 +57,16 @@ from .digest import RESEND, content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .guard import mass_delete_problem
 from .intents import Intent
-from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, storable, user_key
+from .model import (
+    RowProblem,
+    UserRow,
+    is_deleted,
+    kept_groups,
+    read_user_row,
+    row_key,
+    storable,
+    user_key,
+)
 from .retry_memory import RetryMemory
 from .settle import settle_intents
 from .sources import Row
@@ -193,7 +203,7 @@ class SyncRunner:
         stored = self._state.get_meta("fingerprint")
         if stored is not None and stored != fingerprint:
             log.info("the mapping changed since the last run: every row will be exported again")
-            self._state.invalidate_hashes()
+            self._state.invalidate_hashes(keep_lists=self._config.only_nulls_differ(stored))
         self._state.set_meta("fingerprint", fingerprint)
         # Records from before user keys were kept (or from another match key) get them now.
         keys: list[tuple[str, str | None]] = []
@@ -261,6 +271,7 @@ class SyncRunner:
                 if key is not None:
                     storable(key, self._config.match_column)
                 user = read_user_row(row, self._config, pk, timezone=self._dest.app.timezone)
+                user = kept_groups(user, row, self._config, partial(self._old_groups, pk))
             except RowProblem as exc:
                 user, key = exc, None
             valid = isinstance(user, UserRow)
@@ -278,6 +289,11 @@ class SyncRunner:
                 # The same user read differently (or stored before row digests): remember
                 # the new digest so the next run skips mapping it.
                 self._state.set_hash(pk, stored_hash(user.hash, digest))
+
+    def _old_groups(self, pk: str) -> frozenset[str] | None:
+        """The groups last applied for row ``pk`` (None: never synced)."""
+        record = self._state.get(pk)
+        return None if record is None else record.groups
 
     def _duplicate(self, pk: str, row: Row) -> None:
         self._fail(RecordFailure(

@@ -305,31 +305,39 @@ def _cursor_rows(connection: sqlite3.Connection, cursor: sqlite3.Cursor) -> Iter
 def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:
     import sqlalchemy  # type: ignore[import-not-found,unused-ignore]
 
-    shown, password = _url_parts(sqlalchemy, url)
+    shown, secrets = _url_parts(sqlalchemy, url)
     try:
         engine = sqlalchemy.create_engine(url)
     except Exception as exc:  # a bad URL or a missing driver: SQLAlchemy's own words
-        raise SourceError(f"cannot use the database {shown}: {_reason(exc, password)}") from None
+        raise SourceError(f"cannot use the database {shown}: {_reason(exc, secrets)}") from None
+    from .pg_dates import read_out_of_range_dates
+
+    sqlalchemy.event.listen(engine, "connect", read_out_of_range_dates)
     try:
         connection = engine.connect()
     except Exception as exc:  # refused password, no such host or database, ...
         engine.dispose()
         raise SourceError(f"cannot connect to the database {shown}: "
-                          f"{_reason(exc, password)}") from None
+                          f"{_reason(exc, secrets)}") from None
     try:
         # A server-side cursor, fetched 1,000 rows at a time: memory stays flat however long
         # the model is (dialects without one buffer the result as before).
-        result = connection.execution_options(stream_results=True, yield_per=1000).execute(
-            sqlalchemy.text(sql))
+        result = connection.execution_options(stream_results=True, yield_per=1000) \
+            .exec_driver_sql(_as_written(sql, engine.dialect.paramstyle))
     except Exception as exc:
         connection.close()
         engine.dispose()
-        raise SourceError(f"the query failed on {shown}: {_reason(exc, password)}") from None
+        raise SourceError(f"the query failed on {shown}: {_reason(exc, secrets)}") from None
 
     def rows() -> Iterator[Row]:
+        number = 0
         try:
             for number, mapping in enumerate(result.mappings(), start=1):
                 yield Row(f"row {number}", dict(mapping))
+        except Exception as exc:  # the connection died, the server stopped, ...
+            # Never a silent short model (the rest would look gone), nor a traceback.
+            raise SourceError(f"reading the rows from {shown} failed after row {number}: "
+                              f"{_reason(exc, secrets)}") from None
         finally:
             connection.close()
             engine.dispose()
@@ -337,21 +345,40 @@ def _sqlalchemy_rows(sql: str, url: str) -> Iterator[Row]:
     return rows()
 
 
-def _url_parts(sqlalchemy: Any, url: str) -> tuple[str, str | None]:
-    """The URL as it may be shown (password hidden) and the password it holds."""
+def _as_written(sql: str, paramstyle: str) -> str:
+    """``sql`` as the driver must be given it to run the query exactly as written.
+
+    The query goes to the driver as is (``exec_driver_sql``), never through SQLAlchemy's
+    ``text()``, which reads every ``:word`` (a JSON literal's ``":1"``, ``'10:30'``) as a bind
+    parameter and refuses the query. Drivers of the ``format``/``pyformat`` styles (psycopg,
+    MySQL) still apply ``%`` formatting to a query run with no parameters, so a ``%`` is
+    doubled for them, as SQLAlchemy does for ``text()``.
+    """
+    return sql.replace("%", "%%") if paramstyle in ("format", "pyformat") else sql
+
+
+def _url_parts(sqlalchemy: Any, url: str) -> tuple[str, tuple[str, ...]]:
+    """The URL as it may be shown and the secrets it holds: its password, and the value of
+    every secret-looking query parameter (``?password=``, ``sslpassword=``, ``token=``...),
+    each shown as ``***``."""
+    from ..coordination._url import scrub, url_secrets
+
+    secrets = url_secrets(url)
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except Exception:
-        return f"{url.split('://')[0]}://", None
-    return str(parsed.render_as_string(hide_password=True)), parsed.password
+        return f"{url.split('://')[0]}://", secrets
+    if parsed.password:
+        secrets = tuple(sorted({*secrets, str(parsed.password)}, key=len, reverse=True))
+    return scrub(str(parsed.render_as_string(hide_password=True)), secrets), secrets
 
 
-def _reason(exc: Exception, password: str | None) -> str:
+def _reason(exc: Exception, secrets: tuple[str, ...]) -> str:
     """The driver's own first line (SQLAlchemy adds the statement and a help link), with
-    the password never shown."""
+    the URL's secrets never shown."""
+    from ..coordination._url import scrub
+
     orig = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
     reason = lines[0] if lines else type(orig).__name__
-    if password:
-        reason = reason.replace(password, "***")
-    return reason
+    return scrub(reason, secrets)

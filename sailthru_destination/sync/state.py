@@ -284,14 +284,20 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
             self._flush()
             return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
-    def invalidate_hashes(self) -> None:
+    def invalidate_hashes(self, *, keep_lists: bool = False) -> None:
         """Make every row look changed (the mapping changed): old values are kept.
 
         The user keys are dropped too (the match key may have changed): see :meth:`unkeyed`.
+        ``keep_lists``: the lists are named as before (only the nulls policy changed), so each
+        row is resent whole with its old lists known (:data:`~.digest.RESEND`), and a list
+        left in the same run is still left; otherwise the old lists are forgotten.
         """
+        from .digest import RESEND
+
         with self._lock:
             self._flush()
-            self._write_now("UPDATE records SET hash = '', key = NULL", ())
+            self._write_now("UPDATE records SET hash = ?, key = NULL",
+                            (RESEND if keep_lists else "",))
 
     def unkeyed(self, batch: int = 1000) -> Iterator[tuple[str, str | None]]:
         """``(pk, match)`` of the records whose user key is not known (older files)."""

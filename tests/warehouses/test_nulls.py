@@ -143,3 +143,51 @@ def test_empty_as_null_is_refused_for_a_source_with_real_nulls(
     assert done.returncode == 2
     assert "--empty-as-null" in done.stderr
     assert "CSV" in done.stderr
+
+
+
+# Each run: the nulls policy and the CSV flags.
+_KEEP, _CLEAR, _EMPTY = ("keep", []), ("clear", []), ("keep", ["--empty-as-null"])
+
+
+@pytest.mark.parametrize(("first", "second"),
+                         [(_KEEP, _CLEAR), (_CLEAR, _KEEP), (_KEEP, _EMPTY)])
+def test_a_policy_switch_still_sends_a_list_left_in_the_same_run(
+    first: tuple[str, list[str]], second: tuple[str, list[str]],
+    fake: FakeSailthru, tmp_path: Path,
+) -> None:
+    # Regression (issue 25): the re-export a policy change causes forgot the old lists, so a
+    # list left in that run was never left, and the state believed it done.
+    path = tmp_path / "people.csv"
+    for groups, (policy, flags) in (("A;B", first), ("A", second)):
+        path.write_text(f"id,email,plan,groups\n1,ann@example.com,gold,{groups}\n")
+        _sync(fake, tmp_path, [str(path), *flags], null_values=policy)
+    user = fake.find_user(email="ann@example.com")
+    assert user is not None
+    assert sorted(user["lists"]) == ["A"]
+    # Nothing is left to do: the next run with the same settings makes no call.
+    again = _sync(fake, tmp_path, [str(path), *second[1]], null_values=second[0])
+    assert again.total_calls == 0
+
+
+@pytest.mark.parametrize(("policy", "lists"), [("keep", ["A", "B"]), ("clear", [])])
+def test_a_null_groups_value_keeps_the_lists_under_keep_and_leaves_them_under_clear(
+    policy: str, lists: list[str], fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Regression (issue 25): a NULL groups value was read as no groups under the default
+    # keep, which left every list the user was on.
+    path = tmp_path / "people.jsonl"
+    path.write_text('{"id": 1, "email": "ann@example.com", "groups": ["A", "B"]}\n')
+    _sync(fake, tmp_path, [str(path)], null_values=policy)
+    path.write_text('{"id": 1, "email": "ann@example.com", "groups": null, "plan": "gold"}\n')
+    _sync(fake, tmp_path, [str(path)], null_values=policy)
+    user = fake.find_user(email="ann@example.com")
+    assert user is not None
+    assert sorted(user["lists"]) == lists
+    assert user["vars"] == {"plan": "gold"}
+    # The state knows what Sailthru holds: the same row again, or its lists back, cost no call.
+    assert _sync(fake, tmp_path, [str(path)], null_values=policy).total_calls == 0
+    if policy == "keep":
+        path.write_text('{"id": 1, "email": "ann@example.com", "groups": ["A", "B"], '
+                        '"plan": "gold"}\n')
+        assert _sync(fake, tmp_path, [str(path)], null_values=policy).total_calls == 0

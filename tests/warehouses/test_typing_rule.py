@@ -28,7 +28,7 @@ from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.mapping import flatten_vars
 from sailthru_destination.options import AppOptions
-from sailthru_destination.sync.columns import shaped
+from sailthru_destination.sync.columns import TYPES, shaped
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.runner import SyncRunner
 from sailthru_destination.sync.sources import Row, open_source
@@ -222,3 +222,21 @@ def test_a_value_without_a_sailthru_type_fails_its_row_naming_the_column(
     fine = fake.find_user(email="fine@example.com")
     assert fine is not None
     assert fine["vars"] == {"ref": "00000000-0000-0000-0000-000000000007"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(cell=st.text(alphabet=" \t\u00a0\u2003", min_size=1, max_size=4),
+       type_name=st.sampled_from([t for t in TYPES if t != "str"]))
+def test_a_cell_of_only_spaces_in_a_typed_column_fails_its_row_naming_the_column(
+    cell: str, type_name: str
+) -> None:
+    # Regression (issue 25): a whitespace-only cell skipped its type and reached Sailthru as
+    # the text " " under --types age=int. It is no empty cell (--empty-as-null leaves it), so
+    # it must read as its type: it fails its row, naming the column; --types age=str keeps it.
+    rows = [Row("line 2", {"id": "1", "age": cell}), Row("line 3", {"id": "2", "age": ""})]
+    [spaces, empty] = list(shaped(rows, {}, {"age": type_name}))
+    assert "column 'age'" in spaces.data["__problem__"]
+    assert f"--types age={type_name}" in spaces.data["__problem__"]
+    assert empty.data == {"id": "2", "age": ""}  # an empty cell stays empty
+    [kept] = list(shaped(rows[:1], {}, {"age": "str"}))
+    assert kept.data == {"id": "1", "age": cell}

@@ -208,17 +208,31 @@ class SailthruDestination:
 
     # -- events and commerce -----------------------------------------------------------------
 
-    def send_events(self, events: Iterable[Event]) -> BatchResult:
+    # ``on_result(record, result)`` of the senders below runs in the thread that got the
+    # result, as soon as it is there (see :meth:`iter_export_profiles`): a caller that counts
+    # results there keeps every confirmed send, even when an interrupt cuts the batch short.
+
+    def send_events(
+        self, events: Iterable[Event], *,
+        on_result: Callable[[Event, ExportResult], object] | None = None,
+    ) -> BatchResult:
         """Send custom events; an event already sent (by record id) is skipped."""
-        return BatchResult.of(self._stream(Event, self._events.send, events))
+        return BatchResult.of(self._stream(Event, self._events.send, events, on_result))
 
-    def send_purchases(self, purchases: Iterable[Purchase]) -> BatchResult:
+    def send_purchases(
+        self, purchases: Iterable[Purchase], *,
+        on_result: Callable[[Purchase, ExportResult], object] | None = None,
+    ) -> BatchResult:
         """Record completed purchases; an order id is never posted twice."""
-        return BatchResult.of(self._stream(Purchase, self._commerce.send_purchase, purchases))
+        return BatchResult.of(
+            self._stream(Purchase, self._commerce.send_purchase, purchases, on_result))
 
-    def send_returns(self, returns: Iterable[Return]) -> BatchResult:
+    def send_returns(
+        self, returns: Iterable[Return], *,
+        on_result: Callable[[Return, ExportResult], object] | None = None,
+    ) -> BatchResult:
         """Record returned items of earlier orders."""
-        return BatchResult.of(self._stream(Return, self._commerce.send_return, returns))
+        return BatchResult.of(self._stream(Return, self._commerce.send_return, returns, on_result))
 
     def update_carts(self, changes: Iterable[CartChange]) -> BatchResult:
         """Add to or remove from users' incomplete purchases (abandoned carts)."""

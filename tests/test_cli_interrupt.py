@@ -31,10 +31,10 @@ def _state_keys(folder: Path) -> set[str]:
 
 
 def _interrupt_when(fake: FakeSailthru, process: subprocess.Popen[str], method: str,
-                    calls: int, signum: int) -> tuple[str, str]:
-    """Send ``signum`` once the fake has seen ``calls`` calls of ``method`` /user."""
+                    calls: int, signum: int, endpoint: str = "user") -> tuple[str, str]:
+    """Send ``signum`` once the fake has seen ``calls`` calls of ``method`` ``endpoint``."""
     deadline = time.monotonic() + 60
-    while fake.calls[(method, "user")] < calls and time.monotonic() < deadline:
+    while fake.calls[(method, endpoint)] < calls and time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         time.sleep(0.005)
     process.send_signal(signum)
@@ -103,3 +103,63 @@ def test_an_interrupted_run_reports_what_sailthru_confirmed(
     assert len(_state_keys(tmp_path)) == created
     assert f"Report: {folder.relative_to(tmp_path)}" in stderr
     assert "SIGTERM" in stderr if signum == signal.SIGTERM else "Ctrl-C" in stderr
+
+
+def _activity_model(folder: Path, object: str, count: int) -> Path:
+    """A model of ``count`` events (CSV) or orders (JSON lines)."""
+    if object == "events":
+        return write_csv(folder / "clicks.csv", [
+            {"id": f"e{n}", "email": f"v{n}@example.com", "event": "clicked"}
+            for n in range(count)])
+    item = {"id": "s", "title": "Mug", "price": 9.99, "qty": 1, "url": "https://example.com/m"}
+    path = folder / "orders.jsonl"
+    path.write_text("".join(json.dumps({"order_id": f"o-{n}", "email": f"b{n}@example.com",
+                                        "items": [item]}) + "\n" for n in range(count)))
+    return path
+
+
+@pytest.mark.parametrize("object", ["events", "purchases"])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_activity_run_prints_and_counts_every_confirmed_send(
+    tmp_path: Path, object: str, signum: int, code: int
+) -> None:
+    """Red team: an interrupted events or purchases run printed nothing with ``--json`` and
+    counted none of the sends Sailthru had confirmed (they were counted at the batch's end)."""
+    model = _activity_model(tmp_path, object, 150)
+    with FakeSailthru(api_key="cli-key", api_secret="cli-secret", rate_limits=FAST,
+                      latency=0.01) as fake:
+        process = subprocess.Popen(
+            [*COMMAND, "sync", str(model), "--object", object, "--concurrency", "4", "--json",
+             "--no-progress"],
+            cwd=tmp_path, env=_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        stdout, stderr = _interrupt_when(fake, process, "POST", 20, signum,
+                                         endpoint=object[:-1])
+        sent = len(fake.events if object == "events" else fake.purchases)
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    document = json.loads(stdout)  # the summary document is the only thing on stdout
+    assert document["status"] == "interrupted"
+    assert document["exit_code"] == code
+    assert "interrupted" in document["exit_meaning"]
+    assert 0 < sent < 150, "interrupted mid-way"
+    assert document["counts"]["sent"] == sent
+    summary = json.loads((tmp_path / document["report"] / "summary.json").read_text())
+    assert summary["counts"]["sent"] == sent
+
+
+def test_an_activity_run_that_stops_itself_counts_every_confirmed_send(tmp_path: Path) -> None:
+    """Red team: an events run stopped by ``--max-errors`` counted none of the sends of the
+    batch it stopped in, though Sailthru had them (and the state too)."""
+    rows = [{"id": f"e{n}", "email": "" if 10 <= n < 13 else f"v{n}@example.com",
+             "event": "clicked"} for n in range(60)]
+    model = write_csv(tmp_path / "clicks.csv", rows)
+    with FakeSailthru(api_key="cli-key", api_secret="cli-secret", rate_limits=FAST,
+                      latency=0.005) as fake:
+        result = run(tmp_path, fake, "sync", str(model), "--object", "events", "--json",
+                     "--max-errors", "2")
+        sent = len(fake.events)
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    assert document["status"] == "stopped"
+    assert document["counts"]["sent"] == sent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
-from ..sync.config import SyncConfig
+from ..sync.config import SyncConfig, keyed_by_order
 from ..sync.sources import Row
 
 __all__ = ["with_column_defaults"]
@@ -25,6 +25,5 @@ def with_column_defaults(
     first = next(iterator, None)
     if first is None:
         return config, ()
-    if config.order_column in first.data:
-        config = config.replace(primary_key=config.order_column)
+    config = keyed_by_order(config, first.data, primary_key_given=False)
     return config, itertools.chain([first], iterator)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ._signals import EXIT_INTERRUPTED, EXIT_TERMINATED
 
 __all__ = ["EXIT_MEANINGS", "OUTCOMES", "error_document", "for_schedulers"]
 
@@ -22,7 +23,8 @@ EXIT_MEANINGS = {
     EXIT_OK: "every record was done",
     EXIT_FAILED: "some records failed, or the run stopped itself (see errors.jsonl)",
     EXIT_USAGE: "a usage, configuration or source error: nothing was sent",
-    130: "interrupted: the next run resumes where this one stopped",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C): the next run resumes where this one stopped",
+    EXIT_TERMINATED: "interrupted (SIGTERM): the next run resumes where this one stopped",
 }
 
 

@@ -201,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
         outcome = run_sync(app, config, rows, home=args.home, progress=progress,
                            resend=args.full_resync, preflight=checked)
     except RunInterrupted as stop:
-        return _interrupted(stop, source, config.object)
+        return _interrupted(stop, source, config.object, as_json=args.json)
     verb = "Stopped" if outcome.stopped else "Synced"
     out(f"{verb} {source} -> {app.api_url} (key {app.masked_key})", text)
     for line in format_summary(outcome.summary, config.object):
@@ -220,8 +220,9 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-def _interrupted(stop: RunInterrupted, source: str, object: str) -> int:
-    """Say how far an interrupted run got (on stderr) and return its exit code."""
+def _interrupted(stop: RunInterrupted, source: str, object: str, *, as_json: bool) -> int:
+    """Say how far an interrupted run got (on stderr; with ``--json`` its summary document on
+    stdout too, ``status`` ``interrupted``) and return its exit code."""
     outcome = stop.outcome
     how = "SIGTERM" if stop.signum == signal.SIGTERM else "Ctrl-C"
     out(f"Interrupted ({how}) {source}: every write Sailthru confirmed is in the state; "
@@ -229,7 +230,13 @@ def _interrupted(stop: RunInterrupted, source: str, object: str) -> int:
     for line in format_summary(outcome.summary, object):
         out(line, sys.stderr)
     out(f"Report: {outcome.report} (summary.json status: interrupted)", sys.stderr)
-    return exit_code(stop)
+    code = exit_code(stop)
+    if as_json:
+        # A scheduler reads stdout alone: an interrupted run's document says so and how far
+        # it got, like a finished run's.
+        summary = json.loads((outcome.report / "summary.json").read_text(encoding="utf-8"))
+        out(json.dumps(for_schedulers(summary, outcome.report, code), indent=2))
+    return code
 
 
 def _count(number: float) -> str:

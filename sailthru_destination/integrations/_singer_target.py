@@ -60,6 +60,7 @@ class SailthruSink(BatchSink):
                                    config.get("api_url") or DEFAULT_API_URL)
             self._sync = table_config(
                 stream_name, config.get("mapping"), config.get("streams"), **hints,
+                host_columns=list((schema or {}).get("properties") or {}),
                 state=str(home / "singer" / f"{name}.db"),
                 report_dir=str(home / "reports" / f"singer-{name}-{stamp}"),
             )

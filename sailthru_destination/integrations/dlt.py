@@ -80,7 +80,7 @@ def sailthru(
     try:
         app = AppOptions(api_key, api_secret, api_url)
         config = table_config(
-            name, mapping, tables, **_hints(table),
+            name, mapping, tables, host_columns=_columns(table), **_hints(table),
             state=str(base / "dlt" / file_safe(pipeline) / f"{file_safe(name)}.db"),
             report_dir=str(base / "reports" / file_safe(f"dlt-{pipeline}-{name}-{load_id}")),
         )

@@ -10,7 +10,8 @@ or a run after a crash, never posts one twice (see :mod:`sailthru_destination.se
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._json import loads_bounded
@@ -23,7 +24,7 @@ from .model import RowProblem, row_key, storable
 from .runner import RecordFailure, RunSummary
 from .sources import Row
 
-__all__ = ["send_activity"]
+__all__ = ["Sender", "send_activity"]
 
 _CHUNK = 200
 _ITEM_FIELDS = ("id", "title", "qty", "price", "url", "tags", "image_url", "image_url_thumb",
@@ -98,6 +99,10 @@ _KINDS: dict[str, tuple[Callable[[Row, SyncConfig, str], Any], str]] = {
 }
 
 
+Sender = Callable[[list[Any], Callable[[Any, ExportResult], object]], object]
+"""Sends a chunk of records, telling ``on_result(record, result)`` each result as it lands."""
+
+
 def send_activity(
     destination: SailthruDestination,
     config: SyncConfig,
@@ -105,14 +110,22 @@ def send_activity(
     summary: RunSummary,
     fail: Callable[[RecordFailure], None],
     *,
-    bulk: tuple[Callable[[Iterable[Any]], Any], int] | None = None,
+    bulk: tuple[Sender, int] | None = None,
 ) -> None:
     """Send every row of an ``events``, ``purchases`` or ``returns`` model, each at most once.
 
-    ``bulk`` is ``(send, chunk)``: another way to send chunks of that many records (the
-    purchase_import job path of :mod:`.purchase_import`)."""
+    Each result is counted as it lands, so a run that is interrupted or stops itself
+    (``max_errors``) still counts every send Sailthru confirmed. ``bulk`` is ``(send,
+    chunk)``: another way to send chunks of that many records (the purchase_import job path
+    of :mod:`.purchase_import`)."""
     build, method = _KINDS[config.object]
-    send: Callable[[Iterable[Any]], Any] = getattr(destination, method)
+    per_record: Callable[..., Any] = getattr(destination, method)
+
+    def per_record_send(records: list[Any],
+                        on_result: Callable[[Any, ExportResult], object]) -> None:
+        per_record(records, on_result=on_result)
+
+    send: Sender = per_record_send
     chunk = _CHUNK
     if bulk is not None:
         send, chunk = bulk
@@ -139,17 +152,25 @@ def send_activity(
 
 def _settle(
     batch: list[tuple[str, str, Any]],
-    send: Callable[[Iterable[Any]], Any],
+    send: Sender,
     summary: RunSummary,
     fail: Callable[[RecordFailure], None],
 ) -> None:
-    results: Iterator[ExportResult] = iter(send(record for _, _, record in batch).results)
-    for (pk, where, _), result in zip(batch, results, strict=True):
-        if result.status is Status.FAILED:
-            error = result.error
-            fail(RecordFailure(pk, result.detail, error.field if error else None, where,
-                               error.retryable if error else False))
-        elif result.status is Status.SKIPPED and result.detail.startswith("already sent"):
-            summary.counts["unchanged"] += 1
-        else:
-            summary.counts[str(result.status)] += 1
+    """Send ``batch``, counting each result in the thread that got it (under a lock: several
+    land at once)."""
+    rows = {id(record): (pk, where) for pk, where, record in batch}
+    lock = threading.Lock()
+
+    def record(sent: Any, result: ExportResult) -> None:
+        pk, where = rows[id(sent)]
+        with lock:
+            if result.status is Status.FAILED:
+                error = result.error
+                fail(RecordFailure(pk, result.detail, error.field if error else None, where,
+                                   error.retryable if error else False))
+            elif result.status is Status.SKIPPED and result.detail.startswith("already sent"):
+                summary.counts["unchanged"] += 1
+            else:
+                summary.counts[str(result.status)] += 1
+
+    send([item for _, _, item in batch], record)

@@ -11,7 +11,7 @@ import dataclasses
 import importlib
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,8 @@ from ..options import DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel,
 from .config_schema import check_settings
 
 __all__ = [
-    "OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "file_settings", "load_config",
+    "OBJECTS", "BulkMode", "ConfigError", "SyncConfig", "file_settings", "keyed_by_order",
+    "load_config",
     "name_problem", "table_config",
 ]
 
@@ -364,10 +365,14 @@ def table_config(
     table: str,
     mapping: Mapping[str, Any] | None,
     tables: Mapping[str, Mapping[str, Any]] | None,
+    *,
+    host_columns: Collection[str] = (),
     **defaults: Any,
 ) -> SyncConfig:
     """The config of one table (or stream) of a host: ``defaults``, then ``mapping`` (every
-    table), then ``tables[table]``. Users tables default to a ``_deleted`` column."""
+    table), then ``tables[table]``. Users tables default to a ``_deleted`` column; a
+    purchases table with no primary key set is keyed by its order column when
+    ``host_columns`` (the table's declared columns) has it, as the CLI keys a model."""
     if mapping is not None and not isinstance(mapping, Mapping):
         raise ConfigError("mapping must be a table of settings applied to every table")
     if tables is not None and not (
@@ -384,6 +389,17 @@ def table_config(
         raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}; known: "
                           f"{', '.join(sorted(_field_names()))}")
     try:
-        return load_config(None, **{**settings, "name": table})
+        config = load_config(None, **{**settings, "name": table})
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    return keyed_by_order(config, host_columns, primary_key_given="primary_key" in settings)
+
+
+def keyed_by_order(config: SyncConfig, columns: Collection[str], *,
+                   primary_key_given: bool) -> SyncConfig:
+    """``config`` with a purchases model's primary key defaulted to its order column
+    (``order_id``) when ``columns`` has it: an order is bought once, and its rows rarely
+    carry an ``id`` of their own. Any other model, or a key that was set, is left alone."""
+    if config.object != "purchases" or primary_key_given or config.order_column not in columns:
+        return config
+    return config.replace(primary_key=config.order_column)

@@ -46,7 +46,7 @@ from ..destination import SailthruDestination
 from ..doubt import UNKNOWN_JOB, Doubt
 from ..errors import OutcomeUnknown, RecordError, SailthruError
 from ..purchases import PurchaseSender, doubt_log_of
-from ..results import BatchResult, ExportResult, Status
+from ..results import ExportResult, Status
 from ..sentkeys import KeyState, SentKeys
 from .bulk_choice import use_bulk
 from .config import SyncConfig
@@ -61,12 +61,13 @@ _KIND = "purchase"
 _CHUNK = 10_000
 
 if TYPE_CHECKING:
+    from .activity import Sender
     from .runner import RunSummary
 
 
 def bulk_purchases(
     destination: SailthruDestination, config: SyncConfig, sent: SentKeys, summary: RunSummary
-) -> tuple[Callable[[Iterable[Purchase]], BatchResult], int] | None:
+) -> tuple[Sender, int] | None:
     """For a purchases model with ``bulk`` not ``never``: a sender of chunks of orders that
     takes the job path for each chunk the cost model (or ``bulk_threshold``) says is faster
     at the account's POST /purchase rate, and the chunk size. None otherwise."""
@@ -74,15 +75,15 @@ def bulk_purchases(
         return None
     importer = PurchaseImporter(destination, sent, chunk=_CHUNK)
 
-    def send(purchases: Iterable[Purchase]) -> BatchResult:
-        batch = list(purchases)
+    def send(batch: list[Purchase], on_result: Callable[[Purchase, ExportResult], object]) -> None:
         if not use_bulk(config, len(batch), destination.api.limiter("POST", _KIND).rate):
-            return destination.send_purchases(batch)
-        results: list[ExportResult | None] = [None] * len(batch)
-        for index, result in importer.send(range(len(batch)), batch.__getitem__):
-            results[index] = result
-        summary.path, summary.jobs = "bulk", importer.jobs
-        return BatchResult.of(r for r in results if r is not None)
+            destination.send_purchases(batch, on_result=on_result)
+            return
+        try:
+            for purchase, result in importer.send(batch, lambda purchase: purchase):
+                on_result(purchase, result)
+        finally:
+            summary.path, summary.jobs = "bulk", importer.jobs
 
     return send, _CHUNK
 

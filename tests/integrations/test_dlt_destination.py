@@ -131,6 +131,18 @@ def test_tables_map_to_events_and_purchases_sent_once(fake: FakeSailthru, creds:
     assert len(fake.purchases) == 1
 
 
+def test_a_purchases_table_is_keyed_by_its_order_id(fake: FakeSailthru, creds: Path) -> None:
+    """Red team: orders with an ``order_id`` and no ``id`` all failed ("the primary key
+    column 'id' is missing"); a purchases table is keyed by its order column, as the CLI's."""
+    item = {"id": "sku", "title": "Mug", "qty": 1, "price": 9.99, "url": "https://ex.com/m"}
+    orders = [{"order_id": f"o-{n}", "email": f"k{n}@example.com", "items": [item]}
+              for n in range(3)]
+    pipeline = _pipeline(creds, tables={"orders": {"object": "purchases"}})
+    pipeline.run(orders, table_name="orders")
+    pipeline.run(orders, table_name="orders")  # sent once: the same orders again are known
+    assert sorted(p["purchase_keys"]["extid"] for p in fake.purchases) == ["o-0", "o-1", "o-2"]
+
+
 def test_a_deleted_row_gets_the_delete_behaviour(fake: FakeSailthru, creds: Path) -> None:
     pipeline = _pipeline(creds, mapping={"delete_behavior": "delete"})
     pipeline.run(_people(2), table_name="users")

@@ -101,6 +101,27 @@ def test_bad_records_are_reported_state_is_emitted_and_a_rerun_costs_nothing(
     assert _states(again.stdout)[-1] == {"bookmarks": {"users": 4, "clicks": 2}}
 
 
+def test_a_purchases_stream_without_key_properties_is_keyed_by_its_order_id(
+    fake: FakeSailthru, host_home: Path
+) -> None:
+    """Red team (dlt's defect, checked here too): a purchases stream with ``order_id`` and no
+    ``id`` is keyed by its order column, as the CLI keys a purchases model."""
+    item = {"id": "sku", "title": "Mug", "qty": 1, "price": 9.99, "url": "https://ex.com/m"}
+    schema = {"type": "SCHEMA", "stream": "orders", "key_properties": [], "schema": {
+        "properties": {"order_id": {"type": "string"}, "email": {"type": "string"},
+                       "items": {"type": "array"}}}}
+    messages = _write(host_home / "in.singer", [schema, *(
+        {"type": "RECORD", "stream": "orders",
+         "record": {"order_id": f"o-{n}", "email": f"k{n}@example.com", "items": [item]}}
+        for n in range(3))])
+    config = _config(host_home, fake, streams={"orders": {"object": "purchases"}})
+    for _ in range(2):  # sent once: the same orders again are known
+        result = _run(config, messages)
+        assert result.returncode == 0, result.stderr
+    assert _errors(host_home) == []
+    assert sorted(p["purchase_keys"]["extid"] for p in fake.purchases) == ["o-0", "o-1", "o-2"]
+
+
 def test_refused_credentials_stop_the_target_before_any_state(
     fake: FakeSailthru, host_home: Path
 ) -> None:

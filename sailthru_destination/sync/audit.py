@@ -36,7 +36,7 @@ from ..decide import Action, Decision, Sailthru
 from ..options import AppOptions
 from ..profile_payload import default_list_name, list_names_for, valid_key
 from .audit_read import Held, choose_read, read_by_export, read_per_user, same_value
-from .columns import shaped
+from .columns import model_rows
 from .config import SyncConfig
 from .decide import decide_row
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, user_key
@@ -101,7 +101,7 @@ def audit_model(
         with RunLock(state_file, config.name or "model", wait=config.lock_wait):
             _copy_state(state_file, copy)
         with SyncState(copy) as state:
-            subjects, unread = _subjects(config, shaped(rows, config.map, config.types), state)
+            subjects, unread = _subjects(config, model_rows(rows, config), state)
             lists = {name for s in subjects for name in _lists_of(s, config)}
         report = RunReport(folder)
         api = SailthruApi(app, concurrency=config.concurrency,

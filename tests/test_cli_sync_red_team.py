@@ -1,0 +1,61 @@
+"""The users sync's defects the outside red team found (``sync``, ``--plan``, ``audit``), each
+reproduced as the red team ran it: through the CLI against the fake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import test_cli
+from test_cli import run
+
+from sailthru_destination.testing import FakeSailthru
+
+fake = test_cli.fake  # the CLI tests' fake (their credentials) is a fixture here too
+
+
+def _summary(stdout: str) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads(stdout)
+    return loaded
+
+
+def _counts(stdout: str) -> dict[str, int]:
+    counts = _summary(stdout)["counts"]
+    assert isinstance(counts, dict)
+    return {name: n for name, n in counts.items() if n}
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("how", ["flags", "config"])
+def test_a_plan_reads_the_columns_map_and_types_make_as_the_sync_does(
+    fake: FakeSailthru, tmp_path: Path, how: str
+) -> None:
+    if how == "flags":
+        flags: tuple[str, ...] = ("--map", "last-name=last_name", "--types", "age=int")
+    else:
+        (tmp_path / "c.json").write_text(json.dumps(
+            {"map": {"last-name": "last_name"}, "types": {"age": "int"}}))
+        flags = ("--config", "c.json")
+    model = tmp_path / "p.csv"
+    model.write_text("id,email,last-name,age\n1,a@example.com,L,30\n")
+    planned = run(tmp_path, fake, "sync", "p.csv", "--plan", "--json", *flags)
+    assert planned.returncode == 0, planned.stderr
+    assert _counts(planned.stdout) == {"created": 1}
+    synced = run(tmp_path, fake, "sync", "p.csv", "--json", *flags)
+    assert _counts(synced.stdout) == {"created": 1}
+    user = fake.find_user(email="a@example.com")
+    assert user is not None
+    assert user["vars"] == {"last_name": "L", "age": 30}
+    model.write_text("id,email,last-name,age\n1,a@example.com,L,31\n")
+    planned = run(tmp_path, fake, "sync", "p.csv", "--plan", "--json", *flags)
+    assert _counts(planned.stdout) == {"updated": 1}, planned.stdout
+    entries = _lines(tmp_path / str(_summary(planned.stdout)["plan"]))
+    assert [e["set"] for e in entries] == [{"age": 31}]
+    synced = run(tmp_path, fake, "sync", "p.csv", "--json", *flags)
+    assert _counts(synced.stdout) == {"updated": 1}
+    audited = run(tmp_path, fake, "audit", "p.csv", "--json", *flags)
+    assert audited.returncode == 0, audited.stdout + audited.stderr

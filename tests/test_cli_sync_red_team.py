@@ -10,6 +10,9 @@ import pytest
 import test_cli
 from test_cli import run
 
+from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.model import RowProblem, read_user_row
+from sailthru_destination.sync.sources import Row
 from sailthru_destination.testing import FakeSailthru
 
 fake = test_cli.fake  # the CLI tests' fake (their credentials) is a fixture here too
@@ -59,3 +62,23 @@ def test_a_plan_reads_the_columns_map_and_types_make_as_the_sync_does(
     assert _counts(synced.stdout) == {"updated": 1}
     audited = run(tmp_path, fake, "audit", "p.csv", "--json", *flags)
     assert audited.returncode == 0, audited.stdout + audited.stderr
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t"])
+def test_a_blank_opt_out_cell_reads_like_an_empty_one(blank: str) -> None:
+    config = SyncConfig(optout_column="oo")
+    empty = read_user_row(Row("line 2", {"id": "1", "email": "a@x.com", "oo": ""}), config, "1")
+    row = read_user_row(Row("line 2", {"id": "1", "email": "a@x.com", "oo": blank}), config, "1")
+    assert row.optout is None
+    assert row == empty
+
+
+def test_an_unknown_opt_out_level_is_quoted_as_the_cell_holds_it() -> None:
+    config = SyncConfig(optout_column="oo")
+    with pytest.raises(RowProblem) as caught:
+        read_user_row(Row("line 2", {"id": "1", "email": "a@x.com", "oo": " nope "}), config, "1")
+    assert caught.value.field == "oo"
+    assert "got ' nope '" in str(caught.value)
+    level = read_user_row(Row("line 2", {"id": "1", "email": "a@x.com", "oo": " basic "}),
+                          config, "1")
+    assert level.optout == "basic"

@@ -82,3 +82,23 @@ def test_an_unknown_opt_out_level_is_quoted_as_the_cell_holds_it() -> None:
     level = read_user_row(Row("line 2", {"id": "1", "email": "a@x.com", "oo": " basic "}),
                           config, "1")
     assert level.optout == "basic"
+
+
+def test_a_model_whose_rows_are_all_marked_deleted_meets_the_mass_delete_guard_not_the_empty_one(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    header = "id,email,name,gone\n"
+    model = tmp_path / "p.csv"
+    (tmp_path / "c.json").write_text('{"deleted_column": "gone"}')
+    flags = ("--config", "c.json", "--delete-behavior", "delete")
+    model.write_text(header + "".join(f"{i},u{i}@x.com,n,0\n" for i in range(12)))
+    assert run(tmp_path, fake, "sync", "p.csv", *flags).returncode == 0
+    model.write_text(header + "".join(f"{i},u{i}@x.com,n,1\n" for i in range(12)))
+    refused = run(tmp_path, fake, "sync", "p.csv", *flags)
+    assert refused.returncode == 2
+    assert "no rows" not in refused.stderr
+    assert "would delete 12 of the 12 users" in refused.stderr
+    assert len(fake.users) == 12
+    allowed = run(tmp_path, fake, "sync", "p.csv", *flags, "--max-delete", "100%", "--json")
+    assert _counts(allowed.stdout) == {"deleted": 12}
+    assert not fake.users

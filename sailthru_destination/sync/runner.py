@@ -117,6 +117,7 @@ class SyncRunner:
             resend if isinstance(resend, bool) else frozenset(resend))
         self._losers = self._handovers = False
         self._unidentified = 0  # rows of this run with no readable primary key
+        self._marked = 0  # rows of this run marked deleted (``deleted_column``)
         # Rows whose own record is another user than the row maps to now, by primary key.
         self._moving: dict[str, AppliedRecord] = {}
         self._retry: RetryMemory | None = None  # during apply(): the rows to try again
@@ -153,6 +154,7 @@ class SyncRunner:
         started = self._clock()
         self._stopped = None
         self._unidentified = 0
+        self._marked = 0
         self._losers = self._handovers = False
         self._moving.clear()
         api = self._dest.api
@@ -250,6 +252,7 @@ class SyncRunner:
                     self._duplicate(pk, row)
                 continue
             if deleted:
+                self._marked += 1
                 self._mark_deleted(row, pk)
                 continue
             stored = self._state.get_hash(pk)
@@ -342,7 +345,10 @@ class SyncRunner:
         return (item for item in pending if self._state.loser(item.row.pk) is None)
 
     def _guard_empty_model(self) -> None:
-        if self._config.allow_empty or self._state.seen_count() or not self._state.count():
+        # Rows all marked deleted are no empty model (a truncated file or query): they say
+        # which users go, and the mass-delete guard weighs how many.
+        if (self._config.allow_empty or self._marked or self._state.seen_count()
+                or not self._state.count()):
             return
         raise RunAborted(
             f"the model has no rows but the state remembers {self._state.count()}: refusing "

@@ -297,10 +297,13 @@ class _Auditor:
             return None
         user = subject.row.match if subject.row else (
             subject.record.match if subject.record else None)
+        # A user the sync deleted that came back is no row's and no gone row's any more:
+        # the next sync (and its plan) leaves it alone; only --repair deletes it again.
+        next_sync = str(Action.UNCHANGED if subject.removed else plain.action)
         return {"record": subject.pk, "user": user, "live": subject.row is not None,
                 "drift": sorted(drift), **{k: v for k, v in drift.items() if v is not True},
-                "repair": str(action), "next_sync": str(plain.action),
-                "fixed_by_sync": _fixes(plain, target, drift)}
+                "repair": str(action), "next_sync": next_sync,
+                "fixed_by_sync": not subject.removed and _fixes(plain, target, drift)}
 
 
 def _differences(target: Decision, held: Held) -> dict[str, Any]:

@@ -102,3 +102,30 @@ def test_a_model_whose_rows_are_all_marked_deleted_meets_the_mass_delete_guard_n
     allowed = run(tmp_path, fake, "sync", "p.csv", *flags, "--max-delete", "100%", "--json")
     assert _counts(allowed.stdout) == {"deleted": 12}
     assert not fake.users
+
+
+@pytest.mark.parametrize("behavior", ["delete", "clear", "nothing"])
+def test_a_row_whose_extid_changes_and_email_stays_renames_its_user_as_planned(
+    fake: FakeSailthru, tmp_path: Path, behavior: str
+) -> None:
+    # Before: the plan said "create E2, delete E1" and every sync failed the row with a key
+    # conflict (the email belongs to E1's user), never retried.
+    flags = ("--match-column", "extid", "--match-key", "extid", "--delete-behavior", behavior)
+    model = tmp_path / "p.csv"
+    model.write_text("id,extid,email,n\n1,E1,a@x.com,A\n")
+    assert run(tmp_path, fake, "sync", "p.csv", *flags).returncode == 0
+    model.write_text("id,extid,email,n\n1,E2,A@x.com,B\n")
+    planned = run(tmp_path, fake, "sync", "p.csv", "--plan", "--json", *flags)
+    assert planned.returncode == 0, planned.stderr
+    entries = _lines(tmp_path / str(_summary(planned.stdout)["plan"]))
+    assert [(e["user"], e["action"], e.get("renamed_from")) for e in entries] == [
+        ("E2", "update", "E1")]
+    synced = run(tmp_path, fake, "sync", "p.csv", "--json", *flags)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert _counts(synced.stdout) == _counts(planned.stdout) == {"updated": 1}
+    [user] = fake.users.values()
+    assert (user["keys"]["extid"], user["keys"]["email"], user["vars"]) == (
+        "E2", "a@x.com", {"n": "B"})
+    again = run(tmp_path, fake, "sync", "p.csv", "--json", *flags)
+    assert _counts(again.stdout) == {"unchanged": 1}
+    assert run(tmp_path, fake, "audit", "p.csv", *flags).returncode == 0

@@ -38,7 +38,7 @@ from ..profile_payload import default_list_name, list_names_for, valid_key
 from .audit_read import Held, choose_read, read_by_export, read_per_user, same_value
 from .columns import model_rows
 from .config import SyncConfig
-from .decide import decide_row
+from .decide import decide_row, renames
 from .model import RowProblem, UserRow, is_deleted, read_user_row, row_key, user_key
 from .plan import _copy_state
 from .report import RunReport, default_report_dir
@@ -174,8 +174,10 @@ def _subjects(
     subjects: list[_Subject] = []
     for key, subject in live.items():
         record = subject.record
-        if record is not None and record.key not in (None, key) and config.match_key != "email":
-            # A new sid or extid is another user: the row starts afresh, its old user is gone.
+        if (record is not None and record.key not in (None, key) and subject.row is not None
+                and not renames(record, subject.row, config)):
+            # A new sid or extid is another user: the row starts afresh, its old user is
+            # gone (unless it renames that user, as the sync does: see renames).
             gone.append(record)
             subject = _Subject(subject.pk, subject.row, None)
         subjects.append(subject)

@@ -51,7 +51,7 @@ from ..results import ExportResult, Status
 from .bulk import BulkExporter
 from .bulk_choice import use_bulk
 from .config import SyncConfig
-from .decide import change_of
+from .decide import change_of, renames
 from .digest import RESEND, content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .guard import mass_delete_problem
@@ -439,13 +439,14 @@ class SyncRunner:
                 return taken
         if user.pk not in self._moving:
             return own
-        if self._config.match_key != "email":
-            return None  # a new sid or extid is another user: this row's starts afresh
+        if not renames(own, user, self._config):
+            return None  # another user (see renames): this row starts afresh
         if self._state.claimant(own.key if own else None, besides=user.pk) is not None:
-            # Another row now holds the old email: renaming that user would take it from
-            # that row. This row's new email is a user of its own.
+            # Another row now holds the old email or extid: renaming that user would take
+            # it from that row. This row's new key is a user of its own.
             return None
-        return own  # an email change: the old user is renamed when the new email is free
+        # An email or extid change: the old user is renamed when the new key is free.
+        return own
 
     def _applied(self, item: _Pending, result: ExportResult) -> None:
         with self._recording:

@@ -37,10 +37,11 @@ class ProfileChange:
     external id). ``old_key`` is the previous email when the email itself changed (else
     ``old_properties["email"]`` is used), or, matched by extid, the previous extid: the user
     that has it is then renamed (unless the new extid is a user already). ``to_delete``
-    says the profile went away in the host. ``optout`` overrides the destination's opt-out level for this record;
-    ``old_optout`` is the level last sent for it (None: none, or the destination's):
-    a change of level alone is sent. ``consents`` are the purposes this profile consented
-    to. ``record_id`` names the record in results and errors (the key when not given).
+    says the profile went away in the host. ``optout`` overrides the destination's opt-out
+    level for this record; ``old_optout`` is the level last sent for it (None: none, or the
+    destination's): a change of level alone is sent. ``consents`` are the purposes this
+    profile consented to. ``record_id`` names the record in results and errors (the key when
+    not given).
     """
 
     key: Any

@@ -182,25 +182,28 @@ def _email_change(plan: UpsertPlan, options: DestinationOptions, sailthru: Sailt
     # The user who already owns the new email wins; otherwise the user found by the old
     # email gets the new email key. Never a second user for one person. The payload holds
     # the row whole (every var and list, see plan_upsert), as neither user may have it yet.
+    # A changed extid is decided the same way, by extid.
     old = plan.old_email
     assert old is not None
+    match = str(options.match_key)
     if sailthru.user is None:
-        return _needs(Lookup.USER, ("email", plan.key))
+        return _needs(Lookup.USER, (match, plan.key))
     if sailthru.user:
-        return Decision(Action.UPDATE, "the new email is already a user in Sailthru: that "
+        return Decision(Action.UPDATE, f"the new {match} is already a user in Sailthru: that "
                         "user is updated, the old one is left behind (delete behaviour)",
                         _ONTO_EXISTING, plan.payload, plan.lists, plan=plan,
                         leaves_old_user=True)
     if sailthru.old_user is None:
-        return _needs(Lookup.OLD_USER, ("email", old))
+        return _needs(Lookup.OLD_USER, (match, old))
     if sailthru.old_user:
-        payload = {**plan.payload, "id": old, "keys": {"email": plan.key}}
-        return Decision(Action.UPDATE, "the email changed: the user is renamed",
+        payload = {**plan.payload, "id": old,
+                   "keys": {**plan.payload.get("keys", {}), match: plan.key}}
+        return Decision(Action.UPDATE, f"the {match} changed: the user is renamed",
                         MOVED_WITH_THE_ROW[0], payload, plan.lists, plan=plan)
     if options.sync_mode is SyncMode.UPDATE:
-        detail = "no user with the old or new email (update mode)"
+        detail = f"no user with the old or new {match} (update mode)"
         return Decision(Action.SKIP, detail, detail)
-    return Decision(Action.CREATE, "neither email is a user in Sailthru: a user is created",
+    return Decision(Action.CREATE, f"neither {match} is a user in Sailthru: a user is created",
                     MOVED_WITH_THE_ROW[1], plan.payload, plan.lists, plan=plan)
 
 

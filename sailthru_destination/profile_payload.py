@@ -35,11 +35,13 @@ class ProfileChange:
 
     ``key`` is the value of the destination's match key (an email, a Sailthru ID or an
     external id). ``old_key`` is the previous email when the email itself changed (else
-    ``old_properties["email"]`` is used). ``to_delete`` says the profile went away in the
-    host. ``optout`` overrides the destination's opt-out level for this record;
-    ``old_optout`` is the level last sent for it (None: none, or the destination's):
-    a change of level alone is sent. ``consents`` are the purposes this profile consented
-    to. ``record_id`` names the record in results and errors (the key when not given).
+    ``old_properties["email"]`` is used), or, matched by extid, the previous extid: the user
+    that has it is then renamed (unless the new extid is a user already). ``to_delete``
+    says the profile went away in the host. ``optout`` overrides the destination's opt-out
+    level for this record; ``old_optout`` is the level last sent for it (None: none, or the
+    destination's): a change of level alone is sent. ``consents`` are the purposes this
+    profile consented to. ``record_id`` names the record in results and errors (the key when
+    not given).
     """
 
     key: Any
@@ -105,8 +107,9 @@ class UpsertPlan:
 
     ``lists`` are the membership changes (added by :func:`with_lists` once the joined lists
     exist); ``created`` says the user is new to Sailthru as far as the host knows;
-    ``old_email`` is set when the email (the match key) changed: then reads decide which
-    user gets the payload. ``note`` names the vars dropped as invalid (nothing silently).
+    ``old_email`` is the old match key when it changed (an email, or an extid: the name is
+    the email's, the first such change): then reads decide which user gets the payload.
+    ``note`` names the vars dropped as invalid (nothing silently).
     """
 
     key: str
@@ -148,9 +151,13 @@ def plan_upsert(
     new_email = new_email_of(change, value, options)
     old_email = old_email_of(change, value, options)
     email_changed = old_email is not None and new_email is not None and old_email != new_email
+    # A row's extid changed (its email may not have): its old user gets the new extid, as a
+    # changed email renames the user matched by email. A sid is Sailthru's: never renamed.
+    old_extid = (change.old_key if match is MatchKey.EXTID and change.old_key is not None
+                 and change.old_key != value else None)
     first_export = not change.old_properties and not change.old_groups and old_email is None
     facts = _Facts(change, options, timezone, value, new_email, email_changed, first_export,
-                   dropped)
+                   dropped, whole=email_changed or old_extid is not None)
     # One part per sent field of the row contract: the "anything to send?" test and the
     # payload come from the same parts, so no field can change without being sent.
     parts = {name: _PARTS[name](facts) for name in SENT_FIELDS}
@@ -159,13 +166,13 @@ def plan_upsert(
     payload: dict[str, Any] = {"id": value, "key": str(match)}
     for part in parts.values():
         payload.update(part.payload)
-    moved = match is MatchKey.EMAIL and email_changed
+    old_key = old_email if match is MatchKey.EMAIL and email_changed else old_extid
     return UpsertPlan(
         key=value,
         payload=payload,
         lists=facts.lists,
         created=first_export and options.sync_mode is SyncMode.UPSERT,
-        old_email=old_email if moved else None,
+        old_email=old_key,
         note=describe_problems(dropped) if dropped else "",
     )
 
@@ -182,6 +189,7 @@ class _Facts:
     email_changed: bool
     first_export: bool
     dropped: list[VarProblem] | None
+    whole: bool = False  # the row lands on a user by a changed key: every field is sent
     lists: dict[str, int] = field(default_factory=dict)
 
 
@@ -207,7 +215,7 @@ def _vars_part(facts: _Facts) -> _Part:
     # The nulls policy first: under "keep" a NULL is the old value, under "clear" an empty one.
     new_properties = settle_nulls(change.old_properties, change.new_properties,
                                   options.null_values)
-    if facts.email_changed or change.resend:
+    if facts.whole or change.resend:
         # The new email may land on a user Sailthru already has, or on a new one: its
         # values are not the old ones, so every var goes, not only the changes. A resend
         # assumes nothing of what Sailthru holds either.
@@ -227,7 +235,7 @@ def _lists_part(facts: _Facts) -> _Part:
     new_lists = list_names_for(change.new_groups, options)
     always = [default_list_name(options)] if options.default_list else []
     lists = membership_changes(old_lists, new_lists, always=always)
-    if facts.email_changed or change.resend:  # as for vars: the user may not be on them
+    if facts.whole or change.resend:  # as for vars: the user may not be on them
         lists.update(dict.fromkeys(sorted(new_lists), 1))
     facts.lists = lists  # they travel beside the payload: joined lists are ensured first
     return _Part(any(k not in always or k in new_lists for k in lists), {})

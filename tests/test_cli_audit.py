@@ -203,3 +203,25 @@ def test_a_user_the_sync_deleted_that_is_back_by_hand_is_found_and_deleted_again
     write_csv(model, rows)
     assert run(tmp_path, fake, "sync", str(model), *flags).returncode == 0
     assert audit(tmp_path, fake, str(model), *flags)[0] == 0
+
+
+def test_a_deleted_user_back_in_sailthru_is_left_by_the_next_sync_as_its_plan_says(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Found by the outside red team: the audit said next_sync "delete", fixed_by_sync true,
+    # while the plan (and the sync) left the user alone.
+    rows = people(2)
+    model = write_csv(tmp_path / "people.csv", rows)
+    flags = ("--delete-behavior", "delete", "--max-delete", "100%")
+    assert run(tmp_path, fake, "sync", str(model), *flags).returncode == 0
+    write_csv(model, rows[:1])
+    assert run(tmp_path, fake, "sync", str(model), *flags).returncode == 0
+    by_hand(fake).post("user", {"id": "p2@example.com", "key": "email", "vars": {"n": "back"}})
+    planned = run(tmp_path, fake, "sync", str(model), *flags, "--plan", "--json")
+    plan_file = tmp_path / json.loads(planned.stdout)["plan"]
+    assert plan_file.read_text() == ""
+    _, _, lines = audit(tmp_path, fake, str(model), *flags)
+    assert [(line["record"], line["repair"], line["next_sync"], line["fixed_by_sync"])
+            for line in lines] == [("2", "delete", "unchanged", False)]
+    assert run(tmp_path, fake, "sync", str(model), *flags).returncode == 0
+    assert fake.find_user(email="p2@example.com") is not None  # only --repair deletes it

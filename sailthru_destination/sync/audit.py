@@ -37,9 +37,9 @@ from ..decide import Action, Decision, Sailthru
 from ..options import AppOptions
 from ..profile_payload import default_list_name, list_names_for, valid_key
 from .audit_read import Held, choose_read, read_by_export, read_per_user, same_value
-from .columns import shaped
+from .columns import model_rows
 from .config import SyncConfig
-from .decide import decide_row
+from .decide import decide_row, renames
 from .model import (
     RowProblem,
     UserRow,
@@ -110,7 +110,7 @@ def audit_model(
         with RunLock(state_file, config.name or "model", wait=config.lock_wait):
             _copy_state(state_file, copy)
         with SyncState(copy) as state:
-            subjects, unread = _subjects(config, shaped(rows, config.map, config.types), state)
+            subjects, unread = _subjects(config, model_rows(rows, config), state)
             lists = {name for s in subjects for name in _lists_of(s, config)}
         report = RunReport(folder)
         api = SailthruApi(app, concurrency=config.concurrency,
@@ -185,8 +185,10 @@ def _subjects(
     subjects: list[_Subject] = []
     for key, subject in live.items():
         record = subject.record
-        if record is not None and record.key not in (None, key) and config.match_key != "email":
-            # A new sid or extid is another user: the row starts afresh, its old user is gone.
+        if (record is not None and record.key not in (None, key) and subject.row is not None
+                and not renames(record, subject.row, config)):
+            # A new sid or extid is another user: the row starts afresh, its old user is
+            # gone (unless it renames that user, as the sync does: see renames).
             gone.append(record)
             subject = _Subject(subject.pk, subject.row, None)
         subjects.append(subject)
@@ -313,10 +315,13 @@ class _Auditor:
             return None
         user = subject.row.match if subject.row else (
             subject.record.match if subject.record else None)
+        # A user the sync deleted that came back is no row's and no gone row's any more:
+        # the next sync (and its plan) leaves it alone; only --repair deletes it again.
+        next_sync = str(Action.UNCHANGED if subject.removed else plain.action)
         return {"record": subject.pk, "user": user, "live": subject.row is not None,
                 "drift": sorted(drift), **{k: v for k, v in drift.items() if v is not True},
-                "repair": str(action), "next_sync": str(plain.action),
-                "fixed_by_sync": _fixes(plain, target, drift)}
+                "repair": str(action), "next_sync": next_sync,
+                "fixed_by_sync": not subject.removed and _fixes(plain, target, drift)}
 
 
 def _differences(target: Decision, held: Held) -> dict[str, Any]:

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from typing import Any
 
+from .config import SyncConfig
 from .sources import Row
 
-__all__ = ["TYPES", "collision", "empty_as_null", "shaped"]
+__all__ = ["TYPES", "collision", "empty_as_null", "model_rows", "shaped"]
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
@@ -75,6 +76,14 @@ TYPES: Mapping[str, tuple[Any, str]] = {
 """The types ``types`` may name: each one's reader of a text value and what it expects. A
 ``date`` or ``datetime`` is then sent by the one typing rule (:mod:`sailthru_destination.values`):
 ISO 8601, Unix seconds in a ``*_time`` column, ``YYYY-MM-DD`` in a ``*_date`` column."""
+
+
+def model_rows(rows: Iterable[Row], config: SyncConfig) -> Iterable[Row]:
+    """The model's rows as every path reads them: renamed by ``config.map`` and typed by
+    ``config.types``. ``sync``, ``sync --plan`` and ``audit`` all start here (through
+    :func:`~.run.run_sync`, :func:`~.plan.plan_sync` and :func:`~.audit.audit_model`), so
+    a plan or an audit never reads a column the sync renames or types otherwise."""
+    return shaped(rows, config.map, config.types)
 
 
 def shaped(rows: Iterable[Row], renames: Mapping[str, str],

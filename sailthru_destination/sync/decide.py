@@ -21,7 +21,29 @@ from .digest import RESEND, content_part
 from .model import UserRow
 from .records import AppliedRecord
 
-__all__ = ["Action", "Decision", "Lookup", "Sailthru", "change_of", "decide_row"]
+__all__ = ["Action", "Decision", "Lookup", "Sailthru", "change_of", "decide_row", "renames"]
+
+
+def renames(old: AppliedRecord | None, row: UserRow, config: SyncConfig) -> bool:
+    """Whether ``row``, last applied as ``old`` under another match key, renames that user.
+
+    A changed email always does (the user found by the old email gets the new one). A changed
+    extid does when the email stays: it is the same person, and Sailthru keeps one user per
+    email, so a second user could never be created for it (a key conflict on every run).
+    A changed extid with another email (or none), and a changed sid, is another user: the row
+    starts afresh and the old user gets the delete behaviour.
+    """
+    if old is None or old.match == row.match:
+        return False
+    if config.match_key == "email":
+        return True
+    return config.match_key == "extid" and _email(old.properties) is not None and (
+        _email(old.properties) == _email(row.properties))
+
+
+def _email(properties: dict[str, object]) -> str | None:
+    email = properties.get("email")
+    return email.strip().lower() or None if isinstance(email, str) else None
 
 
 def change_of(
@@ -41,9 +63,7 @@ def change_of(
             raise ValueError("a gone row needs the record last applied for it")
         return ProfileChange(key=old.match, old_properties=old.properties,
                              old_groups=old.groups, to_delete=True, record_id=old.pk)
-    old_key = None
-    if old is not None and config.match_key == "email" and old.match != row.match:
-        old_key = old.match
+    old_key = old.match if old is not None and renames(old, row, config) else None
     return ProfileChange(
         key=row.match,
         old_properties=old.properties if old else {},

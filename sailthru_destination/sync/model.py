@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .._invalid import InvalidValue
 from .._json import loads_bounded
+from ..options import OptoutLevel
 from ..row_contract import HASHED_FIELDS
 from ..values import sailthru_value
 from .config import SyncConfig
@@ -184,6 +185,25 @@ def _typed_properties(data: dict[str, Any], wanted: Iterable[str],
     return properties
 
 
+def _optout_cell(data: Mapping[str, Any], config: SyncConfig) -> str | None:
+    """The row's opt-out level (None: the cell is empty or blank, as a NULL is: no level of
+    its own). A level Sailthru does not know fails the row, quoting the cell as it is."""
+    if not config.optout_column:
+        return None
+    raw = data.get(config.optout_column)
+    if not _present(raw) or not str(raw).strip():
+        return None  # "  " is read like "": a blank cell says nothing
+    level = str(raw).strip()
+    if level not in _OPTOUT_LEVELS:
+        valid = ", ".join(repr(name) for name in sorted(_OPTOUT_LEVELS))
+        raise RowProblem(config.optout_column, f"{config.optout_column} must be one of "
+                         f"{valid}; got {raw!r}")
+    return level
+
+
+_OPTOUT_LEVELS = frozenset(str(level) for level in OptoutLevel)
+
+
 def read_user_row(row: Row, config: SyncConfig, pk: str, *, timezone: str = "UTC") -> UserRow:
     """The user a model row describes; raises :class:`RowProblem` for a bad row.
 
@@ -200,9 +220,7 @@ def read_user_row(row: Row, config: SyncConfig, pk: str, *, timezone: str = "UTC
                          "is missing or empty")
     match = _match_text(match)
     groups = parse_groups(data.get(config.groups_column), config.groups_column)
-    optout = None
-    if config.optout_column and _present(data.get(config.optout_column)):
-        optout = str(data[config.optout_column]).strip()
+    optout = _optout_cell(data, config)
     skip = {config.primary_key, config.groups_column, *config.ignore}
     if config.deleted_column:
         skip.add(config.deleted_column)

@@ -32,6 +32,7 @@ from ..errors import RecordError, SailthruError
 from ..options import AppOptions
 from ..profiles import ProfileChange, user_exists, valid_key
 from ..results import ExportResult
+from .columns import model_rows
 from .config import SyncConfig
 from .report import RunReport, default_report_dir
 from .runlock import RunLock
@@ -147,7 +148,7 @@ def plan_sync(
                     runner = SyncRunner(destination, config, state,
                                         on_failure=report.add_failure,
                                         on_notice=report.add_notice, resend=resend)
-                    summary = runner.run(rows)
+                    summary = runner.run(model_rows(rows, config))
                 entries = destination.entries
         finally:
             report.close()

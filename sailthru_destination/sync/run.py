@@ -21,7 +21,7 @@ from ..api import SailthruApi
 from ..calllog import CallLog, CallRecord
 from ..destination import SailthruDestination
 from ..options import AppOptions
-from .columns import shaped
+from .columns import model_rows
 from .config import SyncConfig
 from .errorbudget import ErrorBudget, RunStopped
 from .model import RowProblem, row_key
@@ -112,7 +112,7 @@ def run_sync(
     first in ``calls.jsonl`` and are counted with the run's, so its numbers hold every call.
     """
     state_file = state_path(config, home)
-    rows = shaped(rows, config.map, config.types)
+    rows = model_rows(rows, config)
     with RunLock(state_file, config.name or "model", wait=config.lock_wait):
         return _run_locked(app, config, rows, home, state_file, progress, incremental, resend,
                            preflight)

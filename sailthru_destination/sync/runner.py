@@ -52,7 +52,7 @@ from ..results import ExportResult, Status
 from .bulk import BulkExporter
 from .bulk_choice import use_bulk
 from .config import SyncConfig
-from .decide import change_of
+from .decide import change_of, renames
 from .digest import RESEND, content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .guard import mass_delete_problem
@@ -127,6 +127,7 @@ class SyncRunner:
             resend if isinstance(resend, bool) else frozenset(resend))
         self._losers = self._handovers = False
         self._unidentified = 0  # rows of this run with no readable primary key
+        self._marked = 0  # rows of this run marked deleted (``deleted_column``)
         # Rows whose own record is another user than the row maps to now, by primary key.
         self._moving: dict[str, AppliedRecord] = {}
         self._retry: RetryMemory | None = None  # during apply(): the rows to try again
@@ -163,6 +164,7 @@ class SyncRunner:
         started = self._clock()
         self._stopped = None
         self._unidentified = 0
+        self._marked = 0
         self._losers = self._handovers = False
         self._moving.clear()
         api = self._dest.api
@@ -256,6 +258,7 @@ class SyncRunner:
                     self._duplicate(pk, row)
                 continue
             if deleted:
+                self._marked += 1
                 self._mark_deleted(row, pk)
                 continue
             stored = self._state.get_hash(pk)
@@ -356,7 +359,10 @@ class SyncRunner:
         return (item for item in pending if self._state.loser(item.row.pk) is None)
 
     def _guard_empty_model(self) -> None:
-        if self._config.allow_empty or self._state.seen_count() or not self._state.count():
+        # Rows all marked deleted are no empty model (a truncated file or query): they say
+        # which users go, and the mass-delete guard weighs how many.
+        if (self._config.allow_empty or self._marked or self._state.seen_count()
+                or not self._state.count()):
             return
         raise RunAborted(
             f"the model has no rows but the state remembers {self._state.count()}: refusing "
@@ -447,13 +453,14 @@ class SyncRunner:
                 return taken
         if user.pk not in self._moving:
             return own
-        if self._config.match_key != "email":
-            return None  # a new sid or extid is another user: this row's starts afresh
+        if not renames(own, user, self._config):
+            return None  # another user (see renames): this row starts afresh
         if self._state.claimant(own.key if own else None, besides=user.pk) is not None:
-            # Another row now holds the old email: renaming that user would take it from
-            # that row. This row's new email is a user of its own.
+            # Another row now holds the old email or extid: renaming that user would take
+            # it from that row. This row's new key is a user of its own.
             return None
-        return own  # an email change: the old user is renamed when the new email is free
+        # An email or extid change: the old user is renamed when the new key is free.
+        return own
 
     def _applied(self, item: _Pending, result: ExportResult) -> None:
         with self._recording:

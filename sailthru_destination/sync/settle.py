@@ -113,7 +113,7 @@ def _settle_upsert(
         groups=intent.old_groups | new.groups)
     found_new = new.match is not None and exists(config.match_key, str(new.match))
     if intent.kind == "email" and intent.old_match is not None:
-        found_old = exists("email", intent.old_match)
+        found_old = exists(config.match_key, intent.old_match)
         if found_new:
             if found_old and current is not None and config.delete_behavior != "nothing":
                 state.leave(current)  # the new email's own user took the row: old left behind

@@ -130,6 +130,8 @@ class SyncRunner:
         self._marked = 0  # rows of this run marked deleted (``deleted_column``)
         # Rows whose own record is another user than the row maps to now, by primary key.
         self._moving: dict[str, AppliedRecord] = {}
+        # Rows marked deleted this run that this state never synced: no user holds their values.
+        self._never_synced: set[str] = set()
         self._retry: RetryMemory | None = None  # during apply(): the rows to try again
         # The open intent of each row being exported, by primary key.
         self._intents: dict[str, Intent] = {}
@@ -167,6 +169,7 @@ class SyncRunner:
         self._marked = 0
         self._losers = self._handovers = False
         self._moving.clear()
+        self._never_synced.clear()
         api = self._dest.api
         previous_sink = api.call_log.sink
         api.call_log.sink = self._count_call(previous_sink)
@@ -323,6 +326,7 @@ class SyncRunner:
             return
         self._state.put(AppliedRecord(pk, "", str(user.match), user.properties, user.groups,
                                       user.optout, user_key(self._config, user.match)))
+        self._never_synced.add(pk)
 
     def _hold_the_rest(self, whole_model: bool) -> None:
         """Keep every user this run was not given (or could not identify) from being gone."""
@@ -449,7 +453,9 @@ class SyncRunner:
         # starts from that user's values, not from its own old user's.
         if self._handovers:
             taken = self._state.handover(user.pk)
-            if taken is not None:
+            # A row marked deleted that this state never synced left no values with its user:
+            # the row taking the user over starts from its own record (a new row: a creation).
+            if taken is not None and taken.pk not in self._never_synced:
                 return taken
         if user.pk not in self._moving:
             return own

@@ -166,3 +166,18 @@ def test_bulk_auto_waits_for_the_threshold(fake: FakeSailthru, tmp_path: Path) -
     more = _sync(fake, tmp_path, _rows(*_people(12)), bulk="auto", bulk_threshold=6)
     assert (more.path, more.counts["created"], more.counts["unchanged"]) == ("bulk", 7, 5)
     assert json.dumps(more.to_dict())
+
+
+def test_a_new_row_sharing_a_never_synced_deleted_rows_user_is_a_creation(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Found by the widened stateful test: the flagged row was never synced, so its values
+    # were never Sailthru's; the live row on the same email created the user ("updated"
+    # before), and the flagged row's user is kept for it.
+    live = {"id": 3, "email": "ann3@example.com", "city": "gold", "gone": ""}
+    flagged = {"id": 4, "email": "ANN3@example.com", "city": "Lyon", "gone": "true"}
+    summary = _sync(fake, tmp_path, _rows(live, flagged), deleted_column="gone",
+                    delete_behavior="clear")
+    assert (summary.counts["created"], summary.counts["kept"]) == (1, 1)
+    user = fake.find_user(email="ann3@example.com")
+    assert user is not None and user["vars"] == {"city": "gold"}

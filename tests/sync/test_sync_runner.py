@@ -180,4 +180,5 @@ def test_a_new_row_sharing_a_never_synced_deleted_rows_user_is_a_creation(
                     delete_behavior="clear")
     assert (summary.counts["created"], summary.counts["kept"]) == (1, 1)
     user = fake.find_user(email="ann3@example.com")
-    assert user is not None and user["vars"] == {"city": "gold"}
+    assert user is not None
+    assert user["vars"] == {"city": "gold"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import re
 import sqlite3
 import time
@@ -171,3 +172,17 @@ def test_a_delete_seen_done_forgets_the_row_and_one_not_done_sends_it_again(
         assert kept is not None
         assert kept.hash == RESEND
         assert state.open_intents() == []  # it is sent again; if not, deleted again
+
+
+def test_an_intent_keeps_typed_old_values_as_text(tmp_path: Path) -> None:
+    """A date the write replaces (a typed date column) is kept, as the state keeps dates:
+    the intent is recorded, not refused, and its old values read back."""
+    signed = datetime.date(2026, 3, 4)
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", _record("1", signup=signed),
+                            old_properties={"signup": datetime.date(2025, 1, 2)},
+                            old_groups=frozenset({"A"}), old_match=BOB))
+        [intent] = state.open_intents()
+    assert intent.old_properties == {"signup": "2025-01-02"}
+    assert intent.record.properties["signup"] == "2026-03-04"
+    assert (intent.old_groups, intent.old_match) == (frozenset({"A"}), BOB)

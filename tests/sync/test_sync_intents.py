@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
+import logging
 import re
 import sqlite3
 import time
@@ -186,3 +188,71 @@ def test_an_intent_keeps_typed_old_values_as_text(tmp_path: Path) -> None:
     assert intent.old_properties == {"signup": "2025-01-02"}
     assert intent.record.properties["signup"] == "2026-03-04"
     assert (intent.old_groups, intent.old_match) == (frozenset({"A"}), BOB)
+
+
+def test_an_email_change_not_applied_keeps_the_old_user_and_sends_the_row_again(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """Bob's email was never taken: the row is still ann's, sent again whole, and whatever
+    the write may have set (old and new values) is cleared when the row later drops it."""
+    _create(fake, ANN)
+    with SyncState(tmp_path / "s.db") as state:
+        state.put(_record("1"))
+        state.put(dataclasses.replace(_record("2", email="cy@example.com"), hash=""))
+        for pk in ("1", "2", "3"):
+            state.intend(Intent("email", "row", pk, _record(pk, email=BOB, plan="gold"),
+                                old_properties={"tier": "a"}, old_groups=frozenset({"OLD"}),
+                                old_match=ANN))
+        assert _settle(fake, state) == []
+        kept = state.get("1")
+        assert kept is not None
+        assert (kept.key, kept.match, kept.hash) == (ANN, ANN, RESEND)
+        assert kept.properties == {"email": BOB, "plan": "gold", "tier": "a"}
+        assert kept.groups == frozenset({"G", "OLD"})
+        mapped = state.get("2")  # a mapping change's empty hash stays empty
+        assert mapped is not None
+        assert mapped.hash == ""
+        assert state.get("3") is None  # no record, no user: nothing to know
+        assert state.open_intents() == []
+
+
+def test_an_email_change_onto_an_existing_user_leaves_the_old_one_behind(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _create(fake, ANN)
+    _create(fake, BOB)  # bob's own user took the row: ann's is left for the delete behaviour
+    with SyncState(tmp_path / "s.db") as state:
+        state.put(_record("1"))
+        state.intend(Intent("email", "row", "1", _record("1", email=BOB), old_match=ANN))
+        assert _settle(fake, state, delete_behavior="delete") == []
+        assert [user.key for user in state.left()] == [ANN]
+        assert getattr(state.get("1"), "key", None) == BOB
+
+
+@pytest.mark.parametrize(("behavior", "left"), [("delete", [ANN]), ("nothing", [])])
+def test_a_row_moved_to_another_user_leaves_its_old_one_unless_told_not_to(
+    fake: FakeSailthru, tmp_path: Path, behavior: str, left: list[str]
+) -> None:
+    _create(fake, BOB)
+    with SyncState(tmp_path / "s.db") as state:
+        state.put(_record("1"))
+        state.intend(Intent("upsert", "row", "1", _record("1", email=BOB)))
+        assert _settle(fake, state, delete_behavior=behavior) == []
+        assert [user.key for user in state.left()] == left
+        assert getattr(state.get("1"), "key", None) == BOB
+
+
+def test_every_intent_whose_read_fails_is_counted_and_logged(
+    fake: FakeSailthru, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with SyncState(tmp_path / "s.db") as state:
+        for pk in ("1", "2"):
+            state.intend(Intent("upsert", "row", pk, _record(pk)))
+        fake.faults = Faults(server_error_rate=1.0)
+        with caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.settle"):
+            notices = _settle(fake, state)  # checks the count against the notices
+    assert [n.record for n in notices] == ["1", "2"]
+    warnings = [r.getMessage() for r in caplog.records if r.name.endswith(".settle")]
+    assert len(warnings) == 2
+    assert all(w.startswith("intent upsert of row ") for w in warnings)
+    assert all("the read failed: " in w and not w.endswith("None") for w in warnings)

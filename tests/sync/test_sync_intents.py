@@ -144,7 +144,7 @@ def test_the_reads_wait_out_the_lag_after_the_youngest_intent(
     api = SailthruApi(app_for(fake), sleep=waits.append)
     with SyncState(tmp_path / "s.db") as state:
         state.intend(Intent("upsert", "row", "1", _record("1"), at=time.time() - 0.25))
-        settle_intents(api, SyncConfig(), state, lambda _: None, lag=1.0)
+        settle_intents(api, SyncConfig(), state, lambda _: None)  # the default lag: 1 s
     assert len(waits) == 1
     assert 0.5 < waits[0] <= 0.75
 
@@ -227,6 +227,7 @@ def test_an_email_change_onto_an_existing_user_leaves_the_old_one_behind(
         assert _settle(fake, state, delete_behavior="delete") == []
         assert [user.key for user in state.left()] == [ANN]
         assert getattr(state.get("1"), "key", None) == BOB
+        assert state.open_intents() == []
 
 
 @pytest.mark.parametrize(("behavior", "left"), [("delete", [ANN]), ("nothing", [])])
@@ -256,3 +257,16 @@ def test_every_intent_whose_read_fails_is_counted_and_logged(
     assert len(warnings) == 2
     assert all(w.startswith("intent upsert of row ") for w in warnings)
     assert all("the read failed: " in w and not w.endswith("None") for w in warnings)
+
+
+def test_a_left_user_seen_deleted_is_dropped_and_one_still_there_kept(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _create(fake, BOB)
+    with SyncState(tmp_path / "s.db") as state:
+        for email in (ANN, BOB):
+            state.leave(_record("1", email=email))
+            state.intend(Intent("delete", "left", email, _record("1", email=email)))
+        assert _settle(fake, state, delete_behavior="delete") == []
+        assert [user.key for user in state.left()] == [BOB]  # deleted again by the next run
+        assert state.open_intents() == []

@@ -144,7 +144,8 @@ def test_the_reads_wait_out_the_lag_after_the_youngest_intent(
     api = SailthruApi(app_for(fake), sleep=waits.append)
     with SyncState(tmp_path / "s.db") as state:
         state.intend(Intent("upsert", "row", "1", _record("1"), at=time.time() - 0.25))
-        settle_intents(api, SyncConfig(), state, lambda _: None)  # the default lag: 1 s
+        settled = settle_intents(api, SyncConfig(), state, lambda _: None)  # default lag: 1 s
+    assert (settled.settled, settled.in_doubt) == (1, 0)
     assert len(waits) == 1
     assert 0.5 < waits[0] <= 0.75
 
@@ -156,8 +157,9 @@ def test_an_email_change_is_settled_by_which_email_the_user_has(
     with SyncState(tmp_path / "s.db") as state:
         state.put(_record("1"))
         state.intend(Intent("email", "row", "1", _record("1", email=BOB), old_match=ANN))
-        assert _settle(fake, state) == []
+        assert _settle(fake, state, delete_behavior="delete") == []
         assert getattr(state.get("1"), "key", None) == BOB  # its later delete finds bob
+        assert state.left() == []  # ann's user is bob's: nobody is left behind
 
 
 def test_a_delete_seen_done_forgets_the_row_and_one_not_done_sends_it_again(
@@ -165,14 +167,16 @@ def test_a_delete_seen_done_forgets_the_row_and_one_not_done_sends_it_again(
 ) -> None:
     _create(fake, BOB)
     with SyncState(tmp_path / "s.db") as state:
-        for pk, email in (("1", ANN), ("2", BOB)):
+        for pk, email in (("1", ANN), ("2", BOB), ("3", BOB)):
             state.put(_record(pk, email=email))
             state.intend(Intent("delete", "row", pk, _record(pk, email=email)))
+        state.set_hash("3", "")  # a mapping change's empty hash stays empty
         assert _settle(fake, state, delete_behavior="delete") == []
         assert state.get("1") is None  # ann is gone: the delete applied
         kept = state.get("2")
         assert kept is not None
         assert kept.hash == RESEND
+        assert state.get_hash("3") == ""
         assert state.open_intents() == []  # it is sent again; if not, deleted again
 
 
@@ -216,16 +220,17 @@ def test_an_email_change_not_applied_keeps_the_old_user_and_sends_the_row_again(
         assert state.open_intents() == []
 
 
+@pytest.mark.parametrize(("behavior", "left"), [("delete", [ANN]), ("nothing", [])])
 def test_an_email_change_onto_an_existing_user_leaves_the_old_one_behind(
-    fake: FakeSailthru, tmp_path: Path
+    fake: FakeSailthru, tmp_path: Path, behavior: str, left: list[str]
 ) -> None:
     _create(fake, ANN)
     _create(fake, BOB)  # bob's own user took the row: ann's is left for the delete behaviour
     with SyncState(tmp_path / "s.db") as state:
         state.put(_record("1"))
         state.intend(Intent("email", "row", "1", _record("1", email=BOB), old_match=ANN))
-        assert _settle(fake, state, delete_behavior="delete") == []
-        assert [user.key for user in state.left()] == [ANN]
+        assert _settle(fake, state, delete_behavior=behavior) == []
+        assert [user.key for user in state.left()] == left
         assert getattr(state.get("1"), "key", None) == BOB
         assert state.open_intents() == []
 

@@ -89,6 +89,12 @@ def test_an_intent_is_durable_before_its_call_and_settled_with_its_record(
         assert [i.id for i in state.open_intents()] == [newer.id]
 
 
+def test_an_intents_age_counts_from_when_it_was_recorded() -> None:
+    intent = Intent("upsert", "row", "1", _record("1"), at=1000.0)
+    assert intent.age(now=1060.0) == 60.0
+    assert intent.age(now=990.0) == 0.0  # a clock set back: never a negative age
+
+
 def test_a_kind_or_target_outside_the_protocol_is_refused() -> None:
     with pytest.raises(ValueError, match="intent kind"):
         Intent("post", "row", "1", _record("1"))

@@ -159,7 +159,10 @@ def test_decide_row_asks_for_what_it_needs_then_decides() -> None:
     assert renamed.payload["id"] == "a@example.com"
     assert decide_row(None, record, None, config).action is Action.DELETE
     same = AppliedRecord("1", f"{row.hash}:d", "b@example.com", row.properties, row.groups)
-    assert decide_row(row, same, None, config).action is Action.UNCHANGED
+    unchanged = decide_row(row, same, None, config)
+    assert (unchanged.action, unchanged.detail) == (Action.UNCHANGED, "unchanged: no call made")
+    with pytest.raises(ValueError, match="needs the record last applied"):
+        decide_row(None, None, None, config)
 
 
 def test_decide_row_resends_unchanged_rows_only_when_asked_and_clears_gone_users() -> None:

@@ -152,9 +152,13 @@ def test_decide_row_asks_for_what_it_needs_then_decides() -> None:
     assert (first.needs, first.lookup) == (Lookup.USER, ("email", "b@example.com"))
     onto = decide_row(row, record, Sailthru(user=True), config)
     assert (onto.action, onto.leaves_old_user) == (Action.UPDATE, True)
+    assert onto.why.startswith("the new email is already a user in Sailthru: that ")
+    assert onto.plan is not None  # its result carries the plan's notes (dropped vars)
     assert decide_row(row, record, Sailthru(user=False), config).needs is Lookup.OLD_USER
     renamed = decide_row(row, record, Sailthru(user=False, old_user=True), config)
-    assert renamed.action is Action.UPDATE
+    assert (renamed.action, renamed.why) == (Action.UPDATE,
+                                             "the email changed: the user is renamed")
+    assert renamed.plan is not None
     assert renamed.payload is not None
     assert renamed.payload["id"] == "a@example.com"
     assert decide_row(None, record, None, config).action is Action.DELETE

@@ -77,6 +77,15 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                                 "tests/test_segment_real_messages.py"]),
     "serve/queue": (["serve/queue.py"], ["tests/serve/test_serve_queue.py",
                                          "tests/serve/test_serve_worker.py"]),
+    "sentkeys_redis": (["sentkeys_redis.py"], ["tests/test_sentkeys_redis.py"]),
+    "sync/intents": (["sync/intents.py"], ["tests/sync/test_sync_intents.py",
+                                           "tests/test_crash_injection.py"]),
+    "sync/settle": (["sync/settle.py"], ["tests/sync/test_sync_intents.py",
+                                         "tests/test_crash_injection.py"]),
+    "decide": (["decide.py", "sync/decide.py"],
+               ["tests/sync/test_sync_plan_agrees.py", "tests/test_profiles.py",
+                "tests/test_profiles_bad_input.py", "tests/test_profiles_faults.py",
+                "tests/test_profiles_behaviour.py"]),
 }
 
 # mutmut's verdicts, grouped: a crash or a timeout under a mutant is a kill; a mutant no test
@@ -116,6 +125,9 @@ def _scratch_project(sources: list[str], tests: list[str]) -> Path:
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
     for name in ("setup.cfg", "setup.py"):
         shutil.copy2(ROOT / name, work / name)
+    # Some selected tests read the published files beside the package (the config's JSON
+    # schema): copy them, and have mutmut copy them into its own tree too.
+    shutil.copytree(ROOT / "schemas", work / "schemas", ignore=ignore)
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     present = [t for t in tests if (ROOT / t).exists()]
     selection = "pytest_add_cli_args_test_selection = " + json.dumps(present)
@@ -123,7 +135,8 @@ def _scratch_project(sources: list[str], tests: list[str]) -> Path:
     if not found:
         raise SystemExit("pyproject.toml has no [tool.mutmut] pytest_add_cli_args_test_selection")
     only = "only_mutate = " + json.dumps([f"{PKG}/{s}" for s in sources])
-    text = text.replace("[tool.mutmut]\n", f"[tool.mutmut]\n{only}\n", 1)
+    also = 'also_copy = ["schemas/"]'
+    text = text.replace("[tool.mutmut]\n", f"[tool.mutmut]\n{only}\n{also}\n", 1)
     (work / "pyproject.toml").write_text(text, encoding="utf-8")
     return work
 
@@ -196,6 +209,11 @@ def measure(module: str, sample: int, budget: float, seed: int, jobs: int,
                 shown = subprocess.run([_mutmut(), "show", name], cwd=work, capture_output=True,
                                        text=True, timeout=60, check=False)
                 outcome.diffs[name] = shown.stdout.strip()
+        if chosen and not outcome.killed and not outcome.survived:
+            # Nothing was tested: say why (a selected test that fails unmutated, most often).
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            print(f"{module}: no mutant was tested; mutmut's log ends:", *tail,
+                  sep="\n", file=sys.stderr)
     finally:
         outcome.seconds = time.monotonic() - start
         shutil.rmtree(work, ignore_errors=True)

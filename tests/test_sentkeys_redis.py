@@ -267,9 +267,14 @@ def test_a_redis_failure_during_claim_raises_a_retryable_coordination_error() ->
     try:
         with pytest.raises(CoordinationError) as caught:
             store.claim("event", "e1")
+        with pytest.raises(CoordinationError) as recording:
+            store.settle("event", "e1", KeyState.SENT)
     finally:
         coordination.close()
     assert caught.value.retryable
+    # Each error names what could not be done, and to which key.
+    assert "claim the event 'e1'" in str(caught.value)
+    assert "record the event 'e1' as sent" in str(recording.value)
     with pytest.raises(ValueError, match="lease"):
         RedisSentKeys(coordination, KEY, lease=0)
 
@@ -287,3 +292,35 @@ def test_an_interrupted_send_stays_claimed_as_unknown(coord: RedisCoordination) 
     again = send_once(store, KeyedLocks(), "event", "e-int", "r",
                       lambda: ExportResult(Status.SENT, "r", "ok"))
     assert again.status is Status.FAILED
+
+
+def test_a_released_key_is_forgotten_and_may_be_sent(coord: RedisCoordination) -> None:
+    """A send that surely did not apply gives its key back: the next claim wins it."""
+    store = coord.sent_keys(KEY)
+    assert store.claim("event", "e-rel")
+    assert store.in_flight("event", "e-rel")
+    store.release("event", "e-rel")
+    assert store.state("event", "e-rel") is None
+    assert not store.in_flight("event", "e-rel")
+    assert store.claim("event", "e-rel")
+    with pytest.raises(ValueError, match="SENT or UNKNOWN"):
+        store.settle("event", "e-rel", KeyState.PENDING)  # an outcome, never a claim
+    assert store.state("event", "e-rel") is KeyState.PENDING
+
+
+def test_a_redis_url_that_decodes_replies_reads_the_same_states(
+    coord: RedisCoordination, redis_server: RedisServer
+) -> None:
+    """``?decode_responses=true`` in the URL makes Redis answer text, not bytes: a claim
+    is still seen in flight and an outcome still read back."""
+    decoding = RedisCoordination(f"{redis_server.url}?decode_responses=true", prefix=coord.prefix)
+    try:
+        store = decoding.sent_keys(KEY)
+        assert store.claim("purchase", "o-text")
+        assert store.in_flight("purchase", "o-text")
+        assert store.state("purchase", "o-text") is KeyState.PENDING
+        store.settle("purchase", "o-text", KeyState.SENT)
+        assert store.state("purchase", "o-text") is KeyState.SENT
+        assert not store.in_flight("purchase", "o-text")
+    finally:
+        decoding.close()

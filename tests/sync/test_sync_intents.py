@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
+import logging
 import re
 import sqlite3
 import time
@@ -86,6 +89,12 @@ def test_an_intent_is_durable_before_its_call_and_settled_with_its_record(
         assert [i.id for i in state.open_intents()] == [newer.id]
 
 
+def test_an_intents_age_counts_from_when_it_was_recorded() -> None:
+    intent = Intent("upsert", "row", "1", _record("1"), at=1000.0)
+    assert intent.age(now=1060.0) == 60.0
+    assert intent.age(now=990.0) == 0.0  # a clock set back: never a negative age
+
+
 def test_a_kind_or_target_outside_the_protocol_is_refused() -> None:
     with pytest.raises(ValueError, match="intent kind"):
         Intent("post", "row", "1", _record("1"))
@@ -141,7 +150,8 @@ def test_the_reads_wait_out_the_lag_after_the_youngest_intent(
     api = SailthruApi(app_for(fake), sleep=waits.append)
     with SyncState(tmp_path / "s.db") as state:
         state.intend(Intent("upsert", "row", "1", _record("1"), at=time.time() - 0.25))
-        settle_intents(api, SyncConfig(), state, lambda _: None, lag=1.0)
+        settled = settle_intents(api, SyncConfig(), state, lambda _: None)  # default lag: 1 s
+    assert (settled.settled, settled.in_doubt) == (1, 0)
     assert len(waits) == 1
     assert 0.5 < waits[0] <= 0.75
 
@@ -153,8 +163,9 @@ def test_an_email_change_is_settled_by_which_email_the_user_has(
     with SyncState(tmp_path / "s.db") as state:
         state.put(_record("1"))
         state.intend(Intent("email", "row", "1", _record("1", email=BOB), old_match=ANN))
-        assert _settle(fake, state) == []
+        assert _settle(fake, state, delete_behavior="delete") == []
         assert getattr(state.get("1"), "key", None) == BOB  # its later delete finds bob
+        assert state.left() == []  # ann's user is bob's: nobody is left behind
 
 
 def test_a_delete_seen_done_forgets_the_row_and_one_not_done_sends_it_again(
@@ -162,12 +173,111 @@ def test_a_delete_seen_done_forgets_the_row_and_one_not_done_sends_it_again(
 ) -> None:
     _create(fake, BOB)
     with SyncState(tmp_path / "s.db") as state:
-        for pk, email in (("1", ANN), ("2", BOB)):
+        for pk, email in (("1", ANN), ("2", BOB), ("3", BOB)):
             state.put(_record(pk, email=email))
             state.intend(Intent("delete", "row", pk, _record(pk, email=email)))
+        state.set_hash("3", "")  # a mapping change's empty hash stays empty
         assert _settle(fake, state, delete_behavior="delete") == []
         assert state.get("1") is None  # ann is gone: the delete applied
         kept = state.get("2")
         assert kept is not None
         assert kept.hash == RESEND
+        assert state.get_hash("3") == ""
         assert state.open_intents() == []  # it is sent again; if not, deleted again
+
+
+def test_an_intent_keeps_typed_old_values_as_text(tmp_path: Path) -> None:
+    """A date the write replaces (a typed date column) is kept, as the state keeps dates:
+    the intent is recorded, not refused, and its old values read back."""
+    signed = datetime.date(2026, 3, 4)
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", _record("1", signup=signed),
+                            old_properties={"signup": datetime.date(2025, 1, 2)},
+                            old_groups=frozenset({"A"}), old_match=BOB))
+        [intent] = state.open_intents()
+    assert intent.old_properties == {"signup": "2025-01-02"}
+    assert intent.record.properties["signup"] == "2026-03-04"
+    assert (intent.old_groups, intent.old_match) == (frozenset({"A"}), BOB)
+
+
+def test_an_email_change_not_applied_keeps_the_old_user_and_sends_the_row_again(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """Bob's email was never taken: the row is still ann's, sent again whole, and whatever
+    the write may have set (old and new values) is cleared when the row later drops it."""
+    _create(fake, ANN)
+    with SyncState(tmp_path / "s.db") as state:
+        state.put(_record("1"))
+        state.put(dataclasses.replace(_record("2", email="cy@example.com"), hash=""))
+        for pk in ("1", "2", "3"):
+            state.intend(Intent("email", "row", pk, _record(pk, email=BOB, plan="gold"),
+                                old_properties={"tier": "a"}, old_groups=frozenset({"OLD"}),
+                                old_match=ANN))
+        assert _settle(fake, state) == []
+        kept = state.get("1")
+        assert kept is not None
+        assert (kept.key, kept.match, kept.hash) == (ANN, ANN, RESEND)
+        assert kept.properties == {"email": BOB, "plan": "gold", "tier": "a"}
+        assert kept.groups == frozenset({"G", "OLD"})
+        mapped = state.get("2")  # a mapping change's empty hash stays empty
+        assert mapped is not None
+        assert mapped.hash == ""
+        assert state.get("3") is None  # no record, no user: nothing to know
+        assert state.open_intents() == []
+
+
+@pytest.mark.parametrize(("behavior", "left"), [("delete", [ANN]), ("nothing", [])])
+def test_an_email_change_onto_an_existing_user_leaves_the_old_one_behind(
+    fake: FakeSailthru, tmp_path: Path, behavior: str, left: list[str]
+) -> None:
+    _create(fake, ANN)
+    _create(fake, BOB)  # bob's own user took the row: ann's is left for the delete behaviour
+    with SyncState(tmp_path / "s.db") as state:
+        state.put(_record("1"))
+        state.intend(Intent("email", "row", "1", _record("1", email=BOB), old_match=ANN))
+        assert _settle(fake, state, delete_behavior=behavior) == []
+        assert [user.key for user in state.left()] == left
+        assert getattr(state.get("1"), "key", None) == BOB
+        assert state.open_intents() == []
+
+
+@pytest.mark.parametrize(("behavior", "left"), [("delete", [ANN]), ("nothing", [])])
+def test_a_row_moved_to_another_user_leaves_its_old_one_unless_told_not_to(
+    fake: FakeSailthru, tmp_path: Path, behavior: str, left: list[str]
+) -> None:
+    _create(fake, BOB)
+    with SyncState(tmp_path / "s.db") as state:
+        state.put(_record("1"))
+        state.intend(Intent("upsert", "row", "1", _record("1", email=BOB)))
+        assert _settle(fake, state, delete_behavior=behavior) == []
+        assert [user.key for user in state.left()] == left
+        assert getattr(state.get("1"), "key", None) == BOB
+
+
+def test_every_intent_whose_read_fails_is_counted_and_logged(
+    fake: FakeSailthru, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with SyncState(tmp_path / "s.db") as state:
+        for pk in ("1", "2"):
+            state.intend(Intent("upsert", "row", pk, _record(pk)))
+        fake.faults = Faults(server_error_rate=1.0)
+        with caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.settle"):
+            notices = _settle(fake, state)  # checks the count against the notices
+    assert [n.record for n in notices] == ["1", "2"]
+    warnings = [r.getMessage() for r in caplog.records if r.name.endswith(".settle")]
+    assert len(warnings) == 2
+    assert all(w.startswith("intent upsert of row ") for w in warnings)
+    assert all("the read failed: " in w and not w.endswith("None") for w in warnings)
+
+
+def test_a_left_user_seen_deleted_is_dropped_and_one_still_there_kept(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    _create(fake, BOB)
+    with SyncState(tmp_path / "s.db") as state:
+        for email in (ANN, BOB):
+            state.leave(_record("1", email=email))
+            state.intend(Intent("delete", "left", email, _record("1", email=email)))
+        assert _settle(fake, state, delete_behavior="delete") == []
+        assert [user.key for user in state.left()] == [BOB]  # deleted again by the next run
+        assert state.open_intents() == []

@@ -152,11 +152,46 @@ def test_decide_row_asks_for_what_it_needs_then_decides() -> None:
     assert (first.needs, first.lookup) == (Lookup.USER, ("email", "b@example.com"))
     onto = decide_row(row, record, Sailthru(user=True), config)
     assert (onto.action, onto.leaves_old_user) == (Action.UPDATE, True)
+    assert onto.why.startswith("the new email is already a user in Sailthru: that ")
+    assert onto.plan is not None  # its result carries the plan's notes (dropped vars)
     assert decide_row(row, record, Sailthru(user=False), config).needs is Lookup.OLD_USER
     renamed = decide_row(row, record, Sailthru(user=False, old_user=True), config)
-    assert renamed.action is Action.UPDATE
+    assert (renamed.action, renamed.why) == (Action.UPDATE,
+                                             "the email changed: the user is renamed")
+    assert renamed.plan is not None
     assert renamed.payload is not None
     assert renamed.payload["id"] == "a@example.com"
     assert decide_row(None, record, None, config).action is Action.DELETE
     same = AppliedRecord("1", f"{row.hash}:d", "b@example.com", row.properties, row.groups)
-    assert decide_row(row, same, None, config).action is Action.UNCHANGED
+    unchanged = decide_row(row, same, None, config)
+    assert (unchanged.action, unchanged.detail) == (Action.UNCHANGED, "unchanged: no call made")
+    with pytest.raises(ValueError, match="needs the record last applied"):
+        decide_row(None, None, None, config)
+
+
+def test_decide_row_resends_unchanged_rows_only_when_asked_and_clears_gone_users() -> None:
+    from sailthru_destination.sync.decide import Action, Sailthru, decide_row
+    from sailthru_destination.sync.digest import RESEND
+    from sailthru_destination.sync.model import read_user_row
+    from sailthru_destination.sync.records import AppliedRecord
+
+    config = _config(delete_behavior="clear")
+    row = read_user_row(Row("line 2", {"id": "1", "email": "b@example.com", "plan": "gold"}),
+                        config, "1")
+    same = AppliedRecord("1", f"{row.hash}:d", "b@example.com", row.properties, row.groups)
+    asked = decide_row(row, same, None, config, resend=True)
+    assert (asked.action, asked.why) == (Action.UPDATE, "resent whole (full resync or repair)")
+    # Another content hash, the same fields: nothing to send, and the plan says why.
+    stale = AppliedRecord("1", "other:d", "b@example.com", row.properties, row.groups)
+    idle = decide_row(row, stale, None, config)
+    assert (idle.action, idle.why) == (Action.UNCHANGED, "no field of the row changed")
+    # A row whose last resend failed is in doubt: sent whole again.
+    doubtful = AppliedRecord("1", RESEND, "b@example.com", row.properties, row.groups)
+    assert decide_row(row, doubtful, None, config).action is Action.UPDATE
+    # Gone under "clear": first read the user, then empty its vars by the match key.
+    first = decide_row(None, same, None, config)
+    assert first.needs is not None
+    assert first.why == f"needs to know: {first.needs.value}"
+    cleared = decide_row(None, same, Sailthru(user=True), config)
+    assert cleared.action is Action.CLEAR
+    assert cleared.payload == {"id": "b@example.com", "key": "email", "vars": {"plan": ""}}

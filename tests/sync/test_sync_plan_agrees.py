@@ -195,3 +195,62 @@ def test_decide_row_resends_unchanged_rows_only_when_asked_and_clears_gone_users
     cleared = decide_row(None, same, Sailthru(user=True), config)
     assert cleared.action is Action.CLEAR
     assert cleared.payload == {"id": "b@example.com", "key": "email", "vars": {"plan": ""}}
+
+
+def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_sent() -> None:
+    from sailthru_destination.decide import Action, Lookup, Sailthru, decide
+    from sailthru_destination.options import DestinationOptions
+    from sailthru_destination.profiles import ProfileChange
+
+    # What a read adds to the facts keeps the other fact.
+    assert Sailthru(old_user=True).knowing(Lookup.USER, False) == Sailthru(False, True)
+    assert Sailthru(user=True).knowing(Lookup.OLD_USER, False) == Sailthru(True, False)
+    upsert = DestinationOptions()
+    new = ProfileChange(key="a@example.com", new_properties={"plan": "gold"})
+    created = decide(new, upsert)
+    assert (created.action, created.why, created.plan is not None) == (
+        Action.CREATE, "new to the state", True)
+    changed = ProfileChange(key="a@example.com", old_properties={"plan": "gold"},
+                            new_properties={"plan": "silver"})
+    updated = decide(changed, upsert)
+    assert (updated.action, updated.why, updated.plan is not None) == (
+        Action.UPDATE, "fields of the row changed", True)
+    # An email change: renamed (the old user found) or created (neither found), each with
+    # its plan; in update mode, neither found is a skip.
+    moved = ProfileChange(key="b@example.com", old_key="a@example.com",
+                          old_properties={"plan": "gold"}, new_properties={"plan": "gold"})
+    renamed = decide(moved, upsert, Sailthru(user=False, old_user=True))
+    assert (renamed.action, renamed.detail) == (Action.UPDATE, "email changed")
+    assert renamed.plan is not None
+    fresh = decide(moved, upsert, Sailthru(user=False, old_user=False))
+    assert (fresh.action, fresh.plan is not None) == (Action.CREATE, True)
+    update_only = DestinationOptions(sync_mode="update")
+    nobody = decide(moved, update_only, Sailthru(user=False, old_user=False))
+    assert (nobody.action, nobody.why) == (
+        Action.SKIP, "no user with the old or new email (update mode)")
+    assert decide(changed, update_only, Sailthru(user=False)).action is Action.SKIP
+    # Gone: deleted, kept, skipped (no consent, or nothing to clear) with why.
+    gone = ProfileChange(key="a@example.com", to_delete=True,
+                         old_properties={"plan": "gold", "bad name!": "x"})
+    deleted = decide(gone, DestinationOptions(delete_behavior="delete"))
+    assert (deleted.action, deleted.why, deleted.target) == (
+        Action.DELETE, "no row maps to this user any more", ("email", "a@example.com"))
+    kept = decide(gone, DestinationOptions(delete_behavior="nothing"))
+    assert (kept.action, kept.why) == (Action.KEEP, "no row maps to this user any more")
+    unconsented = decide(gone, DestinationOptions(delete_behavior="delete",
+                                                  required_consents=frozenset({"email"})))
+    assert (unconsented.action, unconsented.why) == (
+        Action.SKIP, "no consent to any of: email")
+    clear = DestinationOptions(delete_behavior="clear", var_names={"plan": "tier"})
+    absent = decide(gone, clear, Sailthru(user=False))
+    assert (absent.action, absent.why) == (Action.SKIP,
+                                           "no such user in Sailthru: nothing to clear")
+    # The clear empties the vars under the names they were sent by: renamed by var_names,
+    # and a bad name repaired when invalid_vars="drop" sent it repaired (else never sent).
+    cleared = decide(gone, clear, Sailthru(user=True))
+    assert (cleared.action, cleared.why) == (Action.CLEAR, "no row maps to this user any more")
+    assert cleared.payload == {"id": "a@example.com", "key": "email", "vars": {"tier": ""}}
+    repaired = decide(gone, DestinationOptions(delete_behavior="clear", invalid_vars="drop"),
+                      Sailthru(user=True))
+    assert repaired.payload is not None
+    assert repaired.payload["vars"] == {"plan": "", "bad name_": ""}

@@ -199,7 +199,7 @@ def test_decide_row_resends_unchanged_rows_only_when_asked_and_clears_gone_users
 
 def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_sent() -> None:
     from sailthru_destination.decide import Action, Lookup, Sailthru, decide
-    from sailthru_destination.options import DestinationOptions
+    from sailthru_destination.options import DeleteBehavior, DestinationOptions, SyncMode
     from sailthru_destination.profiles import ProfileChange
 
     # What a read adds to the facts keeps the other fact.
@@ -224,7 +224,7 @@ def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_
     assert renamed.plan is not None
     fresh = decide(moved, upsert, Sailthru(user=False, old_user=False))
     assert (fresh.action, fresh.plan is not None) == (Action.CREATE, True)
-    update_only = DestinationOptions(sync_mode="update")
+    update_only = DestinationOptions(sync_mode=SyncMode.UPDATE)
     nobody = decide(moved, update_only, Sailthru(user=False, old_user=False))
     assert (nobody.action, nobody.why) == (
         Action.SKIP, "no user with the old or new email (update mode)")
@@ -232,16 +232,16 @@ def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_
     # Gone: deleted, kept, skipped (no consent, or nothing to clear) with why.
     gone = ProfileChange(key="a@example.com", to_delete=True,
                          old_properties={"plan": "gold", "bad name!": "x"})
-    deleted = decide(gone, DestinationOptions(delete_behavior="delete"))
+    deleted = decide(gone, DestinationOptions(delete_behavior=DeleteBehavior.DELETE))
     assert (deleted.action, deleted.why, deleted.target) == (
         Action.DELETE, "no row maps to this user any more", ("email", "a@example.com"))
-    kept = decide(gone, DestinationOptions(delete_behavior="nothing"))
+    kept = decide(gone, DestinationOptions(delete_behavior=DeleteBehavior.NOTHING))
     assert (kept.action, kept.why) == (Action.KEEP, "no row maps to this user any more")
-    unconsented = decide(gone, DestinationOptions(delete_behavior="delete",
+    unconsented = decide(gone, DestinationOptions(delete_behavior=DeleteBehavior.DELETE,
                                                   required_consents=frozenset({"email"})))
     assert (unconsented.action, unconsented.why) == (
         Action.SKIP, "no consent to any of: email")
-    clear = DestinationOptions(delete_behavior="clear", var_names={"plan": "tier"})
+    clear = DestinationOptions(delete_behavior=DeleteBehavior.CLEAR, var_names={"plan": "tier"})
     absent = decide(gone, clear, Sailthru(user=False))
     assert (absent.action, absent.why) == (Action.SKIP,
                                            "no such user in Sailthru: nothing to clear")
@@ -250,7 +250,7 @@ def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_
     cleared = decide(gone, clear, Sailthru(user=True))
     assert (cleared.action, cleared.why) == (Action.CLEAR, "no row maps to this user any more")
     assert cleared.payload == {"id": "a@example.com", "key": "email", "vars": {"tier": ""}}
-    repaired = decide(gone, DestinationOptions(delete_behavior="clear", invalid_vars="drop"),
-                      Sailthru(user=True))
+    drop = DestinationOptions(delete_behavior=DeleteBehavior.CLEAR, invalid_vars="drop")
+    repaired = decide(gone, drop, Sailthru(user=True))
     assert repaired.payload is not None
     assert repaired.payload["vars"] == {"plan": "", "bad name_": ""}

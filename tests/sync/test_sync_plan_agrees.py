@@ -254,3 +254,34 @@ def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_
     repaired = decide(gone, drop, Sailthru(user=True))
     assert repaired.payload is not None
     assert repaired.payload["vars"] == {"plan": "", "bad name_": ""}
+
+
+def test_a_changed_extid_renames_the_user_only_when_the_email_stays() -> None:
+    from sailthru_destination.sync.decide import change_of, renames
+    from sailthru_destination.sync.model import UserRow
+    from sailthru_destination.sync.records import AppliedRecord
+
+    config = _config(match_key="extid", match_column="extid")
+    old = AppliedRecord("1", "h:d", "x1", {"email": "A@example.com "}, frozenset())
+    same_person = UserRow("1", "x2", {"email": "a@example.com"}, frozenset(), "all", "h2")
+    other_person = UserRow("1", "x2", {"email": "b@example.com"}, frozenset(), None, "h3")
+    no_email = UserRow("1", "x2", {}, frozenset(), None, "h4")
+    assert renames(old, same_person, config)
+    assert not renames(old, other_person, config)
+    assert not renames(old, no_email, config)
+    change = change_of(same_person, old, config)
+    # The row's opt-out level goes with the change (a level change alone is sent).
+    assert (change.old_key, change.optout) == ("x1", "all")
+    assert change_of(other_person, old, config).old_key is None
+
+
+def test_a_clear_leaves_the_rows_lists() -> None:
+    from sailthru_destination.decide import Action, Sailthru, decide
+    from sailthru_destination.options import DeleteBehavior, DestinationOptions
+    from sailthru_destination.profiles import ProfileChange
+
+    gone = ProfileChange(key="a@example.com", to_delete=True, old_properties={"plan": "gold"},
+                         old_groups=frozenset({"vip"}))
+    options = DestinationOptions(delete_behavior=DeleteBehavior.CLEAR, list_prefix="crm-")
+    cleared = decide(gone, options, Sailthru(user=True))
+    assert (cleared.action, cleared.lists) == (Action.CLEAR, {"crm-vip": 0})

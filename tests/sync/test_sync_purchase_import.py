@@ -322,13 +322,14 @@ def test_an_import_whose_post_has_no_clear_answer_is_never_doubled_by_its_slow_j
 
 
 @contextlib.contextmanager
-def _importer(fake: FakeSailthru, tmp_path: Path, **settings: Any) -> Iterator[Any]:
+def _importer(fake: FakeSailthru, tmp_path: Path, timezone: str = "UTC",
+              **settings: Any) -> Iterator[Any]:
     """A PurchaseImporter on the fake, its state and the fake's clock."""
     from sailthru_destination.sync.purchase_import import PurchaseImporter
 
     clock = fake.clock
     assert isinstance(clock, VirtualClock)
-    app = AppOptions("test-key", "test-secret", fake.url)
+    app = AppOptions("test-key", "test-secret", fake.url, timezone=timezone)
     with SyncState(tmp_path / "s.db") as state, \
             SailthruApi(app, rate_limits=FAST, sleep=clock.sleep) as api, \
             SailthruDestination(app, api=api, sent_keys=state, clock=clock) as dest:
@@ -420,3 +421,39 @@ def test_the_refused_lines_are_believed_only_when_they_add_up(
     from sailthru_destination.sync.purchase_import import _refused_lines
 
     assert _refused_lines(status, 3) == refused
+
+
+def test_a_naive_order_date_is_read_in_the_accounts_time_zone(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    import dataclasses
+    from datetime import datetime, timezone
+
+    (order,) = _purchases(1)
+    dated = dataclasses.replace(order, date=datetime(2024, 1, 1, 12, 0))
+    with _importer(fake, tmp_path, timezone="America/New_York") as importer:
+        list(importer.send([dated], lambda p: p))
+    noon_in_new_york = datetime(2024, 1, 1, 17, 0, tzinfo=timezone.utc).timestamp()
+    assert [p["date"] for p in fake.purchases] == [int(noon_in_new_york)]
+
+
+def test_an_importer_waits_for_its_job_as_long_as_it_is_told_then_says_why_in_doubt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with make_fake(rate_limits=FAST, job_polls=None, clock=VirtualClock()) as fake, \
+            caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.purchase_import"):
+        with _importer(fake, tmp_path, poll_interval=1.0, max_poll=1.0,
+                       timeout=20.0) as importer:
+            results = [r for _, r in importer.send(_purchases(1, 2), lambda p: p)]
+        assert 19 <= fake.calls[("GET", "job")] <= 21  # gave up after 20 s, not an hour
+        job = fake.jobs[0]["job_id"]
+        with SyncState(tmp_path / "s.db") as state:
+            doubts = [state.doubt("purchase", f"o{i}") for i in (1, 2)]
+    assert [r.status for r in results] == [Status.FAILED, Status.FAILED]
+    # Each doubt names its job and the sender that left it (so this run never resends it).
+    assert [(d.job, bool(d.owner)) for d in doubts] == [(job, True), (job, True)]
+    said = [r.getMessage() for r in caplog.records if r.name.endswith("purchase_import")]
+    assert len(said) == 1
+    assert said[0].startswith(f"purchase_import of 2 orders: the job failed or is not over "
+                              f"(job {job} not done after")
+    assert said[0].endswith("; they are in doubt")

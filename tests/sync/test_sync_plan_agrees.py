@@ -164,7 +164,8 @@ def test_decide_row_asks_for_what_it_needs_then_decides() -> None:
     assert decide_row(None, record, None, config).action is Action.DELETE
     same = AppliedRecord("1", f"{row.hash}:d", "b@example.com", row.properties, row.groups)
     unchanged = decide_row(row, same, None, config)
-    assert (unchanged.action, unchanged.detail) == (Action.UNCHANGED, "unchanged: no call made")
+    assert (unchanged.action, unchanged.why, unchanged.detail) == (
+        Action.UNCHANGED, "no field of the row changed", "unchanged: no call made")
     with pytest.raises(ValueError, match="needs the record last applied"):
         decide_row(None, None, None, config)
 
@@ -208,13 +209,14 @@ def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_
     upsert = DestinationOptions()
     new = ProfileChange(key="a@example.com", new_properties={"plan": "gold"})
     created = decide(new, upsert)
-    assert (created.action, created.why, created.plan is not None) == (
-        Action.CREATE, "new to the state", True)
+    # A plain create or update has no detail: its export result says nothing more.
+    assert (created.action, created.why, created.detail, created.plan is not None) == (
+        Action.CREATE, "new to the state", "", True)
     changed = ProfileChange(key="a@example.com", old_properties={"plan": "gold"},
                             new_properties={"plan": "silver"})
     updated = decide(changed, upsert)
-    assert (updated.action, updated.why, updated.plan is not None) == (
-        Action.UPDATE, "fields of the row changed", True)
+    assert (updated.action, updated.why, updated.detail, updated.plan is not None) == (
+        Action.UPDATE, "fields of the row changed", "", True)
     # An email change: renamed (the old user found) or created (neither found), each with
     # its plan; in update mode, neither found is a skip.
     moved = ProfileChange(key="b@example.com", old_key="a@example.com",
@@ -270,8 +272,9 @@ def test_a_changed_extid_renames_the_user_only_when_the_email_stays() -> None:
     assert not renames(old, other_person, config)
     assert not renames(old, no_email, config)
     change = change_of(same_person, old, config)
-    # The row's opt-out level goes with the change (a level change alone is sent).
-    assert (change.old_key, change.optout) == ("x1", "all")
+    # The row's opt-out level goes with the change (a level change alone is sent); a change
+    # is resent whole only when asked.
+    assert (change.old_key, change.optout, change.resend) == ("x1", "all", False)
     assert change_of(other_person, old, config).old_key is None
 
 

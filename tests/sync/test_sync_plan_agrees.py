@@ -231,6 +231,12 @@ def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_
     assert (nobody.action, nobody.why) == (
         Action.SKIP, "no user with the old or new email (update mode)")
     assert decide(changed, update_only, Sailthru(user=False)).action is Action.SKIP
+    # Update mode reads the user once; only a clear's read believes "absent" as a delete's
+    # verification does (two reads a wait apart).
+    asks = decide(changed, update_only)
+    assert (asks.needs, asks.verified) == (Lookup.USER, False)
+    assert decide(ProfileChange(key="a@example.com", to_delete=True),
+                  DestinationOptions(delete_behavior=DeleteBehavior.CLEAR)).verified
     # Gone: deleted, kept, skipped (no consent, or nothing to clear) with why.
     gone = ProfileChange(key="a@example.com", to_delete=True,
                          old_properties={"plan": "gold", "bad name!": "x"})
@@ -250,7 +256,8 @@ def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_
     # The clear empties the vars under the names they were sent by: renamed by var_names,
     # and a bad name repaired when invalid_vars="drop" sent it repaired (else never sent).
     cleared = decide(gone, clear, Sailthru(user=True))
-    assert (cleared.action, cleared.why) == (Action.CLEAR, "no row maps to this user any more")
+    assert (cleared.action, cleared.why, cleared.detail) == (
+        Action.CLEAR, "no row maps to this user any more", "")
     assert cleared.payload == {"id": "a@example.com", "key": "email", "vars": {"tier": ""}}
     drop = DestinationOptions(delete_behavior=DeleteBehavior.CLEAR, invalid_vars="drop")
     repaired = decide(gone, drop, Sailthru(user=True))
@@ -265,7 +272,8 @@ def test_a_changed_extid_renames_the_user_only_when_the_email_stays() -> None:
 
     config = _config(match_key="extid", match_column="extid")
     old = AppliedRecord("1", "h:d", "x1", {"email": "A@example.com "}, frozenset())
-    same_person = UserRow("1", "x2", {"email": "a@example.com"}, frozenset(), "all", "h2")
+    same_person = UserRow("1", "x2", {"email": "a@example.com"}, frozenset({"vip"}), "all",
+                          "h2")
     other_person = UserRow("1", "x2", {"email": "b@example.com"}, frozenset(), None, "h3")
     no_email = UserRow("1", "x2", {}, frozenset(), None, "h4")
     assert renames(old, same_person, config)
@@ -275,6 +283,7 @@ def test_a_changed_extid_renames_the_user_only_when_the_email_stays() -> None:
     # The row's opt-out level goes with the change (a level change alone is sent); a change
     # is resent whole only when asked.
     assert (change.old_key, change.optout, change.resend) == ("x1", "all", False)
+    assert change.new_groups == {"vip"}
     assert change_of(other_person, old, config).old_key is None
 
 

@@ -164,7 +164,8 @@ def test_decide_row_asks_for_what_it_needs_then_decides() -> None:
     assert decide_row(None, record, None, config).action is Action.DELETE
     same = AppliedRecord("1", f"{row.hash}:d", "b@example.com", row.properties, row.groups)
     unchanged = decide_row(row, same, None, config)
-    assert (unchanged.action, unchanged.detail) == (Action.UNCHANGED, "unchanged: no call made")
+    assert (unchanged.action, unchanged.why, unchanged.detail) == (
+        Action.UNCHANGED, "no field of the row changed", "unchanged: no call made")
     with pytest.raises(ValueError, match="needs the record last applied"):
         decide_row(None, None, None, config)
 
@@ -195,3 +196,104 @@ def test_decide_row_resends_unchanged_rows_only_when_asked_and_clears_gone_users
     cleared = decide_row(None, same, Sailthru(user=True), config)
     assert cleared.action is Action.CLEAR
     assert cleared.payload == {"id": "b@example.com", "key": "email", "vars": {"plan": ""}}
+
+
+def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_sent() -> None:
+    from sailthru_destination.decide import Action, Lookup, Sailthru, decide
+    from sailthru_destination.options import DeleteBehavior, DestinationOptions, SyncMode
+    from sailthru_destination.profiles import ProfileChange
+
+    # What a read adds to the facts keeps the other fact.
+    assert Sailthru(old_user=True).knowing(Lookup.USER, False) == Sailthru(False, True)
+    assert Sailthru(user=True).knowing(Lookup.OLD_USER, False) == Sailthru(True, False)
+    upsert = DestinationOptions()
+    new = ProfileChange(key="a@example.com", new_properties={"plan": "gold"})
+    created = decide(new, upsert)
+    # A plain create or update has no detail: its export result says nothing more.
+    assert (created.action, created.why, created.detail, created.plan is not None) == (
+        Action.CREATE, "new to the state", "", True)
+    changed = ProfileChange(key="a@example.com", old_properties={"plan": "gold"},
+                            new_properties={"plan": "silver"})
+    updated = decide(changed, upsert)
+    assert (updated.action, updated.why, updated.detail, updated.plan is not None) == (
+        Action.UPDATE, "fields of the row changed", "", True)
+    # An email change: renamed (the old user found) or created (neither found), each with
+    # its plan; in update mode, neither found is a skip.
+    moved = ProfileChange(key="b@example.com", old_key="a@example.com",
+                          old_properties={"plan": "gold"}, new_properties={"plan": "gold"})
+    renamed = decide(moved, upsert, Sailthru(user=False, old_user=True))
+    assert (renamed.action, renamed.detail) == (Action.UPDATE, "email changed")
+    assert renamed.plan is not None
+    fresh = decide(moved, upsert, Sailthru(user=False, old_user=False))
+    assert (fresh.action, fresh.plan is not None) == (Action.CREATE, True)
+    update_only = DestinationOptions(sync_mode=SyncMode.UPDATE)
+    nobody = decide(moved, update_only, Sailthru(user=False, old_user=False))
+    assert (nobody.action, nobody.why) == (
+        Action.SKIP, "no user with the old or new email (update mode)")
+    assert decide(changed, update_only, Sailthru(user=False)).action is Action.SKIP
+    # Update mode reads the user once; only a clear's read believes "absent" as a delete's
+    # verification does (two reads a wait apart).
+    asks = decide(changed, update_only)
+    assert (asks.needs, asks.verified) == (Lookup.USER, False)
+    assert decide(ProfileChange(key="a@example.com", to_delete=True),
+                  DestinationOptions(delete_behavior=DeleteBehavior.CLEAR)).verified
+    # Gone: deleted, kept, skipped (no consent, or nothing to clear) with why.
+    gone = ProfileChange(key="a@example.com", to_delete=True,
+                         old_properties={"plan": "gold", "bad name!": "x"})
+    deleted = decide(gone, DestinationOptions(delete_behavior=DeleteBehavior.DELETE))
+    assert (deleted.action, deleted.why, deleted.target) == (
+        Action.DELETE, "no row maps to this user any more", ("email", "a@example.com"))
+    kept = decide(gone, DestinationOptions(delete_behavior=DeleteBehavior.NOTHING))
+    assert (kept.action, kept.why) == (Action.KEEP, "no row maps to this user any more")
+    unconsented = decide(gone, DestinationOptions(delete_behavior=DeleteBehavior.DELETE,
+                                                  required_consents=frozenset({"email"})))
+    assert (unconsented.action, unconsented.why) == (
+        Action.SKIP, "no consent to any of: email")
+    clear = DestinationOptions(delete_behavior=DeleteBehavior.CLEAR, var_names={"plan": "tier"})
+    absent = decide(gone, clear, Sailthru(user=False))
+    assert (absent.action, absent.why) == (Action.SKIP,
+                                           "no such user in Sailthru: nothing to clear")
+    # The clear empties the vars under the names they were sent by: renamed by var_names,
+    # and a bad name repaired when invalid_vars="drop" sent it repaired (else never sent).
+    cleared = decide(gone, clear, Sailthru(user=True))
+    assert (cleared.action, cleared.why, cleared.detail) == (
+        Action.CLEAR, "no row maps to this user any more", "")
+    assert cleared.payload == {"id": "a@example.com", "key": "email", "vars": {"tier": ""}}
+    drop = DestinationOptions(delete_behavior=DeleteBehavior.CLEAR, invalid_vars="drop")
+    repaired = decide(gone, drop, Sailthru(user=True))
+    assert repaired.payload is not None
+    assert repaired.payload["vars"] == {"plan": "", "bad name_": ""}
+
+
+def test_a_changed_extid_renames_the_user_only_when_the_email_stays() -> None:
+    from sailthru_destination.sync.decide import change_of, renames
+    from sailthru_destination.sync.model import UserRow
+    from sailthru_destination.sync.records import AppliedRecord
+
+    config = _config(match_key="extid", match_column="extid")
+    old = AppliedRecord("1", "h:d", "x1", {"email": "A@example.com "}, frozenset())
+    same_person = UserRow("1", "x2", {"email": "a@example.com"}, frozenset({"vip"}), "all",
+                          "h2")
+    other_person = UserRow("1", "x2", {"email": "b@example.com"}, frozenset(), None, "h3")
+    no_email = UserRow("1", "x2", {}, frozenset(), None, "h4")
+    assert renames(old, same_person, config)
+    assert not renames(old, other_person, config)
+    assert not renames(old, no_email, config)
+    change = change_of(same_person, old, config)
+    # The row's opt-out level goes with the change (a level change alone is sent); a change
+    # is resent whole only when asked.
+    assert (change.old_key, change.optout, change.resend) == ("x1", "all", False)
+    assert change.new_groups == {"vip"}
+    assert change_of(other_person, old, config).old_key is None
+
+
+def test_a_clear_leaves_the_rows_lists() -> None:
+    from sailthru_destination.decide import Action, Sailthru, decide
+    from sailthru_destination.options import DeleteBehavior, DestinationOptions
+    from sailthru_destination.profiles import ProfileChange
+
+    gone = ProfileChange(key="a@example.com", to_delete=True, old_properties={"plan": "gold"},
+                         old_groups=frozenset({"vip"}))
+    options = DestinationOptions(delete_behavior=DeleteBehavior.CLEAR, list_prefix="crm-")
+    cleared = decide(gone, options, Sailthru(user=True))
+    assert (cleared.action, cleared.lists) == (Action.CLEAR, {"crm-vip": 0})

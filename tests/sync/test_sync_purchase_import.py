@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,8 @@ def test_a_job_that_errors_after_importing_part_of_its_file_leaves_each_order_on
 
 
 def test_a_refused_job_releases_its_claims_and_sends_one_by_one(
-    fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     real = jobs.JobRunner.run
 
@@ -159,9 +161,15 @@ def test_a_refused_job_releases_its_claims_and_sends_one_by_one(
         return real(self, {**params, "job": "no_such_job"}, path, size, **kw)
 
     monkeypatch.setattr(jobs.JobRunner, "run", refused)
-    summary = _sync(fake, tmp_path, _orders(5), bulk="always")
+    with caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.purchase_import"):
+        summary = _sync(fake, tmp_path, _orders(5), bulk="always")
     assert summary.counts["sent"] == 5
     assert fake.calls[("GET", "purchase")] == 0  # nothing in doubt: no read-back
+    # The operator is told why the run went slow: the refusal, then what was done instead.
+    said = [r.getMessage() for r in caplog.records if r.name.endswith("purchase_import")]
+    assert len(said) == 1
+    assert said[0].startswith("the job was refused: POST /job failed (HTTP 400")
+    assert said[0].endswith(": sending its 5 orders one by one")
     assert _extids(fake) == sorted(f"o{i}" for i in range(5))
 
 
@@ -203,6 +211,7 @@ def test_auto_imports_only_when_the_cost_model_says_it_is_faster(
 ) -> None:
     few = _sync(fake, tmp_path, _orders(5), bulk="auto")
     assert (few.path, fake.calls[("POST", "purchase")]) == ("per-user", 5)
+    assert few.counts["sent"] == 5  # the one-by-one path reports its results too
     # At 1 order/s, 100 orders cost 100 s one by one: a job (about 70 s) is faster.
     many = _sync(fake, tmp_path, _orders(100, start=5), bulk="auto", rate=1.0)
     assert (many.path, many.jobs, many.counts["sent"]) == ("bulk", 1, 100)
@@ -233,7 +242,8 @@ def test_a_job_refusing_lines_without_naming_them_leaves_its_orders_in_doubt(
 
 
 def test_the_lines_a_job_names_as_refused_are_sent_one_by_one_and_the_rest_are_sent(
-    fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     real = jobs.JobRunner.run
 
@@ -245,10 +255,18 @@ def test_the_lines_a_job_names_as_refused_are_sent_one_by_one_and_the_rest_are_s
         return {**status, "errors": 1, "error_lines": [{"line": 2, "error": "refused"}]}
 
     monkeypatch.setattr(jobs.JobRunner, "run", refusing_line_2)
-    summary = _sync(fake, tmp_path, _orders(4), bulk="always")
+    with caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.purchase_import"):
+        summary = _sync(fake, tmp_path, _orders(4), bulk="always")
     assert (summary.counts["sent"], summary.failed) == (4, 0)
     assert _extids(fake) == sorted(f"o{i}" for i in range(4))
     assert fake.calls[("POST", "purchase")] == 1  # only the refused line, one by one
+    # The warning names the job (to look it up) and its refused lines.
+    said = [r for r in caplog.records if r.name.endswith("purchase_import")]
+    assert len(said) == 1
+    job_id = said[0].args[0] if isinstance(said[0].args, tuple) else None
+    assert job_id is not None
+    assert said[0].getMessage() == (f"purchase_import job {job_id} refused line(s) [2]: "
+                                    "sending those orders one by one")
 
 
 def test_an_import_job_answered_5xx_after_it_ran_imports_each_order_once(
@@ -304,13 +322,14 @@ def test_an_import_whose_post_has_no_clear_answer_is_never_doubled_by_its_slow_j
 
 
 @contextlib.contextmanager
-def _importer(fake: FakeSailthru, tmp_path: Path, **settings: Any) -> Iterator[Any]:
+def _importer(fake: FakeSailthru, tmp_path: Path, timezone: str = "UTC",
+              **settings: Any) -> Iterator[Any]:
     """A PurchaseImporter on the fake, its state and the fake's clock."""
     from sailthru_destination.sync.purchase_import import PurchaseImporter
 
     clock = fake.clock
     assert isinstance(clock, VirtualClock)
-    app = AppOptions("test-key", "test-secret", fake.url)
+    app = AppOptions("test-key", "test-secret", fake.url, timezone=timezone)
     with SyncState(tmp_path / "s.db") as state, \
             SailthruApi(app, rate_limits=FAST, sleep=clock.sleep) as api, \
             SailthruDestination(app, api=api, sent_keys=state, clock=clock) as dest:
@@ -402,3 +421,39 @@ def test_the_refused_lines_are_believed_only_when_they_add_up(
     from sailthru_destination.sync.purchase_import import _refused_lines
 
     assert _refused_lines(status, 3) == refused
+
+
+def test_a_naive_order_date_is_read_in_the_accounts_time_zone(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    import dataclasses
+    from datetime import datetime, timezone
+
+    (order,) = _purchases(1)
+    dated = dataclasses.replace(order, date=datetime(2024, 1, 1, 12, 0))
+    with _importer(fake, tmp_path, timezone="America/New_York") as importer:
+        list(importer.send([dated], lambda p: p))
+    noon_in_new_york = datetime(2024, 1, 1, 17, 0, tzinfo=timezone.utc).timestamp()
+    assert [p["date"] for p in fake.purchases] == [int(noon_in_new_york)]
+
+
+def test_an_importer_waits_for_its_job_as_long_as_it_is_told_then_says_why_in_doubt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with make_fake(rate_limits=FAST, job_polls=None, clock=VirtualClock()) as fake, \
+            caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.purchase_import"):
+        with _importer(fake, tmp_path, poll_interval=1.0, max_poll=1.0,
+                       timeout=20.0) as importer:
+            results = [r for _, r in importer.send(_purchases(1, 2), lambda p: p)]
+        assert 19 <= fake.calls[("GET", "job")] <= 21  # gave up after 20 s, not an hour
+        job = fake.jobs[0]["job_id"]
+        with SyncState(tmp_path / "s.db") as state:
+            doubts = [state.doubt("purchase", f"o{i}") for i in (1, 2)]
+    assert [r.status for r in results] == [Status.FAILED, Status.FAILED]
+    # Each doubt names its job and the sender that left it (so this run never resends it).
+    assert [(d.job, bool(d.owner)) for d in doubts] == [(job, True), (job, True)]
+    said = [r.getMessage() for r in caplog.records if r.name.endswith("purchase_import")]
+    assert len(said) == 1
+    assert said[0].startswith(f"purchase_import of 2 orders: the job failed or is not over "
+                              f"(job {job} not done after")
+    assert said[0].endswith("; they are in doubt")

@@ -147,8 +147,12 @@ def test_two_hosts_sending_the_same_records_post_each_once(
     assert len(posted_events) == 20
     assert sorted(order_ids) == sorted(f"o{i}" for i in range(20))
     statuses = [r.status for found in results for r in found]
-    # Each record went out from one host; the other skipped it or saw it in flight.
-    assert statuses.count(Status.SENT) == 40
+    # Each record went out from one host; the other skipped it, saw it in flight, or (an
+    # order it found claimed) read it back from Sailthru and found it there: "sent" too, by
+    # the doubt rule. Sailthru holds each exactly once (above); every record is reported sent.
+    sent = {r.record_id for found in results for r in found if r.status is Status.SENT}
+    assert sent == {f"e{i}" for i in range(20)} | {f"o{i}" for i in range(20)}
+    assert statuses.count(Status.SENT) >= 40
     for result in (r for found in results for r in found if r.status is Status.FAILED):
         assert result.error is not None
         assert result.error.retryable

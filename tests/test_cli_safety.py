@@ -295,3 +295,34 @@ def test_a_semicolon_separated_file_is_sniffed_and_said(
     assert forced.returncode == 2
     assert "--map" not in forced.stderr
     assert "--delimiter ';'" in forced.stderr
+
+
+@pytest.mark.parametrize("words", [
+    ["sync", "people.csv", "--json", "--delete-behaviour", "delete"],  # a typo in a flag
+    ["sync", "people.csv", "--json", "--delimiter"],                   # a value missing
+    ["sync", "people.csv", "--json", "--concurrency", "many"],         # a bad value
+])
+def test_a_flag_argparse_refuses_still_gives_json_its_error_document(
+    words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sailthru_destination.cli import main
+
+    assert main(words) == 2
+    captured = capsys.readouterr()
+    error = json.loads(captured.out)
+    assert error["status"] == "error"
+    assert error["command"] == "sync"
+    assert error["exit_code"] == 2
+    assert error["error"] in captured.err
+    assert "usage:" in captured.err
+
+
+def test_a_flag_argparse_refuses_without_json_keeps_stdout_empty(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sailthru_destination.cli import main
+
+    assert main(["sync", "people.csv", "--delete-behaviour", "delete"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "unrecognized arguments: --delete-behaviour" in captured.err

@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from .. import __version__
 from ..sync.config import ConfigError
@@ -46,9 +47,34 @@ _EXPECTED: tuple[type[Exception], ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+class BadArguments(Exception):
+    """A command line argparse refused: its message, and the (sub)command it was refused by."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a refused command line raises :class:`BadArguments` instead of exiting.
+
+    So that ``--json`` gets its error document on stdout for a bad flag too (argparse alone
+    prints to stderr and exits 2, leaving a scheduler reading stdout with nothing).
+    Subparsers inherit the class.
+    """
+
+    commands: tuple[str, ...] = ()
+    """The subcommands' names (set on the top-level parser)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise BadArguments(self.prog, message)
+
+
+def build_parser() -> _Parser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sailthru-destination",
         description="Keep Sailthru in sync with your customer data.",
     )
@@ -58,13 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in _COMMANDS:
         command.add_parser(sub)
+    parser.commands = tuple(sub.choices)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(words)
+    except BadArguments as exc:
+        out(f"{exc.prog}: error: {exc.message}", sys.stderr)
+        if "--json" in words:  # a scheduler reads stdout alone
+            command = next((word for word in words if word in parser.commands),
+                           "sailthru-destination")
+            out(json.dumps(error_document(command, exc.message), indent=2))
+        return EXIT_USAGE
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -108,7 +108,11 @@ def test_a_throttled_account_does_not_slow_another_in_the_same_process(
     assert {r["status"] for r in fast_results + slow_results} == {"sent"}
     json.dumps(fast_results)  # plain JSON types only
     rate = (len(fast_times) - 1) / (max(fast_times) - min(fast_times))
-    assert rate >= 0.85 * FAST_LIMIT, rate  # the slow account's pace is not the fast one's
+    # The slow account's pace is not the fast one's: shared pacing would hold the fast account
+    # near SLOW_LIMIT. Four times that, not 0.85 x FAST_LIMIT: the margin a loaded CI machine
+    # needs without letting a shared pace pass (how close to its ceiling one account runs is
+    # bench/'s business, not this test's).
+    assert rate > 4 * SLOW_LIMIT, rate
     assert_under_limit(fast_times, FAST_LIMIT)
     assert_under_limit(slow_times, SLOW_LIMIT)
     assert max(slow_times) > max(fast_times)  # the slow batch was still running meanwhile

@@ -1,19 +1,26 @@
 """``serve``'s intake beside raw durable SQLite inserts on the same disk, in one run (issue 24).
 
-Raw: one thread inserts the same message texts into a table of the queue's schema in
-transactions of ``--batch`` rows, WAL, ``synchronous=FULL``: the ceiling of what any intake
-with the same durability can reach on this disk.
+Raw: one thread inserts the same messages, as compact JSON texts, into a file of the queue's
+own schema (its table, its unique ``message_id``, its index of waiting messages: made by
+opening a :class:`~sailthru_destination.serve.queue.MessageQueue` on it), in transactions of
+``--batch`` rows, WAL, ``synchronous=FULL``: the ceiling of what any intake with the same
+durability can reach on this disk. It gets its texts ready-made; the intake gets them as HTTP
+requests it must read, check and store.
 
-Intake: the real server (waitress, the WSGI app, the queue; no worker draining, so only the
-door is measured) in its own process on loopback, posted ``/v1/batch`` requests of
-``--batch`` messages each over keep-alive connections, as Segment's SDKs do: once by one
-sender (each request waits for the last one's 200, so it pays a whole sync alone), once by
-``--senders`` at a time (their requests share syncs: the queue's group commit). A 200 means
-every message is committed with ``synchronous=FULL``.
+Intake: the real server (waitress, the WSGI app with its metrics when ``prometheus-client`` is
+installed, the queue; no worker draining, so only the door is measured) in its own process on
+loopback, posted ``/v1/batch`` requests of ``--batch`` messages each over keep-alive
+connections, as Segment's SDKs do: once by one sender (each request waits for the last one's
+200, so it pays a whole sync alone), once by ``--senders`` at a time (their requests share
+syncs: the queue's group commit). A 200 means every message is committed with
+``synchronous=FULL``.
 
-Prints the date, the load average before and after, both rates and their ratio.
+Each of ``--runs`` runs measures all three, one after the other, so each ratio compares
+figures taken moments apart. Prints the date, the load average before and after each run,
+every run's rates and ratios, the best and the median, and one ``FIGURE {json}`` line per
+figure (``bench/run_all.py``'s convention; value and ratio are the median run's).
 
-    python bench/serve_intake.py [--messages 20000] [--batch 100] [--senders 4]
+    python bench/serve_intake.py [--size small|full] [--runs 3] [--messages N] [--senders 4]
 """
 
 from __future__ import annotations
@@ -24,26 +31,35 @@ import http.client
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sailthru_destination.serve.queue import MessageQueue
+
 WRITE_KEY = "bench-write-key"
+GOAL = 0.7
+SIZES = {"small": (4_000, 1), "full": (20_000, 3)}
+"""``--size``: (messages per run, runs)."""
 
 _SERVER = """
 import logging, sys, signal
 logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth" notes
 from sailthru_destination.serve.app import SegmentIngest
 from sailthru_destination.serve.limits import ServerLimits
+from sailthru_destination.serve.metrics import ServeMetrics, available
 from sailthru_destination.serve.queue import MessageQueue
 from sailthru_destination.serve.server import make_server
 queue = MessageQueue(sys.argv[1])
-server = make_server(SegmentIngest(queue, sys.argv[2]), "127.0.0.1", 0,
+metrics = ServeMetrics(queue) if available() else None  # as `serve` runs it
+server = make_server(SegmentIngest(queue, sys.argv[2], metrics=metrics), "127.0.0.1", 0,
                      ServerLimits(threads=int(sys.argv[3])))
 print(server.effective_port, flush=True)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -62,16 +78,12 @@ def _message(n: int) -> dict[str, object]:
     }  # fmt: skip
 
 
-def raw_rate(folder: Path, bodies: list[list[tuple[str, str]]]) -> float:
+def raw_rate(path: Path, bodies: list[list[tuple[str, str]]]) -> float:
     """Messages/s of plain durable inserts, ``len(bodies[i])`` rows per transaction."""
-    db = sqlite3.connect(str(folder / "raw.sqlite"), isolation_level=None)
+    MessageQueue(path).close()  # the queue's schema, exactly
+    db = sqlite3.connect(str(path), isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute(
-        "CREATE TABLE messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, received REAL NOT NULL,"
-        " message_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL, status TEXT, detail TEXT,"
-        " retryable INTEGER)"
-    )
     start = time.perf_counter()
     count = 0
     for batch in bodies:
@@ -129,37 +141,89 @@ def intake_rate(folder: Path, requests: list[bytes], senders: int, threads: int)
         server.wait(10)
 
 
+@dataclass
+class Run:
+    """One run's three rates (messages/s) and the load average around it."""
+
+    raw: float
+    alone: float
+    many: float
+    load: tuple[float, float]
+
+
+def one_run(count: int, batch: int, senders: int, threads: int) -> Run:
+    """Raw inserts, then one sender, then ``senders`` at once, on fresh files and messages."""
+    load_before = os.getloadavg()[0]
+    messages = [_message(n) for n in range(count)]
+    texts = [(str(m["messageId"]), json.dumps(m, separators=(",", ":"))) for m in messages]
+    batches = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+    requests = [
+        json.dumps({"batch": messages[i : i + batch], "sentAt": "2026-12-06T20:00:00Z"},
+                   separators=(",", ":")).encode()
+        for i in range(0, len(messages), batch)
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+        folder = Path(tmp)
+        raw = raw_rate(folder / "raw.sqlite", batches)
+        alone = intake_rate(folder / "one", requests, 1, threads)
+        many = intake_rate(folder / "many", requests, senders, threads)
+    return Run(raw, alone, many, (load_before, os.getloadavg()[0]))
+
+
+def figure(name: str, value: float, unit: str, raw: float | None, ratio: float | None) -> str:
+    """One ``FIGURE`` line (see bench/run_all.py)."""
+    compared = ratio is not None
+    return "FIGURE " + json.dumps({
+        "figure": name, "value": round(value), "unit": unit,
+        "baseline": "raw durable SQLite inserts, same disk and run" if compared else None,
+        "baseline_value": round(raw) if compared and raw is not None else None,
+        "ratio": round(ratio, 3) if ratio is not None else None,
+        "goal": f">= {GOAL}" if compared else None,
+        "met": ratio >= GOAL if ratio is not None else None,
+    })  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full",
+                        help="small: 4,000 messages, 1 run; full: 20,000, 3 runs")  # fmt: skip
+    parser.add_argument("--messages", type=int, help="messages per run (overrides --size)")
+    parser.add_argument("--runs", type=int, help="runs (overrides --size)")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4, help="the server's HTTP threads")
     args = parser.parse_args()
-    load_before = os.getloadavg()
-    messages = [_message(n) for n in range(args.messages)]
-    texts = [(str(m["messageId"]), json.dumps(m, separators=(",", ":"))) for m in messages]
-    batches = [texts[i : i + args.batch] for i in range(0, len(texts), args.batch)]
-    requests = [
-        json.dumps({"batch": messages[i : i + args.batch], "sentAt": "2026-12-06T20:00:00Z"},
-                   separators=(",", ":")).encode()
-        for i in range(0, len(messages), args.batch)
-    ]  # fmt: skip
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
-        folder = Path(tmp)
-        raw = raw_rate(folder, batches)
-        alone = intake_rate(folder / "one", requests, 1, args.threads)
-        many = intake_rate(folder / "many", requests, args.senders, args.threads)
-    load_after = os.getloadavg()
+    count, runs = SIZES[args.size]
+    count, runs = args.messages or count, args.runs or runs
     print(f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
-    print(f"load average: {load_before[0]:.2f} before, {load_after[0]:.2f} after")
-    print(f"messages: {args.messages} in requests of {args.batch}; senders: {args.senders}; "
-          f"server threads: {args.threads}")  # fmt: skip
-    print(f"raw durable SQLite inserts (1 thread, {args.batch} rows per transaction, WAL, "
-          f"synchronous=FULL): {raw:,.0f} messages/s")  # fmt: skip
-    for senders, rate in ((1, alone), (args.senders, many)):
-        print(f"serve intake, {senders} sender(s) (HTTP /v1/batch, 200 = committed with "
-              f"synchronous=FULL): {rate:,.0f} messages/s, {rate / raw:.2f} of raw")  # fmt: skip
+    print(f"messages: {count} per run in requests of {args.batch}; senders: {args.senders}; "
+          f"server threads: {args.threads}; runs: {runs}")  # fmt: skip
+    print(f"raw: durable SQLite inserts (1 thread, {args.batch} rows per transaction, WAL, "
+          "synchronous=FULL, the queue's schema); intake: HTTP /v1/batch, 200 = committed "
+          "with synchronous=FULL")  # fmt: skip
+    done: list[Run] = []
+    for number in range(1, runs + 1):
+        run = one_run(count, args.batch, args.senders, args.threads)
+        done.append(run)
+        print(f"run {number}: load {run.load[0]:.2f} -> {run.load[1]:.2f}; raw {run.raw:,.0f}/s; "
+              f"1 sender {run.alone:,.0f}/s = {run.alone / run.raw:.2f} of raw; "
+              f"{args.senders} senders {run.many:,.0f}/s = {run.many / run.raw:.2f} of raw",
+              flush=True)  # fmt: skip
+    figures = []
+    for name, rate_of in (
+        ("intake, 1 sender", lambda r: r.alone),
+        (f"intake, {args.senders} senders", lambda r: r.many),
+    ):
+        ratios = sorted(rate_of(r) / r.raw for r in done)
+        median = sorted(done, key=lambda r: rate_of(r) / r.raw)[(len(done) - 1) // 2]
+        print(f"{name}: best {ratios[-1]:.2f} of raw, median {statistics.median(ratios):.2f}")
+        figures.append(figure(name, rate_of(median), "messages/s", median.raw,
+                              rate_of(median) / median.raw))  # fmt: skip
+    raws = sorted(r.raw for r in done)
+    print(f"raw: best {raws[-1]:,.0f}/s, median {statistics.median(raws):,.0f}/s")
+    print(figure("raw durable inserts", statistics.median(raws), "messages/s", None, None))
+    for line in figures:
+        print(line)
 
 
 if __name__ == "__main__":

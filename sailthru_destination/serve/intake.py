@@ -21,7 +21,7 @@ from types import NoneType
 from typing import Any
 
 from .as_received import Batch, lone_surrogate, read_batch
-from .queue import Encoded
+from .queue import Encoded, utf8_size
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -175,7 +175,7 @@ def _as_received(batch: Batch, budget: int) -> Parsed:
                 and not (merges and isinstance(message.get("context", None), (dict, NoneType)))
                 and not (batch.surrogates and lone_surrogate(text))
             ):
-                size = len(text) if text.isascii() else len(text.encode("utf-8"))
+                size = utf8_size(text)
                 if size <= MAX_MESSAGE_BYTES:  # else _encode measures the compact form
                     budget -= size
                     if budget < 0:
@@ -202,7 +202,7 @@ def _keep(
     problem, encoded = outcome
     if encoded is not None:
         text = encoded.body  # the bytes the queue really stores
-        budget -= len(text) if text.isascii() else len(text.encode("utf-8"))
+        budget -= utf8_size(text)
         if budget < 0:
             raise _amplified()
         parsed.accepted.append(encoded)
@@ -233,9 +233,9 @@ def _encode(message: Any, context: Any) -> tuple[tuple[str, str], Encoded | None
         message = {**message, "messageId": str(given)}
     try:
         text = _ENCODER.encode(message)
-        # isascii() is a flag lookup; only other text is encoded to count its bytes (which
-        # also finds a lone surrogate: SQLite could not store it either).
-        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        # Only text that is not ASCII is encoded to count its bytes, which also finds a lone
+        # surrogate: SQLite could not store it either.
+        size = utf8_size(text)
     except UnicodeEncodeError:
         # "\ud800" is valid JSON but no UTF-8: SQLite (and Sailthru) cannot hold it.
         return ("encoding", "the message holds a lone UTF-16 surrogate (\\ud800-\\udfff)"), None

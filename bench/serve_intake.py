@@ -15,10 +15,13 @@ connections, as Segment's SDKs do: once by one sender (each request waits for th
 syncs: the queue's group commit). A 200 means every message is committed with
 ``synchronous=FULL``.
 
-Each of ``--runs`` runs measures all three, one after the other, so each ratio compares
-figures taken moments apart. Prints the date, the load average before and after each run,
-every run's rates and ratios, the best and the median, and one ``FIGURE {json}`` line per
-figure (``bench/run_all.py``'s convention; value and ratio are the median run's).
+Each of ``--runs`` runs measures all three, taking turns ``--rounds`` times (each a share of
+the messages), so that the shared machine's load swings hit the three alike and each ratio
+compares figures taken moments apart. Prints the date, the load average before and after
+each run, every run's rates and ratios, the server's CPU time per request (from /proc: the
+load inflates it less than it does the rates), the best and the median, and one
+``FIGURE {json}`` line per figure (``bench/run_all.py``'s convention; value and ratio are
+the median run's).
 
     python bench/serve_intake.py [--size small|full] [--runs 3] [--messages N] [--senders 4]
 """
@@ -29,6 +32,7 @@ import argparse
 import base64
 import http.client
 import json
+import math
 import os
 import sqlite3
 import statistics
@@ -78,48 +82,69 @@ def _message(n: int) -> dict[str, object]:
     }  # fmt: skip
 
 
-def raw_rate(path: Path, bodies: list[list[tuple[str, str]]]) -> float:
-    """Messages/s of plain durable inserts, ``len(bodies[i])`` rows per transaction."""
-    MessageQueue(path).close()  # the queue's schema, exactly
-    db = sqlite3.connect(str(path), isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    start = time.perf_counter()
-    count = 0
-    for batch in bodies:
-        now = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(
-            "INSERT INTO messages (received, message_id, body) VALUES (?, ?, ?)",
-            [(now, mid, body) for mid, body in batch],
-        )
-        db.execute("COMMIT")
-        count += len(batch)
-    elapsed = time.perf_counter() - start
-    db.close()
-    return count / elapsed
+class Raw:
+    """Plain durable inserts into a file of the queue's schema, one connection, one thread."""
+
+    def __init__(self, path: Path) -> None:
+        MessageQueue(path).close()  # the queue's schema, exactly
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+
+    def insert(self, batches: list[list[tuple[str, str]]]) -> float:
+        """Store ``batches``, one transaction each; returns the seconds it took."""
+        start = time.perf_counter()
+        for batch in batches:
+            now = time.time()
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO messages (received, message_id, body) VALUES (?, ?, ?)",
+                [(now, mid, body) for mid, body in batch],
+            )
+            self.db.execute("COMMIT")
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.db.close()
 
 
-def intake_rate(folder: Path, requests: list[bytes], senders: int, threads: int) -> float:
-    """Messages/s the server answers 200 for, ``senders`` keep-alive connections at once."""
-    folder.mkdir()
-    server = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, str(folder / "queue.sqlite"), WRITE_KEY, str(threads)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time process ``pid``'s threads have used so far, where /proc tells it (schedstat:
+    nanoseconds, not the 10 ms ticks of /proc/<pid>/stat)."""
     try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
-        per_batch = len(json.loads(requests[0])["batch"])
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Intake:
+    """The real server in its own process, and senders posting to it over keep-alive."""
+
+    def __init__(self, folder: Path, threads: int) -> None:
+        folder.mkdir()
+        self.server = subprocess.Popen(
+            [sys.executable, "-c", _SERVER, str(folder / "queue.sqlite"), WRITE_KEY,
+             str(threads)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.server.stdout is not None
+        self.port = int(self.server.stdout.readline())
+        self.auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+        self.cpu = 0.0
+        """The server's CPU seconds while posting (NaN where /proc cannot tell)."""
+
+    def post(self, requests: list[bytes], senders: int) -> float:
+        """Post ``requests`` from ``senders`` connections at once, each waiting for its 200
+        before sending the next; returns the seconds until the last 200."""
         lanes = [requests[i::senders] for i in range(senders)]
         failures: list[str] = []
 
         def send(lane: list[bytes]) -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             for body in lane:
                 conn.request("POST", "/v1/batch", body, {
-                    "Authorization": auth, "Content-Type": "application/json"})  # fmt: skip
+                    "Authorization": self.auth, "Content-Type": "application/json"})  # fmt: skip
                 reply = conn.getresponse()
                 reply.read()
                 if reply.status != 200:
@@ -127,18 +152,25 @@ def intake_rate(folder: Path, requests: list[bytes], senders: int, threads: int)
             conn.close()
 
         workers = [threading.Thread(target=send, args=(lane,)) for lane in lanes]
+        cpu_before = _cpu_seconds(self.server.pid)
         start = time.perf_counter()
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
         elapsed = time.perf_counter() - start
+        cpu_after = _cpu_seconds(self.server.pid)
         if failures:
             raise SystemExit(f"intake refused {len(failures)} request(s): {failures[:3]}")
-        return len(requests) * per_batch / elapsed
-    finally:
-        server.terminate()
-        server.wait(10)
+        if cpu_before is None or cpu_after is None:
+            self.cpu = float("nan")
+        else:
+            self.cpu += cpu_after - cpu_before
+        return elapsed
+
+    def close(self) -> None:
+        self.server.terminate()
+        self.server.wait(10)
 
 
 @dataclass
@@ -149,10 +181,14 @@ class Run:
     alone: float
     many: float
     load: tuple[float, float]
+    cpu: tuple[float, float]
+    """The server's CPU ms per request, one sender and many (NaN where unknown)."""
 
 
-def one_run(count: int, batch: int, senders: int, threads: int) -> Run:
-    """Raw inserts, then one sender, then ``senders`` at once, on fresh files and messages."""
+def one_run(count: int, batch: int, senders: int, threads: int, rounds: int) -> Run:
+    """Raw inserts, one sender and ``senders`` at once, on fresh files and messages, taking
+    turns ``rounds`` times (a round each of a share of the messages) so that the machine's
+    load swings hit all three alike."""
     load_before = os.getloadavg()[0]
     messages = [_message(n) for n in range(count)]
     texts = [(str(m["messageId"]), json.dumps(m, separators=(",", ":"))) for m in messages]
@@ -162,12 +198,29 @@ def one_run(count: int, batch: int, senders: int, threads: int) -> Run:
                    separators=(",", ":")).encode()
         for i in range(0, len(messages), batch)
     ]  # fmt: skip
+    seconds = {"raw": 0.0, "alone": 0.0, "many": 0.0}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
         folder = Path(tmp)
-        raw = raw_rate(folder / "raw.sqlite", batches)
-        alone = intake_rate(folder / "one", requests, 1, threads)
-        many = intake_rate(folder / "many", requests, senders, threads)
-    return Run(raw, alone, many, (load_before, os.getloadavg()[0]))
+        raw, alone, many = Raw(folder / "raw.sqlite"), Intake(folder / "one", threads), Intake(
+            folder / "many", threads)  # fmt: skip
+        try:
+            for turn in range(rounds):
+                seconds["raw"] += raw.insert(batches[turn::rounds])
+                seconds["alone"] += alone.post(requests[turn::rounds], 1)
+                seconds["many"] += many.post(requests[turn::rounds], senders)
+        finally:
+            raw.close()
+            alone.close()
+            many.close()
+    return Run(
+        count / seconds["raw"], count / seconds["alone"], count / seconds["many"],
+        (load_before, os.getloadavg()[0]),
+        (alone.cpu * 1000 / len(requests), many.cpu * 1000 / len(requests)),
+    )  # fmt: skip
+
+
+def _ms(value: float) -> str:
+    return "?" if math.isnan(value) else f"{value:.2f} ms"
 
 
 def figure(name: str, value: float, unit: str, raw: float | None, ratio: float | None) -> str:
@@ -192,22 +245,27 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4, help="the server's HTTP threads")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="turns raw, one sender and many take within a run (fewer when a "
+                        "turn would hold under 40 requests)")  # fmt: skip
     args = parser.parse_args()
     count, runs = SIZES[args.size]
     count, runs = args.messages or count, args.runs or runs
+    rounds = max(1, min(args.rounds, count // args.batch // 40))
     print(f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
     print(f"messages: {count} per run in requests of {args.batch}; senders: {args.senders}; "
-          f"server threads: {args.threads}; runs: {runs}")  # fmt: skip
+          f"server threads: {args.threads}; runs: {runs} of {rounds} turns each")  # fmt: skip
     print(f"raw: durable SQLite inserts (1 thread, {args.batch} rows per transaction, WAL, "
           "synchronous=FULL, the queue's schema); intake: HTTP /v1/batch, 200 = committed "
           "with synchronous=FULL")  # fmt: skip
     done: list[Run] = []
     for number in range(1, runs + 1):
-        run = one_run(count, args.batch, args.senders, args.threads)
+        run = one_run(count, args.batch, args.senders, args.threads, rounds)
         done.append(run)
         print(f"run {number}: load {run.load[0]:.2f} -> {run.load[1]:.2f}; raw {run.raw:,.0f}/s; "
               f"1 sender {run.alone:,.0f}/s = {run.alone / run.raw:.2f} of raw; "
-              f"{args.senders} senders {run.many:,.0f}/s = {run.many / run.raw:.2f} of raw",
+              f"{args.senders} senders {run.many:,.0f}/s = {run.many / run.raw:.2f} of raw; "
+              f"server CPU per request: {_ms(run.cpu[0])} alone, {_ms(run.cpu[1])} shared",
               flush=True)  # fmt: skip
     figures = []
     for name, rate_of in (

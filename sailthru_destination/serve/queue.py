@@ -169,7 +169,7 @@ class MessageQueue:
             stored = [t for t in group if t.error is None]
             added = sum(t.added or 0 for t in stored)
             if added == sum(len(t.rows) for t in stored):
-                self._bytes += sum(utf8_size(row[2]) for t in stored for row in t.rows)
+                self._bytes += sum(_utf8_total([row[2] for row in t.rows]) for t in stored)
             else:  # some were duplicates: count what was really stored
                 self._bytes = self._pending_bytes()
             self._depth += added
@@ -298,6 +298,13 @@ class MessageQueue:
 def utf8_size(text: str) -> int:
     """The bytes ``text`` takes as UTF-8 (most messages are ASCII: no copy made for them)."""
     return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _utf8_total(texts: list[str]) -> int:
+    """The bytes ``texts`` take as UTF-8, without a Python call per text when all are ASCII."""
+    if all(map(str.isascii, texts)):
+        return sum(map(len, texts))
+    return sum(map(utf8_size, texts))
 
 
 # SQLite's primary result codes (sqlite3 names them only from Python 3.11): a full disk, and

@@ -126,7 +126,9 @@ class Intake:
         self.server = subprocess.Popen(
             [sys.executable, "-c", _SERVER, str(folder / "queue.sqlite"), WRITE_KEY,
              str(threads)],
-            stdout=subprocess.PIPE, text=True,
+            # Not the caller's folder: with -c it comes first on sys.path, and a checkout
+            # there would be served instead of the code the bench imports.
+            stdout=subprocess.PIPE, text=True, cwd=folder,
         )  # fmt: skip
         assert self.server.stdout is not None
         self.port = int(self.server.stdout.readline())

@@ -4,6 +4,10 @@ A request is refused whole (:class:`Refused`) only when it cannot be read as a S
 all: over 500 KB, not gzip or cut short, not JSON, not an object. Inside a batch, each message
 is checked by itself; a bad one (not an object, over 32 KB, holding a lone UTF-16 surrogate,
 nested too deep to encode) is named in the answer and the others are still accepted.
+
+A message is stored as the text it arrived as (see :mod:`.as_received`) unless the server must
+change it: a batch-level ``context`` merged in, a ``messageId`` given or made a string, a
+single-message endpoint's ``type``; those, and anything unusual, are decoded and encoded anew.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import NoneType
 from typing import Any
 
-from .queue import Encoded
+from .as_received import Batch, lone_surrogate, read_batch
+from .queue import Encoded, utf8_size
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -105,6 +111,15 @@ def read_body(environ: Mapping[str, Any]) -> bytes:
     return body
 
 
+def _amplified() -> Refused:
+    return Refused(
+        "413 Payload Too Large",
+        "the batch-level context copied into each message would store more than "
+        f"{STORED_PER_BODY_BYTE} times the request: send it in each message",
+        "amplification",
+    )
+
+
 def _too_large() -> Refused:
     return Refused(
         "413 Payload Too Large", f"a request is limited to {MAX_BATCH_BYTES} bytes", "too_large"
@@ -113,6 +128,15 @@ def _too_large() -> Refused:
 
 def messages_of(kind: str, body: bytes) -> Parsed:
     """The messages of a ``/v1/<kind>`` request body, each encoded for the queue or refused."""
+    if kind == "batch":
+        batch = read_batch(body)
+        if batch is not None:
+            return _as_received(batch, _budget(body))
+    return _decoded(kind, body)
+
+
+def _decoded(kind: str, body: bytes) -> Parsed:
+    """The general road: ``body`` decoded whole, every message encoded anew (or refused)."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -128,29 +152,68 @@ def messages_of(kind: str, body: bytes) -> Parsed:
         if not isinstance(candidates, list):
             raise Refused("400 Bad Request", "a batch request holds a 'batch' list", "bad_json")
         context = data.get("context")
-    parsed = Parsed()
-    budget = max(MIN_STORED_BYTES, STORED_PER_BODY_BYTE * len(body))
+    parsed, budget = Parsed(), _budget(body)
     for index, message in enumerate(candidates):
-        problem, encoded = _encode(message, context)
-        if encoded is not None:
-            text = encoded.body  # the bytes the queue really stores
-            budget -= len(text) if text.isascii() else len(text.encode("utf-8"))
-            if budget < 0:
-                raise Refused(
-                    "413 Payload Too Large",
-                    "the batch-level context copied into each message would store more than "
-                    f"{STORED_PER_BODY_BYTE} times the request: send it in each message",
-                    "amplification",
-                )
-            parsed.accepted.append(encoded)
-            continue
-        given = message.get("messageId") if isinstance(message, dict) else None
-        named = given if isinstance(given, str) else None
-        reason, sentence = problem
-        parsed.refused.append(
-            {"index": index, "messageId": named, "reason": reason, "message": sentence}
-        )
+        budget = _keep(parsed, index, message, _encode(message, context), budget)
     return parsed
+
+
+def _as_received(batch: Batch, budget: int) -> Parsed:
+    """A batch's messages, each stored as the text it arrived as when that text is what
+    :func:`_encode` would accept unchanged in meaning; any other goes through :func:`_encode`."""
+    context = batch.context
+    merges = isinstance(context, dict) and bool(context)
+    parsed = Parsed()
+    accepted = parsed.accepted
+    for index, (message, text) in enumerate(batch.messages):
+        if isinstance(message, dict):
+            given = message.get("messageId")
+            # A merged context or an id to give changes the message: it is encoded anew.
+            if (
+                isinstance(given, str)
+                and given
+                and not (merges and isinstance(message.get("context", None), (dict, NoneType)))
+                and not (batch.surrogates and lone_surrogate(text))
+            ):
+                size = utf8_size(text)
+                if size <= MAX_MESSAGE_BYTES:  # else _encode measures the compact form
+                    budget -= size
+                    if budget < 0:
+                        raise _amplified()
+                    accepted.append(Encoded(given, text))
+                    continue
+        budget = _keep(parsed, index, message, _encode(message, context), budget)
+    return parsed
+
+
+def _budget(body: bytes) -> int:
+    """Bytes a request of ``body`` may store (see :data:`STORED_PER_BODY_BYTE`)."""
+    return max(MIN_STORED_BYTES, STORED_PER_BODY_BYTE * len(body))
+
+
+def _keep(
+    parsed: Parsed,
+    index: int,
+    message: Any,
+    outcome: tuple[tuple[str, str], Encoded | None],
+    budget: int,
+) -> int:
+    """Add one message's outcome to ``parsed``; returns the budget left (413 when spent)."""
+    problem, encoded = outcome
+    if encoded is not None:
+        text = encoded.body  # the bytes the queue really stores
+        budget -= utf8_size(text)
+        if budget < 0:
+            raise _amplified()
+        parsed.accepted.append(encoded)
+        return budget
+    given = message.get("messageId") if isinstance(message, dict) else None
+    named = given if isinstance(given, str) else None
+    reason, sentence = problem
+    parsed.refused.append(
+        {"index": index, "messageId": named, "reason": reason, "message": sentence}
+    )
+    return budget
 
 
 def _encode(message: Any, context: Any) -> tuple[tuple[str, str], Encoded | None]:
@@ -170,9 +233,9 @@ def _encode(message: Any, context: Any) -> tuple[tuple[str, str], Encoded | None
         message = {**message, "messageId": str(given)}
     try:
         text = _ENCODER.encode(message)
-        # isascii() is a flag lookup; only other text is encoded to count its bytes (which
-        # also finds a lone surrogate: SQLite could not store it either).
-        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        # Only text that is not ASCII is encoded to count its bytes, which also finds a lone
+        # surrogate: SQLite could not store it either.
+        size = utf8_size(text)
     except UnicodeEncodeError:
         # "\ud800" is valid JSON but no UTF-8: SQLite (and Sailthru) cannot hold it.
         return ("encoding", "the message holds a lone UTF-16 surrogate (\\ud800-\\udfff)"), None

@@ -6,7 +6,9 @@ building and signing the payload, the HTTP round trip's client side, classificat
 retry policy and the call log. The baseline is ``sailthru-client``'s ``api_post`` (a new
 connection per call, as it is shipped), and the same client over a keep-alive session.
 
-    python bench/cpu_per_call.py [--calls 3000]
+    python bench/cpu_per_call.py [--size small|full] [--calls 3000]
+
+``--size small`` makes 500 calls each, ``full`` (the default) 3,000; ``--calls`` overrides.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import requests
+from _figures import add_size, figure
 from sailthru.sailthru_client import SailthruClient
 
 from sailthru_destination import AppOptions
@@ -71,8 +74,11 @@ def _cpu(call: Callable[[int], object], calls: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=3000)
+    add_size(parser)
+    parser.add_argument("--calls", type=int, default=None,
+                        help="calls per client (default: 500 small, 3000 full)")
     args = parser.parse_args()
+    args.calls = args.calls or {"small": 500, "full": 3000}[args.size]
     load = os.getloadavg()
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cores, "
@@ -103,6 +109,8 @@ def main() -> None:
     baseline = rows[0][1]
     for label, micros in rows:
         print(f"{label:<64} {micros:>8.0f} µs CPU/call  {micros / baseline:>5.2f}x")
+    figure("CPU per call, sequential", rows[-1][1], "µs", baseline="official client's api_post",
+           baseline_value=round(baseline, 1), goal="<= 0.5")
 
 
 if __name__ == "__main__":

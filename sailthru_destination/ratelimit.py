@@ -10,7 +10,9 @@ A limiter learns from the ``X-Rate-Limit-*`` headers of every reply: the account
 (``Limit`` is per minute), and how much of the minute's budget is left (``Remaining`` until
 ``Reset``): when the rest of the budget would not last until the reset, it spreads what is left
 over the seconds that remain. It never hands out slots faster than ``rate x headroom``, so no
-wall-clock minute ever sees more than the minute's budget from one schedule.
+wall-clock minute ever sees more than the minute's budget from one schedule. A caller that
+comes up to 20 ms late for the next slot (a busy machine wakes threads late) still gets it,
+so a stall does not cost its slots; an idle limiter saves up nothing beyond that.
 
 A 429 means one of two things (:func:`refusal_is_burst`). Either the minute's budget is spent
 (it names the minute's own reset, or we know the minute has next to nothing left): then nothing
@@ -64,6 +66,11 @@ _STATE = struct.Struct("<dd")
 _STALE_AFTER = 120.0
 # A 429 that resets sooner than this, while the minute has room, is a burst, not a spent minute.
 _BURST_RESET = 1.0
+# A caller up to this late for the next slot still gets it (a busy machine wakes threads late;
+# a missed slot used to be lost). Calls then leave a little bunched, but no second ever holds
+# more than (1 + _CATCH_UP) x the pace: 0.9945 of the limit at the default headroom.
+_CATCH_UP = 0.02
+
 
 
 def refusal_is_burst(
@@ -145,9 +152,18 @@ class RateLimiter:
     def reserve(self, now: float) -> float:
         """Book the next send slot; return the time at which the caller may send."""
         with self._lock:
-            slot = max(now, self._next_slot, self._paused_until)
+            slot = max(self._start(now, self._next_slot), self._paused_until)
             self._next_slot = self._after(slot)
             return slot
+
+    def _start(self, now: float, next_slot: float) -> float:
+        """The earliest slot for a caller at ``now`` (lock held): the schedule's next slot if it
+        is at most ``_CATCH_UP`` behind (a late caller catches up), except while the minute's
+        budget is being spread; else ``now`` (an idle limiter saves up nothing)."""
+        spreading = self._budget_rate is not None and now < self._budget_until
+        if next_slot >= now - (0.0 if spreading else _CATCH_UP):
+            return next_slot
+        return now
 
     def _after(self, slot: float) -> float:
         """The slot after ``slot`` (call with the lock held)."""
@@ -226,7 +242,8 @@ class RateLimiter:
                 self._paused_until = max(self._paused_until, now + reset_in)
                 return False
             budget_rate = remaining / reset_in
-            if budget_rate < self._rate * self._headroom:
+            # Spread what is left unless the full pace, catching up included, fits in it.
+            if remaining < self._rate * self._target_headroom * (reset_in + _CATCH_UP):
                 self._budget_rate = budget_rate * self._headroom
                 self._budget_until = now + reset_in
             else:
@@ -333,7 +350,7 @@ class MachineRateLimiter(RateLimiter):
         """Book the machine's next send slot; return the time at which the caller may send."""
         with self._lock, self._file_lock:
             next_slot, paused_until = self._shared(now)
-            slot = max(now, next_slot, paused_until, self._paused_until)
+            slot = max(self._start(now, next_slot), paused_until, self._paused_until)
             self._store(self._after(slot), paused_until)
             return slot
 

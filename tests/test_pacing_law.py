@@ -8,6 +8,7 @@ import itertools
 import math
 
 import pytest
+from helpers import max_in_any_window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pacing_sim import LIMIT, WALL0, run
@@ -71,6 +72,33 @@ def test_a_bunch_of_429s_cuts_the_records_in_flight_once_not_once_each() -> None
     for _ in range(20):  # twenty records of one bunch were refused once each
         limit.finish(RecordStats(pace=292.5, backoff=backoff_for(429)), 0.05)
     assert limit.current == 21  # a tenth off, once (it was 0.9 ** 20: down to 2)
+
+
+# -- the headroom and catching up ------------------------------------------------------------------
+
+
+def test_a_caller_up_to_20ms_late_still_gets_the_missed_slot_later_ones_restart_at_now() -> None:
+    limiter = RateLimiter(LIMIT)
+    step = 1 / (LIMIT * DEFAULT_HEADROOM)
+    assert limiter.reserve(10.0) == 10.0
+    # Woken 15 ms late (a busy machine): the slot at 10 + step is still its, and the next.
+    assert limiter.reserve(10.0 + step + 0.015) == pytest.approx(10.0 + step)
+    assert limiter.reserve(10.0 + step + 0.015) == pytest.approx(10.0 + 2 * step)
+    # 50 ms late: those slots are gone; the schedule starts again at the caller's time.
+    assert limiter.reserve(11.0) == 11.0
+    assert limiter.reserve(11.0) == pytest.approx(11.0 + step)
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrivals=st.lists(st.floats(0.0, 0.03), min_size=50, max_size=400))
+def test_catching_up_never_puts_the_limit_in_one_second(arrivals: list[float]) -> None:
+    # Callers arrive at random moments (late or early); each sends at max(its slot, arrival).
+    limiter = RateLimiter(LIMIT)
+    now, sends = 0.0, []
+    for gap in arrivals:
+        now += gap
+        sends.append(max(limiter.reserve(now), now))
+    assert max_in_any_window(sends) < LIMIT
 
 
 # -- the limiter's reaction to one 429 -------------------------------------------------------------

@@ -83,7 +83,7 @@ def main() -> None:
     print(f"connections accepted: {connections}")
     # The fake must serve well past the fastest limit a benchmark drives (300/s) on one thread.
     figure("fake, one client thread, official client", official_rate, "calls/s",
-           baseline="the 300/s a benchmark needs", baseline_value=300.0, goal=">= 1")
+           baseline="the 300/s a benchmark needs", baseline_value=300.0)
     figure("fake, raw keep-alive socket (its ceiling)", raw_rate, "calls/s",
            baseline="the 300/s a benchmark needs", baseline_value=300.0, goal=">= 1")
 

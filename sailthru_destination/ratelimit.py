@@ -72,7 +72,6 @@ _BURST_RESET = 1.0
 _CATCH_UP = 0.02
 
 
-
 def refusal_is_burst(
     *,
     reset_in: float,

@@ -5,7 +5,9 @@ latency per request, 100 ms per new connection (TCP + TLS) and a 300/s user limi
 per second, the ratio to the limit, the 429s the caller saw, and the client's CPU µs per call.
 The fake runs in its own process, so the CPU figures are the client's alone.
 
-    python bench/api_throughput.py [--seconds 10] [--threads 32]
+    python bench/api_throughput.py [--size small|full] [--seconds 10] [--threads 32]
+
+``--size small`` runs 5 s each, ``full`` (the default) 10 s; ``--seconds`` overrides either.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from _figures import add_size, figure, header
 from sailthru.sailthru_client import SailthruClient
 
 from sailthru_destination.api import SailthruApi
@@ -171,15 +174,22 @@ def _official(threads: int, seconds: float) -> Result:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
+    add_size(parser)
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="seconds per client (default: 5 small, 10 full)")
     parser.add_argument("--threads", type=int, default=32)
     args = parser.parse_args()
-    print(
-        f"POST /user, {args.threads} threads, {args.seconds:g} s, limit {LIMIT:g}/s, "
-        "latency 50 ms, connect 100 ms"
-    )
-    _ours(args.threads, args.seconds)
-    _official(args.threads, args.seconds)
+    seconds = args.seconds or {"small": 5.0, "full": 10.0}[args.size]
+    header(f"POST /user, {args.threads} threads, {seconds:g} s, limit {LIMIT:g}/s, "
+           "latency 50 ms, connect 100 ms")
+    ours = _ours(args.threads, seconds)
+    official = _official(args.threads, seconds)
+    ours_rate, official_rate = ours.calls / ours.seconds, official.calls / official.seconds
+    figure(f"API layer, {args.threads} threads, {seconds:g} s", ours_rate, "calls/s",
+           baseline="ceiling: POST /user 300/s", baseline_value=LIMIT, goal=">= 0.95")
+    figure(f"API layer beside the official client, {args.threads} threads", ours_rate,
+           "calls/s", baseline="official client's api_post, same threads",
+           baseline_value=round(official_rate, 1))
 
 
 if __name__ == "__main__":

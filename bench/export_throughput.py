@@ -7,7 +7,10 @@ limit, calls per profile, 429s that reached the caller, peak memory, and the CPU
 of mapping + signing. The baseline is what Grouparoo's plugin does: the official client, one
 thread, a GET then a POST per profile, a new connection per call (measured on a sample).
 
-    python bench/export_throughput.py [--profiles 20000] [--baseline 150] [--concurrency 32]
+    python bench/export_throughput.py [--size small|full] [--profiles 20000] [--baseline 150]
+        [--concurrency 32]
+
+``--size small`` exports 2,000 profiles (baseline 30), ``full`` (the default) 20,000 (150).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import datetime, timezone
 from multiprocessing.connection import Connection
 from typing import Any
 
+from _figures import add_size, figure, header
 from sailthru.sailthru_client import SailthruClient
 
 from sailthru_destination import AppOptions, DestinationOptions, ProfileChange, SailthruDestination
@@ -150,10 +154,17 @@ def measure_baseline(url: str, count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", type=int, default=20_000)
-    parser.add_argument("--baseline", type=int, default=150)
+    add_size(parser)
+    parser.add_argument("--profiles", type=int, default=None,
+                        help="profiles exported (default: 2,000 small, 20,000 full)")
+    parser.add_argument("--baseline", type=int, default=None,
+                        help="profiles through the naive loop (default: 30 small, 150 full)")
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
+    small = args.size == "small"
+    args.profiles = args.profiles or (2_000 if small else 20_000)
+    args.baseline = args.baseline or (30 if small else 150)
+    header(f"profile export, {args.profiles:,} profiles, concurrency {args.concurrency}")
 
     mapping_us = measure_mapping_and_signing(20_000)
     with _fake() as (url, stats):
@@ -174,6 +185,12 @@ def main() -> None:
     print(f"CPU µs/profile, mapping+signing  {mapping_us:.0f}")
     print(f"naive baseline           {naive:.1f} profiles/s (official client, GET+POST, 1 thread)")
     print(f"speed-up over baseline   {ours['per_second'] / naive:.1f}x")
+    figure(f"profile export, {args.profiles:,} profiles", ours["per_second"], "profiles/s",
+           baseline="ceiling: POST /user 300/s", baseline_value=LIMIT, goal=">= 0.95")
+    figure("calls per changed profile", user_posts / args.profiles, "POST /user",
+           baseline="one call per profile", baseline_value=1.0, goal="<= 1.01")
+    figure("CPU per profile, mapping + signing", mapping_us, "µs",
+           baseline="target 100 µs", baseline_value=100.0, goal="<= 1")
 
 
 if __name__ == "__main__":

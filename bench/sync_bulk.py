@@ -6,7 +6,11 @@ the CLI in its own process, so its peak memory (max RSS from ``wait4``) is the r
 The per-user path is paced at 300 users/s, so by default it is measured on a 10,000-user
 sample and extrapolated to the full size (clearly labelled).
 
-    python bench/sync_bulk.py [--users 100000] [--sample 10000] [--full-per-user]
+    python bench/sync_bulk.py [--size small|full] [--users 100000] [--sample 10000]
+        [--full-per-user]
+
+``--size small`` syncs 10,000 users (a 1,000-user per-user sample), ``full`` (the default)
+100,000 (10,000).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _figures import add_size, figure
 
 SCRIPT = Path(sys.executable).with_name("sailthru-destination")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "sailthru_destination"]
@@ -85,10 +91,15 @@ def _load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--sample", type=int, default=10_000)
+    add_size(parser)
+    parser.add_argument("--users", type=int, default=None,
+                        help="users in the model (default: 10,000 small, 100,000 full)")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="users the per-user path is measured on (default: a tenth)")
     parser.add_argument("--full-per-user", action="store_true")
     args = parser.parse_args()
+    args.users = args.users or (10_000 if args.size == "small" else 100_000)
+    args.sample = args.sample or args.users // 10
     load_before = _load()
     with tempfile.TemporaryDirectory(prefix="sync-bulk-") as folder:
         base = Path(folder)
@@ -126,6 +137,12 @@ def main() -> None:
     print(f"bulk speed-up: {projected / bulk['wall']:.1f}x  "
           f"({args.users / bulk['wall']:,.0f} users/s vs {per_user_rate:,.0f})")
     print(line("no-change re-run (measured)", again))
+    figure(f"bulk initial sync, {args.users:,} users", bulk["wall"], "s",
+           baseline=f"per-user path, {per_user['rows']:,} measured, extrapolated",
+           baseline_value=round(projected, 1), ratio=projected / bulk["wall"],
+           goal=">= 20" if args.users == 100_000 else None)  # issue 13's goals, at 100,000
+    figure(f"no-change re-run, {args.users:,} users", again["wall"], "s",
+           baseline=None, goal="<= 2" if args.users == 100_000 else None)
 
 
 if __name__ == "__main__":

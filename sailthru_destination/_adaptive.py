@@ -15,7 +15,16 @@ halves the number in flight (``cap``) and lets it grow back by about one per win
 records (AIMD), so a struggling server gets room. A 429 only trims it by a tenth: the rate is
 the pacer's business (it slows itself down and pauses), and halving the records in flight
 for a 429 that came from calls bunched on the network cost a tenth of the throughput at the
-ceiling in our measurements, for nothing.
+ceiling in our measurements, for nothing. One cut per window of records (as TCP cuts once
+per round trip): the twenty records refused by one bunch of calls are one event, where a
+tenth each took 25 in flight down to 2.
+
+The ramp starts wide: until a record has been measured, ``maximum`` may be in flight. The
+pacer spaces their calls, so starting wide costs threads, not rate; starting narrow (it used
+to be 8) left the pacer's first slots unused while the first calls paid for their new
+connections (100 ms each against the bench's fake, a TLS handshake against Sailthru). Those
+first records' service times include the set-up, so the estimate starts high and comes down
+as the connections are reused: it never starves the pacer on the way.
 
 The API layer reports each attempt through :func:`note_attempt`; the statistics are per
 thread, so each record, run on one pool thread, sees only its own calls.
@@ -31,8 +40,9 @@ from dataclasses import dataclass
 
 __all__ = ["MAX_IN_FLIGHT", "AdaptiveLimit", "RecordStats", "backoff_for", "note_attempt"]
 
-# 300/s at 200 ms needs 60 in flight; past that, latency is not what holds a run back.
-MAX_IN_FLIGHT = 64
+# 300/s at 200 ms needs 60 in flight, 92 with the headroom that absorbs a stall; past that,
+# latency is not what holds a run back.
+MAX_IN_FLIGHT = 96
 # A couple of records always waiting at the pacer, so a slot is never missed when a reply or
 # a thread is late (a missed slot is lost: the pacer does not bank unused time).
 _SPARE = 2
@@ -80,7 +90,8 @@ def note_attempt(
 class AdaptiveLimit:
     """How many records may be in flight now: Little's law with headroom, AIMD on trouble.
 
-    Thread-safe. ``current`` starts at ``initial`` and follows the estimate after each record.
+    Thread-safe. ``current`` starts at ``initial`` (by default ``maximum``: the ramp starts
+    wide) and follows the estimate after each record.
     """
 
     def __init__(
@@ -88,7 +99,7 @@ class AdaptiveLimit:
         *,
         minimum: int = 2,
         maximum: int = MAX_IN_FLIGHT,
-        initial: int = 8,
+        initial: int | None = None,
         headroom: float = 1.5,
         smoothing: float = 0.1,
     ) -> None:
@@ -104,7 +115,8 @@ class AdaptiveLimit:
         self._service: float | None = None
         self._pace = math.inf
         self._cap = float(maximum)
-        self._current = max(minimum, min(initial, maximum))
+        self._since_cut = math.inf  # records finished since the last cut
+        self._current = max(minimum, min(maximum if initial is None else initial, maximum))
 
     def __repr__(self) -> str:
         return f"AdaptiveLimit({self.minimum}..{self.maximum}, now {self._current})"
@@ -125,8 +137,11 @@ class AdaptiveLimit:
         _local.stats = None
         service = max(wall - stats.paced, 0.0)
         with self._lock:
+            self._since_cut += 1
             if stats.backoff < 1.0:
-                self._cap = max(float(self.minimum), self._current * stats.backoff)
+                if self._since_cut > self._current:  # one cut per window of records
+                    self._cap = max(float(self.minimum), self._current * stats.backoff)
+                    self._since_cut = 0
             else:
                 self._cap = min(float(self.maximum), self._cap + 1 / max(self._cap, 1.0))
             if math.isfinite(stats.pace):

@@ -265,7 +265,7 @@ class SailthruApi:
         body = decode(response.content)
         if call.bearer is not None and body is None and 200 <= response.status < 300:
             body = {}  # the tracking service may answer a bare 200
-        reset_at, remaining = self._learn(call.limiter, response.headers)
+        reset_at, remaining, burst = self._learn(call.limiter, response.headers, response.status)
         error = error_from_reply(
             method=call.method,
             endpoint=call.endpoint,
@@ -275,6 +275,9 @@ class SailthruApi:
             remaining=remaining,
         )
         if isinstance(error, RateLimited):
+            error.burst = burst
+        if isinstance(error, RateLimited) and (reset_at is None or remaining is None):
+            # Without both headers the limiter could not judge the 429 (it did otherwise).
             if error.budget_spent:
                 call.limiter.pause(self._clock(), self._rate_limit_wait(error))
             else:
@@ -323,23 +326,25 @@ class SailthruApi:
         )
 
     def _learn(
-        self, limiter: RateLimiter, headers: Mapping[str, str]
-    ) -> tuple[float | None, float | None]:
-        """Feed the rate-limit headers to the limiter; return (reset Unix time, remaining)."""
+        self, limiter: RateLimiter, headers: Mapping[str, str], status: int
+    ) -> tuple[float | None, float | None, bool]:
+        """Feed the rate-limit headers (of a reply with HTTP ``status``) to the limiter;
+        return (reset Unix time, remaining, whether the limiter judged a 429 a burst)."""
         limit = number(headers.get("X-Rate-Limit-Limit"))
         remaining = number(headers.get("X-Rate-Limit-Remaining"))
         reset_at = number(headers.get("X-Rate-Limit-Reset"))
         if limit is None and remaining is None:
-            return reset_at, remaining
+            return reset_at, remaining, False
         reset_in = None if reset_at is None else reset_at - self._wall_clock()
-        limiter.observe(
+        burst = limiter.observe(
             self._clock(),
             limit_per_minute=limit,
             remaining=remaining,
             reset_in=reset_in,
             reset_at=reset_at,
+            refused=status == 429,
         )
-        return reset_at, remaining
+        return reset_at, remaining, burst
 
     def _rate_limit_wait(self, error: RateLimited) -> float:
         if error.reset_at is not None:

@@ -122,7 +122,10 @@ class RateLimited(SailthruError):
 
     ``reset_at`` is the Unix time at which Sailthru's counter resets and ``remaining`` the
     calls left this minute, when the reply said so. A 429 with calls left is a burst: a short
-    backoff will do; with none left, only the reset will.
+    backoff will do; with none left, only the reset will. ``burst`` is set when the pacer judged
+    the 429 to come from calls bunched against a window shorter than the minute
+    (:func:`~sailthru_destination.ratelimit.refusal_is_burst`): room comes back within moments,
+    so the call is retried soon, not at the reset.
     """
 
     default_retryable = True
@@ -138,11 +141,13 @@ class RateLimited(SailthruError):
         super().__init__(message, **kwargs)
         self.reset_at = reset_at
         self.remaining = remaining
+        self.burst = False
 
     @property
     def budget_spent(self) -> bool:
-        """Whether nothing more gets through before ``reset_at`` (no calls left, or unknown)."""
-        return self.remaining is None or self.remaining <= 0
+        """Whether nothing more gets through before ``reset_at`` (no calls left, or unknown),
+        unless the pacer judged the 429 a burst."""
+        return not self.burst and (self.remaining is None or self.remaining <= 0)
 
 
 class OutcomeUnknown(SailthruError):

@@ -9,7 +9,17 @@ reach the limit, not each of them.
 A limiter learns from the ``X-Rate-Limit-*`` headers of every reply: the account's real limit
 (``Limit`` is per minute), and how much of the minute's budget is left (``Remaining`` until
 ``Reset``): when the rest of the budget would not last until the reset, it spreads what is left
-over the seconds that remain. After a 429 it pauses until the reset.
+over the seconds that remain. It never hands out slots faster than ``rate x headroom``, so no
+wall-clock minute ever sees more than the minute's budget from one schedule. A caller that
+comes up to 20 ms late for the next slot (a busy machine wakes threads late) still gets it,
+so a stall does not cost its slots; an idle limiter saves up nothing beyond that.
+
+A 429 means one of two things (:func:`refusal_is_burst`). Either the minute's budget is spent
+(it names the minute's own reset, or we know the minute has next to nothing left): then nothing
+goes through until the reset. Or calls arrived bunched against a window shorter than the minute
+(it resets before the minute ends, or less than a second away while the minute has room): then
+the pace slows by 2 % and creeps back, and nothing stops; the refused call is retried. Pausing
+to the next second for such a 429 cost up to a second of calls each time (issue 13's note).
 
 Time comes from the caller (``now`` arguments, an injected clock and sleep) so that tests run
 in milliseconds.
@@ -42,6 +52,7 @@ __all__ = [
     "RateLimiter",
     "RateLimiterRegistry",
     "machine_limiters",
+    "refusal_is_burst",
 ]
 
 # 2.5 % under the limit: thread wake-up jitter and network delays bunch calls a little, and the
@@ -53,6 +64,37 @@ _RECOVERY = 0.005
 # The machine-wide schedule: next free slot and paused-until, two doubles.
 _STATE = struct.Struct("<dd")
 _STALE_AFTER = 120.0
+# A 429 that resets sooner than this, while the minute has room, is a burst, not a spent minute.
+_BURST_RESET = 1.0
+# A caller up to this late for the next slot still gets it (a busy machine wakes threads late;
+# a missed slot used to be lost). Calls then leave a little bunched, but no second ever holds
+# more than (1 + _CATCH_UP) x the pace: 0.9945 of the limit at the default headroom.
+_CATCH_UP = 0.02
+
+
+def refusal_is_burst(
+    *,
+    reset_in: float,
+    reset_at: float | None,
+    minute: float | None,
+    minute_remaining: float,
+    pace: float,
+) -> bool:
+    """Whether a 429 came from calls bunched against a window shorter than Sailthru's minute
+    (slow down, go on) rather than from the minute's budget being spent (wait for the reset).
+
+    ``reset_in``/``reset_at`` are the 429's reset (seconds from now, and the raw header);
+    ``minute`` is the reset that the current minute's accepted replies named (None: unknown)
+    and ``minute_remaining`` the fewest calls they said were left; ``pace`` the calls per
+    second being sent. A reset before the known minute's end is a shorter window's. A reset
+    less than a second away is a burst unless the known minute has less than a second of
+    calls left. Anything else (the minute's own reset, a second or more away) is a spent budget.
+    """
+    if reset_at is not None and minute is not None and minute > reset_at - reset_in:
+        if reset_at < minute:
+            return True
+        return reset_in < _BURST_RESET and minute_remaining >= pace
+    return reset_in < _BURST_RESET
 
 
 class RateLimiter:
@@ -78,6 +120,8 @@ class RateLimiter:
         self._budget_rate: float | None = None
         self._budget_until = -math.inf
         self._budget_epoch: float | None = None
+        # Whether the budget's minute is a wall-clock reset (comparable with a 429's).
+        self._budget_on_wall = False
         self._budget_remaining = math.inf
 
     def __repr__(self) -> str:
@@ -107,9 +151,18 @@ class RateLimiter:
     def reserve(self, now: float) -> float:
         """Book the next send slot; return the time at which the caller may send."""
         with self._lock:
-            slot = max(now, self._next_slot, self._paused_until)
+            slot = max(self._start(now, self._next_slot), self._paused_until)
             self._next_slot = self._after(slot)
             return slot
+
+    def _start(self, now: float, next_slot: float) -> float:
+        """The earliest slot for a caller at ``now`` (lock held): the schedule's next slot if it
+        is at most ``_CATCH_UP`` behind (a late caller catches up), except while the minute's
+        budget is being spread; else ``now`` (an idle limiter saves up nothing)."""
+        spreading = self._budget_rate is not None and now < self._budget_until
+        if next_slot >= now - (0.0 if spreading else _CATCH_UP):
+            return next_slot
+        return now
 
     def _after(self, slot: float) -> float:
         """The slot after ``slot`` (call with the lock held)."""
@@ -136,10 +189,13 @@ class RateLimiter:
         so leave more room for a while. The 429s of one bunch (within a second) count once.
         """
         with self._lock:
-            if now - self._last_slow_down < 1.0:
-                return
-            self._last_slow_down = now
-            self._headroom = max(self._headroom * 0.98, _MIN_HEADROOM)
+            self._slow_down(now)
+
+    def _slow_down(self, now: float) -> None:
+        if now - self._last_slow_down < 1.0:
+            return
+        self._last_slow_down = now
+        self._headroom = max(self._headroom * 0.98, _MIN_HEADROOM)
 
     def pause(self, now: float, seconds: float) -> None:
         """Let nothing through for ``seconds`` from ``now`` (after a 429)."""
@@ -154,37 +210,60 @@ class RateLimiter:
         remaining: float | None = None,
         reset_in: float | None = None,
         reset_at: float | None = None,
-    ) -> None:
-        """Learn from one reply's rate-limit headers.
+        refused: bool = False,
+    ) -> bool:
+        """Learn from one reply's rate-limit headers; True for a 429 judged a burst.
 
         ``limit_per_minute`` is ``X-Rate-Limit-Limit``; ``remaining`` is
         ``X-Rate-Limit-Remaining``; ``reset_in`` the seconds until ``X-Rate-Limit-Reset``, whose
-        raw value ``reset_at`` names the minute (replies from one minute share it).
+        raw value ``reset_at`` names the minute (replies from one minute share it). ``refused``:
+        the reply was a 429 (see :func:`refusal_is_burst` for what it does).
         """
         with self._lock:
             if limit_per_minute is not None and limit_per_minute > 0:
                 self._rate = limit_per_minute / 60.0
             if remaining is None or reset_in is None:
-                return
+                return False
             reset_in = min(max(reset_in, 1e-3), 60.0)
+            if refused:
+                return self._refused(now, remaining, reset_in, reset_at)
             epoch = reset_at if reset_at is not None else round(now + reset_in)
             if epoch != self._budget_epoch:
                 self._budget_epoch = epoch
+                self._budget_on_wall = reset_at is not None
                 self._budget_remaining = math.inf
                 self._budget_rate = None
             # Replies arrive out of order: within one minute, the lowest count is the latest.
             if remaining >= self._budget_remaining:
-                return
+                return False
             self._budget_remaining = remaining
             if remaining <= 0:
                 self._paused_until = max(self._paused_until, now + reset_in)
-                return
+                return False
             budget_rate = remaining / reset_in
-            if budget_rate < self._rate * self._headroom:
+            # Spread what is left unless the full pace, catching up included, fits in it.
+            if remaining < self._rate * self._target_headroom * (reset_in + _CATCH_UP):
                 self._budget_rate = budget_rate * self._headroom
                 self._budget_until = now + reset_in
             else:
                 self._budget_rate = None
+            return False
+
+    def _refused(
+        self, now: float, remaining: float, reset_in: float, reset_at: float | None
+    ) -> bool:
+        """A 429 (lock held): slow down for a burst, wait for the reset of a spent minute;
+        whether it was a burst."""
+        minute = self._budget_epoch if self._budget_on_wall else None
+        burst = remaining > 0 or refusal_is_burst(
+            reset_in=reset_in, reset_at=reset_at, minute=minute,
+            minute_remaining=self._budget_remaining, pace=self._pace(now),
+        )
+        if burst:
+            self._slow_down(now)
+        else:
+            self._paused_until = max(self._paused_until, now + reset_in)
+        return burst
 
 
 class RateLimiterRegistry:
@@ -270,7 +349,7 @@ class MachineRateLimiter(RateLimiter):
         """Book the machine's next send slot; return the time at which the caller may send."""
         with self._lock, self._file_lock:
             next_slot, paused_until = self._shared(now)
-            slot = max(now, next_slot, paused_until, self._paused_until)
+            slot = max(self._start(now, next_slot), paused_until, self._paused_until)
             self._store(self._after(slot), paused_until)
             return slot
 

@@ -34,6 +34,7 @@ __all__ = [
     "RetryPolicy",
     "failed_reply",
     "failed_transport",
+    "rate_limited_wait",
     "retrying",
     "surely_not_sent",
 ]
@@ -53,6 +54,10 @@ DEFAULT_NON_IDEMPOTENT: frozenset[tuple[str, str]] = frozenset(
 )
 """The (method, endpoint) calls never repeated unless the failure proves they were not applied."""
 
+# A burst 429's retries wait 0.1, 0.2, 0.4, 0.8 s (each at most until the reset): a sliding
+# window's bunch drains within tens of milliseconds, and the fourth wait reaches a reset
+# up to 1.5 s away, so five attempts outlast it.
+_BURST_BACKOFF = 0.1
 _MAY_HAVE_APPLIED = "it may or may not have been applied: check before sending it again"
 
 
@@ -189,11 +194,26 @@ class _Wait(wait_base):
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
-        if isinstance(error, RateLimited) and error.budget_spent and error.reset_at is not None:
-            until_reset = error.reset_at - self._wall_clock()
-            if until_reset > 0:
-                return until_reset
+        if isinstance(error, RateLimited):
+            wait = rate_limited_wait(error, retry_state.attempt_number, self._wall_clock())
+            if wait is not None:
+                return wait
         return float(self._backoff(retry_state))
+
+
+def rate_limited_wait(error: RateLimited, attempt: int, wall: float) -> float | None:
+    """How long to wait before retrying the ``attempt``-th call refused with ``error`` at Unix
+    time ``wall``; None when the ordinary backoff applies (no reset named, or it has passed)."""
+    if error.reset_at is None:
+        return None
+    until_reset = error.reset_at - wall
+    if error.burst:
+        # Room comes back as the bunch drains: soon, then less soon, never past the reset
+        # (so the attempts last until it whatever the window was).
+        return max(min(_BURST_BACKOFF * 2.0 ** (attempt - 1), until_reset), 0.0)
+    if error.budget_spent and until_reset > 0:
+        return until_reset
+    return None
 
 
 def _is_retryable(exc: BaseException) -> bool:

@@ -27,7 +27,8 @@ def _settle(limit: AdaptiveLimit, *, pace: float, service: float, records: int =
     [
         (300, 0.05, 25),   # 300/s x 50 ms x 1.5, plus 2 spare
         (300, 0.10, 47),
-        (300, 0.20, 64),   # 92 wanted, capped at the maximum
+        (300, 0.20, 92),   # 300/s x 200 ms x 1.5, plus 2: under the maximum of 96
+        (300, 0.30, 96),   # 137 wanted, capped at the maximum
         (40, 0.05, 5),
         (40, 0.20, 14),
         (300, 0.001, 3),
@@ -55,20 +56,20 @@ def test_follows_latency_as_it_changes() -> None:
 
 def test_a_5xx_halves_the_records_in_flight_then_they_grow_back() -> None:
     limit = AdaptiveLimit()
-    assert _settle(limit, pace=300, service=0.2) == 64
+    assert _settle(limit, pace=300, service=0.2) == 92
     stats = limit.start()
     stats.pace, stats.backoff = 300, backoff_for(503)
     limit.finish(stats, 0.2)
-    assert limit.current == 32
-    after_one_window = _settle(limit, pace=300, service=0.2, records=40)
-    assert 32 < after_one_window < 40  # about one more per window of records: additive
-    assert _settle(limit, pace=300, service=0.2, records=3000) == 64
+    assert limit.current == 46
+    after_one_window = _settle(limit, pace=300, service=0.2, records=50)
+    assert 46 < after_one_window < 50  # about one more per window of records: additive
+    assert _settle(limit, pace=300, service=0.2, records=5000) == 92
 
 
 def test_a_lost_connection_halves_and_a_429_only_trims() -> None:
-    for status, expected in ((None, 32), (429, 57)):
+    for status, expected in ((None, 46), (429, 82)):
         limit = AdaptiveLimit()
-        assert _settle(limit, pace=300, service=0.2) == 64
+        assert _settle(limit, pace=300, service=0.2) == 92
         stats = limit.start()
         stats.pace, stats.backoff = 300, backoff_for(status)
         limit.finish(stats, 0.2)
@@ -121,7 +122,7 @@ def test_default_destination_adapts_past_the_old_fixed_eight(tmp_path: Path) -> 
         limit = dest.concurrency_for("ProfileChange")
     assert batch.counts["created"] == 150
     assert isinstance(limit, AdaptiveLimit)
-    assert 30 <= limit.current <= 64
+    assert 30 <= limit.current <= 96
 
 
 def test_pinned_concurrency_is_kept(tmp_path: Path) -> None:

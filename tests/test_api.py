@@ -121,7 +121,10 @@ def test_a_rate_limit_reply_is_rate_limited(fake_sailthru: FakeSailthru) -> None
     # A burst refusal resets when the fake's window has room: the next whole second.
     assert error.reset_at % 1 == 0
     assert 0 < error.reset_at - time.time() <= 2
-    assert error.budget_spent  # Remaining: 0, so the pace waits for the reset
+    # Remaining: 0, but a reset less than a second away with no minute known: a burst, so
+    # neither the pace nor the retry waits for the reset (issue 26).
+    assert error.burst
+    assert not error.budget_spent
 
 
 def test_an_unknown_endpoint_is_an_invalid_request(api: SailthruApi) -> None:

@@ -152,16 +152,18 @@ def test_auth_errors_are_never_retried(fake: FakeSailthru, clock: FakeTime) -> N
     assert clock.slept == []
 
 
-def test_a_rate_limit_burst_is_retried_after_a_short_backoff(
-    fake: FakeSailthru, clock: FakeTime
-) -> None:
-    fake.faults = Faults(rate_limit_burst=1.0)
-    clock.on_sleep.append(lambda: setattr(fake, "faults", Faults()))
-    with _api(fake.url, clock) as api:
-        assert api.post("user", {"id": "a@example.com"})["ok"] is True
-    # The minute's budget is not spent (Remaining > 0): no wait for the reset.
-    assert clock.slept == [0.5]
-    assert fake.calls[("POST", "user")] == 2
+def test_a_rate_limit_burst_is_retried_after_a_short_backoff(clock: FakeTime) -> None:
+    with FakeSailthru(api_key=KEY, api_secret=SECRET, wall_clock=clock.wall) as fake:
+        with _api(fake.url, clock) as api:
+            api.post("user", {"id": "a@example.com"})  # the minute has room: 17,999 left
+            fake.faults = Faults(rate_limit_burst=1.0)
+            clock.on_sleep[:] = [lambda: None, lambda: setattr(fake, "faults", Faults())]
+            assert api.post("user", {"id": "b@example.com"})["ok"] is True
+        calls = fake.calls[("POST", "user")]
+    # The 429 names the next second although the minute has room: a burst, retried after
+    # 0.1 s (the pacer's slot came first), not at the reset nor after the 0.5 s backoff.
+    assert clock.slept == [pytest.approx(1 / 292.5), 0.1]
+    assert calls == 3
 
 
 def test_a_spent_minute_waits_until_the_reset_even_beyond_the_max_backoff(

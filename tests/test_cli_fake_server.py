@@ -119,9 +119,23 @@ def test_job_flags(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("flags", [("--server-error-rate", "2"), ("--stale-read-window", "-1"),
-                                   ("--job-polls", "-5")])
+                                   ("--job-polls", "-5"), ("--rate-window", "0")])
 def test_a_bad_fault_setting_is_a_usage_error(tmp_path: Path, flags: tuple[str, str]) -> None:
     done = run(tmp_path, None, "fake-server", "--port", "0", *flags)
     assert done.returncode == 2
     assert flags[0].removeprefix("--").split("-")[0] in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_rate_window_counts_per_minute(tmp_path: Path) -> None:
+    with serving(tmp_path, "--rate-window", "60", "--rate-limit", "default=0.05") as (url, banner):
+        assert "  rate limits counted per 60 s (wall-clock windows)" in banner
+        api = client(url)
+        answers = [api.api_get("list", {}) for _ in range(7)]
+    # 3 a minute: even if a minute turns during the calls, at most 6 of 7 pass.
+    refused = [a for a in answers if a.get_status_code() == 429]
+    assert 1 <= len(refused) <= 4
+    for answer in refused:
+        headers = answer.get_rate_limit_headers()
+        assert headers["reset"] % 60 == 0
+        assert headers["remaining"] == 0

@@ -5,6 +5,7 @@ and the fake's job options have."""
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -58,6 +59,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     parser.add_argument("--rate-limit", action="append", metavar="ENDPOINT=N",
                         help="requests/second, e.g. user=300 (repeatable; replaces the defaults)")
+    parser.add_argument("--rate-window", type=float, default=1.0, metavar="SECONDS",
+                        help="how the limits are counted: 1 (default) a sliding one-second "
+                        "window, stricter than Sailthru and quick to refuse and recover, for "
+                        "tests; 60 per wall-clock minute as Sailthru counts, the reset at the "
+                        "next whole minute, for measuring long runs")
     faults = parser.add_argument_group("faults (all off by default)")
     for name, text in _RATES.items():
         faults.add_argument(f"--{name}", type=float, default=0.0, metavar="RATE",
@@ -99,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--job-seconds must not be negative, got {args.job_seconds}")
     if args.job_polls < -1:
         raise UsageError(f"--job-polls must be -1 (never), 0 or more, got {args.job_polls}")
+    if not (math.isfinite(args.rate_window) and args.rate_window > 0):
+        raise UsageError(f"--rate-window must be a positive number of seconds, "
+                         f"got {args.rate_window}")
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -112,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         latency=args.latency, seed=args.seed, faults=faults,
         rate_limits=rate_limits(args.rate_limit) or None,
         job_polls=None if args.job_polls == -1 else args.job_polls, job_fails=args.job_fails,
-        job_seconds=args.job_seconds,
+        job_seconds=args.job_seconds, rate_window=args.rate_window,
     )
     fake.exports_expire = args.expire_exports
     try:
@@ -136,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         if args.job_seconds != 0.25:
             on.append(f"job-seconds={args.job_seconds:g}")
         out(f"  faults: {', '.join(on) if on else 'none'}")
+        out(f"  rate limits counted per {args.rate_window:g} s "
+            f"({'sliding' if args.rate_window == 1 else 'wall-clock windows'})")
         out("Press Ctrl-C to stop.")
         sys.stdout.flush()
         while not stop.wait(0.2):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pyrate_limiter import GCRA, Rate, RedisStateStore
 
 from .._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
-from ..ratelimit import DEFAULT_HEADROOM, RateLimiter, RateLimiterRegistry
+from ..ratelimit import DEFAULT_HEADROOM, RateLimiter, RateLimiterRegistry, refusal_is_burst
 from ._health import digest
 
 if TYPE_CHECKING:
@@ -217,13 +217,17 @@ class RedisRateLimiter(RateLimiter):
         remaining: float | None = None,
         reset_in: float | None = None,
         reset_at: float | None = None,
-    ) -> None:
-        """Learn from one reply's ``X-Rate-Limit-*`` headers, for the whole cluster.
+        refused: bool = False,
+    ) -> bool:
+        """Learn from one reply's ``X-Rate-Limit-*`` headers, for the whole cluster; True for a
+        429 judged a burst.
 
         Sailthru counts per account, so each reply's ``Remaining`` is the cluster's: when the
         rest of the minute's budget would not last until the reset at the current pace, the
-        lower rate is shared; with nothing left, everyone pauses until the reset. Redis is
-        written only when something changes.
+        lower rate is shared; with nothing left, everyone pauses until the reset. A 429
+        (``refused``) slows everyone down when it is a burst (:func:`~.ratelimit.refusal_is_burst`)
+        and pauses everyone until the reset when the minute is spent. Redis is written only
+        when something changes.
         """
         control = self._shared_control()
         if limit_per_minute is not None and limit_per_minute > 0:
@@ -233,19 +237,31 @@ class RedisRateLimiter(RateLimiter):
                 self._write({"rate": rate})
                 control.rate = rate
         if remaining is None or reset_in is None:
-            return
+            return False
         wall = self._wall()
         reset_in = min(max(reset_in, 1e-3), 60.0)
+        if refused:
+            with self._control_lock:
+                known, left = self._minute, self._minute_remaining
+            burst = remaining > 0 or refusal_is_burst(
+                reset_in=reset_in, reset_at=reset_at, minute=known, minute_remaining=left,
+                pace=control.pace(self._target_headroom, wall),
+            )
+            if burst:
+                self.slow_down(now)
+            else:
+                self._write({"paused_until": wall + reset_in}, raise_only=True)
+            return burst
         minute = reset_at if reset_at is not None else round(wall + reset_in)
         with self._control_lock:
             if minute != self._minute:
                 self._minute, self._minute_remaining = minute, math.inf
             if remaining >= self._minute_remaining:
-                return  # replies arrive out of order: the lowest count is the latest
+                return False  # replies arrive out of order: the lowest count is the latest
             self._minute_remaining = remaining
         if remaining <= 0:
             self._write({"paused_until": wall + reset_in}, raise_only=True)
-            return
+            return False
         budget_rate = remaining / reset_in
         full = control.rate * self._target_headroom
         if budget_rate < full:
@@ -257,6 +273,7 @@ class RedisRateLimiter(RateLimiter):
             )
         elif control.budget_rate > 0 and wall < control.budget_until:
             self._write({"budget_rate": 0.0, "budget_until": 0.0})
+        return False
 
 
 class RedisRateLimiterRegistry(RateLimiterRegistry):

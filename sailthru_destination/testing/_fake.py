@@ -13,7 +13,7 @@ from ._app import App
 from ._faults import Faults
 from ._inferred import Inferred
 from ._jobs import expire_exports, run_due_jobs
-from ._ratelimit import RateLimiter
+from ._ratelimit import DEFAULT_WINDOW, RateLimiter
 from ._server import Server
 from ._state import State
 
@@ -32,6 +32,15 @@ class FakeSailthru:
     ``job_polls``-th GET (``job_polls=0``: inside the POST, at once; None: never) and end in
     ``error`` when ``job_fails`` is set. ``clock`` (monotonic seconds) is the fake's time for
     job delays and read lags: a test may pass its own and move it on instead of sleeping.
+
+    ``rate_window`` is how the rate limits are counted, in seconds. The default, ``1.0``, is a
+    sliding one-second window holding at most the per-second limit: stricter than Sailthru (a
+    client that passes here passes there), and a test that overshoots gets its 429 at once and
+    room again within a second. ``60.0`` counts as Sailthru does, per wall-clock minute: up to
+    60 times the per-second limit from ``:00`` to ``:59``, however bunched, a 429 naming the
+    next whole minute as its reset; use it to measure long runs at the ceiling. A refused call
+    does not count (inferred). ``wall_clock`` (Unix seconds) places the minutes: a test may pass
+    its own.
     """
 
     def __init__(
@@ -51,6 +60,8 @@ class FakeSailthru:
         job_fails: bool = False,
         job_seconds: float = 0.25,
         clock: Callable[[], float] | None = None,
+        rate_window: float = DEFAULT_WINDOW,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         if job_seconds < 0:
             raise ValueError(f"job_seconds must not be negative, got {job_seconds!r}")
@@ -69,7 +80,8 @@ class FakeSailthru:
         self._state.job_seconds = job_seconds
         if clock is not None:
             self._state.clock = clock
-        self._limiter = RateLimiter(rate_limits)
+        limiter_clocks = {} if wall_clock is None else {"wall": wall_clock}
+        self._limiter = RateLimiter(rate_limits, window=rate_window, **limiter_clocks)
         self._host = host
         self._port = port
         self._server: Server | None = None
@@ -156,6 +168,11 @@ class FakeSailthru:
     @connect_latency.setter
     def connect_latency(self, seconds: float) -> None:
         self._state.connect_latency = seconds
+
+    @property
+    def rate_window(self) -> float:
+        """How rate limits are counted, seconds: 1.0 slides, 60.0 is Sailthru's minute."""
+        return self._limiter.window
 
     @property
     def inferred(self) -> Inferred:

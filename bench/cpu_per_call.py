@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
+from _figures import add_size, figure
 from sailthru.sailthru_client import SailthruClient
 
 from sailthru_destination import AppOptions, DestinationOptions, ProfileChange, SailthruDestination
@@ -279,19 +280,9 @@ def options(calls: int) -> None:
     print(f"option: signing one payload                   {signing_us():6.1f} µs CPU")
 
 
-def figure(name: str, value: float, unit: str, baseline: str | None,
-           baseline_value: float | None, ratio: float | None, goal: str | None,
-           met: bool | None) -> str:
-    """The ``FIGURE {json}`` line of ``bench/run_all.py``'s convention."""
-    return "FIGURE " + json.dumps({
-        "figure": name, "value": round(value, 1), "unit": unit, "baseline": baseline,
-        "baseline_value": None if baseline_value is None else round(baseline_value, 1),
-        "ratio": None if ratio is None else round(ratio, 3), "goal": goal, "met": met})
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    add_size(parser)
     parser.add_argument("--profiles", type=int, help="profiles per run (default: by size)")
     parser.add_argument("--runs", type=int, help="runs; the figure is their median")
     parser.add_argument("--sequential", type=int, help="calls per sequential row (0: none)")
@@ -332,9 +323,9 @@ def main() -> None:
     print(f"median ratio of {runs} run(s): {ratio:.3f} (goal <= {GOAL})")
     # The ratio is the median of each run's (ours and theirs measured together), so it need
     # not equal the ratio of the two medians.
-    print(figure("CPU per profile, 50 ms, 300/s", statistics.median(ours_us), "µs",
-                 "sailthru-client api_post, 16 threads", statistics.median(theirs_us),
-                 ratio, f"<= {GOAL}", ratio <= GOAL))
+    figure("CPU per profile, 50 ms, 300/s", statistics.median(ours_us), "µs",
+           baseline="sailthru-client api_post, 16 threads",
+           baseline_value=statistics.median(theirs_us), ratio=ratio, goal=f"<= {GOAL}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ def test_faults_cost_at_most_a_few_percent_of_records(chaos_outcome: Outcome) ->
     activity = CI.events + CI.purchases + CI.carts
     kinds = ("event", "purchase", "cart")
     failed = sum(statuses[f"{kind} failed"] - on_429[kind] for kind in kinds)
+    # A purchase in doubt (its read-back missed it: how often depends on the fake's read lag
+    # against the machine's speed) is judged by test_no_purchase_ends_with_an_unknown_outcome;
+    # counted here it made this bound flake on a loaded machine (44 against 43.2, 1 run in 5).
+    failed -= chaos_outcome.in_doubt_purchases
     assert failed <= 0.06 * activity  # about the connection drop rate, per attempt
 
 

@@ -287,3 +287,24 @@ def test_a_list_lock_held_too_long_fails_the_record_on_lists_for_a_retry(
     assert (result.error.field, result.error.retryable) == ("lists", True)
     assert "VIP" in result.error.reason
     assert fake.users == {}
+
+
+def test_in_update_mode_matching_on_extid_looks_the_user_up_by_extid(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Update mode reads whether the user exists before writing: by the match key, not by
+    # email (an extid is no email, and the person's email may be another profile's).
+    fake.extid_lookup = True
+    with destination_for(fake, tmp_path, match_key="extid") as seed:
+        seed.export_profile(ProfileChange("cust-1", new_properties={"email": "ann@example.com"}))
+    with destination_for(fake, tmp_path, match_key="extid", sync_mode="update") as dest:
+        known = dest.export_profile(
+            ProfileChange("cust-1", old_properties={"email": "ann@example.com"},
+                          new_properties={"email": "ann@example.com", "a": 2})
+        )
+        unknown = dest.export_profile(ProfileChange("cust-2", new_properties={"a": 3}))
+    assert known.status is Status.UPDATED
+    assert fake.find_user(extid="cust-1")["vars"] == {"a": 2}  # type: ignore[index]
+    assert (unknown.status, unknown.detail) == (
+        Status.SKIPPED, "no such user in Sailthru (update mode)")
+    assert fake.find_user(extid="cust-2") is None

@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pytest
 from helpers import app_for
+from test_sync_runner import _rows
 
 from sailthru_destination.api import SailthruApi
+from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.intents import Intent
+from sailthru_destination.sync.runner import RunSummary, SyncRunner
 from sailthru_destination.sync.settle import RESEND, settle_intents
+from sailthru_destination.sync.sources import Row
 from sailthru_destination.sync.state import AppliedRecord, SyncState
 from sailthru_destination.sync.summary import RecordNotice
 from sailthru_destination.testing import FakeSailthru, Faults
@@ -48,6 +52,16 @@ def _settle(fake: FakeSailthru, state: SyncState, **settings: object) -> list[Re
     settled = settle_intents(api, SyncConfig(**settings), state, notices.append, lag=0.0)
     assert settled.in_doubt == len(notices)
     return notices
+
+
+def _sync(fake: FakeSailthru, tmp_path: Path, rows: list[Row], **settings: object) -> RunSummary:
+    """One run of the runner, as the CLI runs it, with the tests' credentials."""
+    config = SyncConfig(name="t", **settings)  # type: ignore[arg-type]
+    api = SailthruApi(app_for(fake), sleep=lambda _: None)
+    options = config.destination_options(lock_dir=str(tmp_path / "locks"))
+    with (SailthruDestination(app_for(fake), options, api=api) as dest,
+          SyncState(tmp_path / "s.db") as state):
+        return SyncRunner(dest, config, state).run(rows)
 
 
 def test_an_old_state_file_gains_the_intents_table(tmp_path: Path) -> None:
@@ -281,3 +295,28 @@ def test_a_left_user_seen_deleted_is_dropped_and_one_still_there_kept(
         assert _settle(fake, state, delete_behavior="delete") == []
         assert [user.key for user in state.left()] == [BOB]  # deleted again by the next run
         assert state.open_intents() == []
+
+
+def test_an_email_change_a_failed_run_left_open_renames_the_same_user_next_run(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """The runner's intent of an email change names the old email: the next run reads both
+    back, finds the rename not done, and renames ann's own user (same sid), deleting no one."""
+    ann = {"id": 1, "email": ANN, "plan": "gold"}
+    moved = ann | {"email": BOB}
+    _sync(fake, tmp_path, _rows(ann), delete_behavior="delete")
+    user = fake.find_user(email=ANN)
+    assert user is not None
+    sid = user["keys"]["sid"]
+    fake.faults = Faults(server_error_rate=1.0)  # every call fails before it is applied
+    failed = _sync(fake, tmp_path, _rows(moved), delete_behavior="delete")
+    assert failed.counts["failed"] == 1
+    fake.faults = Faults()
+    summary = _sync(fake, tmp_path, _rows(moved), delete_behavior="delete")
+    assert (summary.intents_settled, summary.counts["deleted"]) == (1, 0)
+    assert summary.counts["updated"] == 1
+    assert fake.find_user(email=ANN) is None
+    renamed = fake.find_user(email=BOB)
+    assert renamed is not None
+    assert renamed["keys"]["sid"] == sid
+    assert renamed["vars"]["plan"] == "gold"

@@ -7,6 +7,7 @@ status and detail, a payload Sailthru receives.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +309,21 @@ def test_in_update_mode_matching_on_extid_looks_the_user_up_by_extid(
     assert (unknown.status, unknown.detail) == (
         Status.SKIPPED, "no such user in Sailthru (update mode)")
     assert fake.find_user(extid="cust-2") is None
+
+
+def test_a_decision_made_after_a_read_keeps_the_accounts_time_zone(
+    fake: FakeSailthru, api: SailthruApi, tmp_path: Path
+) -> None:
+    # Update mode reads whether the user exists, then decides again: a naive time is still
+    # read in the account's zone (Paris: midnight is 23:00 UTC the day before), not in UTC.
+    exporter = ProfileExporter(
+        api, ListRegistry(api, LocalLock(tmp_path)),
+        DestinationOptions(lock_dir=str(tmp_path), sync_mode="update"),
+        app_for(fake, timezone="Europe/Paris"),
+    )
+    api.post("user", {"id": "a@example.com", "key": "email"})
+    result = exporter.export(ProfileChange(
+        "a@example.com", new_properties={"signup_time": datetime(2024, 1, 1)}))
+    assert result.status is Status.UPDATED
+    stored = fake.find_user(email="a@example.com")["vars"]  # type: ignore[index]
+    assert stored == {"signup_time": 1704063600}  # 2023-12-31T23:00:00Z

@@ -320,3 +320,17 @@ def test_an_email_change_a_failed_run_left_open_renames_the_same_user_next_run(
     assert renamed is not None
     assert renamed["keys"]["sid"] == sid
     assert renamed["vars"]["plan"] == "gold"
+
+
+def test_a_create_by_extid_is_read_back_by_extid(fake: FakeSailthru, tmp_path: Path) -> None:
+    """Matching on extid, a killed run's create is looked up by its extid, not as an email."""
+    fake.extid_lookup = True
+    api = SailthruApi(app_for(fake), sleep=lambda _: None)
+    api.post("user", {"id": ANN, "key": "email", "keys": {"extid": "cust-1"}})
+    record = AppliedRecord("1", "h1", "cust-1", {"email": ANN}, frozenset(), None, "cust-1")
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", record))
+        assert _settle(fake, state, match_key="extid") == []
+        settled = state.get("1")
+        assert settled is not None
+        assert (settled.key, settled.hash) == ("cust-1", RESEND)  # written: sent again whole

@@ -19,18 +19,21 @@ from sailthru_destination.sync.model import is_deleted
 from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunner
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.summary import RecordNotice
 from sailthru_destination.testing import FakeSailthru
 
 
 def _apply(fake: FakeSailthru, tmp_path: Path, rows: list[Row], *, whole: bool = False,
-           failures: list[RecordFailure] | None = None, **settings: Any) -> RunSummary:
+           failures: list[RecordFailure] | None = None,
+           notices: list[RecordNotice] | None = None, **settings: Any) -> RunSummary:
     config = SyncConfig(name="t", rate_limits=FAST, deleted_column="_deleted", **settings)
     app = app_for(fake)
     api = SailthruApi(app, rate_limits=FAST, sleep=lambda _s: None)
     options = config.destination_options(lock_dir=str(tmp_path / "locks"))
     with SailthruDestination(app, options, api=api) as dest, SyncState(tmp_path / "s.db") as st:
         sink = failures.append if failures is not None else None
-        runner = SyncRunner(dest, config, st, on_failure=sink)
+        runner = SyncRunner(dest, config, st, on_failure=sink,
+                            on_notice=notices.append if notices is not None else None)
         return runner.run(rows) if whole else runner.apply(rows)
 
 
@@ -125,11 +128,17 @@ def test_a_row_that_cannot_be_identified_keeps_every_missing_user(
     _apply(fake, tmp_path, _rows(ANN, BOB), whole=True, delete_behavior="delete")
     unreadable = Row("line 2", {"__problem__": "not valid JSON: Expecting value"})
     failures: list[RecordFailure] = []
+    notices: list[RecordNotice] = []
     summary = _apply(fake, tmp_path, [*_rows(ANN), unreadable], whole=True,
-                     delete_behavior="delete", failures=failures)
+                     delete_behavior="delete", failures=failures, notices=notices)
     assert fake.find_user(email="bob@example.com") is not None
     assert "deleted" not in summary.counts
     assert [f.where for f in failures] == ["line 2"]
+    # The report says why, about the model as a whole (no row of it).
+    [notice] = notices
+    assert notice.record == "(model)"
+    assert notice.reason.startswith("1 row(s) could not be identified")
+    assert "none of the 1 applied row(s) missing from this run is treated as gone" in notice.reason
     # Once the model reads whole again, the missing row is gone and its user deleted.
     summary = _apply(fake, tmp_path, _rows(ANN), whole=True, delete_behavior="delete")
     assert summary.counts["deleted"] == 1

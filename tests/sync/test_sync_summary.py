@@ -287,3 +287,16 @@ def test_deleted_rows_count_as_changed_rows_in_the_calls_per_changed_row(
     assert per_changed == round(summary.total_calls / 2, 3)
     [calls_line] = [line for line in format_summary(summary) if "API calls" in line]
     assert f"({summary.total_calls / 2:.2f} per changed row" in calls_line
+
+
+def test_a_write_that_failed_on_sailthrus_side_is_reported_retryable(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # "retryable" tells the operator (and dlt/Singer's retry memory) to run the row again.
+    fake.faults = Faults(server_error_rate=1.0)
+    failures: list[RecordFailure] = []
+    summary = _sync(fake, tmp_path, [ANN], failures)
+    assert summary.failed == 1
+    [failure] = failures
+    assert (failure.record, failure.where, failure.retryable) == ("1", "line 2", True)
+    assert failure.to_dict()["retryable"] is True

@@ -334,3 +334,23 @@ def test_a_create_by_extid_is_read_back_by_extid(fake: FakeSailthru, tmp_path: P
         settled = state.get("1")
         assert settled is not None
         assert (settled.key, settled.hash) == ("cust-1", RESEND)  # written: sent again whole
+
+
+def test_a_run_waits_out_the_accounts_read_lag_before_settling(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """The lag is the destination's ``delete_confirm_after`` (30 s here, not the default 1 s):
+    a read sooner could miss a write the killed run made."""
+    _create(fake, ANN)
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", _record("1")))
+    waits: list[float] = []
+    config = SyncConfig(name="t")
+    api = SailthruApi(app_for(fake), sleep=waits.append)
+    options = dataclasses.replace(config.destination_options(lock_dir=str(tmp_path / "locks")),
+                                  delete_confirm_after=30.0)
+    with (SailthruDestination(app_for(fake), options, api=api) as dest,
+          SyncState(tmp_path / "s.db") as state):
+        summary = SyncRunner(dest, config, state).run(_rows({"id": 1, "email": ANN}))
+    assert summary.intents_settled == 1
+    assert 20.0 < waits[0] <= 30.0  # less the intent's age; waits are recorded, not slept

@@ -10,6 +10,7 @@ import re
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import app_for
@@ -54,9 +55,9 @@ def _settle(fake: FakeSailthru, state: SyncState, **settings: object) -> list[Re
     return notices
 
 
-def _sync(fake: FakeSailthru, tmp_path: Path, rows: list[Row], **settings: object) -> RunSummary:
+def _sync(fake: FakeSailthru, tmp_path: Path, rows: list[Row], **settings: Any) -> RunSummary:
     """One run of the runner, as the CLI runs it, with the tests' credentials."""
-    config = SyncConfig(name="t", **settings)  # type: ignore[arg-type]
+    config = SyncConfig(name="t", **settings)
     api = SailthruApi(app_for(fake), sleep=lambda _: None)
     options = config.destination_options(lock_dir=str(tmp_path / "locks"))
     with (SailthruDestination(app_for(fake), options, api=api) as dest,

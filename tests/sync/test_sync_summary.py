@@ -88,6 +88,18 @@ def test_a_duplicate_primary_key_is_reported_and_its_row_not_used(
     assert fake.calls[("POST", "user")] == 2
 
 
+def test_a_duplicate_of_an_unchanged_row_is_reported_where_it_is(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # The no-change shortcut (a row exactly as last applied) still catches a second copy.
+    _sync(fake, tmp_path, [ANN])
+    failures: list[RecordFailure] = []
+    summary = _sync(fake, tmp_path, [ANN, ANN], failures)
+    [failure] = failures
+    assert (failure.record, failure.field, failure.where) == ("1", "id", "line 3")
+    assert (summary.counts["unchanged"], summary.failed, summary.total_calls) == (1, 1, 0)
+
+
 def test_a_duplicate_primary_key_among_rows_marked_deleted_is_reported_where_it_is(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:

@@ -355,3 +355,21 @@ def test_a_run_waits_out_the_accounts_read_lag_before_settling(
         summary = SyncRunner(dest, config, state).run(_rows({"id": 1, "email": ANN}))
     assert summary.intents_settled == 1
     assert 20.0 < waits[0] <= 30.0  # less the intent's age; waits are recorded, not slept
+
+
+def test_a_clear_answered_with_an_error_is_undone_when_its_row_comes_back(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """The clear applied but its answer was lost: the next run reads the intent, and when the
+    row is back in the model it is sent whole, so bob's vars are not left emptied."""
+    ann = {"id": 1, "email": ANN, "plan": "gold"}
+    bob = {"id": 2, "email": BOB, "plan": "free"}
+    _sync(fake, tmp_path, _rows(ann, bob), delete_behavior="clear")
+    fake.faults = Faults(error_after_apply_rate=1.0)  # the clear applies, the answer is a 504
+    failed = _sync(fake, tmp_path, _rows(ann), delete_behavior="clear")
+    assert failed.counts["failed"] == 1
+    assert fake.find_user(email=BOB)["vars"].get("plan") in (None, "")  # type: ignore[index]
+    fake.faults = Faults()
+    back = _sync(fake, tmp_path, _rows(ann, bob), delete_behavior="clear")
+    assert fake.find_user(email=BOB)["vars"]["plan"] == "free"  # type: ignore[index]
+    assert (back.intents_settled, back.counts["updated"]) == (1, 1)

@@ -237,8 +237,9 @@ def test_a_gone_row_that_fails_does_not_stop_the_others(
             state.put(AppliedRecord(pk, "h", f"not-an-email-{pk}", {}, frozenset()))
     failures: list[RecordFailure] = []
     summary = _sync(fake, tmp_path, [ANN], failures, delete_behavior="delete")
-    assert sorted((f.record, f.where, f.retryable) for f in failures) == [
-        ("0", "gone from the model", False), ("25", "gone from the model", False)]
+    # Each failure names the field to fix (the stored key), and is not worth a retry.
+    assert sorted((f.record, f.where, f.field, f.retryable) for f in failures) == [
+        ("0", "gone from the model", "key", False), ("25", "gone from the model", "key", False)]
     assert summary.counts["deleted"] == 2
     assert fake.find_user(email="bob@example.com") is None
     assert fake.find_user(email="carl@example.com") is None

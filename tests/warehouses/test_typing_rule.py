@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
-from sailthru_destination.mapping import flatten_vars
+from sailthru_destination.mapping import InvalidValue, flatten_vars
 from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.columns import TYPES, shaped
 from sailthru_destination.sync.config import SyncConfig
@@ -240,3 +240,33 @@ def test_a_cell_of_only_spaces_in_a_typed_column_fails_its_row_naming_the_column
     assert empty.data == {"id": "2", "age": ""}  # an empty cell stays empty
     [kept] = list(shaped(rows[:1], {}, {"age": "str"}))
     assert kept.data == {"id": "1", "age": cell}
+
+
+class _Amount(float):
+    """A float subclass, as numpy's float64 is."""
+
+
+class _Label(str):
+    """A str subclass, as a str enum is."""
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("signup_time", date(2024, 1, 1), 1704063600),  # midnight in Paris
+    ("signup_date", date(2024, 1, 1), "2024-01-01"),
+    ("label", _Label("gold"), "gold"),
+    ("amount", _Amount(1.5), 1.5),
+])
+def test_a_scalar_becomes_its_plain_sailthru_type(name: str, value: Any, expected: Any) -> None:
+    typed = sailthru_value(value, name, timezone="Europe/Paris")
+    assert (typed, type(typed)) == (expected, type(expected))
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (float("nan"), "NaN and infinities are not numbers Sailthru can store"),
+    (b"\x00", "bytes are not text: decode them to str first"),
+    ({"a"}, "sets have no order; send a list"),
+])
+def test_a_value_sailthru_cannot_hold_is_refused_naming_its_field(value: Any, reason: str) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        sailthru_value({"nested": value}, "prefs")
+    assert (caught.value.field, caught.value.reason) == ("prefs_nested", reason)

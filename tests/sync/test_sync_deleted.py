@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunn
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.sync.summary import RecordNotice
-from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.testing import FakeSailthru, Faults
 
 
 def _apply(fake: FakeSailthru, tmp_path: Path, rows: list[Row], *, whole: bool = False,
@@ -154,3 +156,25 @@ def test_a_marked_row_whose_user_another_row_holds_is_kept(
                      delete_behavior="delete")
     assert fake.find_user(email=ANN["email"]) is not None
     assert "deleted" not in summary.counts
+
+
+def test_a_row_to_retry_keeps_its_typed_values_and_the_rows_after_an_unreadable_one(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # dlt hands over typed values (timestamps, decimals): the row is remembered typed.
+    seen = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    fake.faults = Faults(server_error_rate=1.0)
+    failures: list[RecordFailure] = []
+    typed = {"seen_at": seen, "seen_time": seen, "amount": Decimal("1.25")}
+    _apply(fake, tmp_path, _rows({**ANN, **typed}), failures=failures)
+    assert [f.retryable for f in failures] == [True]
+    fake.faults = Faults()
+    with SyncState(tmp_path / "s.db") as state:  # remembered under a key no longer readable
+        state.keep_retry("0", Row("line 9", {"email": "ghost@example.com"}))
+    summary = _apply(fake, tmp_path, [])
+    assert summary.counts["created"] == 1
+    user = fake.find_user(email=ANN["email"])
+    assert user is not None
+    # As the first attempt would have sent them (the typing rule), not as str() text.
+    assert {k: user["vars"][k] for k in typed} == {
+        "seen_at": "2024-05-01T12:00:00+00:00", "seen_time": 1714564800, "amount": 1.25}

@@ -96,6 +96,8 @@ def test_a_row_recreated_under_a_new_key_keeps_its_user(
     third = _sync(fake, tmp_path, [recreated], delete_behavior=behavior)
     assert third.summary.total_calls == 0
     assert third.summary.counts["unchanged"] == 1
+    # Row 1 was forgotten once row 7 held its user: it is not reported kept again.
+    assert (third.notices, third.summary.counts["kept"]) == ([], 0)
     assert _user(fake, "ann@example.com")["vars"]["plan"] == "gold"
 
 

@@ -233,13 +233,14 @@ def test_a_gone_row_that_fails_does_not_stop_the_others(
     carl = {"id": 3, "email": "carl@example.com"}
     _sync(fake, tmp_path, [ANN, BOB, carl])
     with SyncState(tmp_path / "s.db") as state:  # an older state kept a key that is no email
-        for pk in ("0", "25"):
-            state.put(AppliedRecord(pk, "h", f"not-an-email-{pk}", {}, frozenset()))
+        for pk, key in (("0", "0"), ("25", "25"), ("26", "25")):  # 26: the same user as 25
+            state.put(AppliedRecord(pk, "h", f"not-an-email-{key}", {}, frozenset()))
     failures: list[RecordFailure] = []
     summary = _sync(fake, tmp_path, [ANN], failures, delete_behavior="delete")
     # Each failure names the field to fix (the stored key), and is not worth a retry.
     assert sorted((f.record, f.where, f.field, f.retryable) for f in failures) == [
-        ("0", "gone from the model", "key", False), ("25", "gone from the model", "key", False)]
+        ("0", "gone from the model", "key", False), ("25", "gone from the model", "key", False),
+        ("26", "gone from the model", "key", False)]
     assert summary.counts["deleted"] == 2
     assert fake.find_user(email="bob@example.com") is None
     assert fake.find_user(email="carl@example.com") is None

@@ -196,6 +196,8 @@ def test_the_key_length_limits_hold_exactly_at_the_boundary(
     assert refused.status is Status.FAILED
     assert refused.error is not None
     assert refused.error.field == "key"
+    if match_key == "extid":
+        assert refused.error.reason == "an extid must be at most 255 printable characters"
     assert len(fake.users) == 1
 
 
@@ -327,3 +329,19 @@ def test_a_decision_made_after_a_read_keeps_the_accounts_time_zone(
     assert result.status is Status.UPDATED
     stored = fake.find_user(email="a@example.com")["vars"]  # type: ignore[index]
     assert stored == {"signup_time": 1704063600}  # 2023-12-31T23:00:00Z
+
+
+def test_a_changed_extid_renames_the_persons_user(fake: FakeSailthru, tmp_path: Path) -> None:
+    # Matching on extid, a row's extid changes and its email stays: the same Sailthru user
+    # (same sid) gets the new extid; no second user, no key conflict on the email.
+    fake.extid_lookup = True
+    ann = {"email": "ann@example.com", "a": 1}
+    with destination_for(fake, tmp_path, match_key="extid") as dest:
+        dest.export_profile(ProfileChange("cust-1", new_properties=ann))
+        sid = fake.find_user(extid="cust-1")["keys"]["sid"]  # type: ignore[index]
+        moved = dest.export_profile(ProfileChange(
+            "cust-2", old_key="cust-1", old_properties=ann, new_properties=ann))
+    assert moved.status is Status.UPDATED
+    assert fake.find_user(extid="cust-1") is None
+    assert fake.find_user(extid="cust-2")["keys"]["sid"] == sid  # type: ignore[index]
+    assert len(fake.users) == 1

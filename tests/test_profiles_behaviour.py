@@ -345,3 +345,15 @@ def test_a_changed_extid_renames_the_persons_user(fake: FakeSailthru, tmp_path: 
     assert fake.find_user(extid="cust-1") is None
     assert fake.find_user(extid="cust-2")["keys"]["sid"] == sid  # type: ignore[index]
     assert len(fake.users) == 1
+
+
+def test_leaving_a_group_alone_is_sent(fake: FakeSailthru, tmp_path: Path) -> None:
+    # The only change of the row is a group it left: the user leaves that list.
+    with destination_for(fake, tmp_path) as dest:
+        dest.export_profile(ProfileChange("a@example.com", new_properties={"a": 1},
+                                          new_groups={"VIP", "News"}))
+        left = dest.export_profile(ProfileChange(
+            "a@example.com", old_properties={"a": 1}, new_properties={"a": 1},
+            old_groups={"VIP", "News"}, new_groups={"News"}))
+    assert left.status is Status.UPDATED
+    assert set(fake.find_user(email="a@example.com")["lists"]) == {"News"}  # type: ignore[index]

@@ -27,9 +27,10 @@ from sailthru_destination.testing import FakeSailthru, Faults
 
 def _apply(fake: FakeSailthru, tmp_path: Path, rows: list[Row], *, whole: bool = False,
            failures: list[RecordFailure] | None = None,
-           notices: list[RecordNotice] | None = None, **settings: Any) -> RunSummary:
+           notices: list[RecordNotice] | None = None, timezone: str = "UTC",
+           **settings: Any) -> RunSummary:
     config = SyncConfig(name="t", rate_limits=FAST, deleted_column="_deleted", **settings)
-    app = app_for(fake)
+    app = app_for(fake, timezone=timezone)
     api = SailthruApi(app, rate_limits=FAST, sleep=lambda _s: None)
     options = config.destination_options(lock_dir=str(tmp_path / "locks"))
     with SailthruDestination(app, options, api=api) as dest, SyncState(tmp_path / "s.db") as st:
@@ -165,16 +166,21 @@ def test_a_row_to_retry_keeps_its_typed_values_and_the_rows_after_an_unreadable_
     seen = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc)
     fake.faults = Faults(server_error_rate=1.0)
     failures: list[RecordFailure] = []
-    typed = {"seen_at": seen, "seen_time": seen, "amount": Decimal("1.25")}
-    _apply(fake, tmp_path, _rows({**ANN, **typed}), failures=failures)
+    typed = {"seen_at": seen, "seen_time": seen, "amount": Decimal("1.25"),
+             "local_time": datetime.datetime(2024, 5, 1, 12, 0)}  # naive: the account's zone
+    _apply(fake, tmp_path, _rows({**ANN, **typed}), failures=failures, timezone="Europe/Paris")
     assert [f.retryable for f in failures] == [True]
+    again: list[RecordFailure] = []
+    _apply(fake, tmp_path, [], failures=again, timezone="Europe/Paris")
+    assert [(f.record, f.where) for f in again] == [("1", "line 2")]  # where it was read
     fake.faults = Faults()
     with SyncState(tmp_path / "s.db") as state:  # remembered under a key no longer readable
         state.keep_retry("0", Row("line 9", {"email": "ghost@example.com"}))
-    summary = _apply(fake, tmp_path, [])
+    summary = _apply(fake, tmp_path, [], timezone="Europe/Paris")
     assert summary.counts["created"] == 1
     user = fake.find_user(email=ANN["email"])
     assert user is not None
     # As the first attempt would have sent them (the typing rule), not as str() text.
     assert {k: user["vars"][k] for k in typed} == {
-        "seen_at": "2024-05-01T12:00:00+00:00", "seen_time": 1714564800, "amount": 1.25}
+        "seen_at": "2024-05-01T12:00:00+00:00", "seen_time": 1714564800, "amount": 1.25,
+        "local_time": 1714557600}  # 12:00 in Paris is 10:00 UTC

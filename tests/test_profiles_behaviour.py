@@ -357,3 +357,31 @@ def test_leaving_a_group_alone_is_sent(fake: FakeSailthru, tmp_path: Path) -> No
             old_groups={"VIP", "News"}, new_groups={"News"}))
     assert left.status is Status.UPDATED
     assert set(fake.find_user(email="a@example.com")["lists"]) == {"News"}  # type: ignore[index]
+
+
+def test_a_row_sent_whole_keeps_the_accounts_time_zone(
+    fake: FakeSailthru, api: SailthruApi, tmp_path: Path
+) -> None:
+    # A resend (full resync, repair) sends every var: a naive time still in the account's zone.
+    exporter = ProfileExporter(
+        api, ListRegistry(api, LocalLock(tmp_path)), DestinationOptions(lock_dir=str(tmp_path)),
+        app_for(fake, timezone="Europe/Paris"),
+    )
+    naive = {"signup_time": datetime(2024, 1, 1)}
+    result = exporter.export(ProfileChange(
+        "a@example.com", old_properties=naive, new_properties=naive, resend=True))
+    assert result.status is Status.UPDATED
+    stored = fake.find_user(email="a@example.com")["vars"]  # type: ignore[index]
+    assert stored == {"signup_time": 1704063600}  # 2023-12-31T23:00:00Z
+
+
+def test_a_sid_of_the_wrong_shape_fails_its_record_saying_why(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    with destination_for(fake, tmp_path, match_key="sid") as dest:
+        result = dest.export_profile(ProfileChange("not-a-sid", new_properties={"a": 1}))
+    assert result.status is Status.FAILED
+    assert result.error is not None
+    assert (result.error.field, result.error.reason) == (
+        "key", "a Sailthru ID is 24 lowercase hexadecimal characters")
+    assert fake.users == {}

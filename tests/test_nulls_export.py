@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import destination_for
 
+from sailthru_destination.nulls import settle_nulls
 from sailthru_destination.options import DestinationOptions
 from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.results import Status
@@ -57,3 +58,16 @@ def test_clear_empties_the_var_even_without_an_old_value(
 def test_an_unknown_policy_is_refused_naming_the_setting() -> None:
     with pytest.raises(ValueError, match="null_values"):
         DestinationOptions(null_values="drop")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("old", "new", "policy", "settled"), [
+    (None, {"a": None}, "keep", {}),  # only NULLs, nothing known before: nothing to send
+    ({"b": 1}, {"a": None, "b": 2}, "keep", {"b": 2}),  # a NULL the old values never had
+    ({"a": 1}, {"a": None, "b": 2}, "keep", {"a": 1, "b": 2}),
+    ({"a": 1}, {"a": None}, "clear", {"a": ""}),  # "" is how Sailthru empties a var
+])
+def test_each_null_is_settled_by_the_policy(
+    old: dict[str, object] | None, new: dict[str, object], policy: str,
+    settled: dict[str, object],
+) -> None:
+    assert settle_nulls(old, new, policy) == settled

@@ -7,6 +7,7 @@ status and detail, a payload Sailthru receives.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,8 @@ def test_the_key_length_limits_hold_exactly_at_the_boundary(
     assert refused.status is Status.FAILED
     assert refused.error is not None
     assert refused.error.field == "key"
+    if match_key == "extid":
+        assert refused.error.reason == "an extid must be at most 255 printable characters"
     assert len(fake.users) == 1
 
 
@@ -286,4 +289,99 @@ def test_a_list_lock_held_too_long_fails_the_record_on_lists_for_a_retry(
     assert result.error is not None
     assert (result.error.field, result.error.retryable) == ("lists", True)
     assert "VIP" in result.error.reason
+    assert fake.users == {}
+
+
+def test_in_update_mode_matching_on_extid_looks_the_user_up_by_extid(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # Update mode reads whether the user exists before writing: by the match key, not by
+    # email (an extid is no email, and the person's email may be another profile's).
+    fake.extid_lookup = True
+    with destination_for(fake, tmp_path, match_key="extid") as seed:
+        seed.export_profile(ProfileChange("cust-1", new_properties={"email": "ann@example.com"}))
+    with destination_for(fake, tmp_path, match_key="extid", sync_mode="update") as dest:
+        known = dest.export_profile(
+            ProfileChange("cust-1", old_properties={"email": "ann@example.com"},
+                          new_properties={"email": "ann@example.com", "a": 2})
+        )
+        unknown = dest.export_profile(ProfileChange("cust-2", new_properties={"a": 3}))
+    assert known.status is Status.UPDATED
+    assert fake.find_user(extid="cust-1")["vars"] == {"a": 2}  # type: ignore[index]
+    assert (unknown.status, unknown.detail) == (
+        Status.SKIPPED, "no such user in Sailthru (update mode)")
+    assert fake.find_user(extid="cust-2") is None
+
+
+def test_a_decision_made_after_a_read_keeps_the_accounts_time_zone(
+    fake: FakeSailthru, api: SailthruApi, tmp_path: Path
+) -> None:
+    # Update mode reads whether the user exists, then decides again: a naive time is still
+    # read in the account's zone (Paris: midnight is 23:00 UTC the day before), not in UTC.
+    exporter = ProfileExporter(
+        api, ListRegistry(api, LocalLock(tmp_path)),
+        DestinationOptions(lock_dir=str(tmp_path), sync_mode="update"),
+        app_for(fake, timezone="Europe/Paris"),
+    )
+    api.post("user", {"id": "a@example.com", "key": "email"})
+    result = exporter.export(ProfileChange(
+        "a@example.com", new_properties={"signup_time": datetime(2024, 1, 1)}))
+    assert result.status is Status.UPDATED
+    stored = fake.find_user(email="a@example.com")["vars"]  # type: ignore[index]
+    assert stored == {"signup_time": 1704063600}  # 2023-12-31T23:00:00Z
+
+
+def test_a_changed_extid_renames_the_persons_user(fake: FakeSailthru, tmp_path: Path) -> None:
+    # Matching on extid, a row's extid changes and its email stays: the same Sailthru user
+    # (same sid) gets the new extid; no second user, no key conflict on the email.
+    fake.extid_lookup = True
+    ann = {"email": "ann@example.com", "a": 1}
+    with destination_for(fake, tmp_path, match_key="extid") as dest:
+        dest.export_profile(ProfileChange("cust-1", new_properties=ann))
+        sid = fake.find_user(extid="cust-1")["keys"]["sid"]  # type: ignore[index]
+        moved = dest.export_profile(ProfileChange(
+            "cust-2", old_key="cust-1", old_properties=ann, new_properties=ann))
+    assert moved.status is Status.UPDATED
+    assert fake.find_user(extid="cust-1") is None
+    assert fake.find_user(extid="cust-2")["keys"]["sid"] == sid  # type: ignore[index]
+    assert len(fake.users) == 1
+
+
+def test_leaving_a_group_alone_is_sent(fake: FakeSailthru, tmp_path: Path) -> None:
+    # The only change of the row is a group it left: the user leaves that list.
+    with destination_for(fake, tmp_path) as dest:
+        dest.export_profile(ProfileChange("a@example.com", new_properties={"a": 1},
+                                          new_groups={"VIP", "News"}))
+        left = dest.export_profile(ProfileChange(
+            "a@example.com", old_properties={"a": 1}, new_properties={"a": 1},
+            old_groups={"VIP", "News"}, new_groups={"News"}))
+    assert left.status is Status.UPDATED
+    assert set(fake.find_user(email="a@example.com")["lists"]) == {"News"}  # type: ignore[index]
+
+
+def test_a_row_sent_whole_keeps_the_accounts_time_zone(
+    fake: FakeSailthru, api: SailthruApi, tmp_path: Path
+) -> None:
+    # A resend (full resync, repair) sends every var: a naive time still in the account's zone.
+    exporter = ProfileExporter(
+        api, ListRegistry(api, LocalLock(tmp_path)), DestinationOptions(lock_dir=str(tmp_path)),
+        app_for(fake, timezone="Europe/Paris"),
+    )
+    naive = {"signup_time": datetime(2024, 1, 1)}
+    result = exporter.export(ProfileChange(
+        "a@example.com", old_properties=naive, new_properties=naive, resend=True))
+    assert result.status is Status.UPDATED
+    stored = fake.find_user(email="a@example.com")["vars"]  # type: ignore[index]
+    assert stored == {"signup_time": 1704063600}  # 2023-12-31T23:00:00Z
+
+
+def test_a_sid_of_the_wrong_shape_fails_its_record_saying_why(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    with destination_for(fake, tmp_path, match_key="sid") as dest:
+        result = dest.export_profile(ProfileChange("not-a-sid", new_properties={"a": 1}))
+    assert result.status is Status.FAILED
+    assert result.error is not None
+    assert (result.error.field, result.error.reason) == (
+        "key", "a Sailthru ID is 24 lowercase hexadecimal characters")
     assert fake.users == {}

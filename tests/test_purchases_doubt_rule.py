@@ -16,7 +16,7 @@ from helpers import KEY, SECRET, VirtualClock, app_for
 
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
-from sailthru_destination.doubt import Doubt, InMemoryDoubtLog
+from sailthru_destination.doubt import UNKNOWN_JOB, Doubt, InMemoryDoubtLog, may_post_again
 from sailthru_destination.purchases import doubt_log_of
 from sailthru_destination.results import Status
 from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
@@ -233,3 +233,13 @@ def test_an_order_released_by_another_worker_meanwhile_is_left_to_a_rerun(
     assert result.error.retryable
     assert result.detail == "the purchase 'o-1' was being sent by another worker; send it again"
     assert sum(fake.calls.values()) == 0
+
+
+@pytest.mark.parametrize(("job", "again"), [(None, True), (UNKNOWN_JOB, True), ("job-7", False)])
+def test_an_order_whose_job_was_not_seen_finished_is_never_posted_again(
+    job: str | None, again: bool
+) -> None:
+    # Old enough, missed twice, put in doubt by a dead run: posted again, unless the
+    # purchase_import job that may still import it was not seen finished (a known job id).
+    doubt = Doubt(since=0.0, misses=2, owner="a dead run", job=job)
+    assert may_post_again(doubt, now=3600.0, age=600.0, session="this run") is again

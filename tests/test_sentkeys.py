@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sailthru_destination._concurrency import KeyedLocks
+from sailthru_destination.coordination import CoordinationError
 from sailthru_destination.errors import InvalidRequest, OutcomeUnknown
 from sailthru_destination.results import ExportResult, Status
 from sailthru_destination.sentkeys import InMemorySentKeys, KeyState, SentKeys, send_once
@@ -37,7 +39,7 @@ def test_a_claim_succeeds_once_per_kind_and_key() -> None:
 
 
 def test_settle_refuses_pending_as_an_outcome() -> None:
-    with pytest.raises(ValueError, match="SENT or UNKNOWN"):
+    with pytest.raises(ValueError, match=r"^settle records an outcome: SENT or UNKNOWN$"):
         InMemorySentKeys().settle("event", "e", KeyState.PENDING)
 
 
@@ -96,15 +98,21 @@ def test_an_unknown_outcome_is_kept_and_never_sent_again() -> None:
         calls.append(1)
         raise OutcomeUnknown("read timeout", endpoint="purchase", method="POST")
 
-    first = send_once(store, locks, "purchase", "o9", "r", timed_out)
+    first = send_once(store, locks, "purchase", "o9", "r-9", timed_out)
     assert first.status is Status.FAILED
     assert first.error is not None
     assert not first.error.retryable
-    assert "marked 'unknown'" in first.detail
+    assert (first.record_id, first.error.record_id) == ("r-9", "r-9")
+    assert first.detail.endswith(
+        " The purchase 'o9' is marked 'unknown' and will not be sent again: check Sailthru, "
+        "then release the key if it was not applied")
     assert store.state("purchase", "o9") is KeyState.UNKNOWN
-    second = send_once(store, locks, "purchase", "o9", "r", timed_out)
+    second = send_once(store, locks, "purchase", "o9", "r-9", timed_out)
     assert second.status is Status.FAILED
-    assert "reconcil" in second.detail or "check Sailthru" in second.detail
+    assert second.detail == (
+        "the purchase 'o9' is marked 'unknown': an earlier send may or may not have reached "
+        "Sailthru, so it is not sent again; check Sailthru, then release the key if it was "
+        "not applied")
     assert len(calls) == 1
 
 
@@ -158,3 +166,48 @@ def _check_interrupted(store: SentKeys, stop: type[BaseException]) -> None:
     again = send_once(store, KeyedLocks(), "event", "e1", "r", sent)
     assert again.status is Status.FAILED
     assert "'unknown'" in again.detail
+
+
+class _Busy(InMemorySentKeys):
+    """A store shared with another worker, which holds every key's lease (Redis's case)."""
+
+    def claim(self, kind: str, key: str) -> bool:
+        return False
+
+    def in_flight(self, kind: str, key: str) -> bool:
+        return key == "held"
+
+
+def test_a_key_another_worker_is_sending_or_released_meanwhile_fails_retryable() -> None:
+    store, calls = _Busy(), list[int]()
+
+    def counted() -> ExportResult:
+        calls.append(1)
+        return sent()
+
+    for key, verb in (("held", "is"), ("freed", "was")):
+        result = send_once(store, KeyedLocks(), "event", key, f"r-{key}", counted)
+        assert result.status is Status.FAILED
+        assert result.error is not None
+        assert (result.record_id, result.error.record_id, result.error.retryable) == (
+            f"r-{key}", f"r-{key}", True)
+        assert result.detail == (
+            f"the event {key!r} {verb} being sent by another worker; send it again")
+    assert calls == []
+
+
+def test_a_send_whose_recording_fails_stays_sent_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Unrecorded(InMemorySentKeys):
+        def settle(self, kind: str, key: str, state: KeyState) -> None:
+            raise CoordinationError("Redis went away")
+
+    store = Unrecorded()
+    with caplog.at_level(logging.ERROR, logger="sailthru_destination.sentkeys"):
+        result = send_once(store, KeyedLocks(), "event", "k1", "r", sent)
+    assert result.status is Status.SENT
+    assert store.state("event", "k1") is KeyState.PENDING  # never sent again
+    [message] = caplog.messages
+    assert message.startswith("event 'k1': sent, but recording it failed: ")
+    assert "Redis went away" in message

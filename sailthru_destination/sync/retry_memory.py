@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 
+from .._invalid import InvalidValue
+from ..values import sailthru_value
 from ._db import StateDb
 from .config import SyncConfig
 from .model import RowProblem, row_key
@@ -59,9 +62,10 @@ class RetryMemory:
     """One :meth:`~.runner.SyncRunner.apply`: the rows it is given plus those to retry, and
     which of them failed retryably (told through :meth:`failed`); :meth:`done` records it."""
 
-    def __init__(self, state: RetryRowsTable, config: SyncConfig) -> None:
+    def __init__(self, state: RetryRowsTable, config: SyncConfig, timezone: str = "UTC") -> None:
         self._state = state
         self._config = config
+        self._timezone = timezone  # the account's: a remembered row is typed as it was read
         self._rows: dict[str, Row] = {}  # primary key -> row of this apply
         self._where: dict[str, str] = {}  # where a row was -> its primary key
         self._retryable: set[str] = set()
@@ -95,9 +99,21 @@ class RetryMemory:
     def done(self) -> None:
         """Record the outcome of an apply that ran to its end."""
         for pk in self._retryable:
-            self._state.keep_retry(pk, self._rows[pk])
+            self._state.keep_retry(pk, self._typed(self._rows[pk]))
         for pk in self._remembered - self._retryable:
             self._state.drop_retry(pk)
+
+    def _typed(self, row: Row) -> Row:
+        """``row`` with each value as Sailthru got it (the typing rule), so that the retry
+        sends what the first attempt sent: a timestamp kept as ``str()`` text would come back
+        as other text, and no longer as Unix seconds in a ``_time`` var."""
+        data: dict[str, Any] = {}
+        for name, value in row.data.items():
+            try:
+                data[name] = sailthru_value(value, name, timezone=self._timezone)
+            except InvalidValue:  # never kept: such a row fails for good, not retryably
+                data[name] = value
+        return Row(row.where, data)
 
     def _note(self, row: Row) -> None:
         pk = self._key(row)

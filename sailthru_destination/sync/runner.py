@@ -154,7 +154,7 @@ class SyncRunner:
         alone; only rows marked deleted (``deleted_column``) get the delete behaviour. Rows
         whose last attempt failed retryably are tried again (:mod:`.retry_memory`).
         """
-        memory = self._retry = RetryMemory(self._state, self._config)
+        memory = self._retry = RetryMemory(self._state, self._config, self._dest.app.timezone)
         try:
             summary = self._sync(memory.rows(rows), whole_model=False)
         finally:

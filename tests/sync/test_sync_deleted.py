@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +21,22 @@ from sailthru_destination.sync.model import is_deleted
 from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunner
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.sync.state import SyncState
-from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.sync.summary import RecordNotice
+from sailthru_destination.testing import FakeSailthru, Faults
 
 
 def _apply(fake: FakeSailthru, tmp_path: Path, rows: list[Row], *, whole: bool = False,
-           failures: list[RecordFailure] | None = None, **settings: Any) -> RunSummary:
+           failures: list[RecordFailure] | None = None,
+           notices: list[RecordNotice] | None = None, timezone: str = "UTC",
+           **settings: Any) -> RunSummary:
     config = SyncConfig(name="t", rate_limits=FAST, deleted_column="_deleted", **settings)
-    app = app_for(fake)
+    app = app_for(fake, timezone=timezone)
     api = SailthruApi(app, rate_limits=FAST, sleep=lambda _s: None)
     options = config.destination_options(lock_dir=str(tmp_path / "locks"))
     with SailthruDestination(app, options, api=api) as dest, SyncState(tmp_path / "s.db") as st:
         sink = failures.append if failures is not None else None
-        runner = SyncRunner(dest, config, st, on_failure=sink)
+        runner = SyncRunner(dest, config, st, on_failure=sink,
+                            on_notice=notices.append if notices is not None else None)
         return runner.run(rows) if whole else runner.apply(rows)
 
 
@@ -125,11 +131,17 @@ def test_a_row_that_cannot_be_identified_keeps_every_missing_user(
     _apply(fake, tmp_path, _rows(ANN, BOB), whole=True, delete_behavior="delete")
     unreadable = Row("line 2", {"__problem__": "not valid JSON: Expecting value"})
     failures: list[RecordFailure] = []
+    notices: list[RecordNotice] = []
     summary = _apply(fake, tmp_path, [*_rows(ANN), unreadable], whole=True,
-                     delete_behavior="delete", failures=failures)
+                     delete_behavior="delete", failures=failures, notices=notices)
     assert fake.find_user(email="bob@example.com") is not None
     assert "deleted" not in summary.counts
     assert [f.where for f in failures] == ["line 2"]
+    # The report says why, about the model as a whole (no row of it).
+    [notice] = notices
+    assert notice.record == "(model)"
+    assert notice.reason.startswith("1 row(s) could not be identified")
+    assert "none of the 1 applied row(s) missing from this run is treated as gone" in notice.reason
     # Once the model reads whole again, the missing row is gone and its user deleted.
     summary = _apply(fake, tmp_path, _rows(ANN), whole=True, delete_behavior="delete")
     assert summary.counts["deleted"] == 1
@@ -145,3 +157,30 @@ def test_a_marked_row_whose_user_another_row_holds_is_kept(
                      delete_behavior="delete")
     assert fake.find_user(email=ANN["email"]) is not None
     assert "deleted" not in summary.counts
+
+
+def test_a_row_to_retry_keeps_its_typed_values_and_the_rows_after_an_unreadable_one(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # dlt hands over typed values (timestamps, decimals): the row is remembered typed.
+    seen = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    fake.faults = Faults(server_error_rate=1.0)
+    failures: list[RecordFailure] = []
+    typed = {"seen_at": seen, "seen_time": seen, "amount": Decimal("1.25"),
+             "local_time": datetime.datetime(2024, 5, 1, 12, 0)}  # naive: the account's zone
+    _apply(fake, tmp_path, _rows({**ANN, **typed}), failures=failures, timezone="Europe/Paris")
+    assert [f.retryable for f in failures] == [True]
+    again: list[RecordFailure] = []
+    _apply(fake, tmp_path, [], failures=again, timezone="Europe/Paris")
+    assert [(f.record, f.where) for f in again] == [("1", "line 2")]  # where it was read
+    fake.faults = Faults()
+    with SyncState(tmp_path / "s.db") as state:  # remembered under a key no longer readable
+        state.keep_retry("0", Row("line 9", {"email": "ghost@example.com"}))
+    summary = _apply(fake, tmp_path, [], timezone="Europe/Paris")
+    assert summary.counts["created"] == 1
+    user = fake.find_user(email=ANN["email"])
+    assert user is not None
+    # As the first attempt would have sent them (the typing rule), not as str() text.
+    assert {k: user["vars"][k] for k in typed} == {
+        "seen_at": "2024-05-01T12:00:00+00:00", "seen_time": 1714564800, "amount": 1.25,
+        "local_time": 1714557600}  # 12:00 in Paris is 10:00 UTC

@@ -10,14 +10,19 @@ import re
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import app_for
+from test_sync_runner import _rows
 
 from sailthru_destination.api import SailthruApi
+from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.intents import Intent
+from sailthru_destination.sync.runner import RunSummary, SyncRunner
 from sailthru_destination.sync.settle import RESEND, settle_intents
+from sailthru_destination.sync.sources import Row
 from sailthru_destination.sync.state import AppliedRecord, SyncState
 from sailthru_destination.sync.summary import RecordNotice
 from sailthru_destination.testing import FakeSailthru, Faults
@@ -48,6 +53,16 @@ def _settle(fake: FakeSailthru, state: SyncState, **settings: object) -> list[Re
     settled = settle_intents(api, SyncConfig(**settings), state, notices.append, lag=0.0)
     assert settled.in_doubt == len(notices)
     return notices
+
+
+def _sync(fake: FakeSailthru, tmp_path: Path, rows: list[Row], **settings: Any) -> RunSummary:
+    """One run of the runner, as the CLI runs it, with the tests' credentials."""
+    config = SyncConfig(name="t", **settings)
+    api = SailthruApi(app_for(fake), sleep=lambda _: None)
+    options = config.destination_options(lock_dir=str(tmp_path / "locks"))
+    with (SailthruDestination(app_for(fake), options, api=api) as dest,
+          SyncState(tmp_path / "s.db") as state):
+        return SyncRunner(dest, config, state).run(rows)
 
 
 def test_an_old_state_file_gains_the_intents_table(tmp_path: Path) -> None:
@@ -281,3 +296,80 @@ def test_a_left_user_seen_deleted_is_dropped_and_one_still_there_kept(
         assert _settle(fake, state, delete_behavior="delete") == []
         assert [user.key for user in state.left()] == [BOB]  # deleted again by the next run
         assert state.open_intents() == []
+
+
+def test_an_email_change_a_failed_run_left_open_renames_the_same_user_next_run(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """The runner's intent of an email change names the old email: the next run reads both
+    back, finds the rename not done, and renames ann's own user (same sid), deleting no one."""
+    ann = {"id": 1, "email": ANN, "plan": "gold"}
+    moved = ann | {"email": BOB}
+    _sync(fake, tmp_path, _rows(ann), delete_behavior="delete")
+    user = fake.find_user(email=ANN)
+    assert user is not None
+    sid = user["keys"]["sid"]
+    fake.faults = Faults(server_error_rate=1.0)  # every call fails before it is applied
+    failed = _sync(fake, tmp_path, _rows(moved), delete_behavior="delete")
+    assert failed.counts["failed"] == 1
+    fake.faults = Faults()
+    summary = _sync(fake, tmp_path, _rows(moved), delete_behavior="delete")
+    assert (summary.intents_settled, summary.counts["deleted"]) == (1, 0)
+    assert summary.counts["updated"] == 1
+    assert fake.find_user(email=ANN) is None
+    renamed = fake.find_user(email=BOB)
+    assert renamed is not None
+    assert renamed["keys"]["sid"] == sid
+    assert renamed["vars"]["plan"] == "gold"
+
+
+def test_a_create_by_extid_is_read_back_by_extid(fake: FakeSailthru, tmp_path: Path) -> None:
+    """Matching on extid, a killed run's create is looked up by its extid, not as an email."""
+    fake.extid_lookup = True
+    api = SailthruApi(app_for(fake), sleep=lambda _: None)
+    api.post("user", {"id": ANN, "key": "email", "keys": {"extid": "cust-1"}})
+    record = AppliedRecord("1", "h1", "cust-1", {"email": ANN}, frozenset(), None, "cust-1")
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", record))
+        assert _settle(fake, state, match_key="extid") == []
+        settled = state.get("1")
+        assert settled is not None
+        assert (settled.key, settled.hash) == ("cust-1", RESEND)  # written: sent again whole
+
+
+def test_a_run_waits_out_the_accounts_read_lag_before_settling(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """The lag is the destination's ``delete_confirm_after`` (30 s here, not the default 1 s):
+    a read sooner could miss a write the killed run made."""
+    _create(fake, ANN)
+    with SyncState(tmp_path / "s.db") as state:
+        state.intend(Intent("upsert", "row", "1", _record("1")))
+    waits: list[float] = []
+    config = SyncConfig(name="t")
+    api = SailthruApi(app_for(fake), sleep=waits.append)
+    options = dataclasses.replace(config.destination_options(lock_dir=str(tmp_path / "locks")),
+                                  delete_confirm_after=30.0)
+    with (SailthruDestination(app_for(fake), options, api=api) as dest,
+          SyncState(tmp_path / "s.db") as state):
+        summary = SyncRunner(dest, config, state).run(_rows({"id": 1, "email": ANN}))
+    assert summary.intents_settled == 1
+    assert 20.0 < waits[0] <= 30.0  # less the intent's age; waits are recorded, not slept
+
+
+def test_a_clear_answered_with_an_error_is_undone_when_its_row_comes_back(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    """The clear applied but its answer was lost: the next run reads the intent, and when the
+    row is back in the model it is sent whole, so bob's vars are not left emptied."""
+    ann = {"id": 1, "email": ANN, "plan": "gold"}
+    bob = {"id": 2, "email": BOB, "plan": "free"}
+    _sync(fake, tmp_path, _rows(ann, bob), delete_behavior="clear")
+    fake.faults = Faults(error_after_apply_rate=1.0)  # the clear applies, the answer is a 504
+    failed = _sync(fake, tmp_path, _rows(ann), delete_behavior="clear")
+    assert failed.counts["failed"] == 1
+    assert fake.find_user(email=BOB)["vars"].get("plan") in (None, "")  # type: ignore[index]
+    fake.faults = Faults()
+    back = _sync(fake, tmp_path, _rows(ann, bob), delete_behavior="clear")
+    assert fake.find_user(email=BOB)["vars"]["plan"] == "free"  # type: ignore[index]
+    assert (back.intents_settled, back.counts["updated"]) == (1, 1)

@@ -14,6 +14,7 @@ from helpers import VirtualClock, make_fake
 
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.doubt import Doubt
 from sailthru_destination.options import AppOptions
 from sailthru_destination.results import Status
 from sailthru_destination.sentkeys import KeyState
@@ -457,3 +458,15 @@ def test_an_importer_waits_for_its_job_as_long_as_it_is_told_then_says_why_in_do
     assert said[0].startswith(f"purchase_import of 2 orders: the job failed or is not over "
                               f"(job {job} not done after")
     assert said[0].endswith("; they are in doubt")
+
+
+def test_a_doubt_is_read_back_whole_from_the_state_file(tmp_path: Path) -> None:
+    # Its owner decides whether this sender may post the order again: it must survive the file.
+    doubt = Doubt(since=1700000000.5, misses=1, owner="run-a", job="job-9")
+    with SyncState(tmp_path / "s.db") as state:
+        state.note_doubt("purchase", "o1", doubt)
+    with SyncState(tmp_path / "s.db") as state:
+        assert state.doubt("purchase", "o1") == doubt
+        state.clear_doubt("purchase", "o1")
+    with SyncState(tmp_path / "s.db") as state:
+        assert state.doubt("purchase", "o1") is None

@@ -8,6 +8,7 @@ row that loses a duplicate is a per-record error naming both primary keys.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,12 +70,13 @@ ANN = {"id": 1, "email": "ann@example.com", "plan": "gold", "city": "Lyon", "gro
 
 @pytest.mark.parametrize("behavior", ["delete", "clear"])
 def test_a_row_recreated_under_a_new_key_keeps_its_user(
-    fake: FakeSailthru, tmp_path: Path, behavior: str
+    fake: FakeSailthru, tmp_path: Path, behavior: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     _sync(fake, tmp_path, [ANN], delete_behavior=behavior)
     recreated = {**ANN, "id": 7}
     del recreated["city"]
-    second = _sync(fake, tmp_path, [recreated], delete_behavior=behavior)
+    with caplog.at_level(logging.INFO, logger="sailthru_destination.sync.gone"):
+        second = _sync(fake, tmp_path, [recreated], delete_behavior=behavior)
     user = _user(fake, "ann@example.com")
     assert user["vars"]["plan"] == "gold"
     # the new row took over the old row's values: what it no longer has is cleared
@@ -86,11 +88,16 @@ def test_a_row_recreated_under_a_new_key_keeps_its_user(
     assert counts["kept"] == 1
     [notice] = second.notices
     assert notice.record == "1"
-    assert "id='7'" in notice.reason
-    assert "ann@example.com" in notice.reason
+    done = "deleted" if behavior == "delete" else "cleared"
+    assert notice.reason == ("row id='7' of the model maps to the same Sailthru user "
+                             f"(email 'ann@example.com'): it was not {done}")
+    assert [m for m in caplog.messages if " kept: " in m] == [
+        f"1 ({notice.where}) kept: {notice.reason}"]
     third = _sync(fake, tmp_path, [recreated], delete_behavior=behavior)
     assert third.summary.total_calls == 0
     assert third.summary.counts["unchanged"] == 1
+    # Row 1 was forgotten once row 7 held its user: it is not reported kept again.
+    assert (third.notices, third.summary.counts["kept"]) == ([], 0)
     assert _user(fake, "ann@example.com")["vars"]["plan"] == "gold"
 
 

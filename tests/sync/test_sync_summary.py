@@ -88,6 +88,18 @@ def test_a_duplicate_primary_key_is_reported_and_its_row_not_used(
     assert fake.calls[("POST", "user")] == 2
 
 
+def test_a_duplicate_of_an_unchanged_row_is_reported_where_it_is(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # The no-change shortcut (a row exactly as last applied) still catches a second copy.
+    _sync(fake, tmp_path, [ANN])
+    failures: list[RecordFailure] = []
+    summary = _sync(fake, tmp_path, [ANN, ANN], failures)
+    [failure] = failures
+    assert (failure.record, failure.field, failure.where) == ("1", "id", "line 3")
+    assert (summary.counts["unchanged"], summary.failed, summary.total_calls) == (1, 1, 0)
+
+
 def test_a_duplicate_primary_key_among_rows_marked_deleted_is_reported_where_it_is(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
@@ -221,12 +233,14 @@ def test_a_gone_row_that_fails_does_not_stop_the_others(
     carl = {"id": 3, "email": "carl@example.com"}
     _sync(fake, tmp_path, [ANN, BOB, carl])
     with SyncState(tmp_path / "s.db") as state:  # an older state kept a key that is no email
-        for pk in ("0", "25"):
-            state.put(AppliedRecord(pk, "h", f"not-an-email-{pk}", {}, frozenset()))
+        for pk, key in (("0", "0"), ("25", "25"), ("26", "25")):  # 26: the same user as 25
+            state.put(AppliedRecord(pk, "h", f"not-an-email-{key}", {}, frozenset()))
     failures: list[RecordFailure] = []
     summary = _sync(fake, tmp_path, [ANN], failures, delete_behavior="delete")
-    assert sorted((f.record, f.where, f.retryable) for f in failures) == [
-        ("0", "gone from the model", False), ("25", "gone from the model", False)]
+    # Each failure names the field to fix (the stored key), and is not worth a retry.
+    assert sorted((f.record, f.where, f.field, f.retryable) for f in failures) == [
+        ("0", "gone from the model", "key", False), ("25", "gone from the model", "key", False),
+        ("26", "gone from the model", "key", False)]
     assert summary.counts["deleted"] == 2
     assert fake.find_user(email="bob@example.com") is None
     assert fake.find_user(email="carl@example.com") is None
@@ -287,3 +301,16 @@ def test_deleted_rows_count_as_changed_rows_in_the_calls_per_changed_row(
     assert per_changed == round(summary.total_calls / 2, 3)
     [calls_line] = [line for line in format_summary(summary) if "API calls" in line]
     assert f"({summary.total_calls / 2:.2f} per changed row" in calls_line
+
+
+def test_a_write_that_failed_on_sailthrus_side_is_reported_retryable(
+    fake: FakeSailthru, tmp_path: Path
+) -> None:
+    # "retryable" tells the operator (and dlt/Singer's retry memory) to run the row again.
+    fake.faults = Faults(server_error_rate=1.0)
+    failures: list[RecordFailure] = []
+    summary = _sync(fake, tmp_path, [ANN], failures)
+    assert summary.failed == 1
+    [failure] = failures
+    assert (failure.record, failure.where, failure.retryable) == ("1", "line 2", True)
+    assert failure.to_dict()["retryable"] is True

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
-from sailthru_destination.mapping import flatten_vars
+from sailthru_destination.mapping import InvalidValue, flatten_vars
 from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.columns import TYPES, shaped
 from sailthru_destination.sync.config import SyncConfig
@@ -34,7 +34,7 @@ from sailthru_destination.sync.runner import SyncRunner
 from sailthru_destination.sync.sources import Row, open_source
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
-from sailthru_destination.values import sailthru_value
+from sailthru_destination.values import OutOfRange, sailthru_value
 
 FAST = {"default": 100_000.0}
 _REPR = re.compile(r"(Decimal|datetime|date|UUID|time|tzinfo|ZoneInfo)\(|^b'|<.* object at ")
@@ -240,3 +240,40 @@ def test_a_cell_of_only_spaces_in_a_typed_column_fails_its_row_naming_the_column
     assert empty.data == {"id": "2", "age": ""}  # an empty cell stays empty
     [kept] = list(shaped(rows[:1], {}, {"age": "str"}))
     assert kept.data == {"id": "1", "age": cell}
+
+
+class _Amount(float):
+    """A float subclass, as numpy's float64 is."""
+
+
+class _Label(str):
+    """A str subclass, as a str enum is."""
+
+
+class _Count(int):
+    """An int subclass, as an int enum is."""
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("signup_time", date(2024, 1, 1), 1704063600),  # midnight in Paris
+    ("signup_date", date(2024, 1, 1), "2024-01-01"),
+    ("label", _Label("gold"), "gold"),
+    ("amount", _Amount(1.5), 1.5),
+    ("count", _Count(3), 3),
+])
+def test_a_scalar_becomes_its_plain_sailthru_type(name: str, value: Any, expected: Any) -> None:
+    typed = sailthru_value(value, name, timezone="Europe/Paris")
+    assert (typed, type(typed)) == (expected, type(expected))
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (float("nan"), "NaN and infinities are not numbers Sailthru can store"),
+    (b"\x00", "bytes are not text: decode them to str first"),
+    ({"a"}, "sets have no order; send a list"),
+    (OutOfRange("year 10000 is out of range"), "year 10000 is out of range: Python's dates run "
+     "from year 1 to 9999; cast the column to text or filter such rows out in the query"),
+])
+def test_a_value_sailthru_cannot_hold_is_refused_naming_its_field(value: Any, reason: str) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        sailthru_value({"nested": value}, "prefs")
+    assert (caught.value.field, caught.value.reason) == ("prefs_nested", reason)

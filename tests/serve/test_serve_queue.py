@@ -43,6 +43,16 @@ def test_the_file_is_in_wal_mode_and_every_commit_is_synced_in_full(tmp_path: Pa
     queue.close()
 
 
+def test_both_connections_wait_30_s_for_a_lock_another_process_holds(tmp_path: Path) -> None:
+    # `serve replay`, a backup or a checkpoint may hold the file's lock for a while: intake and
+    # the worker's results wait for it (30 s) instead of failing after SQLite's default 5 s,
+    # which would answer senders 503 and leave results unwritten (mutation survivor, seed 3013).
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    assert queue._db.execute("PRAGMA busy_timeout").fetchone() == (30_000,)
+    assert queue._marks.execute("PRAGMA busy_timeout").fetchone() == (30_000,)
+    queue.close()
+
+
 def test_a_failing_insert_leaves_nothing_half_written(tmp_path: Path) -> None:
     queue = MessageQueue(tmp_path / "q.sqlite")
     queue.append(encoded([track(0)]))

@@ -97,6 +97,23 @@ def test_take_waits_for_the_next_append_and_wakes_at_once(tmp_path: Path) -> Non
     assert [m["messageId"] for _, m in taken] == ["m7"]
 
 
+def test_take_with_messages_waiting_returns_them_without_waiting(tmp_path: Path) -> None:
+    # The worker asks with a long wait; messages already queued must come back at once, not
+    # after the wait (mutation survivor, seed 3101: `not rows or wait`). A thread bounds the
+    # hang instead of timing the call.
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    queue.append(encoded([track(1), track(2)]))
+    taken: list[Any] = []
+    worker = threading.Thread(target=lambda: taken.extend(queue.take(5, wait=600.0)),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "take() waited although two messages were queued"
+    assert [m["messageId"] for _, m in taken] == ["m1", "m2"]
+    queue.append(encoded([track(3)]))  # wakes the worker if the mutant holds it
+    queue.close()
+
+
 def test_take_waits_less_than_a_second_too(tmp_path: Path) -> None:
     queue = MessageQueue(tmp_path / "deep" / "er" / "q.sqlite")  # its folders are made
     timer = threading.Timer(0.05, lambda: queue.append(encoded([track(8)])))

@@ -186,6 +186,20 @@ def test_oldest_age_counts_from_the_oldest_waiting_message(tmp_path: Path) -> No
     assert queue.oldest_age() < 0.02
 
 
+def test_a_failure_marked_without_saying_retryable_is_not_replayed(tmp_path: Path) -> None:
+    # `serve replay` requeues only what failed retryably: a result that does not say so is
+    # final, never sent again by a replay (mutation survivor, seed 3102: the default flipped).
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    assert repr(queue) == f"MessageQueue({str(tmp_path / 'q.sqlite')!r})"  # names its file
+    queue.append(encoded([track(1), track(2)]))
+    (first, _), (second, _) = queue.take(5)
+    queue.done(first, "failed", "refused for good")
+    queue.done(second, "failed", "a 503", retryable=True)
+    assert queue.replay() == 1
+    assert [m["messageId"] for _, m in queue.take(5)] == ["m2"]
+    queue.close()
+
+
 def test_a_queue_written_before_replay_existed_opens_and_replays(tmp_path: Path) -> None:
     path = tmp_path / "q.sqlite"
     old = sqlite3.connect(str(path))

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from test_serve_app import WRITE_KEY, auth, call, call_with_headers
 
 from sailthru_destination.serve import MessageQueue, QueueLimits, SegmentIngest
-from sailthru_destination.serve.app import DUPLICATE
+
+DUPLICATE = "another message with this messageId was already accepted"
 
 
 class _Counts:

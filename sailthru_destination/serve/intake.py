@@ -1,9 +1,10 @@
 """What one request holds: its body read within the limits, and its messages, each checked alone.
 
 A request is refused whole (:class:`Refused`) only when it cannot be read as a Segment request at
-all: over 500 KB, not gzip or cut short, not JSON, not an object. Inside a batch, each message
-is checked by itself; a bad one (not an object, over 32 KB, holding a lone UTF-16 surrogate,
-nested too deep to encode) is named in the answer and the others are still accepted.
+all: over 500 KB, not gzip or cut short, not UTF-8, not JSON, not an object. Inside a batch, each
+message is checked by itself; a bad one (not an object, over 32 KB, holding a lone UTF-16
+surrogate, nested too deep or holding a number too long for Python) is named in the answer and
+the others are still accepted.
 
 A message is stored as the text it arrived as (see :mod:`.as_received`) unless the server must
 change it: a batch-level ``context`` merged in, a ``messageId`` given or made a string, a
@@ -189,10 +190,6 @@ def _as_received(batch: Batch, budget: int) -> Parsed:
     parsed = Parsed()
     accepted = parsed.accepted
     for index, (message, text) in enumerate(batch.messages):
-        if isinstance(message, Unreadable):
-            parsed.refused.append({"index": index, "messageId": message.message_id,
-                                   "reason": "bad_message", "message": message.why})  # fmt: skip
-            continue
         if isinstance(message, dict):
             given = message.get("messageId")
             # A merged context or an id to give changes the message: it is encoded anew.
@@ -209,6 +206,10 @@ def _as_received(batch: Batch, budget: int) -> Parsed:
                         raise _amplified()
                     accepted.append(Encoded(given, text))
                     continue
+        elif isinstance(message, Unreadable):  # only from the lenient reading (rare)
+            parsed.refused.append({"index": index, "messageId": message.message_id,
+                                   "reason": "bad_message", "message": message.why})  # fmt: skip
+            continue
         budget = _keep(parsed, index, message, _encode(message, context), budget)
     return parsed
 

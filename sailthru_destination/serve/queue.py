@@ -6,7 +6,9 @@ marks each ``done`` with its result; a message not marked done when the process 
 taken again on restart, where the destination's sent-keys store keeps it from being sent
 twice (see :mod:`sailthru_destination.sentkeys`). A message whose ``messageId`` is already
 queued (a sender retrying after a lost 200, as Segment's SDKs do) is not queued again: a
-stale identify replayed after a newer one would otherwise undo it.
+stale identify replayed after a newer one would otherwise undo it. :meth:`MessageQueue.store`
+says which messages were left out so, and which of them differ from the one stored (the
+intake refuses those by name: they were not a resend).
 
 The queue keeps its depth and pending bytes in memory (counted once at open, then kept up
 to date under the lock) so the intake can check its limits without a query per request.

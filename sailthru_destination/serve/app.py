@@ -20,15 +20,18 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from .intake import KINDS, Refused, messages_of, read_body
+from .intake import KINDS, Parsed, Refused, messages_of, read_body
 from .limits import QueueLimits
-from .queue import DiskFull, MessageQueue
+from .queue import DiskFull, Encoded, MessageQueue, Stored
 
 __all__ = ["QueueLimits", "SegmentIngest", "authorized", "check_write_key"]
 
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+DUPLICATE = "another message with this messageId was already accepted"
+"""Why a message that reuses an accepted ``messageId`` with other content is refused."""
 
 
 class Metrics(Protocol):
@@ -74,8 +77,12 @@ class SegmentIngest:
         *,
         limits: QueueLimits | None = None,
         metrics: Metrics | None = None,
+        on_duplicate: Callable[[str, str, str], None] | None = None,
     ) -> None:
+        """``on_duplicate(message_id, reason, where)`` hears of each message refused because
+        another one already holds its ``messageId`` (the server writes it to ``skipped.jsonl``)."""
         self._queue = queue
+        self._on_duplicate = on_duplicate
         self._key = check_write_key(write_key).encode("utf-8")
         self.limits = limits or QueueLimits()
         self._metrics = metrics
@@ -166,7 +173,8 @@ class SegmentIngest:
     def _take(self, kind: str, environ: Mapping[str, Any], start: StartResponse) -> list[bytes]:
         state = self.intake()
         if state == "closed":
-            raise Refused(_UNAVAILABLE, "the server is stopping: send again", "closing", 5)
+            raise Refused(_UNAVAILABLE, "the server is stopping: send again", "closing",
+                          self.limits.retry_after)  # fmt: skip
         if state == "refused":
             raise Refused(_UNAVAILABLE, "Sailthru refuses this server's credentials: send "
                           "again later", "sailthru_refused", self.limits.retry_after)  # fmt: skip
@@ -192,7 +200,7 @@ class SegmentIngest:
                     "refused": parsed.refused}  # fmt: skip
             return _answer(start, "400 Bad Request", body)
         try:
-            added = self._queue.append(parsed.accepted)
+            stored = self._queue.store(parsed.accepted)
         except DiskFull as exc:
             # /health says so until a write goes through again (each request still tries).
             self._disk_full = True
@@ -200,13 +208,44 @@ class SegmentIngest:
             raise Refused(_UNAVAILABLE, "the server's disk is full: send again later",
                           "disk_full", self.limits.retry_after) from None  # fmt: skip
         self._disk_full = False
+        added = stored.added
         if self._metrics is not None:
-            self._metrics.accepted(len(parsed.accepted))
+            self._metrics.accepted(added)
+        if stored.left_out:
+            self._duplicates(kind, parsed, stored)
         log.debug("accepted %d message(s) on /v1/%s, %d new", len(parsed.accepted), kind, added)
         answer: dict[str, Any] = {"success": True}
         if parsed.refused:
             answer["refused"] = parsed.refused
         return _answer(start, "200 OK", answer)
+
+    def _duplicates(self, kind: str, parsed: Parsed, stored: Stored) -> None:
+        """Say what became of the messages left out because their ``messageId`` was taken.
+
+        An identical resend (a sender retrying after a lost 200) is only counted and logged;
+        one with other content is also refused by name in the answer and in ``skipped.jsonl``:
+        it was not stored, and its sender must learn so.
+        """
+        if self._metrics is not None:
+            self._metrics.refused("duplicate", len(stored.left_out))
+        positions = _batch_positions(parsed)
+        differing = set(stored.conflicts)
+        for position in stored.left_out:
+            encoded = parsed.accepted[position]
+            index = positions[position]
+            fields = {"message_id": encoded.message_id, "outcome": "refused:duplicate"}
+            if position not in differing:
+                log.info("message %s of /v1/%s: messageId %s was already accepted, not stored "
+                         "again", index, kind, encoded.message_id, extra=fields)  # fmt: skip
+                continue
+            log.warning("refused message %s of /v1/%s (messageId %s): %s", index, kind,
+                        encoded.message_id, DUPLICATE, extra=fields)  # fmt: skip
+            parsed.refused.append({"index": index, "messageId": encoded.message_id,
+                                   "reason": "duplicate", "message": DUPLICATE})  # fmt: skip
+            if self._on_duplicate is not None:
+                self._on_duplicate(encoded.message_id, f"{_who(encoded)}: {DUPLICATE}",
+                                   f"/v1/{kind} message {index}")  # fmt: skip
+        parsed.refused.sort(key=lambda refused: int(refused["index"]))
 
     def _exposition(self, start: StartResponse) -> list[bytes]:
         if self._metrics is None:
@@ -221,6 +260,31 @@ class SegmentIngest:
 
 
 _UNAVAILABLE = "503 Service Unavailable"
+
+
+def _batch_positions(parsed: Parsed) -> list[int]:
+    """The index in the request of each accepted message (the refused ones hold the rest)."""
+    refused = {int(entry["index"]) for entry in parsed.refused}
+    positions: list[int] = []
+    index = 0
+    while len(positions) < len(parsed.accepted):
+        if index not in refused:
+            positions.append(index)
+        index += 1
+    return positions
+
+
+def _who(encoded: Encoded) -> str:
+    """``"track message of user bob"``: what a refused duplicate was, for the report."""
+    try:
+        message = json.loads(encoded.body)
+    except (ValueError, RecursionError):
+        return "the message"
+    if not isinstance(message, dict):
+        return "the message"
+    kind = message.get("type") or "a"
+    user = message.get("userId") or message.get("anonymousId")
+    return f"{kind} message of user {user}" if user is not None else f"{kind} message"
 
 
 def _refusal(start: StartResponse, refused: Refused) -> list[bytes]:

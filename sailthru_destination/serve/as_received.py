@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any, NamedTuple
 
-__all__ = ["Batch", "lone_surrogate", "read_batch"]
+__all__ = ["Batch", "Unreadable", "lone_surrogate", "read_batch"]
 
 _DECODER = json.JSONDecoder()
 _SCAN = _DECODER.scan_once  # type: ignore[attr-defined]  # set in __init__, not typed
@@ -23,6 +23,17 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 _SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 """A surrogate escape, maybe preceded by an escaped backslash: worth a closer look."""
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)")
+
+
+class Unreadable(NamedTuple):
+    """A ``batch`` element that is valid JSON Python cannot decode (an integer of more than
+    4300 digits, nesting past the recursion limit): refused by itself, the others kept."""
+
+    message_id: str | None
+    why: str
+
+
+_MESSAGE_ID = re.compile(r'"messageId"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 
 class Batch(NamedTuple):
@@ -59,18 +70,22 @@ def lone_surrogate(text: str) -> bool:
     return high_ends >= 0
 
 
-def read_batch(body: bytes) -> Batch | None:
-    """``body``'s messages with their texts, or None if it needs the general reader."""
+def read_batch(body: bytes, *, lenient: bool = False) -> Batch | None:
+    """``body``'s messages with their texts, or None if it needs the general reader.
+
+    ``lenient``: an element Python cannot decode is an :class:`Unreadable` (the general
+    reader asks so once ``json.loads`` failed on the whole body).
+    """
     try:
         text = body.decode("utf-8")  # json.loads would let UTF-8 surrogates through
-        return _object(text)
+        return _object(text, lenient)
     except (ValueError, IndexError, StopIteration, RecursionError):
         # ValueError covers UnicodeDecodeError and JSONDecodeError; IndexError a body cut
         # short; StopIteration the scanner finding no value where one must be.
         return None
 
 
-def _object(text: str) -> Batch | None:
+def _object(text: str, lenient: bool = False) -> Batch | None:
     at = _SPACE.match(text).end()  # type: ignore[union-attr]  # matches "" at worst
     if text[at] != "{":
         return None
@@ -88,7 +103,7 @@ def _object(text: str) -> Batch | None:
             return None
         at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
         if key == "batch":  # a key given twice: the last one counts, as in json.loads
-            messages, at = _array(text, at)
+            messages, at = _array(text, at, lenient)
             if messages is None:
                 return None
         else:
@@ -109,7 +124,7 @@ def _object(text: str) -> Batch | None:
     return Batch(messages, context, _SURROGATE.search(text) is not None)
 
 
-def _array(text: str, at: int) -> tuple[list[tuple[Any, str]] | None, int]:
+def _array(text: str, at: int, lenient: bool) -> tuple[list[tuple[Any, str]] | None, int]:
     if text[at] != "[":
         return None, at
     at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
@@ -118,7 +133,10 @@ def _array(text: str, at: int) -> tuple[list[tuple[Any, str]] | None, int]:
         return found, at + 1
     scan, space = _SCAN, _SPACE.match
     while True:
-        value, end = scan(text, at)
+        if lenient:
+            value, end = _lenient(text, at)
+        else:
+            value, end = scan(text, at)
         found.append((value, text[at:end]))
         after = text[end]
         if after == ",":  # compact JSON: no space to skip
@@ -140,3 +158,44 @@ def _array(text: str, at: int) -> tuple[list[tuple[Any, str]] | None, int]:
 
 
 _BLANKS = frozenset(" \t\n\r")
+
+
+def _lenient(text: str, at: int) -> tuple[Any, int]:
+    """The value at ``at`` and its end, or an :class:`Unreadable` for a valid value Python
+    cannot decode (a ValueError for what is not JSON at all still ends the reading)."""
+    try:
+        value, end = _SCAN(text, at)
+        return value, int(end)
+    except (ValueError, RecursionError) as exc:
+        end = _skip(text, at)
+        named = _MESSAGE_ID.search(text, at, end)
+        message_id = json.loads(named.group(1)) if named else None
+        why = (
+            "the message nests too deeply"
+            if isinstance(exc, RecursionError)
+            else "the message holds a number Python cannot read (over 4300 digits)"
+        )
+        return Unreadable(message_id, why), end
+
+
+def _skip(text: str, at: int) -> int:
+    """The end of the object or array at ``at``, found by counting brackets outside strings
+    (the decoder has failed on it; a broken value raises ValueError)."""
+    if text[at] not in "{[":
+        raise ValueError("not a message")
+    depth = 0
+    index = at
+    length = len(text)
+    while index < length:
+        char = text[index]
+        if char == '"':
+            index = json.decoder.scanstring(text, index + 1)[1]  # type: ignore[attr-defined]
+            continue
+        if char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+        index += 1
+    raise ValueError("cut short")

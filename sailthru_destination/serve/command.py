@@ -66,7 +66,7 @@ def register(
     for flag, default, kind, what in (
         ("--max-queue-messages", defaults_q.max_messages, int, "messages waiting before 429"),
         ("--max-queue-bytes", defaults_q.max_bytes, int, "bytes waiting before 429"),
-        ("--retry-after", defaults_q.retry_after, int, "seconds senders wait after a 429"),
+        ("--retry-after", defaults_q.retry_after, int, "seconds senders wait after a 429 or 503"),
         ("--threads", defaults_s.threads, int, "HTTP threads"),
         ("--header-timeout", defaults_s.header_timeout, float, "seconds to send the headers"),
         ("--body-timeout", defaults_s.body_timeout, float, "seconds to send a whole request"),

@@ -1,9 +1,10 @@
 """What one request holds: its body read within the limits, and its messages, each checked alone.
 
 A request is refused whole (:class:`Refused`) only when it cannot be read as a Segment request at
-all: over 500 KB, not gzip or cut short, not JSON, not an object. Inside a batch, each message
-is checked by itself; a bad one (not an object, over 32 KB, holding a lone UTF-16 surrogate,
-nested too deep to encode) is named in the answer and the others are still accepted.
+all: over 500 KB, not gzip or cut short, not UTF-8, not JSON, not an object. Inside a batch, each
+message is checked by itself; a bad one (not an object, over 32 KB, holding a lone UTF-16
+surrogate, nested too deep or holding a number too long for Python) is named in the answer and
+the others are still accepted.
 
 A message is stored as the text it arrived as (see :mod:`.as_received`) unless the server must
 change it: a batch-level ``context`` merged in, a ``messageId`` given or made a string, a
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from types import NoneType
 from typing import Any
 
-from .as_received import Batch, lone_surrogate, read_batch
+from .as_received import Batch, Unreadable, lone_surrogate, read_batch
 from .queue import Encoded, utf8_size
 
 __all__ = [
@@ -43,6 +44,9 @@ STORED_PER_BODY_BYTE = 4
 :data:`MIN_STORED_BYTES` for a smaller request: a small request must not become a huge queue."""
 MIN_STORED_BYTES = 4 * 1024
 """What any request may store (a tiny message grows by the id and type the server adds)."""
+
+NUMBER_ID_PREFIX = "serve-number-"
+"""A ``messageId`` given as a JSON number ``7`` is stored as the string ``serve-number-7``."""
 
 _SINGLE = ("identify", "track", "page", "screen", "group", "alias")
 KINDS = ("batch", *_SINGLE)
@@ -138,14 +142,24 @@ def messages_of(kind: str, body: bytes) -> Parsed:
 def _decoded(kind: str, body: bytes) -> Parsed:
     """The general road: ``body`` decoded whole, every message encoded anew (or refused)."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        # RecursionError: 500 KB of "[[[[..." nests deeper than any message does.
-        raise Refused("400 Bad Request", "the body is not JSON", "bad_json") from None
+        # Strictly UTF-8 (a BOM allowed): json.loads on bytes would guess UTF-16 or UTF-32.
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Refused("400 Bad Request", "the body is not UTF-8", "bad_json") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        # Valid JSON Python cannot decode (an integer of more than 4300 digits, nesting past
+        # the recursion limit) in one message of a batch refuses that message, not the batch.
+        batch = read_batch(text.encode("utf-8"), lenient=True) if kind == "batch" else None
+        if batch is None:
+            raise Refused("400 Bad Request", _not_json(text), "bad_json") from None
+        return _as_received(batch, _budget(body))
     if not isinstance(data, dict):
         raise Refused("400 Bad Request", "the body is not a JSON object", "bad_json")
     if kind != "batch":
-        candidates: list[Any] = [{**data, "type": data.get("type") or kind}]
+        # The endpoint names the type, as Segment's API does: a "type" in the body is ignored.
+        candidates: list[Any] = [{**data, "type": kind}]
         context: Any = None
     else:
         candidates = data.get("batch")  # type: ignore[assignment]
@@ -156,6 +170,16 @@ def _decoded(kind: str, body: bytes) -> Parsed:
     for index, message in enumerate(candidates):
         budget = _keep(parsed, index, message, _encode(message, context), budget)
     return parsed
+
+
+def _not_json(text: str) -> str:
+    """Why a body ``json.loads`` refused is refused whole: not JSON, or JSON Python cannot read."""
+    try:
+        json.loads(text, parse_int=lambda digits: 0)
+    except (ValueError, RecursionError) as exc:
+        if not isinstance(exc, RecursionError):
+            return "the body is not JSON"
+    return "the body holds a number of over 4300 digits or nests too deeply for Python"
 
 
 def _as_received(batch: Batch, budget: int) -> Parsed:
@@ -182,6 +206,10 @@ def _as_received(batch: Batch, budget: int) -> Parsed:
                         raise _amplified()
                     accepted.append(Encoded(given, text))
                     continue
+        elif isinstance(message, Unreadable):  # only from the lenient reading (rare)
+            parsed.refused.append({"index": index, "messageId": message.message_id,
+                                   "reason": "bad_message", "message": message.why})  # fmt: skip
+            continue
         budget = _keep(parsed, index, message, _encode(message, context), budget)
     return parsed
 
@@ -230,7 +258,9 @@ def _encode(message: Any, context: Any) -> tuple[tuple[str, str], Encoded | None
     if isinstance(given, bool) or not isinstance(given, (str, int)) or given == "":
         message = {**message, "messageId": f"serve-{uuid.uuid4()}"}
     elif not isinstance(given, str):
-        message = {**message, "messageId": str(given)}
+        # A number is another id than the string of its digits (7 is not "7"); a resend of
+        # the same number still finds it. "serve-" ids are the server's own.
+        message = {**message, "messageId": f"{NUMBER_ID_PREFIX}{given}"}
     try:
         text = _ENCODER.encode(message)
         # Only text that is not ASCII is encoded to count its bytes, which also finds a lone

@@ -6,7 +6,9 @@ marks each ``done`` with its result; a message not marked done when the process 
 taken again on restart, where the destination's sent-keys store keeps it from being sent
 twice (see :mod:`sailthru_destination.sentkeys`). A message whose ``messageId`` is already
 queued (a sender retrying after a lost 200, as Segment's SDKs do) is not queued again: a
-stale identify replayed after a newer one would otherwise undo it.
+stale identify replayed after a newer one would otherwise undo it. :meth:`MessageQueue.store`
+says which messages were left out so, and which of them differ from the one stored (the
+intake refuses those by name: they were not a resend).
 
 The queue keeps its depth and pending bytes in memory (counted once at open, then kept up
 to date under the lock) so the intake can check its limits without a query per request.
@@ -25,7 +27,7 @@ from typing import Any, NamedTuple
 
 from .._private import private_file
 
-__all__ = ["DiskFull", "Encoded", "MessageQueue", "utf8_size"]
+__all__ = ["DiskFull", "Encoded", "MessageQueue", "Stored", "utf8_size"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -48,14 +50,28 @@ class Encoded(NamedTuple):
     body: str
 
 
+class Stored(NamedTuple):
+    """What became of one request's messages: how many were new, and which of those left
+    out as duplicates differ from the message already stored under their id."""
+
+    added: int
+    left_out: list[int]
+    """Positions (in the request's messages) of each message left out: its id was taken."""
+    conflicts: list[int]
+    """Positions (in the request's messages) of each message left out whose content differs
+    from the one already accepted with its ``messageId`` (an identical resend is not here)."""
+
+
 class _Ticket:
     """One request's rows waiting for a group commit, and what became of them."""
 
-    __slots__ = ("added", "error", "rows")
+    __slots__ = ("added", "conflicts", "error", "left_out", "rows")
 
     def __init__(self, rows: list[tuple[float, str, str]]) -> None:
         self.rows = rows
         self.added: int | None = None
+        self.left_out: list[int] = []
+        self.conflicts: list[int] = []
         self.error: BaseException | None = None
 
 
@@ -110,7 +126,12 @@ class MessageQueue:
             self._db.close()
 
     def append(self, messages: Sequence[Encoded]) -> int:
-        """Store every message of one request durably, all or none; returns how many were new.
+        """Store every message of one request durably, all or none; returns how many were new
+        (see :meth:`store`)."""
+        return self.store(messages).added
+
+    def store(self, messages: Sequence[Encoded]) -> Stored:
+        """Store every message of one request durably, all or none; says what became of them.
 
         A message whose id is already queued is left out. Raises :class:`DiskFull` when
         SQLite reports a full disk; the request's rows are rolled back either way.
@@ -139,7 +160,7 @@ class MessageQueue:
         if ticket.error is not None:
             raise ticket.error
         assert ticket.added is not None
-        return ticket.added
+        return Stored(ticket.added, ticket.left_out, ticket.conflicts)
 
     def _commit(self, group: list[_Ticket]) -> None:
         """Store the rows of every ticket of ``group`` in one transaction; set each outcome."""
@@ -152,6 +173,9 @@ class MessageQueue:
                     self._db.execute("BEGIN IMMEDIATE")
                     for ticket in group:
                         self._insert(ticket)
+                for ticket in group:
+                    if ticket.added is not None and ticket.added < len(ticket.rows):
+                        ticket.left_out, ticket.conflicts = self._left_out(ticket.rows)
                 if self._db.in_transaction:  # (a lone request that failed rolled it back)
                     self._db.execute("COMMIT")
             except BaseException as exc:
@@ -203,6 +227,38 @@ class MessageQueue:
                 return False
             ticket.error = error  # alone: the rollback was its all or none
         return True
+
+    def _left_out(self, rows: list[tuple[float, str, str]]) -> tuple[list[int], list[int]]:
+        """Positions of ``rows`` left out as duplicates, and of those whose message differs
+        from the one stored under its id.
+
+        Only asked when some rows were left out (rare: a sender's resend), so the common
+        request pays nothing. A row was stored by this request when it is the first with its
+        id and the stored row has its arrival time and text. Texts that differ are compared
+        as JSON without ``sentAt`` (a resend may be stamped anew, or spaced differently), so
+        an SDK's resend of the same message stays a silent duplicate.
+        """
+        stored: dict[str, tuple[float, str]] = {}
+        ids = list({row[1] for row in rows})
+        for start in range(0, len(ids), 500):  # under SQLite's limit on bound parameters
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT message_id, received, body FROM messages WHERE message_id IN ({marks})"  # noqa: S608  # only placeholders
+            rows_found = self._db.execute(query, chunk)
+            stored.update((key, (when, body)) for key, when, body in rows_found)
+        left_out: list[int] = []
+        conflicts: list[int] = []
+        seen: set[str] = set()
+        for position, (received, message_id, body) in enumerate(rows):
+            first = message_id not in seen
+            seen.add(message_id)
+            when, text = stored.get(message_id, (None, body))
+            if first and when == received and text == body:
+                continue  # stored now
+            left_out.append(position)
+            if not _same_message(text, body):
+                conflicts.append(position)
+        return left_out, conflicts
 
     def _insert(self, ticket: _Ticket) -> None:
         """One request's rows inside the open transaction, all or none (a savepoint)."""
@@ -298,6 +354,20 @@ class MessageQueue:
 def utf8_size(text: str) -> int:
     """The bytes ``text`` takes as UTF-8 (most messages are ASCII: no copy made for them)."""
     return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _same_message(stored: str, body: str) -> bool:
+    """Whether ``body`` is the message ``stored`` holds, but for its ``sentAt``."""
+    if stored == body:
+        return True
+    try:
+        old, new = json.loads(stored), json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    if isinstance(old, dict) and isinstance(new, dict):
+        old.pop("sentAt", None)
+        new.pop("sentAt", None)
+    return bool(old == new)
 
 
 def _utf8_total(texts: list[str]) -> int:

@@ -25,6 +25,7 @@ from ..options import AppOptions, DestinationOptions
 from ..segment import SegmentSettings
 from ..sync.report import RunReport, default_report_dir
 from ..sync.state import SyncState
+from ..sync.summary import RecordNotice
 from .app import SegmentIngest
 from .limits import QueueLimits, ServerLimits
 from .metrics import ServeMetrics, available
@@ -84,7 +85,13 @@ def serve_until_stopped(
     )
     if metrics is not None:
         metrics.use_pace(lambda method, path: api.limiter(method, path).pace(time.monotonic()))
-    ingest = SegmentIngest(queue, key, limits=limits[0], metrics=metrics)
+    ingest = SegmentIngest(
+        queue,
+        key,
+        limits=limits[0],
+        metrics=metrics,
+        on_duplicate=lambda *notice: report.add_notice(RecordNotice(*notice)),
+    )
     try:
         server = make_server(ingest, args.host, args.port, limits[1])
     except (OSError, ValueError) as exc:
@@ -93,8 +100,13 @@ def serve_until_stopped(
         raise ConfigError(f"--host/--port/--threads: cannot serve there: {exc}") from None
     destination = SailthruDestination(app, options, api=api, sent_keys=sent)
     adapter = OnceAdapter(destination, settings, sent_keys=sent)
-    worker = Worker(queue, adapter, report, on_result=metrics.sent if metrics else None,
-                    on_refusal=ingest.sailthru_refuses)
+    worker = Worker(
+        queue,
+        adapter,
+        report,
+        on_result=metrics.sent if metrics else None,
+        on_refusal=ingest.sailthru_refuses,
+    )
     stop_signals.install()
     worker.start()
     loop = threading.Thread(target=server.run, name="serve-http", daemon=True)

@@ -165,3 +165,21 @@ def test_kill_9_in_the_middle_of_a_batch_loses_nothing_and_sends_nothing_twice(
     for user in range(4):  # one user's events in the order they were tracked
         mine = [n for n in numbers if n % 4 == user]
         assert mine == sorted(mine)
+
+
+def test_a_message_reusing_a_message_id_is_refused_into_skipped_jsonl(
+    serve: Serve, fake: FakeSailthru
+) -> None:
+    alice = {"type": "track", "messageId": "dup-1", "userId": "alice", "event": "Shipped"}
+    bob = {**alice, "userId": "bob", "event": "Password Reset"}
+    answer = requests.post(f"{serve.url}/v1/batch", json={"batch": [alice, bob]},
+                           auth=(WRITE_KEY, ""), timeout=5)  # fmt: skip
+    assert answer.status_code == 200
+    assert [r["messageId"] for r in answer.json()["refused"]] == ["dup-1"]
+    serve.drained()
+    assert [event["event"] for event in fake.events] == ["Shipped"]
+    [skipped] = (serve.folder / "data" / "reports").glob("serve-*/skipped.jsonl")
+    [line] = [json.loads(text) for text in skipped.read_text().splitlines()]
+    assert line["record"] == "dup-1"
+    assert "track message of user bob" in line["reason"]
+    assert "messageId dup-1" in serve.log()

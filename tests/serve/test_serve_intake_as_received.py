@@ -57,7 +57,7 @@ def test_a_merged_context_or_a_given_id_is_encoded_anew() -> None:
     assert stored[1]["context"] == "not an object"  # kept: only an object merges
     assert stored[2]["context"] == {"ip": "5.6.7.8"}
     assert stored[2]["messageId"].startswith("serve-")
-    assert stored[3]["messageId"] == "7"
+    assert stored[3]["messageId"] == "serve-number-7"  # not the string "7": another id
 
 
 def test_a_lone_surrogate_escape_is_still_refused_by_name() -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from ._db import BATCH, StateDb, StateError
 from .doubtstore import DoubtTable
 from .intents import Intent, IntentTable
+from .readahead import ReadAhead
 from .records import AppliedRecord, from_row, to_row
 from .retry_memory import RetryRowsTable
 from .seen import Contender, RunRows
@@ -84,6 +85,7 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
         self._pending_left: dict[str, AppliedRecord | None] = {}
         self._pending_since = 0.0
         super().__init__(path)
+        self._ahead = ReadAhead(self._db)
 
     def _prepare(self) -> None:
         self._db.executescript(_SCHEMA)
@@ -165,6 +167,7 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
         if not self._pending and not self._pending_left and not self._settled:
             self._pending_since = time.monotonic()
         pending[key] = record
+        self._ahead.forget(key)
         if settles is not None:
             self._settled.append((settles.target, settles.ident, settles.id))
         self._buffered()
@@ -201,13 +204,16 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
         return None if row is None else from_row(row)
 
     def get_hash(self, pk: str) -> str | None:
-        """Only the hash of the row last applied under ``pk`` (the cheap unchanged check)."""
+        """Only the hash of the row last applied under ``pk`` (the cheap unchanged check).
+
+        Models are mostly in key order: the hashes of the next keys are read ahead in one
+        query (:class:`~.readahead.ReadAhead`), not one query a row.
+        """
         with self._lock:
             if pk in self._pending:
                 pending = self._pending[pk]
                 return None if pending is None else pending.hash
-            row = self._db.execute("SELECT hash FROM records WHERE pk = ?", (pk,)).fetchone()
-        return None if row is None else str(row[0])
+            return self._ahead.get(pk)
 
     def put(self, record: AppliedRecord, *, settles: Intent | None = None) -> None:
         """Remember ``record`` as applied (written within 0.2 s, and by :meth:`flush`); the
@@ -298,6 +304,7 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
             self._flush()
             self._write_now("UPDATE records SET hash = ?, key = NULL",
                             (RESEND if keep_lists else "",))
+            self._ahead.clear()
 
     def unkeyed(self, batch: int = 1000) -> Iterator[tuple[str, str | None]]:
         """``(pk, match)`` of the records whose user key is not known (older files)."""

@@ -24,8 +24,9 @@ class ReadAhead:
     """The hashes of ``records`` by primary key, read a window at a time when that pays.
 
     A hash served is dropped from the window (a key asked twice, a duplicate row, is read
-    again), and the writer drops the key it changes (:meth:`forget`), so a window never
-    answers with a hash older than the file's.
+    again). The writer answers for the records it holds unwritten, and drops the whole
+    window when it writes them (:meth:`clear`), so a window never answers with a hash older
+    than the file's.
     """
 
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -63,10 +64,6 @@ class ReadAhead:
     def _one(self, pk: str) -> str | None:
         row = self._db.execute("SELECT hash FROM records WHERE pk = ?", (pk,)).fetchone()
         return None if row is None else str(row[0])
-
-    def forget(self, pk: str) -> None:
-        """Drop ``pk``'s hash from the window: its record is being written."""
-        self._window.pop(pk, None)
 
     def clear(self) -> None:
         """Drop the whole window (every record changed)."""

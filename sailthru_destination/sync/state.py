@@ -157,6 +157,10 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
                 self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        if self._pending:
+            # A window read while these waited holds their old hashes: the buffer answered
+            # for them until now.
+            self._ahead.clear()
         self._pending.clear()
         self._pending_left.clear()
         self._settled_written()
@@ -167,7 +171,6 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
         if not self._pending and not self._pending_left and not self._settled:
             self._pending_since = time.monotonic()
         pending[key] = record
-        self._ahead.forget(key)
         if settles is not None:
             self._settled.append((settles.target, settles.ident, settles.id))
         self._buffered()

@@ -111,7 +111,7 @@ def test_hashes_read_ahead_are_the_hashes_stored(data: st.DataObject) -> None:
     hashes = _hashes(data.draw(st.integers(0, 700), label="records"))
     keys = st.one_of(st.sampled_from(sorted(hashes) or ["0"]), st.text("0123456789x", max_size=4))
     with tempfile.TemporaryDirectory() as folder, _state_with(folder, hashes) as state:
-        asked = data.draw(st.lists(st.tuples(st.sampled_from(["get", "put", "forget"]), keys),
+        asked = data.draw(st.lists(st.tuples(st.sampled_from(["get", "put", "forget", "flush"]), keys),
                                    max_size=400), label="steps")
         if data.draw(st.booleans(), label="in key order"):
             asked.sort(key=lambda step: step[1])
@@ -122,6 +122,8 @@ def test_hashes_read_ahead_are_the_hashes_stored(data: st.DataObject) -> None:
             elif step == "forget":
                 hashes.pop(pk, None)
                 state.forget(pk)
+            elif step == "flush":
+                state.flush()
             assert state.get_hash(pk) == hashes.get(pk)
 
 
@@ -167,3 +169,13 @@ def test_rows_seen_are_found_by_user_once_the_run_asks(tmp_path: Path) -> None:
         assert state.see("4", "cy@example.com")
         assert [c.pk for c in state.contenders()] == ["3", "4"]
 
+
+
+def test_a_hash_written_after_its_window_was_read_is_not_answered_from_the_window(
+    tmp_path: Path,
+) -> None:
+    with _state_with(str(tmp_path), _hashes(10)) as state:
+        state.put(AppliedRecord("5", "new", None, {}, frozenset()))  # buffered, not written
+        assert state.get_hash("1") == "c1:d1"  # reads the window from "1": "5" as stored
+        state.flush()  # "5" is written: the buffer no longer answers for it
+        assert state.get_hash("5") == "new"

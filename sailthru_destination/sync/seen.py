@@ -51,6 +51,7 @@ class RunRows(StateDb):
 
     _seen = 0
     _indexed = False  # whether ``seen`` has its index by key (see _by_key)
+    _any_changed = False  # whether a row seen this run was changed (else no handovers)
 
     def _prepare(self) -> None:
         super()._prepare()
@@ -67,7 +68,7 @@ class RunRows(StateDb):
             # rows: a second less); it is built in one pass when first asked for.
             self._db.execute("DROP INDEX IF EXISTS temp.seen_key")
             self._seen = 0
-            self._indexed = False
+            self._indexed = self._any_changed = False
 
     def _by_key(self) -> None:
         """Index the rows seen by user key (once the diff asks by key: a sort, not a
@@ -95,6 +96,7 @@ class RunRows(StateDb):
             except sqlite3.IntegrityError:
                 return False
             self._seen += 1
+            self._any_changed = self._any_changed or changed
         return True
 
     def see_the_rest(self) -> int:
@@ -180,8 +182,10 @@ class RunRows(StateDb):
         """
         with self._lock:
             self._flush()
-            self._by_key()
             self._db.execute("DELETE FROM handover")
+            if not self._any_changed:
+                return 0  # only changed rows take a user over: no need to join every row
+            self._by_key()
             # Ordered so that, of several candidates (an older file), the lowest pk is kept.
             self._db.execute(
                 "INSERT OR REPLACE INTO handover SELECT s.pk, r.pk, r.hash, r.match, "

@@ -111,8 +111,8 @@ def test_hashes_read_ahead_are_the_hashes_stored(data: st.DataObject) -> None:
     hashes = _hashes(data.draw(st.integers(0, 700), label="records"))
     keys = st.one_of(st.sampled_from(sorted(hashes) or ["0"]), st.text("0123456789x", max_size=4))
     with tempfile.TemporaryDirectory() as folder, _state_with(folder, hashes) as state:
-        asked = data.draw(st.lists(st.tuples(st.sampled_from(["get", "put", "forget", "flush"]), keys),
-                                   max_size=400), label="steps")
+        steps = st.sampled_from(["get", "put", "forget", "flush"])
+        asked = data.draw(st.lists(st.tuples(steps, keys), max_size=400), label="steps")
         if data.draw(st.booleans(), label="in key order"):
             asked.sort(key=lambda step: step[1])
         for number, (step, pk) in enumerate(asked):

@@ -43,8 +43,8 @@ SCRIPTS: list[tuple[str, list[str], list[str]]] = [
     ("export_throughput.py", ["--size", "small"], ["--size", "full"]),
     ("sync_bulk.py", ["--size", "small"], ["--size", "full"]),
     ("fake_throughput.py", ["--size", "small"], ["--size", "full"]),
-    # serve_intake.py is being reworked on another branch: its own flags until it has --size.
-    ("serve_intake.py", ["--messages", "2000"], []),
+    ("serve_intake.py", ["--size", "small"], ["--size", "full"]),
+    ("million_rows.py", ["--size", "small"], ["--size", "full"]),
 ]
 
 

@@ -2,12 +2,13 @@
 
 The state stores, per primary key, ``<content hash>:<row digest>``. The content hash is
 what :func:`~.model.read_user_row` computes from the mapped user (the "did it change"
-truth); the row digest is a hash of the raw row, computed without mapping it. A row whose
-digest matches the stored one is unchanged without being read as a user at all; a row
-whose digest differs is mapped, and is still unchanged when its content hash matches (the
-same user written differently, such as with its columns reordered). A mapping change
-clears every stored hash (see :meth:`~.state.SyncState.invalidate_hashes`), so neither
-half can match then.
+truth); the row digest is a hash of the raw row, computed without mapping it (nor
+renaming and typing it: the text it hashes carries the ``map`` and ``types``, see
+:mod:`.columns`). A row whose digest matches the stored one is unchanged without being
+read as a user at all; a row whose digest differs is mapped, and is still unchanged when
+its content hash matches (the same user written differently, such as with its columns
+reordered). A mapping change clears every stored hash (see
+:meth:`~.state.SyncState.invalidate_hashes`), so neither half can match then.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def is_deleted(row: Row, config: SyncConfig) -> bool:
     column = config.deleted_column
     if not column:
         return False
-    value = row.data.get(column)
+    value = row.value(column)
     if value is None or isinstance(value, bool):
         return bool(value)
     if isinstance(value, int) and value in (0, 1):
@@ -106,13 +106,13 @@ def _date_time(text: str) -> bool:
 
 def row_key(row: Row, config: SyncConfig) -> str:
     """The row's primary key as text; raises :class:`RowProblem` when it is missing."""
-    problem = row.data.get("__problem__")
-    value = row.data.get(config.primary_key)
+    value = row.value(config.primary_key)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     # Stripped before the check: a key of only spaces would otherwise become "".
     key = "" if value is None else str(value).strip()
     if not key:
+        problem = row.value("__problem__")
         if problem:
             raise RowProblem("row", str(problem))
         raise RowProblem(config.primary_key, f"the primary key column {config.primary_key!r} "

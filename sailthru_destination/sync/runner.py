@@ -249,7 +249,7 @@ class SyncRunner:
                 self._fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
                 continue
             # Even a row that fails holds its user: the model still wants that user.
-            key = user_key(self._config, row.data.get(self._config.match_column))
+            key = user_key(self._config, row.value(self._config.match_column))
             try:
                 deleted = is_deleted(row, self._config)
             except RowProblem as exc:
@@ -267,7 +267,7 @@ class SyncRunner:
             stored = self._state.get_hash(pk)
             digest = row_digest(row)
             resend = self._resends(pk)
-            if not resend and unchanged_row(stored, digest) and "__problem__" not in row.data:
+            if not resend and unchanged_row(stored, digest) and row.clean_when_unchanged():
                 # The very row last applied: no need to map it (the no-change re-run's cost).
                 if not self._state.see(pk, key, row.where, valid=True, changed=False):
                     self._duplicate(pk, row)

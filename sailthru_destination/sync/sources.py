@@ -42,13 +42,28 @@ class SourceError(Exception):
 class Row:
     """One row of the model and where it was found (``line 12``, ``row 40``).
 
-    ``raw`` is the row's text as read, when the source has it for free (a JSON line): the
-    cheap unchanged check hashes it instead of encoding ``data`` again.
+    ``raw`` is the row's text as read, when the source has it for free (a JSON line; a CSV
+    line's header and cells as one text): the cheap unchanged check hashes it instead
+    of encoding ``data`` again. It is set only when ``data`` follows from it alone, so two
+    rows with one ``raw`` have the same ``data``.
     """
 
     where: str
     data: dict[str, Any]
     raw: str | None = None
+
+    def value(self, column: str) -> Any:
+        """The value of ``column`` (None when the row lacks it).
+
+        What the no-change path reads (the key columns): a row shaped lazily
+        (:mod:`.columns`) answers it without shaping the whole row.
+        """
+        return self.data.get(column)
+
+    def clean_when_unchanged(self) -> bool:
+        """Whether the row holds no ``__problem__``, asked once its ``raw`` digest matched
+        the digest of the row last applied (:mod:`.digest`)."""
+        return "__problem__" not in self.data
 
 
 def plain(value: Any) -> Any:
@@ -159,6 +174,10 @@ def _csv_records(handle: IO[str], reader: Any, header: list[str]) -> Iterator[Ro
     with handle:
         if not header:
             return
+        # The header goes into every row's ``raw``: the same cells under another header
+        # are another row. Checked once, not per row, for bytes that were not UTF-8.
+        prefix = repr(header) + "\n"
+        header_ascii = "".join(header).isascii()
         while True:
             start = reader.line_num + 1
             try:
@@ -172,14 +191,15 @@ def _csv_records(handle: IO[str], reader: Any, header: list[str]) -> Iterator[Ro
                     return  # nothing was consumed: going on would fail forever
                 continue
             if values:  # a blank line is no row (as csv.DictReader skips it)
-                yield _csv_row(f"line {start}", header, values)
+                yield _csv_row(f"line {start}", header, values, prefix, header_ascii)
 
 
-def _csv_row(where: str, header: list[str], values: list[str]) -> Row:
+def _csv_row(where: str, header: list[str], values: list[str], prefix: str,
+             header_ascii: bool) -> Row:
     data = dict(zip(header, values, strict=False))  # a short row lacks its last columns
     extra = values[len(header):]
     # Most rows are ASCII: then no byte can have been undecodable, and no cell is searched.
-    ascii_only = "".join(values).isascii() and "".join(header).isascii()
+    ascii_only = header_ascii and "".join(values).isascii()
     problem = None if ascii_only else _not_utf8(iter([*data, *data.values(), *extra]))
     if problem:
         # Kept (readable) so the row's key still counts as seen: never "gone".
@@ -187,6 +207,10 @@ def _csv_row(where: str, header: list[str], values: list[str]) -> Row:
         data["__problem__"] = problem
     elif extra:
         data["__problem__"] = f"{len(extra)} more value(s) than columns in the header"
+    else:
+        # The cells as one text (a list's repr: unambiguous whatever they hold, and in C),
+        # after the header's.
+        return Row(where, data, prefix + repr(values))
     return Row(where, data)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from ._db import BATCH, StateDb, StateError
 from .doubtstore import DoubtTable
 from .intents import Intent, IntentTable
+from .readahead import ReadAhead
 from .records import AppliedRecord, from_row, to_row
 from .retry_memory import RetryRowsTable
 from .seen import Contender, RunRows
@@ -84,6 +85,7 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
         self._pending_left: dict[str, AppliedRecord | None] = {}
         self._pending_since = 0.0
         super().__init__(path)
+        self._ahead = ReadAhead(self._db)
 
     def _prepare(self) -> None:
         self._db.executescript(_SCHEMA)
@@ -155,6 +157,10 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
                 self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        if self._pending:
+            # A window read while these waited holds their old hashes: the buffer answered
+            # for them until now.
+            self._ahead.clear()
         self._pending.clear()
         self._pending_left.clear()
         self._settled_written()
@@ -201,13 +207,16 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
         return None if row is None else from_row(row)
 
     def get_hash(self, pk: str) -> str | None:
-        """Only the hash of the row last applied under ``pk`` (the cheap unchanged check)."""
+        """Only the hash of the row last applied under ``pk`` (the cheap unchanged check).
+
+        Models are mostly in key order: the hashes of the next keys are read ahead in one
+        query (:class:`~.readahead.ReadAhead`), not one query a row.
+        """
         with self._lock:
             if pk in self._pending:
                 pending = self._pending[pk]
                 return None if pending is None else pending.hash
-            row = self._db.execute("SELECT hash FROM records WHERE pk = ?", (pk,)).fetchone()
-        return None if row is None else str(row[0])
+            return self._ahead.get(pk)
 
     def put(self, record: AppliedRecord, *, settles: Intent | None = None) -> None:
         """Remember ``record`` as applied (written within 0.2 s, and by :meth:`flush`); the
@@ -298,6 +307,7 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
             self._flush()
             self._write_now("UPDATE records SET hash = ?, key = NULL",
                             (RESEND if keep_lists else "",))
+            self._ahead.clear()
 
     def unkeyed(self, batch: int = 1000) -> Iterator[tuple[str, str | None]]:
         """``(pk, match)`` of the records whose user key is not known (older files)."""

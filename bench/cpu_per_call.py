@@ -26,9 +26,9 @@ import requests
 from sailthru.sailthru_client import SailthruClient
 
 from sailthru_destination import AppOptions
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.calllog import CallLog, JsonLinesSink
-from sailthru_destination.ratelimit import machine_limiters
+from sailthru_destination.transport.api import SailthruApi
+from sailthru_destination.transport.calllog import CallLog, JsonLinesSink
+from sailthru_destination.transport.ratelimit import machine_limiters
 
 KEY, SECRET = "bench-key", "bench-secret"
 LIMITS = {"default": 1_000_000.0}

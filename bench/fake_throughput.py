@@ -19,8 +19,8 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from sailthru import SailthruClient
 
-from sailthru_destination._protocol import sign
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport._protocol import sign
 
 _UNLIMITED = {"default": 1_000_000.0}
 

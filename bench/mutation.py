@@ -71,7 +71,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                                                      "tests/test_commerce.py",
                                                      "tests/test_purchases.py",
                                                      "tests/test_carts.py"]),
-    "api": (["api.py"], ["tests/test_api.py", "tests/test_api_retry.py",
+    "api": (["transport/api.py"], ["tests/test_api.py", "tests/test_api_retry.py",
                          "tests/test_api_redaction.py", "tests/test_api_pacing.py"]),
     "segment": (["segment/*"], ["tests/test_segment.py", "tests/test_segment_golden.py",
                                 "tests/test_segment_real_messages.py"]),

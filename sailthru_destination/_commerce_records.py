@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from ._concurrency import KeyedLocks
-from .api import SailthruApi
 from .errors import NotFound, RecordError, SailthruError
 from .mapping import InvalidValue, cents, flatten_vars
 from .options import MatchKey
 from .profiles import valid_key
 from .results import ExportResult
 from .sentkeys import SentKeys
+from .transport._concurrency import KeyedLocks
+from .transport.api import SailthruApi
 
 __all__ = [
     "NEEDS_EMAIL",

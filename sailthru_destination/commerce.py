@@ -35,8 +35,6 @@ from ._commerce_records import (
     valid_items,
     valid_unit,
 )
-from ._concurrency import KeyedLocks, run_in_order
-from .api import SailthruApi
 from .carts import CartKeeper
 from .doubt import DEFAULT_DOUBT_AGE
 from .events import time_value
@@ -44,6 +42,8 @@ from .mapping import InvalidValue, reminder_time
 from .purchases import PurchaseSender
 from .results import ExportResult, Status
 from .sentkeys import InMemorySentKeys, SentKeys, send_once
+from .transport._concurrency import KeyedLocks, run_in_order
+from .transport.api import SailthruApi
 
 __all__ = ["CartChange", "CommerceSender", "Purchase", "PurchaseItem", "Return"]
 

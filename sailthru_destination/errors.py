@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._protocol import ErrorCode
+from .transport._protocol import ErrorCode
 
 __all__ = [
     "AuthError",

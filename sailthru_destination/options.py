@@ -15,9 +15,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from ._protocol import is_loopback_url
 from .mapping import InvalidValue, reminder_time
 from .nulls import NULL_VALUES
+from .transport._protocol import is_loopback_url
 
 if TYPE_CHECKING:  # the redis extra is optional: import it only for type checkers
     from .coordination import RedisCoordination
@@ -114,8 +114,9 @@ class AppOptions:
 
     @property
     def masked_key(self) -> str:
-        """The API key masked for logs (see :func:`~sailthru_destination.calllog.mask_key`)."""
-        from .calllog import mask_key
+        """The API key masked for logs (see
+        :func:`~sailthru_destination.transport.calllog.mask_key`)."""
+        from .transport.calllog import mask_key
 
         return mask_key(self.api_key)
 
@@ -194,8 +195,8 @@ class DestinationOptions:
     """The opt-out level (``optout_email``) sent with every user; a record may override it."""
     concurrency: int | None = None
     """How many records are in flight at once: None (the default) adapts it to the rate limit
-    and the measured latency (2 to 64, by Little's law, see ``sailthru_destination._adaptive``),
-    a number pins it."""
+    and the measured latency (2 to 64, by Little's law, see
+    ``sailthru_destination.transport._adaptive``), a number pins it."""
     lock_dir: str | None = None
     """Where the cross-process list-creation lock files live (a per-user temp folder when
     None)."""

@@ -60,7 +60,7 @@ from ._postback_fields import (
     shown,
     vars_field,
 )
-from ._protocol import sign, signature_matches
+from .transport._protocol import sign, signature_matches
 
 __all__ = [
     "MAX_BODY_BYTES",

@@ -12,7 +12,6 @@ import contextlib
 import logging
 from typing import Any
 
-from .api import SailthruApi
 from .decide import Action, Decision, Sailthru, decide
 from .errors import NotFound, RecordError, SailthruError
 from .lists import ListRegistry
@@ -27,6 +26,7 @@ from .profile_payload import (
     with_lists,
 )
 from .results import ExportResult
+from .transport.api import SailthruApi
 
 __all__ = [
     "DeleteNotVerified",

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from helpers import KEY, SECRET, app_for, make_fake
 
-from sailthru_destination.api import FileData, SailthruApi
 from sailthru_destination.errors import NotFound
 from sailthru_destination.imports import (
     ExportExpired,
@@ -36,6 +35,7 @@ from sailthru_destination.mapping import InvalidValue
 from sailthru_destination.options import AppOptions
 from sailthru_destination.results import Status
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import FileData, SailthruApi
 
 NO_PACING = {"default": 1_000_000.0}
 

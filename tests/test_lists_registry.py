@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.lists import ListRegistry
 from sailthru_destination.locks import LocalLock
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 
 def registry(api: SailthruApi, tmp_path: Path, shared: object = None) -> ListRegistry:

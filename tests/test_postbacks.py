@@ -13,7 +13,6 @@ import pytest
 import requests
 from sailthru.sailthru_client import get_signature_hash
 
-from sailthru_destination._protocol import sign
 from sailthru_destination.postbacks import (
     MAX_BODY_BYTES,
     HardBounce,
@@ -27,6 +26,7 @@ from sailthru_destination.postbacks import (
     sign_postback,
     verify_postback,
 )
+from sailthru_destination.transport._protocol import sign
 
 SECRET = "test-secret-do-not-show"
 

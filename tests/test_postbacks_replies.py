@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 import pytest
 
 from sailthru_destination._json import MAX_JSON_DEPTH
-from sailthru_destination._protocol import sign
 from sailthru_destination.postbacks import (
     Postback,
     PostbackError,
@@ -23,6 +22,7 @@ from sailthru_destination.postbacks import (
     parse_postback,
     sign_postback,
 )
+from sailthru_destination.transport._protocol import sign
 
 SECRET = "test-secret-do-not-show"
 FORM = "application/x-www-form-urlencoded"

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from helpers import KEY, SECRET, VirtualClock, app_for
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
 from sailthru_destination.doubt import Doubt, InMemoryDoubtLog
 from sailthru_destination.purchases import doubt_log_of
@@ -22,6 +21,7 @@ from sailthru_destination.results import Status
 from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.sync.jobfile import dumps_line
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 ITEM = PurchaseItem("sku-1", "Blue shirt", 1, "5.00", url="https://shop.example/sku-1")
 ORDER = Purchase("o-1", email="ann@example.com", items=(ITEM,))

@@ -11,7 +11,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from ..ratelimit import DEFAULT_HEADROOM
+from ..transport.ratelimit import DEFAULT_HEADROOM
 from ._health import Health
 from ._known_lists import RedisKnownLists
 from ._lock import RedisListLock

@@ -53,13 +53,13 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
 from celery import Celery, Task
 from celery.exceptions import Ignore
 
-from ..api import SailthruApi
 from ..coordination import CoordinationError, RedisCoordination
 from ..destination import SailthruDestination
 from ..errors import RecordError
 from ..options import AppOptions, DestinationOptions
 from ..results import BatchResult, ExportResult
 from ..sentkeys_redis import DEFAULT_LEASE, scope_digest
+from ..transport.api import SailthruApi
 from ._records import build, result_dict, user_of
 
 __all__ = ["WORKER_SETTINGS", "Account", "SailthruTasks", "partition_of"]

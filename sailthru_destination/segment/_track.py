@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._protocol import RESERVED_EVENT_NAMES
 from ..events import Event
 from ..mapping import InvalidValue, list_name
 from ..results import ExportResult, Status
+from ..transport._protocol import RESERVED_EVENT_NAMES
 from ..varnames import describe_problems
 from ._message import _Message, _tags, _text
 from ._vars import segment_vars

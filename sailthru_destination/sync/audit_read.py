@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api import SailthruApi
 from ..errors import NotFound
 from ..imports import ListImporter, PollPolicy
+from ..transport.api import SailthruApi
 from .bulk_choice import MAX_POLL, bulk_is_faster
 
 __all__ = ["READ_MODES", "Held", "choose_read", "read_by_export", "read_per_user",

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from .._invalid import InvalidValue
-from ..api import SailthruApi
-from ..calllog import CallLog
 from ..decide import Action, Decision, Sailthru, decide
 from ..destination import SailthruDestination
 from ..errors import RecordError, SailthruError
 from ..options import AppOptions
 from ..profiles import ProfileChange, user_exists, valid_key
 from ..results import ExportResult
+from ..transport.api import SailthruApi
+from ..transport.calllog import CallLog
 from .columns import model_rows
 from .config import SyncConfig
 from .report import RunReport, default_report_dir

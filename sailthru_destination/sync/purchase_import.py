@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._commerce_records import Shop, guard, text
-from .._concurrency import KeyedLocks
 from ..commerce import Purchase
 from ..destination import SailthruDestination
 from ..doubt import UNKNOWN_JOB, Doubt
@@ -48,6 +47,7 @@ from ..errors import OutcomeUnknown, RecordError, SailthruError
 from ..purchases import PurchaseSender, doubt_log_of
 from ..results import ExportResult, Status
 from ..sentkeys import KeyState, SentKeys
+from ..transport._concurrency import KeyedLocks
 from .bulk_choice import use_bulk
 from .config import SyncConfig
 from .jobfile import JobFile

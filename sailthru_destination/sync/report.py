@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._private import private_dir, private_file
-from ..calllog import JsonLinesSink
+from ..transport.calllog import JsonLinesSink
 from .report_html import write_report_html
 from .summary import RecordFailure, RecordNotice
 

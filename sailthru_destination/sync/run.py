@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..api import SailthruApi
-from ..calllog import CallLog, CallRecord
 from ..destination import SailthruDestination
 from ..options import AppOptions
+from ..transport.api import SailthruApi
+from ..transport.calllog import CallLog, CallRecord
 from .columns import model_rows
 from .config import SyncConfig
 from .errorbudget import ErrorBudget, RunStopped

@@ -43,12 +43,12 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import IO, Any
 
-from ..calllog import CallRecord
 from ..decide import MOVED_WITH_THE_ROW, UNCHANGED_DETAIL
 from ..destination import SailthruDestination
 from ..nulls import settle_nulls
 from ..profiles import ProfileChange
 from ..results import ExportResult, Status
+from ..transport.calllog import CallRecord
 from .bulk import BulkExporter
 from .bulk_choice import use_bulk
 from .config import SyncConfig

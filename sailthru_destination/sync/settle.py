@@ -27,9 +27,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..api import SailthruApi
 from ..errors import SailthruError
 from ..profiles import DeleteVerifier, user_exists
+from ..transport.api import SailthruApi
 from .config import SyncConfig
 from .digest import RESEND
 from .intents import Intent

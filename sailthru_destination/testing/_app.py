@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._protocol import ErrorCode, signature_matches
+from ..transport._protocol import ErrorCode, signature_matches
 from ._commerce import get_purchase, post_event, post_purchase, post_return
 from ._errors import ApiError, error_body
 from ._forms import Form, parse_form

@@ -6,7 +6,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from .._protocol import RESERVED_EVENT_NAMES, ErrorCode
+from ..transport._protocol import RESERVED_EVENT_NAMES, ErrorCode
 from ._errors import ApiError, invalid_parameter
 from ._state import State, User, rfc2822_now
 from ._users import resolve_lookup

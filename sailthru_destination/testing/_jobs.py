@@ -22,8 +22,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._protocol import is_loopback_url
 from ..sync.jobfile import read_line
+from ..transport._protocol import is_loopback_url
 from ._commerce import post_purchase
 from ._errors import ApiError, invalid_parameter
 from ._forms import Form

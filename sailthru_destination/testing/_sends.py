@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._protocol import ErrorCode
+from ..transport._protocol import ErrorCode
 from ._errors import ApiError, invalid_parameter
 from ._state import State, rfc2822_now
 from ._users import Reply

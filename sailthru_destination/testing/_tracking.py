@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .._protocol import PAGEVIEW_ENDPOINT, ErrorCode
+from ..transport._protocol import PAGEVIEW_ENDPOINT, ErrorCode
 from ._errors import error_body
 from ._ratelimit import RateLimiter
 from ._state import State, rfc2822_now

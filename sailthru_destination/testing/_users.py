@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .._protocol import ErrorCode
+from ..transport._protocol import ErrorCode
 from ._errors import ApiError, invalid_parameter
 from ._state import INDEXED_KEYS, State, User
 

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
-from sailthru_destination.calllog import CallLog, CallRecord
 from sailthru_destination.commerce import CartChange, Purchase, PurchaseItem
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.events import Event
@@ -37,6 +35,8 @@ from sailthru_destination.options import AppOptions, DeleteBehavior, Destination
 from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.results import BatchResult
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
+from sailthru_destination.transport.calllog import CallLog, CallRecord
 
 KEY = "chaos-key"
 SECRET = "chaos-secret-0123456789"

@@ -7,7 +7,6 @@ from pathlib import Path
 from helpers import app_for
 from serving import encoded
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import DestinationOptions
 from sailthru_destination.serve import MessageQueue, Worker
@@ -15,6 +14,7 @@ from sailthru_destination.serve.worker import OnceAdapter
 from sailthru_destination.sync.report import RunReport
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 
 def _drain(fake: FakeSailthru, folder: Path, queue: MessageQueue) -> Worker:

@@ -12,7 +12,6 @@ from helpers import destination_for, make_fake, posted_payloads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
 from sailthru_destination.profiles import ProfileChange
@@ -23,6 +22,7 @@ from sailthru_destination.sync.runner import RunSummary, SyncRunner
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 10000.0}
 

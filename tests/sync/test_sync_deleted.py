@@ -12,7 +12,6 @@ import pytest
 from helpers import KEY, SECRET, app_for
 from test_sync_runner import ANN, BOB, FAST, _rows
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.model import is_deleted
@@ -20,6 +19,7 @@ from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunn
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 
 def _apply(fake: FakeSailthru, tmp_path: Path, rows: list[Row], *, whole: bool = False,

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from helpers import app_for
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.intents import Intent
 from sailthru_destination.sync.settle import RESEND, settle_intents
 from sailthru_destination.sync.state import AppliedRecord, SyncState
 from sailthru_destination.sync.summary import RecordNotice
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 ANN = "ann@example.com"
 BOB = "bob@example.com"

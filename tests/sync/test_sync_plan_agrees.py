@@ -19,7 +19,6 @@ from helpers import KEY, SECRET, make_fake
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.config import SyncConfig
@@ -28,6 +27,7 @@ from sailthru_destination.sync.runner import RecordFailure, SyncRunner
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 100_000.0}
 POOL = ("a", "b", "c", "d")  # the emails rows and outside users are drawn from

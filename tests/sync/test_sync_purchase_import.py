@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from helpers import VirtualClock, make_fake
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
 from sailthru_destination.results import Status
@@ -24,6 +23,7 @@ from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunn
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 10000.0}
 ITEM = {"id": "sku1", "title": "Shoe", "qty": 2, "price": 9.99, "url": "https://x.test/s"}

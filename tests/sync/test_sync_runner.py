@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.config import SyncConfig
@@ -17,6 +16,7 @@ from sailthru_destination.sync.runner import RecordFailure, RunAborted, RunSumma
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 10000.0}
 

@@ -24,7 +24,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.mapping import flatten_vars
 from sailthru_destination.options import AppOptions
@@ -34,6 +33,7 @@ from sailthru_destination.sync.runner import SyncRunner
 from sailthru_destination.sync.sources import Row, open_source
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 from sailthru_destination.values import sailthru_value
 
 FAST = {"default": 100_000.0}

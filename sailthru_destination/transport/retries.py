@@ -26,8 +26,8 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential, wait_random
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
+from ..errors import OutcomeUnknown, RateLimited, SailthruError, TransientError
 from ._protocol import PAGEVIEW_ENDPOINT
-from .errors import OutcomeUnknown, RateLimited, SailthruError, TransientError
 
 __all__ = [
     "DEFAULT_NON_IDEMPOTENT",

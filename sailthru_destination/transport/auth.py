@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import AuthError, SailthruError, TransientError
 from ._protocol import ErrorCode
 from .api import SailthruApi
-from .errors import AuthError, SailthruError, TransientError
 
 __all__ = ["AUTH_PROBE", "auth_failure", "check_authentication", "refused_credential"]
 

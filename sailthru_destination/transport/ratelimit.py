@@ -32,8 +32,8 @@ except ImportError:  # pragma: no cover - Windows: a lock file per call instead
     fcntl = None  # type: ignore[assignment]
 from filelock import FileLock
 
+from ..locks import default_lock_dir
 from ._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
-from .locks import default_lock_dir
 
 __all__ = [
     "DEFAULT_HEADROOM",
@@ -191,7 +191,7 @@ class RateLimiterRegistry:
     """The limiters of one or more accounts, one per (account, method, endpoint).
 
     ``limits`` is a table of calls per second keyed like
-    :data:`sailthru_destination._protocol.DEFAULT_RATE_LIMITS`; it gives each limiter its
+    :data:`sailthru_destination.transport._protocol.DEFAULT_RATE_LIMITS`; it gives each limiter its
     starting rate until replies tell the account's real one.
     """
 

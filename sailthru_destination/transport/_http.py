@@ -23,9 +23,9 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 
-from . import __version__
+from .. import __version__
+from ..errors import InvalidRequest, NotFound, TransientError
 from ._protocol import is_loopback_url
-from .errors import InvalidRequest, NotFound, TransientError
 
 __all__ = [
     "Download",
@@ -222,7 +222,7 @@ def open_download(
     session: requests.Session, url: str, timeout: tuple[float, float]
 ) -> Download:
     """Open ``url`` (an export file) through ``session`` to read as text lines as it arrives;
-    see :meth:`~sailthru_destination.api.SailthruApi.download` for what it raises."""
+    see :meth:`~sailthru_destination.transport.api.SailthruApi.download` for what it raises."""
     where = without_query(url)
     if not url.startswith("https://") and not is_loopback_url(url):
         raise InvalidRequest(f"refusing to download {where} over plain http", method="GET")

@@ -25,6 +25,12 @@ from typing import Any
 import requests
 from sailthru.sailthru_client import SailthruClient
 
+from ..errors import (
+    RateLimited,
+    SailthruError,
+    error_from_reply,
+)
+from ..options import AppOptions
 from ._adaptive import MAX_IN_FLIGHT, note_attempt
 from ._http import (
     Download,
@@ -40,12 +46,6 @@ from ._http import (
 from ._protocol import PAGEVIEW_ENDPOINT
 from ._transport import FormTransport, Reply
 from .calllog import CallLog, CallRecord, mask_key
-from .errors import (
-    RateLimited,
-    SailthruError,
-    error_from_reply,
-)
-from .options import AppOptions
 from .ratelimit import RateLimiter, RateLimiterRegistry, machine_limiters
 from .retries import (
     DEFAULT_NON_IDEMPOTENT,
@@ -79,8 +79,8 @@ class SailthruApi:
     ``clock``/``wall_clock``/``sleep`` are injectable for tests. ``rate_limits`` gives starting
     rates (calls per second, keys as in ``_protocol.DEFAULT_RATE_LIMITS``). Pacing is shared by
     every process of this machine on the same account (Sailthru counts per account), through
-    :func:`~sailthru_destination.ratelimit.machine_limiters`; with an injected clock it is this
-    instance's own. ``limiters`` chooses another registry (e.g. Redis, across machines).
+    :func:`~sailthru_destination.transport.ratelimit.machine_limiters`; with an injected clock it
+    is this instance's own. ``limiters`` chooses another registry (e.g. Redis, across machines).
     """
 
     def __init__(

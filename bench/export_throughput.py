@@ -26,7 +26,7 @@ from typing import Any
 from sailthru.sailthru_client import SailthruClient
 
 from sailthru_destination import AppOptions, DestinationOptions, ProfileChange, SailthruDestination
-from sailthru_destination.mapping import changed_vars
+from sailthru_destination.shaping.mapping import changed_vars
 from sailthru_destination.transport.api import SailthruApi
 from sailthru_destination.transport.calllog import CallLog
 from sailthru_destination.transport.ratelimit import RateLimiterRegistry

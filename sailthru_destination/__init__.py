@@ -24,10 +24,10 @@ from .errors import (
 )
 from .events import Event
 from .imports import ImportedUser
-from .mapping import InvalidValue
 from .options import AppOptions, DestinationOptions
 from .profiles import ProfileChange
 from .results import BatchResult, ConnectionCheck, ExportResult, Status
+from .shaping.mapping import InvalidValue
 
 __all__ = [
     "AppOptions",

@@ -3,7 +3,7 @@
 Shared by :mod:`.purchases`, :mod:`.carts` and :mod:`.commerce`: what a record holds, how
 its fields become Sailthru's (integer cents, item lines, ids), and the one lookup they share
 (a buyer named by extid is sent under the email Sailthru holds for it). A bad field raises
-:class:`~sailthru_destination.mapping.InvalidValue` naming it; :func:`guard` turns that,
+:class:`~sailthru_destination.shaping.mapping.InvalidValue` naming it; :func:`guard` turns that,
 or a Sailthru refusal, into the record's failed result.
 """
 
@@ -16,11 +16,11 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from .errors import NotFound, RecordError, SailthruError
-from .mapping import InvalidValue, cents, flatten_vars
 from .options import MatchKey
 from .profiles import valid_key
 from .results import ExportResult
 from .sentkeys import SentKeys
+from .shaping.mapping import InvalidValue, cents, flatten_vars
 from .transport._concurrency import KeyedLocks
 from .transport.api import SailthruApi
 

@@ -12,10 +12,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ._json import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
-from .mapping import InvalidValue
 from .options import MatchKey
 from .profiles import valid_key
+from .shaping._json import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
+from .shaping.mapping import InvalidValue
 
 __all__ = [
     "PostbackError",

@@ -31,11 +31,11 @@ from ._commerce_records import (
     valid_url,
 )
 from .errors import NotFound
-from .mapping import InvalidValue, reminder_time
 from .options import MatchKey
 from .profiles import valid_key
 from .results import ExportResult, Status
 from .sentkeys import send_once
+from .shaping.mapping import InvalidValue, reminder_time
 
 __all__ = ["CartKeeper"]
 

@@ -9,7 +9,7 @@
 * A cart change reads the user's cart, adds or removes the product, and posts the whole
   cart with ``incomplete: 1`` (:mod:`.carts`).
 
-Prices become integer cents exactly (:func:`~sailthru_destination.mapping.cents`). A record
+Prices become integer cents exactly (:func:`~sailthru_destination.shaping.mapping.cents`). A record
 with an extid but no email is sent under the email Sailthru holds for that extid; a user
 without one fails with "identify the user with an email first". The record types and their
 checks live in :mod:`._commerce_records`.
@@ -38,10 +38,10 @@ from ._commerce_records import (
 from .carts import CartKeeper
 from .doubt import DEFAULT_DOUBT_AGE
 from .events import time_value
-from .mapping import InvalidValue, reminder_time
 from .purchases import PurchaseSender
 from .results import ExportResult, Status
 from .sentkeys import InMemorySentKeys, SentKeys, send_once
+from .shaping.mapping import InvalidValue, reminder_time
 from .transport._concurrency import KeyedLocks, run_in_order
 from .transport.api import SailthruApi
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .mapping import clear_vars
 from .options import DeleteBehavior, DestinationOptions, SyncMode
 from .profile_payload import (
     KEY_PROPERTIES,
@@ -34,6 +33,7 @@ from .profile_payload import (
     without_consent,
 )
 from .results import ExportResult, Status
+from .shaping.mapping import clear_vars
 
 __all__ = [
     "MOVED_WITH_THE_ROW", "UNCHANGED_DETAIL", "Action", "Decision", "Lookup", "Sailthru",
@@ -144,7 +144,7 @@ def decide(
     """The action for ``change`` given what ``sailthru`` holds, under ``options``.
 
     ``timezone`` is the account's, for naive dates in vars. Pure: no call is made. Raises
-    :class:`~sailthru_destination.mapping.InvalidValue` naming the field for a bad value
+    :class:`~sailthru_destination.shaping.mapping.InvalidValue` naming the field for a bad value
     (the record then fails). See :class:`Decision` for reading the answer.
     """
     rid = change.id

@@ -1,7 +1,7 @@
 """Custom events: one record becomes one POST /event, at most once per record id.
 
 The event's properties become flattened vars by the profile vars rules
-(:func:`~sailthru_destination.mapping.flatten_vars`). Sailthru's own event names
+(:func:`~sailthru_destination.shaping.mapping.flatten_vars`). Sailthru's own event names
 (``send``, ``purchase``, ...) and empty names are refused per record before any call.
 
 ``schedule_time`` (not documented by Sailthru, so optional): a ``datetime`` or ``date`` is
@@ -21,11 +21,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .errors import NotFound, RecordError, SailthruError
-from .mapping import InvalidValue, flatten_vars
 from .options import MatchKey
 from .profiles import valid_key
 from .results import ExportResult, Status
 from .sentkeys import InMemorySentKeys, SentKeys, send_once
+from .shaping.mapping import InvalidValue, flatten_vars
 from .transport._concurrency import KeyedLocks, run_in_order
 from .transport._protocol import RESERVED_EVENT_NAMES
 from .transport.api import SailthruApi

@@ -42,8 +42,8 @@ from enum import Enum
 from typing import Any
 
 from .errors import NotFound, RecordError, SailthruError, TransientError
-from .mapping import InvalidValue
 from .results import BatchResult, ExportResult, Status
+from .shaping.mapping import InvalidValue
 from .transport.api import Download, SailthruApi
 
 __all__ = [
@@ -477,7 +477,8 @@ def apply_import(
     imported value changes nothing (an import never erases host data). ``source_list_property``
     names a property that receives :attr:`ImportedUser.source_list`.
 
-    Raises :class:`~sailthru_destination.mapping.InvalidValue` (naming the field) when ``sum``
+    Raises :class:`~sailthru_destination.shaping.mapping.InvalidValue` (naming the field) when
+    ``sum``
     meets something that is not a number; nothing is applied then.
     """
     new = dict(profile)

@@ -15,8 +15,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from .mapping import InvalidValue, reminder_time
-from .nulls import NULL_VALUES
+from .shaping.mapping import InvalidValue, reminder_time
+from .shaping.nulls import NULL_VALUES
 from .transport._protocol import is_loopback_url
 
 if TYPE_CHECKING:  # the redis extra is optional: import it only for type checkers
@@ -230,11 +230,12 @@ class DestinationOptions:
     """What a property whose var Sailthru would refuse or rewrite (a name like ``first-name`` or
     ``id``, a NaN value) does to its record: ``"fail"`` fails the record naming the field;
     ``"drop"`` renames the var by the documented rule
-    (:func:`~sailthru_destination.varnames.repaired_var_name`) or leaves it out, sends the rest,
+    (:func:`~sailthru_destination.shaping.varnames.repaired_var_name`) or leaves it out, sends the
+    rest,
     and names each one in the result's ``detail``."""
     null_values: Literal["keep", "clear"] = "keep"
     """What a ``None`` (NULL) property does to its var: ``"keep"`` (the default) leaves the var
-    as Sailthru has it, ``"clear"`` empties it (see :mod:`sailthru_destination.nulls`)."""
+    as Sailthru has it, ``"clear"`` empties it (see :mod:`sailthru_destination.shaping.nulls`)."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .lists import ListRegistry, joined, membership_changes
-from .mapping import InvalidValue, changed_vars, list_name, vars_for_change
-from .nulls import settle_nulls
 from .options import DestinationOptions, MatchKey, OptoutLevel, SyncMode
 from .results import ExportResult, Status
-from .row_contract import SENT_FIELDS
-from .varnames import VarProblem, describe_problems
+from .shaping.mapping import InvalidValue, changed_vars, list_name, vars_for_change
+from .shaping.nulls import settle_nulls
+from .shaping.row_contract import SENT_FIELDS
+from .shaping.varnames import VarProblem, describe_problems
 
 __all__ = ["ProfileChange", "UpsertPlan", "plan_upsert", "valid_key", "with_lists"]
 
@@ -66,7 +66,7 @@ class ProfileChange:
 def valid_key(match_key: MatchKey | str, value: Any, field_name: str = "key") -> str:
     """``value`` as the Sailthru user key of kind ``match_key`` (emails lower-cased).
 
-    Raises :class:`~sailthru_destination.mapping.InvalidValue` naming ``field_name`` when it
+    Raises :class:`~sailthru_destination.shaping.mapping.InvalidValue` naming ``field_name`` when it
     is missing, not text, or not a valid email, Sailthru ID or extid.
     """
     match_key = MatchKey.parse(match_key, "match_key")
@@ -139,7 +139,7 @@ def plan_upsert(
 
     Pure: no call, no list lookup. The per-user exporter and the bulk job file both build
     their payloads here, so the two paths cannot disagree. Raises
-    :class:`~sailthru_destination.mapping.InvalidValue` for a bad value.
+    :class:`~sailthru_destination.shaping.mapping.InvalidValue` for a bad value.
     """
     rid = change.id
     skipped = without_consent(change, options, rid)

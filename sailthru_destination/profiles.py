@@ -16,7 +16,6 @@ from .decide import Action, Decision, Sailthru, decide
 from .errors import NotFound, RecordError, SailthruError
 from .lists import ListRegistry
 from .locks import LockTimeout
-from .mapping import InvalidValue
 from .options import AppOptions, DestinationOptions
 from .profile_payload import (
     ProfileChange,
@@ -26,6 +25,7 @@ from .profile_payload import (
     with_lists,
 )
 from .results import ExportResult
+from .shaping.mapping import InvalidValue
 from .transport.api import SailthruApi
 
 __all__ = [

@@ -40,9 +40,9 @@ from ._commerce_records import (
 from .doubt import DEFAULT_DOUBT_AGE, UNKNOWN_JOB, Doubt, DoubtLog, InMemoryDoubtLog, may_post_again
 from .errors import NotFound, OutcomeUnknown, RecordError, SailthruError
 from .events import time_value
-from .mapping import InvalidValue
 from .results import ExportResult, Status
 from .sentkeys import KeyState, Leased, SentKeys
+from .shaping.mapping import InvalidValue
 
 __all__ = ["PurchaseSender"]
 

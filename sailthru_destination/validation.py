@@ -19,8 +19,8 @@ from typing import Any
 from .commerce import CartChange, Purchase, PurchaseItem, Return
 from .errors import RecordError
 from .events import Event
-from .mapping import InvalidValue
 from .profiles import ProfileChange
+from .shaping.mapping import InvalidValue
 
 __all__ = ["CHECKS", "RECORD_TYPES", "record_id_of", "record_problem"]
 

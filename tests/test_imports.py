@@ -31,9 +31,9 @@ from sailthru_destination.imports import (
     apply_import,
     import_into,
 )
-from sailthru_destination.mapping import InvalidValue
 from sailthru_destination.options import AppOptions
 from sailthru_destination.results import Status
+from sailthru_destination.shaping.mapping import InvalidValue
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import FileData, SailthruApi
 

@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from sailthru_destination._json import MAX_JSON_DEPTH
 from sailthru_destination.postbacks import (
     Postback,
     PostbackError,
@@ -22,6 +21,7 @@ from sailthru_destination.postbacks import (
     parse_postback,
     sign_postback,
 )
+from sailthru_destination.shaping._json import MAX_JSON_DEPTH
 from sailthru_destination.transport._protocol import sign
 
 SECRET = "test-secret-do-not-show"

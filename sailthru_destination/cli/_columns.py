@@ -15,12 +15,12 @@ import itertools
 import re
 from collections.abc import Iterable, Sequence
 
+from ..shaping.varnames import var_name_problem
 from ..sync.column_check import column_problems
 from ..sync.columns import collision
 from ..sync.config import SyncConfig
 from ..sync.model import RowProblem, read_user_row
 from ..sync.sources import Row
-from ..varnames import var_name_problem
 from ._common import UsageError
 
 __all__ = ["LOOK_AHEAD", "check_columns", "parse_map", "parse_types"]

@@ -11,8 +11,8 @@ from typing import Any
 from ..destination import SailthruDestination
 from ..errors import NotFound, RecordError, SailthruError
 from ..locks import LockTimeout
-from ..mapping import InvalidValue
 from ..results import BatchResult, ExportResult, Status
+from ..shaping.mapping import InvalidValue
 from ..transport._concurrency import run_in_order
 from ._message import _failed, _kind, _Message, _named
 from ._presets import route

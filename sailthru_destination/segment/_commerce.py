@@ -6,8 +6,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..commerce import CartChange, Purchase, Return
-from ..mapping import InvalidValue
 from ..results import ExportResult
+from ..shaping.mapping import InvalidValue
 from ._message import _adjustments, _first, _Message, _product, _products
 
 if TYPE_CHECKING:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event
-from ..mapping import InvalidValue, list_name
 from ..results import ExportResult, Status
+from ..shaping.mapping import InvalidValue, list_name
+from ..shaping.varnames import describe_problems
 from ..transport._protocol import RESERVED_EVENT_NAMES
-from ..varnames import describe_problems
 from ._message import _Message, _tags, _text
 from ._vars import segment_vars
 

@@ -14,11 +14,11 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._json import loads_bounded
 from ..commerce import Purchase, PurchaseItem, Return
 from ..destination import SailthruDestination
 from ..events import Event
 from ..results import ExportResult, Status
+from ..shaping._json import loads_bounded
 from .config import SyncConfig
 from .model import RowProblem, row_key, storable
 from .runner import RecordFailure, RunSummary

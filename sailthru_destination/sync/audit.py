@@ -30,10 +30,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .._invalid import InvalidValue
 from ..decide import Action, Decision, Sailthru
 from ..options import AppOptions
 from ..profile_payload import default_list_name, list_names_for, valid_key
+from ..shaping._invalid import InvalidValue
 from ..transport.api import SailthruApi
 from ..transport.calllog import CallLog
 from .audit_read import Held, choose_read, read_by_export, read_per_user, same_value

@@ -74,7 +74,8 @@ TYPES: Mapping[str, tuple[Any, str]] = {
     "datetime": (_datetime, "an ISO-8601 date and time (2024-01-31T09:30:00Z)"),
 }
 """The types ``types`` may name: each one's reader of a text value and what it expects. A
-``date`` or ``datetime`` is then sent by the one typing rule (:mod:`sailthru_destination.values`):
+``date`` or ``datetime`` is then sent by the one typing rule
+(:mod:`sailthru_destination.shaping.values`):
 ISO 8601, Unix seconds in a ``*_time`` column, ``YYYY-MM-DD`` in a ``*_date`` column."""
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..nulls import NULL_VALUES
 from ..options import DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel, SyncMode
+from ..shaping.nulls import NULL_VALUES
 from .config_schema import check_settings
 
 __all__ = [

@@ -95,7 +95,7 @@ def decide_row(
     :class:`~sailthru_destination.decide.Decision`). An unchanged row (its content hash is
     the record's) is :attr:`Action.UNCHANGED` without building a change, unless ``resend``
     asks for the row whole (what a full resync or an audit's repair sends). Raises
-    :class:`~sailthru_destination.mapping.InvalidValue` for a value Sailthru cannot take.
+    :class:`~sailthru_destination.shaping.mapping.InvalidValue` for a value Sailthru cannot take.
     """
     # The state keeps "<content hash>:<row digest>"; the content hash is the row's truth.
     if (not resend and row is not None and record is not None

@@ -23,13 +23,13 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from .._invalid import InvalidValue
 from ..decide import Action, Decision, Sailthru, decide
 from ..destination import SailthruDestination
 from ..errors import RecordError, SailthruError
 from ..options import AppOptions
 from ..profiles import ProfileChange, user_exists, valid_key
 from ..results import ExportResult
+from ..shaping._invalid import InvalidValue
 from ..transport.api import SailthruApi
 from ..transport.calllog import CallLog
 from .columns import model_rows

@@ -45,9 +45,9 @@ from typing import IO, Any
 
 from ..decide import MOVED_WITH_THE_ROW, UNCHANGED_DETAIL
 from ..destination import SailthruDestination
-from ..nulls import settle_nulls
 from ..profiles import ProfileChange
 from ..results import ExportResult, Status
+from ..shaping.nulls import settle_nulls
 from ..transport.calllog import CallRecord
 from .bulk import BulkExporter
 from .bulk_choice import use_bulk

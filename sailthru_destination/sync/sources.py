@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .._json import MAX_JSON_DEPTH, too_deep_at
+from ..shaping._json import MAX_JSON_DEPTH, too_deep_at
 
 __all__ = ["MAX_LINE_CHARS", "Row", "SourceError", "open_source", "plain",
            "sqlalchemy_available"]

@@ -9,7 +9,7 @@ Rules (spec section 3, written down where the spec is silent):
   and list indexes: ``{"a": {"b": 1}, "c": [5, 6]}`` gives ``a_b``, ``c_0``, ``c_1``.
   Keys keep their spaces and case. An empty mapping or list yields no var: a
   removed nested object is cleared by diffing old against new (``vars_for_change``).
-* Values are typed by the one rule of :mod:`sailthru_destination.values` (``Decimal`` to a
+* Values are typed by the one rule of :mod:`sailthru_destination.shaping.values` (``Decimal`` to a
   number, dates to ISO-8601 text, Unix seconds for ``_time`` and ``YYYY-MM-DD`` for ``_date``
   names, UUIDs to text); ``None`` stays ``None`` (Sailthru clears the var). Integers must fit
   in 64 bits (Sailthru stores numbers as 64-bit values). Strings are never parsed.
@@ -75,7 +75,7 @@ class _Flattener:
     """One flattening pass; ``strict=False`` maps old properties without raising.
 
     With ``dropped``, a bad var is reported there instead of raising: a refused name is
-    renamed by :func:`~sailthru_destination.varnames.repaired_var_name` when it can be,
+    renamed by :func:`~sailthru_destination.shaping.varnames.repaired_var_name` when it can be,
     anything else is left out. ``repair`` renames without reporting (old properties, so a
     later clear hits the var the rename created).
     """
@@ -246,7 +246,7 @@ def flatten_vars(
     ``var_names`` renames top-level properties before flattening; ``exclude`` drops
     top-level properties (e.g. ``email`` when it travels as the user key). Raises
     :class:`InvalidValue` naming the first bad field, unless ``dropped`` is given: then
-    each bad var is renamed (by :func:`~sailthru_destination.varnames.repaired_var_name`)
+    each bad var is renamed (by :func:`~sailthru_destination.shaping.varnames.repaired_var_name`)
     or left out, and listed there.
     """
     return _flatten(

@@ -17,7 +17,7 @@ Sailthru type wherever it comes from, and no Python ``repr`` (``Decimal('1.25')`
 * Lists and tuples (SQL arrays) → lists; mappings (``json``/``jsonb``) → objects. Each item is
   typed by the same rule under its flattened var name (``prefs_signup_time``), so the mapping
   flattens them into vars (``prefs_signup_time``, ``tags_0``).
-* Refused with :class:`~sailthru_destination.mapping.InvalidValue` naming the field: NaN and
+* Refused with :class:`~sailthru_destination.shaping.mapping.InvalidValue` naming the field: NaN and
   infinities, bytes, sets, and any other type (a ``time`` of day, a ``timedelta``, a network
   address ...): cast
   such a column to text or a number in the query.
@@ -148,7 +148,7 @@ def sailthru_value(value: Any, name: str = "", *, timezone: str = "UTC") -> Any:
 
     ``name`` is the var (column) name, whose ``_time``/``_date`` ending picks the form of a
     date; ``timezone`` is the account's, for naive datetimes and dates. Raises
-    :class:`~sailthru_destination.mapping.InvalidValue` naming the field for a value that
+    :class:`~sailthru_destination.shaping.mapping.InvalidValue` naming the field for a value that
     has no Sailthru type. Plain JSON values come back unchanged, so typing twice is harmless.
     """
     return _typed(value, name, zone(timezone))

@@ -16,10 +16,10 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from .errors import NotFound, RecordError, SailthruError
+from .once.sentkeys import SentKeys
 from .options import MatchKey
 from .profiles import valid_key
 from .results import ExportResult
-from .sentkeys import SentKeys
 from .shaping.mapping import InvalidValue, cents, flatten_vars
 from .transport._concurrency import KeyedLocks
 from .transport.api import SailthruApi

@@ -31,10 +31,10 @@ from ._commerce_records import (
     valid_url,
 )
 from .errors import NotFound
+from .once.sentkeys import send_once
 from .options import MatchKey
 from .profiles import valid_key
 from .results import ExportResult, Status
-from .sentkeys import send_once
 from .shaping.mapping import InvalidValue, reminder_time
 
 __all__ = ["CartKeeper"]

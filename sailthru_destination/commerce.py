@@ -36,11 +36,11 @@ from ._commerce_records import (
     valid_unit,
 )
 from .carts import CartKeeper
-from .doubt import DEFAULT_DOUBT_AGE
 from .events import time_value
+from .once.doubt import DEFAULT_DOUBT_AGE
+from .once.sentkeys import InMemorySentKeys, SentKeys, send_once
 from .purchases import PurchaseSender
 from .results import ExportResult, Status
-from .sentkeys import InMemorySentKeys, SentKeys, send_once
 from .shaping.mapping import InvalidValue, reminder_time
 from .transport._concurrency import KeyedLocks, run_in_order
 from .transport.api import SailthruApi

@@ -13,12 +13,12 @@ from .commerce import CartChange, CommerceSender, Purchase, Return
 from .errors import AuthError, PermissionDenied, RecordError, SailthruError
 from .events import Event, EventSender
 from .imports import ImportedUser, ListImporter, PollPolicy
-from .lists import ListRegistry
-from .locks import LocalLock, NamedLock
+from .once.lists import ListRegistry
+from .once.locks import LocalLock, NamedLock
+from .once.sentkeys import InMemorySentKeys, SentKeys
 from .options import DEFAULT_API_URL, AppOptions, DestinationOptions
 from .profiles import ProfileChange, ProfileExporter
 from .results import BatchResult, ConnectionCheck, ExportResult
-from .sentkeys import InMemorySentKeys, SentKeys
 from .transport._adaptive import MAX_IN_FLIGHT, AdaptiveLimit
 from .transport._concurrency import KeyedLocks, run_in_order
 from .transport.api import RetryPolicy, SailthruApi

@@ -21,10 +21,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .errors import NotFound, RecordError, SailthruError
+from .once.sentkeys import InMemorySentKeys, SentKeys, send_once
 from .options import MatchKey
 from .profiles import valid_key
 from .results import ExportResult, Status
-from .sentkeys import InMemorySentKeys, SentKeys, send_once
 from .shaping.mapping import InvalidValue, flatten_vars
 from .transport._concurrency import KeyedLocks, run_in_order
 from .transport._protocol import RESERVED_EVENT_NAMES

@@ -209,7 +209,8 @@ class DestinationOptions:
     reported done (Sailthru's reads are eventually consistent; 0 turns the second read off)."""
     purchase_doubt_age: float = 600.0
     """How long (seconds; ten minutes by default) reads must keep missing an order whose post had
-    no clear answer before a later run posts it again (see :mod:`sailthru_destination.doubt`)."""
+    no clear answer before a later run posts it again (see
+    :mod:`sailthru_destination.once.doubt`)."""
     required_consents: frozenset[str] = frozenset()
     """When set, only profiles that consented to at least one of these purposes are exported;
     the others are skipped with that reason."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from .lists import ListRegistry, joined, membership_changes
+from .once.lists import ListRegistry, joined, membership_changes
 from .options import DestinationOptions, MatchKey, OptoutLevel, SyncMode
 from .results import ExportResult, Status
 from .shaping.mapping import InvalidValue, changed_vars, list_name, vars_for_change

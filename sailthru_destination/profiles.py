@@ -14,8 +14,8 @@ from typing import Any
 
 from .decide import Action, Decision, Sailthru, decide
 from .errors import NotFound, RecordError, SailthruError
-from .lists import ListRegistry
-from .locks import LockTimeout
+from .once.lists import ListRegistry
+from .once.locks import LockTimeout
 from .options import AppOptions, DestinationOptions
 from .profile_payload import (
     ProfileChange,

@@ -37,11 +37,18 @@ from ._commerce_records import (
     valid_items,
     valid_unit,
 )
-from .doubt import DEFAULT_DOUBT_AGE, UNKNOWN_JOB, Doubt, DoubtLog, InMemoryDoubtLog, may_post_again
 from .errors import NotFound, OutcomeUnknown, RecordError, SailthruError
 from .events import time_value
+from .once.doubt import (
+    DEFAULT_DOUBT_AGE,
+    UNKNOWN_JOB,
+    Doubt,
+    DoubtLog,
+    InMemoryDoubtLog,
+    may_post_again,
+)
+from .once.sentkeys import KeyState, Leased, SentKeys
 from .results import ExportResult, Status
-from .sentkeys import KeyState, Leased, SentKeys
 from .shaping.mapping import InvalidValue
 
 __all__ = ["PurchaseSender"]

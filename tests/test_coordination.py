@@ -26,7 +26,7 @@ from sailthru_destination.coordination import (
     RedisCoordination,
 )
 from sailthru_destination.destination import SailthruDestination
-from sailthru_destination.locks import LocalLock, LockTimeout, NamedLock
+from sailthru_destination.once.locks import LocalLock, LockTimeout, NamedLock
 from sailthru_destination.options import AppOptions, DestinationOptions
 from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.testing import FakeSailthru, Faults

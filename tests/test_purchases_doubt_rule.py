@@ -15,10 +15,10 @@ import pytest
 from helpers import KEY, SECRET, VirtualClock, app_for
 
 from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
-from sailthru_destination.doubt import Doubt, InMemoryDoubtLog
+from sailthru_destination.once.doubt import Doubt, InMemoryDoubtLog
+from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.purchases import doubt_log_of
 from sailthru_destination.results import Status
-from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.sync.jobfile import dumps_line
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import SailthruApi

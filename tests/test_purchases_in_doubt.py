@@ -11,8 +11,8 @@ from __future__ import annotations
 from helpers import app_for
 
 from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
+from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import Status
-from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import SailthruApi
 from sailthru_destination.transport.calllog import CallLog, CallRecord

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sailthru_destination.errors import InvalidRequest, OutcomeUnknown
+from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState, SentKeys, send_once
 from sailthru_destination.results import ExportResult, Status
-from sailthru_destination.sentkeys import InMemorySentKeys, KeyState, SentKeys, send_once
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.transport._concurrency import KeyedLocks
 

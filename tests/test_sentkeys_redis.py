@@ -15,10 +15,10 @@ from sailthru_destination.commerce import Purchase, PurchaseItem
 from sailthru_destination.coordination import CoordinationError, RedisCoordination
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.events import Event
+from sailthru_destination.once.sentkeys import KeyState, Leased, SentKeys, send_once
+from sailthru_destination.once.sentkeys_redis import RedisSentKeys
 from sailthru_destination.options import DestinationOptions
 from sailthru_destination.results import ExportResult, Status
-from sailthru_destination.sentkeys import KeyState, Leased, SentKeys, send_once
-from sailthru_destination.sentkeys_redis import RedisSentKeys
 from sailthru_destination.transport._concurrency import KeyedLocks
 
 # The coordination tests' fixtures: a redis-server for this module, a key prefix per test.

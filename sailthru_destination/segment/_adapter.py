@@ -10,7 +10,7 @@ from typing import Any
 
 from ..destination import SailthruDestination
 from ..errors import NotFound, RecordError, SailthruError
-from ..locks import LockTimeout
+from ..once.locks import LockTimeout
 from ..results import BatchResult, ExportResult, Status
 from ..shaping.mapping import InvalidValue
 from ..transport._concurrency import run_in_order

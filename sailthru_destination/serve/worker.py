@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import RecordError
+from ..once.sentkeys import SentKeys, send_once
 from ..results import ExportResult, Status
 from ..segment import SegmentAdapter
-from ..sentkeys import SentKeys, send_once
 from ..sync.report import RunReport
 from ..sync.runner import RecordFailure
 from ..sync.summary import RecordNotice

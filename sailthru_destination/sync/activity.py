@@ -4,7 +4,7 @@ Unlike users, these rows are facts, not a desired state: there is no diff and no
 delete. Each row's key (the primary key for an event or a return, the order id for a
 purchase: an order can have several partial returns, but is bought once) is
 claimed in the state's sent-keys store before the call and settled after it, so a re-run,
-or a run after a crash, never posts one twice (see :mod:`sailthru_destination.sentkeys`).
+or a run after a crash, never posts one twice (see :mod:`sailthru_destination.once.sentkeys`).
 """
 
 from __future__ import annotations

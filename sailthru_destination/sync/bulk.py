@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from .._commerce_records import guard
 from ..destination import SailthruDestination
 from ..errors import RecordError, SailthruError
-from ..locks import LockTimeout
+from ..once.locks import LockTimeout
 from ..options import SyncMode
 from ..profile_payload import ProfileChange, plan_upsert, with_lists
 from ..results import ExportResult, Status

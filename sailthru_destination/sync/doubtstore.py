@@ -6,7 +6,7 @@ with the time it went there, for the next run to read back.
 
 from __future__ import annotations
 
-from ..doubt import Doubt
+from ..once.doubt import Doubt
 from ._db import StateDb
 
 __all__ = ["DoubtTable"]

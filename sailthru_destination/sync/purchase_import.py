@@ -7,7 +7,7 @@ wants). Each line is the order's POST /purchase payload, built by the per-purcha
 job-file format of :mod:`.jobfile`.
 
 Exactly once, with the same sent-keys store as the per-purchase path (and its doubt rule,
-:mod:`~sailthru_destination.doubt`):
+:mod:`~sailthru_destination.once.doubt`):
 
 - an order the store already knows (sent, pending, unknown) never goes in a file (its claim
   fails): the per-purchase path decides it (skipped when sent, read back when in doubt);
@@ -42,11 +42,11 @@ from typing import TYPE_CHECKING, Any
 from .._commerce_records import Shop, guard, text
 from ..commerce import Purchase
 from ..destination import SailthruDestination
-from ..doubt import UNKNOWN_JOB, Doubt
 from ..errors import OutcomeUnknown, RecordError, SailthruError
+from ..once.doubt import UNKNOWN_JOB, Doubt
+from ..once.sentkeys import KeyState, SentKeys
 from ..purchases import PurchaseSender, doubt_log_of
 from ..results import ExportResult, Status
-from ..sentkeys import KeyState, SentKeys
 from ..transport._concurrency import KeyedLocks
 from .bulk_choice import use_bulk
 from .config import SyncConfig

@@ -1,12 +1,12 @@
 """The events and orders a sync sent, in the state file: the SentKeys store of a model.
 
-See :mod:`sailthru_destination.sentkeys` for the protocol (claim, send, settle). Each write
+See :mod:`sailthru_destination.once.sentkeys` for the protocol (claim, send, settle). Each write
 commits at once, before the call it guards.
 """
 
 from __future__ import annotations
 
-from ..sentkeys import KeyState
+from ..once.sentkeys import KeyState
 from ._db import StateDb
 
 __all__ = ["SentKeysTable"]

@@ -70,9 +70,9 @@ _FLUSH_AFTER = 0.2
 class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable, StateDb):
     """The state of one model's sync, in a SQLite file; usable from any thread.
 
-    Also a :class:`~sailthru_destination.sentkeys.SentKeys` store: the events and orders
+    Also a :class:`~sailthru_destination.once.sentkeys.SentKeys` store: the events and orders
     claimed, sent or of unknown outcome, so a re-run never posts one twice; a
-    :class:`~sailthru_destination.doubt.DoubtLog` of the orders in doubt; the rows to try
+    :class:`~sailthru_destination.once.doubt.DoubtLog` of the orders in doubt; the rows to try
     again on the incremental paths (:mod:`.retry_memory`); and the write-ahead
     :mod:`intents <.intents>` of the user writes in flight.
     """

@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - Windows: a lock file per call instead
     fcntl = None  # type: ignore[assignment]
 from filelock import FileLock
 
-from ..locks import default_lock_dir
+from ..once.locks import default_lock_dir
 from ._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
 
 __all__ = [

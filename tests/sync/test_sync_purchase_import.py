@@ -13,9 +13,9 @@ import pytest
 from helpers import VirtualClock, make_fake
 
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.once.sentkeys import KeyState
 from sailthru_destination.options import AppOptions
 from sailthru_destination.results import Status
-from sailthru_destination.sentkeys import KeyState
 from sailthru_destination.sync import jobs
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.jobfile import dumps_line

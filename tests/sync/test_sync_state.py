@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.sentkeys import KeyState, SentKeys
+from sailthru_destination.once.sentkeys import KeyState, SentKeys
 from sailthru_destination.sync.state import AppliedRecord, SyncState
 
 

@@ -37,10 +37,10 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
-from .errors import OutcomeUnknown, RecordError, SailthruError
-from .results import ExportResult, Status
-from .shaping._invalid import InvalidValue
-from .transport._concurrency import KeyedLocks
+from ..errors import OutcomeUnknown, RecordError, SailthruError
+from ..results import ExportResult, Status
+from ..shaping._invalid import InvalidValue
+from ..transport._concurrency import KeyedLocks
 
 __all__ = ["InMemorySentKeys", "KeyState", "Leased", "SentKeys", "send_once"]
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .doubt import Doubt
 
 if TYPE_CHECKING:
-    from .coordination import RedisCoordination
+    from ..coordination import RedisCoordination
 
 __all__ = ["RedisDoubtLog"]
 

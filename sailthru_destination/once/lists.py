@@ -13,9 +13,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
-from .errors import NotFound
+from ..errors import NotFound
+from ..transport.api import SailthruApi
 from .locks import NamedLock
-from .transport.api import SailthruApi
 
 __all__ = ["KnownLists", "ListRegistry", "membership_changes"]
 

@@ -31,7 +31,7 @@ from .doubt_redis import RedisDoubtLog
 from .sentkeys import KeyState
 
 if TYPE_CHECKING:  # coordination imports this module lazily; no import cycle at run time
-    from .coordination import RedisCoordination
+    from ..coordination import RedisCoordination
 
 __all__ = ["DEFAULT_LEASE", "RedisSentKeys", "scope_digest"]
 

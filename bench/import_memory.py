@@ -18,7 +18,7 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 
-from sailthru_destination.imports import ListImporter, PollPolicy
+from sailthru_destination.features.imports import ListImporter, PollPolicy
 from sailthru_destination.options import AppOptions
 from sailthru_destination.transport.api import SailthruApi
 

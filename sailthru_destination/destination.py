@@ -9,15 +9,15 @@ from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .commerce import CartChange, CommerceSender, Purchase, Return
 from .errors import AuthError, PermissionDenied, RecordError, SailthruError
-from .events import Event, EventSender
-from .imports import ImportedUser, ListImporter, PollPolicy
+from .features.commerce import CartChange, CommerceSender, Purchase, Return
+from .features.events import Event, EventSender
+from .features.imports import ImportedUser, ListImporter, PollPolicy
+from .features.profiles import ProfileChange, ProfileExporter
 from .once.lists import ListRegistry
 from .once.locks import LocalLock, NamedLock
 from .once.sentkeys import InMemorySentKeys, SentKeys
 from .options import DEFAULT_API_URL, AppOptions, DestinationOptions
-from .profiles import ProfileChange, ProfileExporter
 from .results import BatchResult, ConnectionCheck, ExportResult
 from .transport._adaptive import MAX_IN_FLIGHT, AdaptiveLimit
 from .transport._concurrency import KeyedLocks, run_in_order

@@ -11,7 +11,7 @@ from pytest_mock import MockerFixture
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 
-from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem, Return
+from sailthru_destination.features.commerce import CommerceSender, Purchase, PurchaseItem, Return
 from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import Status
 from sailthru_destination.testing import FakeSailthru, Faults

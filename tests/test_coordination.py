@@ -26,9 +26,9 @@ from sailthru_destination.coordination import (
     RedisCoordination,
 )
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.once.locks import LocalLock, LockTimeout, NamedLock
 from sailthru_destination.options import AppOptions, DestinationOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import RetryPolicy, SailthruApi
 from sailthru_destination.transport.ratelimit import machine_limiters

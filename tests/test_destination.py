@@ -17,8 +17,8 @@ from helpers import KEY, SECRET, destination_for, make_fake
 
 import sailthru_destination.destination as destination_module
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import AppOptions, DestinationOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import SailthruApi
 from sailthru_destination.transport.calllog import CallLog

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.events import Event, EventSender, time_value
+from sailthru_destination.features.events import Event, EventSender, time_value
 from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import Status
 from sailthru_destination.shaping.mapping import InvalidValue

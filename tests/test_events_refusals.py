@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from helpers import app_for
 
-from sailthru_destination.events import Event, EventSender, time_value
+from sailthru_destination.features.events import Event, EventSender, time_value
 from sailthru_destination.results import Status
 from sailthru_destination.shaping.mapping import InvalidValue
 from sailthru_destination.testing import FakeSailthru

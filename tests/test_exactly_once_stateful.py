@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from sailthru_destination.commerce import Purchase, PurchaseItem
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.features.commerce import Purchase, PurchaseItem
 from sailthru_destination.options import AppOptions, DestinationOptions
 from sailthru_destination.results import ExportResult, Status
 from sailthru_destination.sync.purchase_import import PurchaseImporter

@@ -19,7 +19,7 @@ import pytest
 from helpers import KEY, SECRET, app_for, make_fake
 
 from sailthru_destination.errors import NotFound
-from sailthru_destination.imports import (
+from sailthru_destination.features.imports import (
     ExportExpired,
     ImportedUser,
     ImportFailed,

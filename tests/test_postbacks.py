@@ -13,7 +13,7 @@ import pytest
 import requests
 from sailthru.sailthru_client import get_signature_hash
 
-from sailthru_destination.postbacks import (
+from sailthru_destination.features.postbacks import (
     MAX_BODY_BYTES,
     HardBounce,
     OptoutChange,

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from sailthru_destination.postbacks import (
+from sailthru_destination.features.postbacks import (
     Postback,
     PostbackError,
     UserUpdate,

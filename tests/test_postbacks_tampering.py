@@ -18,7 +18,7 @@ from helpers import fuzz_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.postbacks import (
+from sailthru_destination.features.postbacks import (
     HardBounce,
     OptoutChange,
     Postback,

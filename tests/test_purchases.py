@@ -20,10 +20,10 @@ from helpers import VirtualClock, app_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
+from sailthru_destination.features.commerce import CommerceSender, Purchase, PurchaseItem
+from sailthru_destination.features.purchases import doubt_log_of
 from sailthru_destination.once.doubt import Doubt
 from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
-from sailthru_destination.purchases import doubt_log_of
 from sailthru_destination.results import ExportResult, Status
 from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru, Faults

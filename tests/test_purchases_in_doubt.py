@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from helpers import app_for
 
-from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
+from sailthru_destination.features.commerce import CommerceSender, Purchase, PurchaseItem
 from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import Status
 from sailthru_destination.testing import FakeSailthru, Faults

@@ -21,8 +21,8 @@ import pytest
 from sailthru.sailthru_client import SailthruClient
 
 from sailthru_destination.destination import SailthruDestination, test_connection
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import AppOptions, DestinationOptions, SyncMode
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.run import run_sync
 from sailthru_destination.sync.sources import open_source

@@ -15,10 +15,10 @@ from string import Formatter
 from typing import Any
 from urllib.parse import quote
 
-from ..commerce import PurchaseItem
 from ..errors import RecordError
+from ..features.commerce import PurchaseItem
+from ..features.profiles import valid_key
 from ..options import MatchKey, OptoutLevel
-from ..profiles import valid_key
 from ..results import ExportResult
 from ..shaping.mapping import InvalidValue
 

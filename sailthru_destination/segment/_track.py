@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..events import Event
+from ..features.events import Event
 from ..results import ExportResult, Status
 from ..shaping.mapping import InvalidValue, list_name
 from ..shaping.varnames import describe_problems

@@ -4,8 +4,8 @@ Three places read this list, so that none of them can forget a field:
 
 * the sync's change check (:func:`~sailthru_destination.sync.model.read_user_row` hashes
   every hashed field, so a row whose only change is one field is a changed row);
-* the payload (:func:`~sailthru_destination.profile_payload.plan_upsert` builds one part per
-  sent field, and its "anything to send?" test is "did any part change");
+* the payload (:func:`~sailthru_destination.features.profile_payload.plan_upsert` builds one
+  part per sent field, and its "anything to send?" test is "did any part change");
 * the stateful model test (``tests/sync/test_sync_stateful.py`` has a rule per field and
   refuses to start when a field has none).
 

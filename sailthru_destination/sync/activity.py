@@ -14,9 +14,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..commerce import Purchase, PurchaseItem, Return
 from ..destination import SailthruDestination
-from ..events import Event
+from ..features.commerce import Purchase, PurchaseItem, Return
+from ..features.events import Event
 from ..results import ExportResult, Status
 from ..shaping._json import loads_bounded
 from .config import SyncConfig

@@ -30,9 +30,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..decide import Action, Decision, Sailthru
+from ..features.decide import Action, Decision, Sailthru
+from ..features.profile_payload import default_list_name, list_names_for, valid_key
 from ..options import AppOptions
-from ..profile_payload import default_list_name, list_names_for, valid_key
 from ..shaping._invalid import InvalidValue
 from ..transport.api import SailthruApi
 from ..transport.calllog import CallLog

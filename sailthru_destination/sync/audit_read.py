@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NotFound
-from ..imports import ListImporter, PollPolicy
+from ..features.imports import ListImporter, PollPolicy
 from ..transport.api import SailthruApi
 from .bulk_choice import MAX_POLL, bulk_is_faster
 

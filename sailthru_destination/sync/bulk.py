@@ -1,6 +1,6 @@
 """The bulk path: many changed users through job API ``update`` jobs instead of a call each.
 
-Each user's POST /user payload is built by :func:`~sailthru_destination.profile_payload.
+Each user's POST /user payload is built by :func:`~sailthru_destination.features.profile_payload.
 plan_upsert`, the same pure function the per-user path uses, and streamed into a job file
 a line at a time (:mod:`.jobfile`). The lists those users join are ensured first, once
 each, under the list mutex (a job naming a missing list would let Sailthru create
@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from .._commerce_records import guard
 from ..destination import SailthruDestination
 from ..errors import RecordError, SailthruError
+from ..features._commerce_records import guard
+from ..features.profile_payload import ProfileChange, plan_upsert, with_lists
 from ..once.locks import LockTimeout
 from ..options import SyncMode
-from ..profile_payload import ProfileChange, plan_upsert, with_lists
 from ..results import ExportResult, Status
 from .config import SyncConfig
 from .jobfile import JobFile

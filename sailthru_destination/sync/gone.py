@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..destination import SailthruDestination
-from ..profiles import ProfileChange
+from ..features.profiles import ProfileChange
 from ..results import ExportResult, Status
 from .config import SyncConfig
 from .intents import Intent

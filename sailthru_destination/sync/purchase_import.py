@@ -3,7 +3,7 @@
 At 40 calls/s, 100,000 orders take 42 minutes one by one; a job takes them in one upload.
 Imported purchases update the buyers' profiles but do not trigger flows (what a backfill
 wants). Each line is the order's POST /purchase payload, built by the per-purchase code
-(:meth:`~sailthru_destination.purchases.PurchaseSender.import_payload`) and written in the
+(:meth:`~sailthru_destination.features.purchases.PurchaseSender.import_payload`) and written in the
 job-file format of :mod:`.jobfile`.
 
 Exactly once, with the same sent-keys store as the per-purchase path (and its doubt rule,
@@ -39,13 +39,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._commerce_records import Shop, guard, text
-from ..commerce import Purchase
 from ..destination import SailthruDestination
 from ..errors import OutcomeUnknown, RecordError, SailthruError
+from ..features._commerce_records import Shop, guard, text
+from ..features.commerce import Purchase
+from ..features.purchases import PurchaseSender, doubt_log_of
 from ..once.doubt import UNKNOWN_JOB, Doubt
 from ..once.sentkeys import KeyState, SentKeys
-from ..purchases import PurchaseSender, doubt_log_of
 from ..results import ExportResult, Status
 from ..transport._concurrency import KeyedLocks
 from .bulk_choice import use_bulk

@@ -43,9 +43,9 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import IO, Any
 
-from ..decide import MOVED_WITH_THE_ROW, UNCHANGED_DETAIL
 from ..destination import SailthruDestination
-from ..profiles import ProfileChange
+from ..features.decide import MOVED_WITH_THE_ROW, UNCHANGED_DETAIL
+from ..features.profiles import ProfileChange
 from ..results import ExportResult, Status
 from ..shaping.nulls import settle_nulls
 from ..transport.calllog import CallRecord

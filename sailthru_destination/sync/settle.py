@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import SailthruError
-from ..profiles import DeleteVerifier, user_exists
+from ..features.profiles import DeleteVerifier, user_exists
 from ..transport.api import SailthruApi
 from .config import SyncConfig
 from .digest import RESEND

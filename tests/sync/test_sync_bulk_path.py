@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import AppOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.sync.bulk import BulkExporter
 from sailthru_destination.sync.bulk_choice import bulk_is_faster, bulk_seconds
 from sailthru_destination.sync.config import SyncConfig

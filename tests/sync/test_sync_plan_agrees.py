@@ -199,9 +199,9 @@ def test_decide_row_resends_unchanged_rows_only_when_asked_and_clears_gone_users
 
 
 def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_sent() -> None:
-    from sailthru_destination.decide import Action, Lookup, Sailthru, decide
+    from sailthru_destination.features.decide import Action, Lookup, Sailthru, decide
+    from sailthru_destination.features.profiles import ProfileChange
     from sailthru_destination.options import DeleteBehavior, DestinationOptions, SyncMode
-    from sailthru_destination.profiles import ProfileChange
 
     # What a read adds to the facts keeps the other fact.
     assert Sailthru(old_user=True).knowing(Lookup.USER, False) == Sailthru(False, True)
@@ -288,9 +288,9 @@ def test_a_changed_extid_renames_the_user_only_when_the_email_stays() -> None:
 
 
 def test_a_clear_leaves_the_rows_lists() -> None:
-    from sailthru_destination.decide import Action, Sailthru, decide
+    from sailthru_destination.features.decide import Action, Sailthru, decide
+    from sailthru_destination.features.profiles import ProfileChange
     from sailthru_destination.options import DeleteBehavior, DestinationOptions
-    from sailthru_destination.profiles import ProfileChange
 
     gone = ProfileChange(key="a@example.com", to_delete=True, old_properties={"plan": "gold"},
                          old_groups=frozenset({"vip"}))

@@ -337,7 +337,7 @@ def _importer(fake: FakeSailthru, tmp_path: Path, timezone: str = "UTC",
 
 
 def _purchases(*numbers: int) -> list[Any]:
-    from sailthru_destination.commerce import Purchase, PurchaseItem
+    from sailthru_destination.features.commerce import Purchase, PurchaseItem
 
     item = PurchaseItem("sku1", "Shoe", 1, "9.99", url="https://x.test/s")
     return [Purchase(f"o{i}", email=f"p{i}@example.com", items=(item,)) for i in numbers]

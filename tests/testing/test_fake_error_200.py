@@ -8,8 +8,8 @@ from sailthru import SailthruClient
 
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.errors import TransientError
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import DestinationOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import RetryPolicy, SailthruApi
 

@@ -25,6 +25,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..errors import NotFound, OutcomeUnknown, RecordError, SailthruError
+from ..once.doubt import (
+    DEFAULT_DOUBT_AGE,
+    UNKNOWN_JOB,
+    Doubt,
+    DoubtLog,
+    InMemoryDoubtLog,
+    may_post_again,
+)
+from ..once.sentkeys import KeyState, Leased, SentKeys
+from ..results import ExportResult, Status
+from ..shaping.mapping import InvalidValue
 from ._commerce_records import (
     Purchase,
     Shop,
@@ -37,19 +49,7 @@ from ._commerce_records import (
     valid_items,
     valid_unit,
 )
-from .errors import NotFound, OutcomeUnknown, RecordError, SailthruError
 from .events import time_value
-from .once.doubt import (
-    DEFAULT_DOUBT_AGE,
-    UNKNOWN_JOB,
-    Doubt,
-    DoubtLog,
-    InMemoryDoubtLog,
-    may_post_again,
-)
-from .once.sentkeys import KeyState, Leased, SentKeys
-from .results import ExportResult, Status
-from .shaping.mapping import InvalidValue
 
 __all__ = ["PurchaseSender"]
 

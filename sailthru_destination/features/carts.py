@@ -16,6 +16,11 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from ..errors import NotFound
+from ..once.sentkeys import send_once
+from ..options import MatchKey
+from ..results import ExportResult, Status
+from ..shaping.mapping import InvalidValue, reminder_time
 from ._commerce_records import (
     NEEDS_EMAIL,
     CartChange,
@@ -30,12 +35,7 @@ from ._commerce_records import (
     valid_unit,
     valid_url,
 )
-from .errors import NotFound
-from .once.sentkeys import send_once
-from .options import MatchKey
 from .profiles import valid_key
-from .results import ExportResult, Status
-from .shaping.mapping import InvalidValue, reminder_time
 
 __all__ = ["CartKeeper"]
 

@@ -20,15 +20,15 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .errors import NotFound, RecordError, SailthruError
-from .once.sentkeys import InMemorySentKeys, SentKeys, send_once
-from .options import MatchKey
+from ..errors import NotFound, RecordError, SailthruError
+from ..once.sentkeys import InMemorySentKeys, SentKeys, send_once
+from ..options import MatchKey
+from ..results import ExportResult, Status
+from ..shaping.mapping import InvalidValue, flatten_vars
+from ..transport._concurrency import KeyedLocks, run_in_order
+from ..transport._protocol import RESERVED_EVENT_NAMES
+from ..transport.api import SailthruApi
 from .profiles import valid_key
-from .results import ExportResult, Status
-from .shaping.mapping import InvalidValue, flatten_vars
-from .transport._concurrency import KeyedLocks, run_in_order
-from .transport._protocol import RESERVED_EVENT_NAMES
-from .transport.api import SailthruApi
 
 __all__ = ["Event", "EventSender", "time_value"]
 

@@ -21,6 +21,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ..once.doubt import DEFAULT_DOUBT_AGE
+from ..once.sentkeys import InMemorySentKeys, SentKeys, send_once
+from ..results import ExportResult, Status
+from ..shaping.mapping import InvalidValue, reminder_time
+from ..transport._concurrency import KeyedLocks, run_in_order
+from ..transport.api import SailthruApi
 from ._commerce_records import (
     CartChange,
     Purchase,
@@ -37,13 +43,7 @@ from ._commerce_records import (
 )
 from .carts import CartKeeper
 from .events import time_value
-from .once.doubt import DEFAULT_DOUBT_AGE
-from .once.sentkeys import InMemorySentKeys, SentKeys, send_once
 from .purchases import PurchaseSender
-from .results import ExportResult, Status
-from .shaping.mapping import InvalidValue, reminder_time
-from .transport._concurrency import KeyedLocks, run_in_order
-from .transport.api import SailthruApi
 
 __all__ = ["CartChange", "CommerceSender", "Purchase", "PurchaseItem", "Return"]
 

@@ -41,10 +41,10 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from .errors import NotFound, RecordError, SailthruError, TransientError
-from .results import BatchResult, ExportResult, Status
-from .shaping.mapping import InvalidValue
-from .transport.api import Download, SailthruApi
+from ..errors import NotFound, RecordError, SailthruError, TransientError
+from ..results import BatchResult, ExportResult, Status
+from ..shaping.mapping import InvalidValue
+from ..transport.api import Download, SailthruApi
 
 __all__ = [
     "IGNORED_COLUMNS",

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ..transport._protocol import sign, signature_matches
 from ._postback_fields import (
     PostbackError,
     check_read_fields,
@@ -60,7 +61,6 @@ from ._postback_fields import (
     shown,
     vars_field,
 )
-from .transport._protocol import sign, signature_matches
 
 __all__ = [
     "MAX_BODY_BYTES",

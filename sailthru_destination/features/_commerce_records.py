@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from .errors import NotFound, RecordError, SailthruError
-from .once.sentkeys import SentKeys
-from .options import MatchKey
+from ..errors import NotFound, RecordError, SailthruError
+from ..once.sentkeys import SentKeys
+from ..options import MatchKey
+from ..results import ExportResult
+from ..shaping.mapping import InvalidValue, cents, flatten_vars
+from ..transport._concurrency import KeyedLocks
+from ..transport.api import SailthruApi
 from .profiles import valid_key
-from .results import ExportResult
-from .shaping.mapping import InvalidValue, cents, flatten_vars
-from .transport._concurrency import KeyedLocks
-from .transport.api import SailthruApi
 
 __all__ = [
     "NEEDS_EMAIL",

@@ -2,7 +2,7 @@
 
 A field the parser reads that is present but empty, a repeated or malformed ``[...]`` entry,
 JSON nested too deep, a name that is not text: none of these can be trusted, since Sailthru's
-signature covers only the sorted values (see :mod:`sailthru_destination.postbacks`).
+signature covers only the sorted values (see :mod:`sailthru_destination.features.postbacks`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .options import MatchKey
+from ..options import MatchKey
+from ..shaping._json import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
+from ..shaping.mapping import InvalidValue
 from .profiles import valid_key
-from .shaping._json import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
-from .shaping.mapping import InvalidValue
 
 __all__ = [
     "PostbackError",

@@ -11,13 +11,13 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from .once.lists import ListRegistry, joined, membership_changes
-from .options import DestinationOptions, MatchKey, OptoutLevel, SyncMode
-from .results import ExportResult, Status
-from .shaping.mapping import InvalidValue, changed_vars, list_name, vars_for_change
-from .shaping.nulls import settle_nulls
-from .shaping.row_contract import SENT_FIELDS
-from .shaping.varnames import VarProblem, describe_problems
+from ..once.lists import ListRegistry, joined, membership_changes
+from ..options import DestinationOptions, MatchKey, OptoutLevel, SyncMode
+from ..results import ExportResult, Status
+from ..shaping.mapping import InvalidValue, changed_vars, list_name, vars_for_change
+from ..shaping.nulls import settle_nulls
+from ..shaping.row_contract import SENT_FIELDS
+from ..shaping.varnames import VarProblem, describe_problems
 
 __all__ = ["ProfileChange", "UpsertPlan", "plan_upsert", "valid_key", "with_lists"]
 

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .options import DeleteBehavior, DestinationOptions, SyncMode
+from ..options import DeleteBehavior, DestinationOptions, SyncMode
+from ..results import ExportResult, Status
+from ..shaping.mapping import clear_vars
 from .profile_payload import (
     KEY_PROPERTIES,
     ProfileChange,
@@ -32,8 +34,6 @@ from .profile_payload import (
     valid_key,
     without_consent,
 )
-from .results import ExportResult, Status
-from .shaping.mapping import clear_vars
 
 __all__ = [
     "MOVED_WITH_THE_ROW", "UNCHANGED_DETAIL", "Action", "Decision", "Lookup", "Sailthru",

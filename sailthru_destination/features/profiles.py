@@ -12,11 +12,14 @@ import contextlib
 import logging
 from typing import Any
 
+from ..errors import NotFound, RecordError, SailthruError
+from ..once.lists import ListRegistry
+from ..once.locks import LockTimeout
+from ..options import AppOptions, DestinationOptions
+from ..results import ExportResult
+from ..shaping.mapping import InvalidValue
+from ..transport.api import SailthruApi
 from .decide import Action, Decision, Sailthru, decide
-from .errors import NotFound, RecordError, SailthruError
-from .once.lists import ListRegistry
-from .once.locks import LockTimeout
-from .options import AppOptions, DestinationOptions
 from .profile_payload import (
     ProfileChange,
     UpsertPlan,
@@ -24,9 +27,6 @@ from .profile_payload import (
     valid_key,
     with_lists,
 )
-from .results import ExportResult
-from .shaping.mapping import InvalidValue
-from .transport.api import SailthruApi
 
 __all__ = [
     "DeleteNotVerified",

@@ -25,7 +25,7 @@ from sailthru_destination.features.purchases import doubt_log_of
 from sailthru_destination.once.doubt import Doubt
 from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import ExportResult, Status
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import RetryPolicy, SailthruApi
 from sailthru_destination.transport.calllog import CallLog, CallRecord

@@ -11,7 +11,7 @@ import pytest
 from sailthru_destination.errors import InvalidRequest, OutcomeUnknown
 from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState, SentKeys, send_once
 from sailthru_destination.results import ExportResult, Status
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.transport._concurrency import KeyedLocks
 
 

@@ -41,10 +41,10 @@ from dlt.common.typing import VARIANT_FIELD_FORMAT, TDataItems
 from ..options import DEFAULT_API_URL, AppOptions
 from ..sync.column_check import check_host_columns
 from ..sync.config import ConfigError, table_config
+from ..sync.memory.state import StateError
 from ..sync.run import DEFAULT_HOME, file_safe, run_sync
 from ..sync.runner import RunAborted
 from ..sync.sources import Row, plain
-from ..sync.state import StateError
 
 __all__ = ["sailthru"]
 

@@ -10,9 +10,9 @@ run of a model out while one is going.
 from __future__ import annotations
 
 from .config import ConfigError, SyncConfig, load_config
+from .memory.state import SyncState
 from .runner import RunSummary, SyncRunner
 from .sources import Row, SourceError, open_source
-from .state import SyncState
 
 __all__ = [
     "ConfigError",

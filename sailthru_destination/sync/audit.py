@@ -40,6 +40,8 @@ from .audit_read import Held, choose_read, read_by_export, read_per_user, same_v
 from .columns import model_rows
 from .config import SyncConfig
 from .decide import decide_row, renames
+from .memory.runlock import RunLock
+from .memory.state import AppliedRecord, SyncState
 from .model import (
     RowProblem,
     UserRow,
@@ -52,9 +54,7 @@ from .model import (
 from .plan import _copy_state
 from .report import RunReport, default_report_dir
 from .run import SyncOutcome, run_sync
-from .runlock import RunLock
 from .sources import Row
-from .state import AppliedRecord, SyncState
 
 __all__ = ["AuditResult", "audit_model", "repair_drift"]
 

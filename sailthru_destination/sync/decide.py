@@ -17,9 +17,9 @@ from __future__ import annotations
 from ..features.decide import Action, Decision, Lookup, Sailthru, decide
 from ..features.profiles import ProfileChange
 from .config import SyncConfig
-from .digest import RESEND, content_part
+from .memory.digest import RESEND, content_part
+from .memory.records import AppliedRecord
 from .model import UserRow
-from .records import AppliedRecord
 
 __all__ = ["Action", "Decision", "Lookup", "Sailthru", "change_of", "decide_row", "renames"]
 

@@ -27,8 +27,8 @@ from ..destination import SailthruDestination
 from ..features.profiles import ProfileChange
 from ..results import ExportResult, Status
 from .config import SyncConfig
-from .intents import Intent
-from .state import AppliedRecord, SyncState
+from .memory.intents import Intent
+from .memory.state import AppliedRecord, SyncState
 from .summary import RecordFailure, RecordNotice, RunSummary
 
 __all__ = ["remove_gone"]

@@ -34,11 +34,11 @@ from ..transport.api import SailthruApi
 from ..transport.calllog import CallLog
 from .columns import model_rows
 from .config import SyncConfig
+from .memory.runlock import RunLock
+from .memory.state import SyncState
 from .report import RunReport, default_report_dir
-from .runlock import RunLock
 from .runner import SyncRunner
 from .sources import Row
-from .state import SyncState
 
 __all__ = ["PlanningDestination", "plan_sync"]
 

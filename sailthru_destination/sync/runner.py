@@ -53,10 +53,13 @@ from .bulk import BulkExporter
 from .bulk_choice import use_bulk
 from .config import SyncConfig
 from .decide import change_of, renames
-from .digest import RESEND, content_part, row_digest, stored_hash, unchanged_row
 from .gone import remove_gone
 from .guard import mass_delete_problem
-from .intents import Intent
+from .memory.digest import RESEND, content_part, row_digest, stored_hash, unchanged_row
+from .memory.intents import Intent
+from .memory.retry_memory import RetryMemory
+from .memory.settle import settle_intents
+from .memory.state import AppliedRecord, SyncState
 from .model import (
     RowProblem,
     UserRow,
@@ -67,10 +70,7 @@ from .model import (
     storable,
     user_key,
 )
-from .retry_memory import RetryMemory
-from .settle import settle_intents
 from .sources import Row
-from .state import AppliedRecord, SyncState
 from .summary import RecordFailure, RecordNotice, RunSummary
 
 __all__ = ["RecordFailure", "RecordNotice", "RunAborted", "RunSummary", "SyncRunner"]

@@ -18,9 +18,9 @@ from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.bulk import BulkExporter
 from sailthru_destination.sync.bulk_choice import bulk_is_faster, bulk_seconds
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import RunSummary, SyncRunner
 from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import SailthruApi
 

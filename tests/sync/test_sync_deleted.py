@@ -14,10 +14,10 @@ from test_sync_runner import ANN, BOB, FAST, _rows
 
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.model import is_deleted
 from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunner
 from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import SailthruApi
 

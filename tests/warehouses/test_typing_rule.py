@@ -30,9 +30,9 @@ from sailthru_destination.shaping.mapping import flatten_vars
 from sailthru_destination.shaping.values import sailthru_value
 from sailthru_destination.sync.columns import TYPES, shaped
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import SyncRunner
 from sailthru_destination.sync.sources import Row, open_source
-from sailthru_destination.sync.state import SyncState
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import SailthruApi
 

@@ -6,7 +6,7 @@ commits at once, before the call it guards.
 
 from __future__ import annotations
 
-from ..once.sentkeys import KeyState
+from ...once.sentkeys import KeyState
 from ._db import StateDb
 
 __all__ = ["SentKeysTable"]
@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS sent (
 
 
 class SentKeysTable(StateDb):
-    """The part of :class:`~sailthru_destination.sync.state.SyncState` about sent keys."""
+    """The part of :class:`~sailthru_destination.sync.memory.state.SyncState` about sent keys."""
 
     def _prepare(self) -> None:
         super()._prepare()

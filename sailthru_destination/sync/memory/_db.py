@@ -15,7 +15,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
-from .._private import private_file
+from ..._private import private_file
 
 __all__ = ["StateDb", "StateError"]
 

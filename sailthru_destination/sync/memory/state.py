@@ -13,7 +13,7 @@ knowing what Sailthru holds (the next run settles what is left open, :mod:`.sett
 No write transaction is ever open while the caller talks to Sailthru: applied records are
 buffered in memory and written in one short transaction (at most every 0.2 s or 500
 records), and sent keys commit at once. A second process on the same file (another sync
-is kept out by :class:`~sailthru_destination.sync.runlock.RunLock`) is never locked out.
+is kept out by :class:`~sailthru_destination.sync.memory.runlock.RunLock`) is never locked out.
 """
 
 from __future__ import annotations

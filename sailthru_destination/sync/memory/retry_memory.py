@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 
+from ..config import SyncConfig
+from ..model import RowProblem, row_key
+from ..sources import Row
+from ..summary import RecordFailure
 from ._db import StateDb
-from .config import SyncConfig
-from .model import RowProblem, row_key
-from .sources import Row
-from .summary import RecordFailure
 
 __all__ = ["RetryMemory", "RetryRowsTable"]
 
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS retry_rows (
 
 
 class RetryRowsTable(StateDb):
-    """The part of :class:`~sailthru_destination.sync.state.SyncState` about rows to retry."""
+    """The part of :class:`~sailthru_destination.sync.memory.state.SyncState` about rows to
+    retry."""
 
     def _prepare(self) -> None:
         super()._prepare()

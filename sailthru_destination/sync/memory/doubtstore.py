@@ -6,7 +6,7 @@ with the time it went there, for the next run to read back.
 
 from __future__ import annotations
 
-from ..once.doubt import Doubt
+from ...once.doubt import Doubt
 from ._db import StateDb
 
 __all__ = ["DoubtTable"]
@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS doubts (
 
 
 class DoubtTable(StateDb):
-    """The part of :class:`~sailthru_destination.sync.state.SyncState` about writes in doubt."""
+    """The part of :class:`~sailthru_destination.sync.memory.state.SyncState` about writes in
+    doubt."""
 
     def _prepare(self) -> None:
         super()._prepare()

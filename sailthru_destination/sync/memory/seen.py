@@ -46,7 +46,8 @@ class Contender:
 
 
 class RunRows(StateDb):
-    """The part of :class:`~sailthru_destination.sync.state.SyncState` about this run's rows."""
+    """The part of :class:`~sailthru_destination.sync.memory.state.SyncState` about this run's
+    rows."""
 
     _seen = 0
 

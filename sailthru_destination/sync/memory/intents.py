@@ -96,7 +96,7 @@ def _intent(row: tuple[Any, ...]) -> Intent:
 
 
 class IntentTable(StateDb):
-    """The part of :class:`~sailthru_destination.sync.state.SyncState` about intents.
+    """The part of :class:`~sailthru_destination.sync.memory.state.SyncState` about intents.
 
     :meth:`intend` commits at once; settling is buffered with the applied records and
     written in their transaction (the subclass calls :meth:`_write_settled` inside it).

@@ -15,7 +15,7 @@ from types import TracebackType
 
 from filelock import FileLock, Timeout
 
-from .._private import private_dir
+from ..._private import private_dir
 from .state import StateError
 
 __all__ = ["RunLock", "RunLocked"]
@@ -35,7 +35,7 @@ class RunLocked(StateError):
 class RunLock:
     """Held for one run of a model; waits up to ``wait`` seconds for another run to end.
 
-    Raises :class:`RunLocked` (a :class:`~sailthru_destination.sync.state.StateError`, so
+    Raises :class:`RunLocked` (a :class:`~sailthru_destination.sync.memory.state.StateError`, so
     the command line exits 2) when the other run is still going after ``wait`` seconds.
     """
 
@@ -60,7 +60,7 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise :class:`RunLocked` (another run holds it) or
-        :class:`~sailthru_destination.sync.state.StateError` (the folder cannot be used)."""
+        :class:`~sailthru_destination.sync.memory.state.StateError` (the folder cannot be used)."""
         try:
             private_dir(self._pid_file.parent)  # the state folder: customer data
             self._lock.acquire()

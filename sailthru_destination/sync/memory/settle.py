@@ -27,15 +27,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import SailthruError
-from ..features.profiles import DeleteVerifier, user_exists
-from ..transport.api import SailthruApi
-from .config import SyncConfig
+from ...errors import SailthruError
+from ...features.profiles import DeleteVerifier, user_exists
+from ...transport.api import SailthruApi
+from ..config import SyncConfig
+from ..summary import RecordNotice
 from .digest import RESEND
 from .intents import Intent
 from .records import AppliedRecord
 from .state import SyncState
-from .summary import RecordNotice
 
 __all__ = ["RESEND", "Settled", "settle_intents"]
 

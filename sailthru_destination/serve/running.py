@@ -22,7 +22,7 @@ from ..destination import SailthruDestination
 from ..options import AppOptions, DestinationOptions
 from ..segment import SegmentSettings
 from ..sync.memory.state import SyncState
-from ..sync.report import RunReport, default_report_dir
+from ..sync.reporting.report import RunReport, default_report_dir
 from ..transport.api import SailthruApi
 from ..transport.calllog import CallLog, CallRecord
 from .app import SegmentIngest

@@ -26,9 +26,9 @@ from ..errors import RecordError
 from ..once.sentkeys import SentKeys, send_once
 from ..results import ExportResult, Status
 from ..segment import SegmentAdapter
-from ..sync.report import RunReport
+from ..sync.reporting.report import RunReport
+from ..sync.reporting.summary import RecordNotice
 from ..sync.runner import RecordFailure
-from ..sync.summary import RecordNotice
 from ..transport._concurrency import KeyedLocks
 from ..transport._protocol import ErrorCode
 from .queue import MessageQueue

@@ -29,7 +29,7 @@ from ..results import ExportResult, Status
 from .config import SyncConfig
 from .memory.intents import Intent
 from .memory.state import AppliedRecord, SyncState
-from .summary import RecordFailure, RecordNotice, RunSummary
+from .reporting.summary import RecordFailure, RecordNotice, RunSummary
 
 __all__ = ["remove_gone"]
 

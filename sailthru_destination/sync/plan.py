@@ -36,7 +36,7 @@ from .columns import model_rows
 from .config import SyncConfig
 from .memory.runlock import RunLock
 from .memory.state import SyncState
-from .report import RunReport, default_report_dir
+from .reporting.report import RunReport, default_report_dir
 from .runner import SyncRunner
 from .sources import Row
 

@@ -27,10 +27,10 @@ from .errorbudget import ErrorBudget, RunStopped
 from .memory.runlock import RunLock
 from .memory.state import SyncState
 from .model import RowProblem, row_key
-from .report import RunReport, default_report_dir
+from .reporting.report import RunReport, default_report_dir
+from .reporting.summary import RecordFailure
 from .runner import RunSummary, SyncRunner
 from .sources import Row
-from .summary import RecordFailure
 
 __all__ = ["DEFAULT_HOME", "RunInterrupted", "SyncOutcome", "file_safe", "run_sync",
            "state_path"]

@@ -70,8 +70,8 @@ from .model import (
     storable,
     user_key,
 )
+from .reporting.summary import RecordFailure, RecordNotice, RunSummary
 from .sources import Row
-from .summary import RecordFailure, RecordNotice, RunSummary
 
 __all__ = ["RecordFailure", "RecordNotice", "RunAborted", "RunSummary", "SyncRunner"]
 

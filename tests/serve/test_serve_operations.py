@@ -23,7 +23,7 @@ from sailthru_destination.options import DestinationOptions
 from sailthru_destination.serve import MessageQueue, Worker
 from sailthru_destination.serve.worker import OnceAdapter
 from sailthru_destination.sync.memory.state import SyncState
-from sailthru_destination.sync.report import RunReport
+from sailthru_destination.sync.reporting.report import RunReport
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import SailthruApi
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from sailthru_destination.errors import NotFound
 from sailthru_destination.options import AppOptions
-from sailthru_destination.sync.audit import audit_model
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.plan import plan_sync
+from sailthru_destination.sync.reporting.audit import audit_model
 from sailthru_destination.sync.run import run_sync
 from sailthru_destination.sync.sources import Row
 from sailthru_destination.testing import FakeSailthru

@@ -18,7 +18,7 @@ from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.memory.intents import Intent
 from sailthru_destination.sync.memory.settle import RESEND, settle_intents
 from sailthru_destination.sync.memory.state import AppliedRecord, SyncState
-from sailthru_destination.sync.summary import RecordNotice
+from sailthru_destination.sync.reporting.summary import RecordNotice
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import SailthruApi
 

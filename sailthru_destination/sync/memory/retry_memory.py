@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 
 from ..config import SyncConfig
 from ..model import RowProblem, row_key
+from ..reporting.summary import RecordFailure
 from ..sources import Row
-from ..summary import RecordFailure
 from ._db import StateDb
 
 __all__ = ["RetryMemory", "RetryRowsTable"]

@@ -31,7 +31,7 @@ from ...errors import SailthruError
 from ...features.profiles import DeleteVerifier, user_exists
 from ...transport.api import SailthruApi
 from ..config import SyncConfig
-from ..summary import RecordNotice
+from ..reporting.summary import RecordNotice
 from .digest import RESEND
 from .intents import Intent
 from .records import AppliedRecord

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .._private import private_file
-from ..transport.auth import AUTH_PROBE
-from ..transport.calllog import mask_key
+from ..._private import private_file
+from ...transport.auth import AUTH_PROBE
+from ...transport.calllog import mask_key
 from .report_assets import PAGE, SCRIPT, STYLE
 from .report_reasons import classify
 from .report_timeline import Timeline

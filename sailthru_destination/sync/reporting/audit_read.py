@@ -23,10 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import NotFound
-from ..features.imports import ListImporter, PollPolicy
-from ..transport.api import SailthruApi
-from .bulk_choice import MAX_POLL, bulk_is_faster
+from ...errors import NotFound
+from ...features.imports import ListImporter, PollPolicy
+from ...transport.api import SailthruApi
+from ..bulk_choice import MAX_POLL, bulk_is_faster
 
 __all__ = ["READ_MODES", "Held", "choose_read", "read_by_export", "read_per_user",
            "same_value"]

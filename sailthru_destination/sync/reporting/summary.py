@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..transport.calllog import CallRecord
+    from ...transport.calllog import CallRecord
 
 __all__ = ["RecordFailure", "RecordNotice", "RunSummary"]
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .._private import private_dir, private_file
-from ..transport.calllog import JsonLinesSink
+from ..._private import private_dir, private_file
+from ...transport.calllog import JsonLinesSink
 from .report_html import write_report_html
 from .summary import RecordFailure, RecordNotice
 

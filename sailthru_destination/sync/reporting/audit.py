@@ -30,19 +30,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..features.decide import Action, Decision, Sailthru
-from ..features.profile_payload import default_list_name, list_names_for, valid_key
-from ..options import AppOptions
-from ..shaping._invalid import InvalidValue
-from ..transport.api import SailthruApi
-from ..transport.calllog import CallLog
-from .audit_read import Held, choose_read, read_by_export, read_per_user, same_value
-from .columns import model_rows
-from .config import SyncConfig
-from .decide import decide_row, renames
-from .memory.runlock import RunLock
-from .memory.state import AppliedRecord, SyncState
-from .model import (
+from ...features.decide import Action, Decision, Sailthru
+from ...features.profile_payload import default_list_name, list_names_for, valid_key
+from ...options import AppOptions
+from ...shaping._invalid import InvalidValue
+from ...transport.api import SailthruApi
+from ...transport.calllog import CallLog
+from ..columns import model_rows
+from ..config import SyncConfig
+from ..decide import decide_row, renames
+from ..memory.runlock import RunLock
+from ..memory.state import AppliedRecord, SyncState
+from ..model import (
     RowProblem,
     UserRow,
     is_deleted,
@@ -51,10 +50,11 @@ from .model import (
     row_key,
     user_key,
 )
-from .plan import _copy_state
+from ..plan import _copy_state
+from ..run import SyncOutcome, run_sync
+from ..sources import Row
+from .audit_read import Held, choose_read, read_by_export, read_per_user, same_value
 from .report import RunReport, default_report_dir
-from .run import SyncOutcome, run_sync
-from .sources import Row
 
 __all__ = ["AuditResult", "audit_model", "repair_drift"]
 

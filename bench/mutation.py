@@ -61,7 +61,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                                               "tests/test_purchases_in_doubt.py",
                                      "tests/test_commerce.py", "tests/test_purchases_doubt_rule.py",
                                      "tests/sync/test_sync_purchase_import.py"]),
-    "sync/purchase_import": (["sync/purchase_import.py"],
+    "sync/purchase_import": (["sync/bulkload/purchase_import.py"],
                              ["tests/sync/test_sync_purchase_import.py",
                               "tests/test_exactly_once_stateful.py"]),
     "integrations/_records": (["integrations/_records.py"],

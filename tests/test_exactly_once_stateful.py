@@ -32,8 +32,8 @@ from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.features.commerce import Purchase, PurchaseItem
 from sailthru_destination.options import AppOptions, DestinationOptions
 from sailthru_destination.results import ExportResult, Status
+from sailthru_destination.sync.bulkload.purchase_import import PurchaseImporter
 from sailthru_destination.sync.memory.state import SyncState
-from sailthru_destination.sync.purchase_import import PurchaseImporter
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import SailthruApi
 from sailthru_destination.transport.calllog import CallLog, CallRecord

@@ -19,7 +19,7 @@ from sailthru_destination.features.purchases import doubt_log_of
 from sailthru_destination.once.doubt import Doubt, InMemoryDoubtLog
 from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import Status
-from sailthru_destination.sync.jobfile import dumps_line
+from sailthru_destination.sync.bulkload.jobfile import dumps_line
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import SailthruApi
 

@@ -49,8 +49,8 @@ from ..features.profiles import ProfileChange
 from ..results import ExportResult, Status
 from ..shaping.nulls import settle_nulls
 from ..transport.calllog import CallRecord
-from .bulk import BulkExporter
-from .bulk_choice import use_bulk
+from .bulkload.bulk import BulkExporter
+from .bulkload.bulk_choice import use_bulk
 from .config import SyncConfig
 from .decide import change_of, renames
 from .gone import remove_gone
@@ -176,7 +176,7 @@ class SyncRunner:
         try:
             if self._config.object in ("events", "purchases", "returns"):
                 from .activity import send_activity
-                from .purchase_import import bulk_purchases
+                from .bulkload.purchase_import import bulk_purchases
 
                 bulk = bulk_purchases(self._dest, self._config, self._state, self.summary)
                 send_activity(self._dest, self._config, rows, self.summary, self._fail,

@@ -6,7 +6,7 @@ fake's clock), whether or not its reply reached the caller; until then GET /job 
 ``pending``, and after it the job completes on its ``job_polls``-th GET (configurable, to
 test polling, timeouts and failed jobs). ``job_polls=0`` runs a job inside its POST.
 A ``purchase_import`` file holds one POST /purchase payload per line (the format of
-:mod:`sailthru_destination.sync.jobfile`); each line becomes a completed purchase, readable
+:mod:`sailthru_destination.sync.bulkload.jobfile`); each line becomes a completed purchase, readable
 by GET /purchase, and a line that cannot be imported is counted in ``errors`` and named in
 ``error_lines`` (``{line, error}``), never silently dropped. Imported purchases trigger
 nothing (as in Sailthru, where they do not start flows).
@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..sync.jobfile import read_line
+from ..sync.bulkload.jobfile import read_line
 from ..transport._protocol import is_loopback_url
 from ._commerce import post_purchase
 from ._errors import ApiError, invalid_parameter

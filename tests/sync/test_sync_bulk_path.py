@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import AppOptions
-from sailthru_destination.sync.bulk import BulkExporter
-from sailthru_destination.sync.bulk_choice import bulk_is_faster, bulk_seconds
+from sailthru_destination.sync.bulkload.bulk import BulkExporter
+from sailthru_destination.sync.bulkload.bulk_choice import bulk_is_faster, bulk_seconds
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import RunSummary, SyncRunner

@@ -26,7 +26,7 @@ from typing import Any
 from ...errors import NotFound
 from ...features.imports import ListImporter, PollPolicy
 from ...transport.api import SailthruApi
-from ..bulk_choice import MAX_POLL, bulk_is_faster
+from ..bulkload.bulk_choice import MAX_POLL, bulk_is_faster
 
 __all__ = ["READ_MODES", "Held", "choose_read", "read_by_export", "read_per_user",
            "same_value"]

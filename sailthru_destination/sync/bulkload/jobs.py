@@ -7,8 +7,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import OutcomeUnknown, SailthruError
-from ..transport.api import SailthruApi
+from ...errors import OutcomeUnknown, SailthruError
+from ...transport.api import SailthruApi
 
 __all__ = ["JobFailed", "JobRefused", "JobRunner"]
 

@@ -21,14 +21,14 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ..destination import SailthruDestination
-from ..errors import RecordError, SailthruError
-from ..features._commerce_records import guard
-from ..features.profile_payload import ProfileChange, plan_upsert, with_lists
-from ..once.locks import LockTimeout
-from ..options import SyncMode
-from ..results import ExportResult, Status
-from .config import SyncConfig
+from ...destination import SailthruDestination
+from ...errors import RecordError, SailthruError
+from ...features._commerce_records import guard
+from ...features.profile_payload import ProfileChange, plan_upsert, with_lists
+from ...once.locks import LockTimeout
+from ...options import SyncMode
+from ...results import ExportResult, Status
+from ..config import SyncConfig
 from .jobfile import JobFile
 from .jobs import JobFailed, JobRunner
 

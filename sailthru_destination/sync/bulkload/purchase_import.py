@@ -39,17 +39,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..destination import SailthruDestination
-from ..errors import OutcomeUnknown, RecordError, SailthruError
-from ..features._commerce_records import Shop, guard, text
-from ..features.commerce import Purchase
-from ..features.purchases import PurchaseSender, doubt_log_of
-from ..once.doubt import UNKNOWN_JOB, Doubt
-from ..once.sentkeys import KeyState, SentKeys
-from ..results import ExportResult, Status
-from ..transport._concurrency import KeyedLocks
+from ...destination import SailthruDestination
+from ...errors import OutcomeUnknown, RecordError, SailthruError
+from ...features._commerce_records import Shop, guard, text
+from ...features.commerce import Purchase
+from ...features.purchases import PurchaseSender, doubt_log_of
+from ...once.doubt import UNKNOWN_JOB, Doubt
+from ...once.sentkeys import KeyState, SentKeys
+from ...results import ExportResult, Status
+from ...transport._concurrency import KeyedLocks
+from ..config import SyncConfig
 from .bulk_choice import use_bulk
-from .config import SyncConfig
 from .jobfile import JobFile
 from .jobs import JobFailed, JobRefused, JobRunner
 
@@ -61,8 +61,8 @@ _KIND = "purchase"
 _CHUNK = 10_000
 
 if TYPE_CHECKING:
-    from .activity import Sender
-    from .runner import RunSummary
+    from ..activity import Sender
+    from ..runner import RunSummary
 
 
 def bulk_purchases(

@@ -14,7 +14,7 @@ An explicit ``bulk_threshold`` replaces the model.
 
 from __future__ import annotations
 
-from .config import SyncConfig
+from ..config import SyncConfig
 
 __all__ = ["JOB_SECONDS", "MAX_POLL", "ROW_SECONDS", "bulk_is_faster", "bulk_seconds",
            "use_bulk"]

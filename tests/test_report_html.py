@@ -20,7 +20,7 @@ from sailthru_destination.sync.reporting.report_html import (
 from sailthru_destination.sync.reporting.report_reasons import KNOWN_REASONS, classify
 from sailthru_destination.sync.reporting.report_timeline import MAX_BARS, Timeline
 from sailthru_destination.sync.run import run_sync
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 
 HOSTILE = "<script>alert(1)</script>"
 

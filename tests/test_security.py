@@ -25,7 +25,7 @@ from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import AppOptions, DestinationOptions, SyncMode
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.run import run_sync
-from sailthru_destination.sync.sources import open_source
+from sailthru_destination.sync.warehouse.sources import open_source
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import RetryPolicy, SailthruApi
 

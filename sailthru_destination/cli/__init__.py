@@ -22,7 +22,7 @@ from .. import __version__
 from ..sync.config import ConfigError
 from ..sync.memory.state import StateError
 from ..sync.runner import RunAborted
-from ..sync.sources import SourceError
+from ..sync.warehouse.sources import SourceError
 from . import _audit, _demo, _fake_server, _import, _report, _serve, _sync, _test_connection
 from ._common import EXIT_USAGE, UsageError, out
 from ._json import error_document

@@ -16,11 +16,11 @@ import re
 from collections.abc import Iterable, Sequence
 
 from ..shaping.varnames import var_name_problem
-from ..sync.column_check import column_problems
-from ..sync.columns import collision
 from ..sync.config import SyncConfig
 from ..sync.model import RowProblem, read_user_row
-from ..sync.sources import Row
+from ..sync.warehouse.column_check import column_problems
+from ..sync.warehouse.columns import collision
+from ..sync.warehouse.sources import Row
 from ._common import UsageError
 
 __all__ = ["LOOK_AHEAD", "check_columns", "parse_map", "parse_types"]

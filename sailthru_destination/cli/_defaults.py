@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterable
 
 from ..sync.config import SyncConfig, keyed_by_order
-from ..sync.sources import Row
+from ..sync.warehouse.sources import Row
 
 __all__ = ["with_column_defaults"]
 

@@ -10,12 +10,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..sync.columns import empty_as_null
 from ..sync.config import OBJECTS, file_settings, load_config, name_problem
 from ..sync.config_schema import CONFIG_SCHEMA
 from ..sync.run import DEFAULT_HOME, RunInterrupted, run_sync, state_path
 from ..sync.runner import RunSummary
-from ..sync.sources import Row
+from ..sync.warehouse.columns import empty_as_null
+from ..sync.warehouse.sources import Row
 from ._columns import check_columns, parse_map, parse_types
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, rate_limits
 from ._credentials import add_credentials, app_options, require_authentication

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .config import ConfigError, SyncConfig, load_config
 from .memory.state import SyncState
 from .runner import RunSummary, SyncRunner
-from .sources import Row, SourceError, open_source
+from .warehouse.sources import Row, SourceError, open_source
 
 __all__ = [
     "ConfigError",

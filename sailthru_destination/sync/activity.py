@@ -22,7 +22,7 @@ from ..shaping._json import loads_bounded
 from .config import SyncConfig
 from .model import RowProblem, row_key, storable
 from .runner import RecordFailure, RunSummary
-from .sources import Row
+from .warehouse.sources import Row
 
 __all__ = ["Sender", "send_activity"]
 

@@ -257,7 +257,7 @@ class SyncConfig:
 
 
 def _check_columns(renames: Any, types: Any) -> None:
-    from .columns import TYPES
+    from .warehouse.columns import TYPES
 
     if not isinstance(renames, Mapping) or not all(
         isinstance(k, str) and k and isinstance(v, str) and v.strip()

@@ -19,7 +19,7 @@ from ..shaping._json import loads_bounded
 from ..shaping.row_contract import HASHED_FIELDS
 from ..shaping.values import sailthru_value
 from .config import SyncConfig
-from .sources import Row
+from .warehouse.sources import Row
 
 __all__ = [
     "RowProblem", "UserRow", "is_deleted", "kept_groups", "read_user_row",

@@ -32,13 +32,13 @@ from ..results import ExportResult
 from ..shaping._invalid import InvalidValue
 from ..transport.api import SailthruApi
 from ..transport.calllog import CallLog
-from .columns import model_rows
 from .config import SyncConfig
 from .memory.runlock import RunLock
 from .memory.state import SyncState
 from .reporting.report import RunReport, default_report_dir
 from .runner import SyncRunner
-from .sources import Row
+from .warehouse.columns import model_rows
+from .warehouse.sources import Row
 
 __all__ = ["PlanningDestination", "plan_sync"]
 

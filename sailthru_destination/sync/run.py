@@ -21,7 +21,6 @@ from ..destination import SailthruDestination
 from ..options import AppOptions
 from ..transport.api import SailthruApi
 from ..transport.calllog import CallLog, CallRecord
-from .columns import model_rows
 from .config import SyncConfig
 from .errorbudget import ErrorBudget, RunStopped
 from .memory.runlock import RunLock
@@ -30,7 +29,8 @@ from .model import RowProblem, row_key
 from .reporting.report import RunReport, default_report_dir
 from .reporting.summary import RecordFailure
 from .runner import RunSummary, SyncRunner
-from .sources import Row
+from .warehouse.columns import model_rows
+from .warehouse.sources import Row
 
 __all__ = ["DEFAULT_HOME", "RunInterrupted", "SyncOutcome", "file_safe", "run_sync",
            "state_path"]

@@ -71,7 +71,7 @@ from .model import (
     user_key,
 )
 from .reporting.summary import RecordFailure, RecordNotice, RunSummary
-from .sources import Row
+from .warehouse.sources import Row
 
 __all__ = ["RecordFailure", "RecordNotice", "RunAborted", "RunSummary", "SyncRunner"]
 

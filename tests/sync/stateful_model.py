@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sailthru_destination.shaping.row_contract import ROW_CONTRACT
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 
 USER_DOMAIN = "model.example.com"
 SHOP_DOMAIN = "shop.example.com"

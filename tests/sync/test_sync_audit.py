@@ -19,7 +19,7 @@ from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.plan import plan_sync
 from sailthru_destination.sync.reporting.audit import audit_model
 from sailthru_destination.sync.run import run_sync
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import SailthruApi
 

@@ -20,7 +20,7 @@ from sailthru_destination.sync.bulkload.bulk_choice import bulk_is_faster, bulk_
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import SailthruApi
 
@@ -186,7 +186,7 @@ def test_a_jsonl_model_rerun_hashes_each_line_and_maps_only_what_changed(
     fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sailthru_destination.sync import runner
-    from sailthru_destination.sync.sources import open_source
+    from sailthru_destination.sync.warehouse.sources import open_source
 
     model = tmp_path / "people.jsonl"
 

@@ -14,7 +14,7 @@ from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import RecordFailure, RunAborted, RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import SailthruApi
 

@@ -20,7 +20,7 @@ from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.memory.state import AppliedRecord, SyncState
 from sailthru_destination.sync.runner import RecordFailure, RecordNotice, RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import SailthruApi
 

@@ -19,7 +19,7 @@ from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.memory.state import AppliedRecord, SyncState
 from sailthru_destination.sync.reporting.summary import RecordNotice
 from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import SailthruApi
 from sailthru_destination.transport.calllog import CallLog, CallRecord

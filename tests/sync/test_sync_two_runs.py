@@ -26,7 +26,7 @@ from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.memory.runlock import RunLock, RunLocked
 from sailthru_destination.sync.memory.state import StateError, SyncState
 from sailthru_destination.sync.runner import SyncRunner
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import SailthruApi
 from sailthru_destination.transport.calllog import CallLog, CallRecord

@@ -21,11 +21,11 @@ from test_cli import run
 
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
-from sailthru_destination.sync.columns import empty_as_null
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row, open_source
+from sailthru_destination.sync.warehouse.columns import empty_as_null
+from sailthru_destination.sync.warehouse.sources import Row, open_source
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import SailthruApi
 

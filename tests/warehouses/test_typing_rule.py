@@ -28,11 +28,11 @@ from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
 from sailthru_destination.shaping.mapping import flatten_vars
 from sailthru_destination.shaping.values import sailthru_value
-from sailthru_destination.sync.columns import TYPES, shaped
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import SyncRunner
-from sailthru_destination.sync.sources import Row, open_source
+from sailthru_destination.sync.warehouse.columns import TYPES, shaped
+from sailthru_destination.sync.warehouse.sources import Row, open_source
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.transport.api import SailthruApi
 

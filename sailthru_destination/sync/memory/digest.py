@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ..sources import Row
+from ..warehouse.sources import Row
 
 __all__ = ["RESEND", "content_part", "row_digest", "stored_hash", "unchanged_row"]
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from ..config import SyncConfig
 from ..model import RowProblem, row_key
 from ..reporting.summary import RecordFailure
-from ..sources import Row
+from ..warehouse.sources import Row
 from ._db import StateDb
 
 __all__ = ["RetryMemory", "RetryRowsTable"]

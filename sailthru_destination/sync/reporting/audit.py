@@ -36,7 +36,6 @@ from ...options import AppOptions
 from ...shaping._invalid import InvalidValue
 from ...transport.api import SailthruApi
 from ...transport.calllog import CallLog
-from ..columns import model_rows
 from ..config import SyncConfig
 from ..decide import decide_row, renames
 from ..memory.runlock import RunLock
@@ -52,7 +51,8 @@ from ..model import (
 )
 from ..plan import _copy_state
 from ..run import SyncOutcome, run_sync
-from ..sources import Row
+from ..warehouse.columns import model_rows
+from ..warehouse.sources import Row
 from .audit_read import Held, choose_read, read_by_export, read_per_user, same_value
 from .report import RunReport, default_report_dir
 

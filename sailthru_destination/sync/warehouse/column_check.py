@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from .config import ConfigError, SyncConfig
+from ..config import ConfigError, SyncConfig
 
 __all__ = ["check_host_columns", "column_problems", "named_columns"]
 

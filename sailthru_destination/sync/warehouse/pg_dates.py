@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..shaping.values import OutOfRange
+from ...shaping.values import OutOfRange
 
 __all__ = ["read_out_of_range_dates"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..shaping._json import MAX_JSON_DEPTH, too_deep_at
+from ...shaping._json import MAX_JSON_DEPTH, too_deep_at
 
 __all__ = ["MAX_LINE_CHARS", "Row", "SourceError", "open_source", "plain",
            "sqlalchemy_available"]
@@ -361,7 +361,7 @@ def _url_parts(sqlalchemy: Any, url: str) -> tuple[str, tuple[str, ...]]:
     """The URL as it may be shown and the secrets it holds: its password, and the value of
     every secret-looking query parameter (``?password=``, ``sslpassword=``, ``token=``...),
     each shown as ``***``."""
-    from ..coordination._url import scrub, url_secrets
+    from ...coordination._url import scrub, url_secrets
 
     secrets = url_secrets(url)
     try:
@@ -376,7 +376,7 @@ def _url_parts(sqlalchemy: Any, url: str) -> tuple[str, tuple[str, ...]]:
 def _reason(exc: Exception, secrets: tuple[str, ...]) -> str:
     """The driver's own first line (SQLAlchemy adds the statement and a help link), with
     the URL's secrets never shown."""
-    from ..coordination._url import scrub
+    from ...coordination._url import scrub
 
     orig = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(orig).splitlines() if line.strip()]

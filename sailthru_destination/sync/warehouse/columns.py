@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from .config import SyncConfig
+from ..config import SyncConfig
 from .sources import Row
 
 __all__ = ["TYPES", "collision", "empty_as_null", "model_rows", "shaped"]
@@ -56,7 +56,7 @@ def _date(text: str) -> date:
 
 
 def _datetime(text: str) -> datetime:
-    from ..segment._vars import parse_iso  # the ISO-8601 reader Segment dates use
+    from ...segment._vars import parse_iso  # the ISO-8601 reader Segment dates use
 
     moment = parse_iso(text)
     if not isinstance(moment, datetime):

@@ -7,9 +7,9 @@ record, and ``sync/`` keeps the run with ``memory/``, ``reporting/``, ``bulkload
 
 Usage, from the repository root::
 
-    python tools/regroup.py fix-imports          # rewrite old module paths everywhere (idempotent)
-    python tools/regroup.py fix-imports --check  # exit 1 and list the files that still name old paths
-    python tools/regroup.py move [GROUP ...]     # git mv the groups not moved yet, then fix-imports
+    python tools/regroup.py fix-imports          # rewrite old paths everywhere (idempotent)
+    python tools/regroup.py fix-imports --check  # exit 1, listing files that name old paths
+    python tools/regroup.py move [GROUP ...]     # git mv groups not moved yet, then fix-imports
     python tools/regroup.py move --commit        # the same, one commit per group
     python tools/regroup.py shims                # (re)write the compatibility packages at old paths
     python tools/regroup.py list                 # the map: old module -> new module
@@ -255,7 +255,7 @@ def fix_dotted(text: str, keep_shims: bool) -> str:
 
 
 def old_rel_paths() -> dict[str, str]:
-    """Moved files as paths relative to the package folder: ``sync/state.py`` -> ``sync/memory/...``."""
+    """Moved files, relative to the package folder: ``sync/state.py`` -> ``sync/memory/...``."""
     return {old.split(".", 1)[1].replace(".", "/") + ".py": new.split(".", 1)[1].replace(".", "/")
             + ".py" for old, new in MOVES.items()}
 
@@ -346,18 +346,18 @@ def sort_imports(paths: list[Path]) -> None:
     python = [str(p) for p in paths if p.suffix == ".py"]
     if python:
         ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-        subprocess.run([ruff, "check", "--quiet", "--fix", "--select", "I", *python], cwd=ROOT,
-                       check=False)
+        subprocess.run(  # noqa: S603 (our own file names)
+            [ruff, "check", "--quiet", "--fix", "--select", "I", *python], cwd=ROOT, check=False)
 
 
 def git(*args: str) -> None:
-    subprocess.run(["git", *args], cwd=ROOT, check=True)
+    subprocess.run(["git", *args], cwd=ROOT, check=True)  # noqa: S603, S607 (git from PATH)
 
 
 def move(group: Group, commit: bool) -> bool:
     """git mv one group's modules (and reference pages) into its package; False if done already."""
     pending = [m for m in group.modules if path_of(f"{PKG}.{m}").is_file()
-               and not path_of(f"{PKG}.{m}").name == "__init__.py"]
+               and path_of(f"{PKG}.{m}").name != "__init__.py"]
     if not pending:
         return False
     package_dir = ROOT.joinpath(PKG, *group.package.split("."))
@@ -402,17 +402,18 @@ def write_shims() -> None:
     for name in SHIMS:
         old, new = f"{PKG}.{name}", PLANNED[f"{PKG}.{name}"]
         names = all_names(new)
-        lines = [f'"""The old path of :mod:`{new}`, kept so that existing imports work.\n\n'
-                 f"New code imports from ``{new}``. (No ``__all__``: the names are\n"
-                 f'documented on the new module\'s page; ``X as X`` re-exports them.)\n"""\n',
-                 "from __future__ import annotations\n",
-                 f"from {relative(old, True, new)[0]}{relative(old, True, new)[1]} import (  "
-                 "# noqa: I001 (one name a line, as the re-export list)"]
-        lines += [f"    {n} as {n}," for n in names]
-        lines.append(")\n")
+        dots, name_there = relative(old, True, new)
+        lines = [f'"""The old path of :mod:`{new}`: existing imports keep working.\n\n'
+                 f"New code imports from ``{new}``.\n"
+                 "No ``__all__`` here: the names are documented on the new module's page;\n"
+                 '``X as X`` re-exports them (mypy --strict sees them as exported).\n"""\n',
+                 "from __future__ import annotations\n"]
+        lines += [f"from {dots}{name_there} import {n} as {n}" for n in names]
+        lines.append("")
         folder = ROOT / PKG / name
         folder.mkdir(exist_ok=True)
         (folder / "__init__.py").write_text("\n".join(lines))
+        sort_imports([folder / "__init__.py"])
 
 
 def main(argv: list[str] | None = None) -> int:

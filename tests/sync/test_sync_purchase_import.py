@@ -16,7 +16,7 @@ from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.once.sentkeys import KeyState
 from sailthru_destination.options import AppOptions
 from sailthru_destination.results import Status
-from sailthru_destination.sync import jobs
+from sailthru_destination.sync.bulkload import jobs
 from sailthru_destination.sync.bulkload.jobfile import dumps_line
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.memory.state import SyncState

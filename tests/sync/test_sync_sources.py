@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sailthru_destination.sync import sources
+from sailthru_destination.sync.warehouse import sources
 from sailthru_destination.sync.warehouse.sources import SourceError, open_source
 
 

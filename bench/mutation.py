@@ -38,7 +38,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ["tests/test_profiles.py", "tests/test_profiles_bad_input.py",
          "tests/test_profiles_faults.py", "tests/test_profiles_behaviour.py"],
     ),
-    "sync/runner": (["sync/runner.py"], ["tests/sync/"]),
+    "sync/runner": (["sync/runner.py", "sync/_diff.py", "sync/_export.py"], ["tests/sync/"]),
     "sync/gone": (["sync/gone.py"], ["tests/sync/"]),
     "postbacks": (
         ["features/postbacks.py"],

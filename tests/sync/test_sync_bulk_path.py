@@ -99,7 +99,7 @@ def test_a_no_change_rerun_reads_no_user_and_makes_no_call(
     fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _runner_sync(fake, tmp_path, _people(1200))
-    from sailthru_destination.sync import runner
+    from sailthru_destination.sync import _diff as runner  # pass 1 maps the rows
 
     mapped: list[str] = []
     real = runner.read_user_row
@@ -185,7 +185,7 @@ def test_a_failed_line_does_not_sink_the_bulk_file(fake: FakeSailthru, tmp_path:
 def test_a_jsonl_model_rerun_hashes_each_line_and_maps_only_what_changed(
     fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sailthru_destination.sync import runner
+    from sailthru_destination.sync import _diff as runner  # pass 1 maps the rows
     from sailthru_destination.sync.warehouse.sources import open_source
 
     model = tmp_path / "people.jsonl"

@@ -18,7 +18,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..sync.config import ConfigError
 from ..sync.memory.state import StateError
 from ..sync.runner import RunAborted

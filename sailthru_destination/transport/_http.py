@@ -23,7 +23,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 
-from .. import __version__
+from .._version import __version__
 from ..errors import InvalidRequest, NotFound, TransientError
 from ._protocol import is_loopback_url
 

@@ -31,7 +31,7 @@ from urllib3.exceptions import (
 from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.util.retry import Retry
 
-from .. import __version__
+from .._version import __version__
 
 __all__ = ["FormTransport", "Reply"]
 

@@ -7,9 +7,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..transport._protocol import ErrorCode
-from ._errors import ApiError, invalid_parameter
-from ._state import INDEXED_KEYS, State, User
+from ...transport._protocol import ErrorCode
+from .._errors import ApiError, invalid_parameter
+from .._state import INDEXED_KEYS, State, User
 
 __all__ = ["delete_user", "get_user", "post_user", "render_user", "resolve_lookup"]
 

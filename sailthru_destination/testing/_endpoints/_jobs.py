@@ -22,15 +22,15 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..sync.bulkload.jobfile import read_line
-from ..transport._protocol import is_loopback_url
+from ...sync.bulkload.jobfile import read_line
+from ...transport._protocol import is_loopback_url
+from .._errors import ApiError, invalid_parameter
+from .._forms import Form
+from .._state import State, rfc2822_now
+from .._wire import Reply, Request
 from ._commerce import post_purchase
-from ._errors import ApiError, invalid_parameter
-from ._forms import Form
 from ._lists import add_emails, unknown_list
-from ._state import State, rfc2822_now
 from ._users import post_user
-from ._wire import Reply, Request
 
 __all__ = [
     "EXPORT_PREFIX", "download_export", "expire_exports", "get_job", "post_job", "run_due_jobs",

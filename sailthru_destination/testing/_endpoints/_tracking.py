@@ -9,11 +9,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..transport._protocol import PAGEVIEW_ENDPOINT, ErrorCode
-from ._errors import error_body
-from ._ratelimit import RateLimiter
-from ._state import State, rfc2822_now
-from ._wire import Reply, Request
+from ...transport._protocol import PAGEVIEW_ENDPOINT, ErrorCode
+from .._errors import error_body
+from .._ratelimit import RateLimiter
+from .._state import State, rfc2822_now
+from .._wire import Reply, Request
 
 __all__ = ["PAGEVIEW_ENDPOINT", "pageview"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..transport._protocol import ErrorCode
-from ._errors import ApiError, invalid_parameter
-from ._state import State, rfc2822_now
+from ...transport._protocol import ErrorCode
+from .._errors import ApiError, invalid_parameter
+from .._state import State, rfc2822_now
 from ._users import Reply
 
 __all__ = ["get_blast", "get_send", "post_blast", "post_send"]

@@ -6,9 +6,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..transport._protocol import ErrorCode
-from ._errors import ApiError, invalid_parameter
-from ._state import State
+from ...transport._protocol import ErrorCode
+from .._errors import ApiError, invalid_parameter
+from .._state import State
 
 __all__ = ["delete_list", "get_list", "post_list"]
 

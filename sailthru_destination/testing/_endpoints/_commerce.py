@@ -6,9 +6,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from ..transport._protocol import RESERVED_EVENT_NAMES, ErrorCode
-from ._errors import ApiError, invalid_parameter
-from ._state import State, User, rfc2822_now
+from ...transport._protocol import RESERVED_EVENT_NAMES, ErrorCode
+from .._errors import ApiError, invalid_parameter
+from .._state import State, User, rfc2822_now
 from ._users import resolve_lookup
 
 __all__ = ["get_purchase", "post_event", "post_purchase", "post_return"]

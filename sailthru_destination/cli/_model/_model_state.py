@@ -14,11 +14,11 @@ import os
 import sys
 from pathlib import Path
 
-from ..sync.config import SyncConfig
-from ..sync.guard import remembered_users
-from ..sync.identity import model_identity, read_identity, shown, store_identity
-from ..sync.run import DEFAULT_HOME
-from ._common import UsageError, out
+from ...sync.config import SyncConfig
+from ...sync.guard import remembered_users
+from ...sync.identity import model_identity, read_identity, shown, store_identity
+from ...sync.run import DEFAULT_HOME
+from .._common import UsageError, out
 
 __all__ = ["HOME_VARIABLE", "check_model_state", "default_home", "store_identity"]
 

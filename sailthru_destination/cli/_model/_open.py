@@ -13,9 +13,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..sync.warehouse.dialect import sniff_delimiter
-from ..sync.warehouse.sources import Row, open_source
-from ._common import UsageError, out
+from ...sync.warehouse.dialect import sniff_delimiter
+from ...sync.warehouse.sources import Row, open_source
+from .._common import UsageError, out
 
 __all__ = ["open_model"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
-from ..sync.config import SyncConfig, keyed_by_order
-from ..sync.warehouse.sources import Row
+from ...sync.config import SyncConfig, keyed_by_order
+from ...sync.warehouse.sources import Row
 
 __all__ = ["with_column_defaults"]
 

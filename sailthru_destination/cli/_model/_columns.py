@@ -15,13 +15,13 @@ import itertools
 import re
 from collections.abc import Iterable, Sequence
 
-from ..shaping.varnames import var_name_problem
-from ..sync.config import SyncConfig
-from ..sync.model import RowProblem, read_user_row
-from ..sync.warehouse.column_check import column_problems
-from ..sync.warehouse.columns import collision
-from ..sync.warehouse.sources import Row
-from ._common import UsageError
+from ...shaping.varnames import var_name_problem
+from ...sync.config import SyncConfig
+from ...sync.model import RowProblem, read_user_row
+from ...sync.warehouse.column_check import column_problems
+from ...sync.warehouse.columns import collision
+from ...sync.warehouse.sources import Row
+from .._common import UsageError
 
 __all__ = ["LOOK_AHEAD", "check_columns", "parse_map", "parse_types"]
 

@@ -3,7 +3,8 @@
 The tree is the map: ``transport/`` is the one door to Sailthru, ``shaping/`` turns properties
 into vars, ``once/`` holds what must happen at most once, ``features/`` one module per kind of
 record, and ``sync/`` keeps the run with ``memory/``, ``reporting/``, ``bulkload/`` and
-``warehouse/`` beside it. This script is the single source of that map (``GROUPS``).
+``warehouse/`` beside it; the fake's endpoints and the CLI's model handling get a room too.
+This script is the single source of that map (``GROUPS``).
 
 Usage, from the repository root::
 
@@ -122,6 +123,25 @@ GROUPS: tuple[Group, ...] = (
         "that say what each column becomes in Sailthru.",
         ("sync.sources", "sync.columns", "sync.column_check", "sync.dialect", "sync.pg_dates"),
         "sync's row readers (sources, dialects, columns) sit together under sync/warehouse",
+    ),
+    Group(
+        "testing._endpoints",
+        "The fake's endpoints, one module per part of Sailthru's API.\n\n"
+        "/user, /list, /event, /purchase, /return, /send, /blast, /job and page-view tracking,\n"
+        "each reading and writing the fake's world (:mod:`.._state`) as Sailthru would.",
+        ("testing._users", "testing._lists", "testing._commerce", "testing._jobs",
+         "testing._sends", "testing._tracking"),
+        "the fake's endpoint modules sit together under testing/_endpoints, apart from its "
+        "server, state and faults",
+    ),
+    Group(
+        "cli._model",
+        "The model a ``sync`` reads, as the command line settles it.\n\n"
+        "Opening the file or query, ``--map`` and ``--types`` and the column check, defaults\n"
+        "that depend on the columns, and which state file holds the model.",
+        ("cli._open", "cli._columns", "cli._defaults", "cli._model_state"),
+        "the sync command's model handling (opening, columns, defaults, state file) sits "
+        "together under cli/_model",
     ),
 )
 

@@ -163,3 +163,13 @@ def test_each_sub_package_says_what_it_is_for() -> None:
         doc = ast.get_docstring(ast.parse((ROOT / PKG / folder / "__init__.py").read_text()))
         assert doc, folder
         assert 1 <= len([line for line in doc.splitlines() if line.strip()]) <= 3, folder
+
+
+def test_no_folder_holds_more_than_fifteen_modules() -> None:
+    """The tree is the map: a folder that grows past this is split by concern (issue 28)."""
+    crowded = {}
+    for folder in [ROOT / PKG, *(p.parent for p in (ROOT / PKG).rglob("__init__.py"))]:
+        count = len(list(folder.glob("*.py")))
+        if count > 15:
+            crowded[str(folder.relative_to(ROOT))] = count
+    assert crowded == {}

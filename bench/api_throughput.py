@@ -26,10 +26,10 @@ from typing import Any
 from _figures import add_size, figure, header
 from sailthru.sailthru_client import SailthruClient
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.calllog import CallLog
 from sailthru_destination.errors import RateLimited, SailthruError
 from sailthru_destination.options import AppOptions
+from sailthru_destination.transport.api import SailthruApi
+from sailthru_destination.transport.calllog import CallLog
 
 KEY, SECRET = "bench-key", "bench-secret"
 LIMIT = 300.0

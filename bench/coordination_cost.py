@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from sailthru_destination.coordination import RedisCoordination
-from sailthru_destination.ratelimit import RateLimiterRegistry
+from sailthru_destination.transport.ratelimit import RateLimiterRegistry
 
 
 def _start_redis() -> tuple[subprocess.Popen[bytes], str]:

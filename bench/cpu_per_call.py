@@ -40,9 +40,9 @@ from _figures import add_size, figure
 from sailthru.sailthru_client import SailthruClient
 
 from sailthru_destination import AppOptions, DestinationOptions, ProfileChange, SailthruDestination
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.calllog import CallLog
-from sailthru_destination.ratelimit import RateLimiterRegistry
+from sailthru_destination.transport.api import SailthruApi
+from sailthru_destination.transport.calllog import CallLog
+from sailthru_destination.transport.ratelimit import RateLimiterRegistry
 
 KEY, SECRET = "bench-key", "bench-secret"
 LIMITS = {"POST user": 300.0, "GET": 300.0, "DELETE": 40.0, "default": 40.0}

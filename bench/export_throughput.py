@@ -30,10 +30,10 @@ from _figures import add_size, figure, header
 from sailthru.sailthru_client import SailthruClient
 
 from sailthru_destination import AppOptions, DestinationOptions, ProfileChange, SailthruDestination
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.calllog import CallLog
-from sailthru_destination.mapping import changed_vars
-from sailthru_destination.ratelimit import RateLimiterRegistry
+from sailthru_destination.shaping.mapping import changed_vars
+from sailthru_destination.transport.api import SailthruApi
+from sailthru_destination.transport.calllog import CallLog
+from sailthru_destination.transport.ratelimit import RateLimiterRegistry
 
 KEY, SECRET = "bench-key", "bench-secret"
 LIMIT = 300.0

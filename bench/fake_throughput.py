@@ -22,8 +22,8 @@ import requests
 from _figures import add_size, figure
 from sailthru import SailthruClient
 
-from sailthru_destination._protocol import sign
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport._protocol import sign
 
 _UNLIMITED = {"default": 1_000_000.0}
 

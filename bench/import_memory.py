@@ -18,9 +18,9 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.imports import ListImporter, PollPolicy
+from sailthru_destination.features.imports import ListImporter, PollPolicy
 from sailthru_destination.options import AppOptions
+from sailthru_destination.transport.api import SailthruApi
 
 KEY, SECRET = "bench-key", "bench-secret"
 _SERVER = textwrap.dedent(

@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sailthru_destination.mapping import flatten_vars, vars_for_change
+from sailthru_destination.shaping.mapping import flatten_vars, vars_for_change
 
 ITERATIONS = 20_000
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 from ._version import __version__  # first: api.py reads it while the package loads
-from .commerce import CartChange, Purchase, PurchaseItem, Return
 from .destination import SailthruDestination, test_connection
 from .errors import (
     AuthError,
@@ -22,12 +21,13 @@ from .errors import (
     SailthruError,
     TransientError,
 )
-from .events import Event
-from .imports import ImportedUser
-from .mapping import InvalidValue
+from .features.commerce import CartChange, Purchase, PurchaseItem, Return
+from .features.events import Event
+from .features.imports import ImportedUser
+from .features.profiles import ProfileChange
 from .options import AppOptions, DestinationOptions
-from .profiles import ProfileChange
 from .results import BatchResult, ConnectionCheck, ExportResult, Status
+from .shaping.mapping import InvalidValue
 
 __all__ = [
     "AppOptions",

@@ -21,7 +21,7 @@ from .options import AppOptions
 from .sync.config import SyncConfig
 from .sync.run import run_sync
 from .sync.runner import RunSummary
-from .sync.sources import open_source
+from .sync.warehouse.sources import open_source
 from .testing import FakeSailthru
 
 __all__ = ["DEMO_RATE_LIMITS", "change_profiles", "make_profiles", "run_demo"]

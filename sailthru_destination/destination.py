@@ -9,21 +9,21 @@ from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from ._adaptive import MAX_IN_FLIGHT, AdaptiveLimit
-from ._concurrency import KeyedLocks, run_in_order
-from .api import RetryPolicy, SailthruApi
-from .auth import auth_failure
-from .commerce import CartChange, CommerceSender, Purchase, Return
 from .errors import AuthError, PermissionDenied, RecordError, SailthruError
-from .events import Event, EventSender
-from .imports import ImportedUser, ListImporter, PollPolicy
-from .lists import ListRegistry
-from .locks import LocalLock, NamedLock
+from .features.commerce import CartChange, CommerceSender, Purchase, Return
+from .features.events import Event, EventSender
+from .features.imports import ImportedUser, ListImporter, PollPolicy
+from .features.profiles import ProfileChange, ProfileExporter
+from .once.lists import ListRegistry
+from .once.locks import LocalLock, NamedLock
+from .once.sentkeys import InMemorySentKeys, SentKeys
 from .options import DEFAULT_API_URL, AppOptions, DestinationOptions
-from .profiles import ProfileChange, ProfileExporter
-from .ratelimit import machine_limiters
 from .results import BatchResult, ConnectionCheck, ExportResult
-from .sentkeys import InMemorySentKeys, SentKeys
+from .transport._adaptive import MAX_IN_FLIGHT, AdaptiveLimit
+from .transport._concurrency import KeyedLocks, run_in_order
+from .transport.api import RetryPolicy, SailthruApi
+from .transport.auth import auth_failure
+from .transport.ratelimit import machine_limiters
 from .validation import record_id_of, record_problem
 
 __all__ = ["SailthruDestination", "test_connection"]

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._protocol import ErrorCode
+from .transport._protocol import ErrorCode
 
 __all__ = [
     "AuthError",
@@ -124,8 +124,8 @@ class RateLimited(SailthruError):
     calls left this minute, when the reply said so. A 429 with calls left is a burst: a short
     backoff will do; with none left, only the reset will. ``burst`` is set when the pacer judged
     the 429 to come from calls bunched against a window shorter than the minute
-    (:func:`~sailthru_destination.ratelimit.refusal_is_burst`): room comes back within moments,
-    so the call is retried soon, not at the reset.
+    (:func:`~sailthru_destination.transport.ratelimit.refusal_is_burst`): room comes back within
+    moments, so the call is retried soon, not at the reset.
     """
 
     default_retryable = True

@@ -15,9 +15,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from ._protocol import is_loopback_url
-from .mapping import InvalidValue, reminder_time
-from .nulls import NULL_VALUES
+from .shaping.mapping import InvalidValue, reminder_time
+from .shaping.nulls import NULL_VALUES
+from .transport._protocol import is_loopback_url
 
 if TYPE_CHECKING:  # the redis extra is optional: import it only for type checkers
     from .coordination import RedisCoordination
@@ -114,8 +114,9 @@ class AppOptions:
 
     @property
     def masked_key(self) -> str:
-        """The API key masked for logs (see :func:`~sailthru_destination.calllog.mask_key`)."""
-        from .calllog import mask_key
+        """The API key masked for logs (see
+        :func:`~sailthru_destination.transport.calllog.mask_key`)."""
+        from .transport.calllog import mask_key
 
         return mask_key(self.api_key)
 
@@ -194,8 +195,8 @@ class DestinationOptions:
     """The opt-out level (``optout_email``) sent with every user; a record may override it."""
     concurrency: int | None = None
     """How many records are in flight at once: None (the default) adapts it to the rate limit
-    and the measured latency (2 to 64, by Little's law, see ``sailthru_destination._adaptive``),
-    a number pins it."""
+    and the measured latency (2 to 64, by Little's law, see
+    ``sailthru_destination.transport._adaptive``), a number pins it."""
     lock_dir: str | None = None
     """Where the cross-process list-creation lock files live (a per-user temp folder when
     None)."""
@@ -208,7 +209,8 @@ class DestinationOptions:
     reported done (Sailthru's reads are eventually consistent; 0 turns the second read off)."""
     purchase_doubt_age: float = 600.0
     """How long (seconds; ten minutes by default) reads must keep missing an order whose post had
-    no clear answer before a later run posts it again (see :mod:`sailthru_destination.doubt`)."""
+    no clear answer before a later run posts it again (see
+    :mod:`sailthru_destination.once.doubt`)."""
     required_consents: frozenset[str] = frozenset()
     """When set, only profiles that consented to at least one of these purposes are exported;
     the others are skipped with that reason."""
@@ -229,11 +231,12 @@ class DestinationOptions:
     """What a property whose var Sailthru would refuse or rewrite (a name like ``first-name`` or
     ``id``, a NaN value) does to its record: ``"fail"`` fails the record naming the field;
     ``"drop"`` renames the var by the documented rule
-    (:func:`~sailthru_destination.varnames.repaired_var_name`) or leaves it out, sends the rest,
+    (:func:`~sailthru_destination.shaping.varnames.repaired_var_name`) or leaves it out, sends the
+    rest,
     and names each one in the result's ``detail``."""
     null_values: Literal["keep", "clear"] = "keep"
     """What a ``None`` (NULL) property does to its var: ``"keep"`` (the default) leaves the var
-    as Sailthru has it, ``"clear"`` empties it (see :mod:`sailthru_destination.nulls`)."""
+    as Sailthru has it, ``"clear"`` empties it (see :mod:`sailthru_destination.shaping.nulls`)."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

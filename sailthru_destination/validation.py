@@ -16,11 +16,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from .commerce import CartChange, Purchase, PurchaseItem, Return
 from .errors import RecordError
-from .events import Event
-from .mapping import InvalidValue
-from .profiles import ProfileChange
+from .features.commerce import CartChange, Purchase, PurchaseItem, Return
+from .features.events import Event
+from .features.profiles import ProfileChange
+from .shaping.mapping import InvalidValue
 
 __all__ = ["CHECKS", "RECORD_TYPES", "record_id_of", "record_problem"]
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from helpers import app_for, make_fake
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 
 @pytest.fixture

@@ -3,11 +3,12 @@ rate window, driven event by event, so the pacing law is tested without a thread
 
 What it models, and why each part is there:
 
-- the library's :class:`~sailthru_destination.ratelimit.RateLimiter` hands out send slots and
-  learns from each reply's headers as :class:`~sailthru_destination.api.SailthruApi` feeds them
+- the library's :class:`~sailthru_destination.transport.ratelimit.RateLimiter` hands out send
+  slots and learns from each reply's headers as
+  :class:`~sailthru_destination.transport.api.SailthruApi` feeds them
   (``refused`` for a 429); a refused call is retried after the wait the retry policy gives it
-  (:func:`~sailthru_destination.retries.rate_limited_wait`);
-- the library's :class:`~sailthru_destination._adaptive.AdaptiveLimit` decides how many
+  (:func:`~sailthru_destination.transport.retries.rate_limited_wait`);
+- the library's :class:`~sailthru_destination.transport._adaptive.AdaptiveLimit` decides how many
   records are in flight, from each record's service time (its wall time less its pacing wait);
 - connections: a call takes an idle one or opens a new one, which costs ``connect`` seconds
   (the ramp pays for them);
@@ -23,11 +24,11 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
-from sailthru_destination._adaptive import AdaptiveLimit, RecordStats, backoff_for
 from sailthru_destination.errors import RateLimited
-from sailthru_destination.ratelimit import RateLimiter
-from sailthru_destination.retries import rate_limited_wait
 from sailthru_destination.testing._ratelimit import RateLimiter as ServerWindow
+from sailthru_destination.transport._adaptive import AdaptiveLimit, RecordStats, backoff_for
+from sailthru_destination.transport.ratelimit import RateLimiter
+from sailthru_destination.transport.retries import rate_limited_wait
 
 WALL0 = 1_800_000_000.0  # Unix time at the start of a run: a whole minute
 LIMIT = 300.0

@@ -10,8 +10,8 @@ import pytest
 from helpers import app_for, make_fake
 
 from sailthru_destination import DestinationOptions, ProfileChange, SailthruDestination
-from sailthru_destination._adaptive import AdaptiveLimit, RecordStats, backoff_for
-from sailthru_destination._concurrency import run_in_order
+from sailthru_destination.transport._adaptive import AdaptiveLimit, RecordStats, backoff_for
+from sailthru_destination.transport._concurrency import run_in_order
 
 
 def _settle(limit: AdaptiveLimit, *, pace: float, service: float, records: int = 200) -> int:

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from _api_stub import Reply, stub_server
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
-from sailthru_destination.calllog import CallLog, CallRecord, JsonLinesSink
 from sailthru_destination.errors import (
     AuthError,
     InvalidRequest,
@@ -24,6 +22,8 @@ from sailthru_destination.errors import (
 )
 from sailthru_destination.options import AppOptions
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
+from sailthru_destination.transport.calllog import CallLog, CallRecord, JsonLinesSink
 
 KEY, SECRET = "test-key", "test-secret"
 NO_RETRY = RetryPolicy(max_attempts=1)
@@ -255,7 +255,7 @@ def test_a_failing_sink_does_not_break_calls(
 def test_each_attempt_is_logged_at_debug(
     api: SailthruApi, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="sailthru_destination.api"):
+    with caplog.at_level(logging.DEBUG, logger="sailthru_destination.transport.api"):
         api.post("user", {"id": "a@example.com"})
     assert "POST /user attempt 1 -> 200" in caplog.text
 

@@ -10,10 +10,10 @@ import pytest
 from _api_stub import Reply, stub_server
 from helpers import max_in_any_window
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.options import AppOptions
-from sailthru_destination.ratelimit import RateLimiterRegistry
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
+from sailthru_destination.transport.ratelimit import RateLimiterRegistry
 
 KEY, SECRET = "test-key", "test-secret"
 

@@ -12,11 +12,11 @@ import pytest
 from pytest_mock import MockerFixture
 from urllib3.exceptions import ReadTimeoutError
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
-from sailthru_destination.calllog import CallLog, JsonLinesSink
 from sailthru_destination.errors import SailthruError
 from sailthru_destination.options import AppOptions
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
+from sailthru_destination.transport.calllog import CallLog, JsonLinesSink
 
 KEY, SECRET = "test-key", "test-secret-0123456789"
 

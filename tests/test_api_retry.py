@@ -18,7 +18,6 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.errors import (
     AuthError,
     InvalidRequest,
@@ -29,6 +28,7 @@ from sailthru_destination.errors import (
 )
 from sailthru_destination.options import AppOptions
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
 
 KEY, SECRET = "test-key", "test-secret"
 ITEM = {"id": "sku", "title": "Sock", "qty": 1, "price": 250, "url": "https://shop.example/s"}

@@ -24,15 +24,15 @@ from typing import Any
 import pytest
 from helpers import KEY, SECRET, destination_for, make_fake
 
-from sailthru_destination._protocol import sign
-from sailthru_destination.commerce import CartChange, Purchase, PurchaseItem, Return
 from sailthru_destination.destination import SailthruDestination
-from sailthru_destination.events import Event
-from sailthru_destination.postbacks import PostbackError, parse_postback
-from sailthru_destination.profiles import ProfileChange
+from sailthru_destination.features.commerce import CartChange, Purchase, PurchaseItem, Return
+from sailthru_destination.features.events import Event
+from sailthru_destination.features.postbacks import PostbackError, parse_postback
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.results import BatchResult, ExportResult, Status
 from sailthru_destination.segment import SegmentAdapter
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport._protocol import sign
 
 CORPUS = Path(__file__).parent / "data" / "bad_records.jsonl"
 CASES: list[dict[str, Any]] = [

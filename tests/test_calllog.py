@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from sailthru_destination.calllog import CallRecord, JsonLinesSink
+from sailthru_destination.transport.calllog import CallRecord, JsonLinesSink
 
 
 def _record(n: int) -> CallRecord:

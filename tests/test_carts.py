@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from helpers import app_for, make_fake
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.carts import _cart_time
-from sailthru_destination.commerce import CartChange, CommerceSender, PurchaseItem
+from sailthru_destination.features.carts import _cart_time
+from sailthru_destination.features.commerce import CartChange, CommerceSender, PurchaseItem
+from sailthru_destination.once.sentkeys import InMemorySentKeys
 from sailthru_destination.results import Status
-from sailthru_destination.sentkeys import InMemorySentKeys
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 EMAIL = "ann@example.com"
 

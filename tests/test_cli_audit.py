@@ -12,9 +12,9 @@ import pytest
 import test_cli
 from test_cli import FAST, people, run, snapshot, write_csv
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.options import AppOptions
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 fake = test_cli.fake  # the CLI tests' fake (their credentials) is a fixture here too
 

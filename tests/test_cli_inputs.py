@@ -14,7 +14,7 @@ import pytest
 import test_cli
 from test_cli import people, report_of, run, write_csv
 
-from sailthru_destination.mapping import MAX_STRING_BYTES
+from sailthru_destination.shaping.mapping import MAX_STRING_BYTES
 from sailthru_destination.testing import FakeSailthru
 
 fake = test_cli.fake  # the CLI tests' fake (their credentials) is a fixture here too

@@ -12,7 +12,7 @@ from test_cli import run
 
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.model import RowProblem, read_user_row
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
 
 fake = test_cli.fake  # the CLI tests' fake (their credentials) is a fixture here too

@@ -11,11 +11,11 @@ from pytest_mock import MockerFixture
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem, Return
+from sailthru_destination.features.commerce import CommerceSender, Purchase, PurchaseItem, Return
+from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import Status
-from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 
 def item(price: Any = "19.99", **overrides: Any) -> PurchaseItem:

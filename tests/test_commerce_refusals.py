@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
+from sailthru_destination.features.commerce import CommerceSender, Purchase, PurchaseItem
 from sailthru_destination.results import Status
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 
 def item(**overrides: Any) -> PurchaseItem:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination._adaptive import AdaptiveLimit
-from sailthru_destination._concurrency import run_in_order
+from sailthru_destination.transport._adaptive import AdaptiveLimit
+from sailthru_destination.transport._concurrency import run_in_order
 
 
 class _Gauge:

@@ -20,18 +20,18 @@ from typing import Any
 import pytest
 from helpers import KEY, SECRET, app_for, make_fake, max_in_any_window
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.coordination import (
     CoordinationError,
     KnownLists,
     RedisCoordination,
 )
 from sailthru_destination.destination import SailthruDestination
-from sailthru_destination.locks import LocalLock, LockTimeout, NamedLock
+from sailthru_destination.features.profiles import ProfileChange
+from sailthru_destination.once.locks import LocalLock, LockTimeout, NamedLock
 from sailthru_destination.options import AppOptions, DestinationOptions
-from sailthru_destination.profiles import ProfileChange
-from sailthru_destination.ratelimit import machine_limiters
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
+from sailthru_destination.transport.ratelimit import machine_limiters
 
 RACE_LIMITS = {"POST user": 60, "GET list": 40, "POST list": 10, "default": 40}
 RACE_LISTS = ("race-a", "race-b", "race-c")

@@ -16,12 +16,12 @@ import pytest
 from helpers import KEY, SECRET, destination_for, make_fake
 
 import sailthru_destination.destination as destination_module
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.calllog import CallLog
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import AppOptions, DestinationOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
+from sailthru_destination.transport.calllog import CallLog
 
 
 def test_connection_check_passes_with_good_credentials(fake: FakeSailthru, tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from helpers import destination_for
 
-from sailthru_destination.commerce import CartChange, Purchase, PurchaseItem, Return
-from sailthru_destination.events import Event
-from sailthru_destination.profiles import ProfileChange
+from sailthru_destination.features.commerce import CartChange, Purchase, PurchaseItem, Return
+from sailthru_destination.features.events import Event
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.testing import FakeSailthru
 
 ITEM = PurchaseItem(id="sku-1", title="Mug", qty=2, price="19.99", url="https://shop.test/mug")

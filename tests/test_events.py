@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.events import Event, EventSender, time_value
-from sailthru_destination.mapping import InvalidValue
+from sailthru_destination.features.events import Event, EventSender, time_value
+from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import Status
-from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
+from sailthru_destination.shaping.mapping import InvalidValue
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 
 def event(record_id: str = "e1", **overrides: Any) -> Event:

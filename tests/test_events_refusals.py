@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from helpers import app_for
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.events import Event, EventSender, time_value
-from sailthru_destination.mapping import InvalidValue
+from sailthru_destination.features.events import Event, EventSender, time_value
 from sailthru_destination.results import Status
+from sailthru_destination.shaping.mapping import InvalidValue
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 
 def event(record_id: Any = "e1", **overrides: Any) -> Event:

@@ -28,15 +28,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.calllog import CallLog, CallRecord
-from sailthru_destination.commerce import Purchase, PurchaseItem
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.features.commerce import Purchase, PurchaseItem
 from sailthru_destination.options import AppOptions, DestinationOptions
 from sailthru_destination.results import ExportResult, Status
-from sailthru_destination.sync.purchase_import import PurchaseImporter
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.bulkload.purchase_import import PurchaseImporter
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
+from sailthru_destination.transport.calllog import CallLog, CallRecord
 
 SCALE = int(os.environ.get("SAILTHRU_EXACTLY_ONCE_SCALE", "1"))
 AGE = 600.0

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 from helpers import KEY, SECRET, app_for, make_fake
 
-from sailthru_destination.api import FileData, SailthruApi
 from sailthru_destination.errors import NotFound
-from sailthru_destination.imports import (
+from sailthru_destination.features.imports import (
     ExportExpired,
     ImportedUser,
     ImportFailed,
@@ -32,10 +31,11 @@ from sailthru_destination.imports import (
     apply_import,
     import_into,
 )
-from sailthru_destination.mapping import InvalidValue
 from sailthru_destination.options import AppOptions
 from sailthru_destination.results import Status
+from sailthru_destination.shaping.mapping import InvalidValue
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import FileData, SailthruApi
 
 NO_PACING = {"default": 1_000_000.0}
 

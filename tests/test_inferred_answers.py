@@ -10,7 +10,7 @@ from helpers import KEY, SECRET, make_fake
 from sailthru import SailthruClient
 from test_segment import build, identify, product, sent, track
 
-from sailthru_destination.profiles import ProfileChange
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.results import Status
 from sailthru_destination.segment import SegmentAdapter
 from sailthru_destination.testing import FakeSailthru, Inferred

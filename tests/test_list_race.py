@@ -13,11 +13,11 @@ from pathlib import Path
 
 from helpers import KEY, SECRET, app_for, make_fake
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import AppOptions, DestinationOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 LISTS = [f"Race List {i}" for i in range(10)]
 PROCESSES = 4

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.lists import ListRegistry
-from sailthru_destination.locks import LocalLock
+from sailthru_destination.once.lists import ListRegistry
+from sailthru_destination.once.locks import LocalLock
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 
 def registry(api: SailthruApi, tmp_path: Path, shared: object = None) -> ListRegistry:
@@ -67,7 +67,7 @@ def test_a_missing_list_is_missing_and_ensure_creates_it_once(
     api.post("list", {"list": "Other"})
     lists = registry(api, tmp_path)
     assert not lists.exists("New One")
-    with caplog.at_level(logging.INFO, logger="sailthru_destination.lists"):
+    with caplog.at_level(logging.INFO, logger="sailthru_destination.once.lists"):
         lists.ensure("New One")
         lists.ensure("New One")
     assert lists.exists("New One")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sailthru_destination.locks import LocalLock, LockTimeout, NamedLock
+from sailthru_destination.once.locks import LocalLock, LockTimeout, NamedLock
 
 
 def test_local_lock_satisfies_the_named_lock_protocol(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.mapping import (
+from sailthru_destination.shaping.mapping import (
     MAX_DEPTH,
     MAX_STRING_BYTES,
     InvalidValue,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.mapping import (
+from sailthru_destination.shaping.mapping import (
     MAX_STRING_BYTES,
     InvalidValue,
     cents,
@@ -21,7 +21,7 @@ from sailthru_destination.mapping import (
     list_name,
     reminder_time,
 )
-from sailthru_destination.varnames import VarProblem, var_name_problem
+from sailthru_destination.shaping.varnames import VarProblem, var_name_problem
 
 # Four UTF-8 bytes per character: 16,384 of them are exactly the 64 KiB limit.
 EMOJI = "\U0001f600"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from helpers import destination_for
 
-from sailthru_destination.nulls import settle_nulls
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import DestinationOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.results import Status
+from sailthru_destination.shaping.nulls import settle_nulls
 from sailthru_destination.testing import FakeSailthru
 
 

@@ -37,7 +37,7 @@ def test_the_mask_does_not_tell_a_key_s_length() -> None:
 
 
 def test_a_one_character_secret_does_not_garble_messages() -> None:
-    from sailthru_destination._http import redact_secret
+    from sailthru_destination.transport._http import redact_secret
 
     assert redact_secret("certificate is self-signed", "s") == "certificate is self-signed"
     assert redact_secret("secret=s here", "s") == "secret=<redacted> here"

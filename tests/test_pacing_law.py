@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pacing_sim import LIMIT, WALL0, run
 
-from sailthru_destination._adaptive import AdaptiveLimit, RecordStats, backoff_for
-from sailthru_destination.ratelimit import DEFAULT_HEADROOM, RateLimiter, refusal_is_burst
+from sailthru_destination.transport._adaptive import AdaptiveLimit, RecordStats, backoff_for
+from sailthru_destination.transport.ratelimit import DEFAULT_HEADROOM, RateLimiter, refusal_is_burst
 
 MINUTE_BUDGET = int(LIMIT * 60)
 # The client freezes 30 ms every 2 s (a busy machine): the calls of those slots leave bunched.

@@ -13,8 +13,7 @@ import pytest
 import requests
 from sailthru.sailthru_client import get_signature_hash
 
-from sailthru_destination._protocol import sign
-from sailthru_destination.postbacks import (
+from sailthru_destination.features.postbacks import (
     MAX_BODY_BYTES,
     HardBounce,
     OptoutChange,
@@ -27,6 +26,7 @@ from sailthru_destination.postbacks import (
     sign_postback,
     verify_postback,
 )
+from sailthru_destination.transport._protocol import sign
 
 SECRET = "test-secret-do-not-show"
 

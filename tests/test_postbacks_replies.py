@@ -13,9 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from sailthru_destination._json import MAX_JSON_DEPTH
-from sailthru_destination._protocol import sign
-from sailthru_destination.postbacks import (
+from sailthru_destination.features.postbacks import (
     Postback,
     PostbackError,
     UserUpdate,
@@ -23,6 +21,8 @@ from sailthru_destination.postbacks import (
     parse_postback,
     sign_postback,
 )
+from sailthru_destination.shaping._json import MAX_JSON_DEPTH
+from sailthru_destination.transport._protocol import sign
 
 SECRET = "test-secret-do-not-show"
 FORM = "application/x-www-form-urlencoded"

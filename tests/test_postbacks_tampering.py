@@ -18,8 +18,7 @@ from helpers import fuzz_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination._protocol import sign
-from sailthru_destination.postbacks import (
+from sailthru_destination.features.postbacks import (
     HardBounce,
     OptoutChange,
     Postback,
@@ -29,6 +28,7 @@ from sailthru_destination.postbacks import (
     make_postback_app,
     parse_postback,
 )
+from sailthru_destination.transport._protocol import sign
 
 SECRET = "tamper-secret-never-shown"
 OPTOUT = {"action": "optout", "email": "ann@example.com", "optout": "1", "mode": "all"}

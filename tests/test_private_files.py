@@ -18,7 +18,7 @@ from sailthru_destination.options import AppOptions
 from sailthru_destination.serve.queue import MessageQueue
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.run import run_sync
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from helpers import destination_for, make_fake
 
-from sailthru_destination.profiles import ProfileChange
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.results import Status
 from sailthru_destination.testing import FakeSailthru
 

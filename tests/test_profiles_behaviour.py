@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from helpers import app_for, destination_for, make_fake, posted_payloads
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.lists import ListRegistry
-from sailthru_destination.locks import LocalLock
+from sailthru_destination.features.profiles import ProfileChange, ProfileExporter
+from sailthru_destination.once.lists import ListRegistry
+from sailthru_destination.once.locks import LocalLock
 from sailthru_destination.options import DestinationOptions
-from sailthru_destination.profiles import ProfileChange, ProfileExporter
 from sailthru_destination.results import Status
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 
 @pytest.fixture

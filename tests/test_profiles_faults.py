@@ -7,12 +7,12 @@ from pathlib import Path
 
 from helpers import app_for, make_fake
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import DestinationOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.results import ExportResult, Status
 from sailthru_destination.testing import Faults
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
 
 
 def _destination(fake: object, lock_dir: Path, **options: object) -> SailthruDestination:

@@ -20,15 +20,15 @@ from helpers import VirtualClock, app_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
-from sailthru_destination.calllog import CallLog, CallRecord
-from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
-from sailthru_destination.doubt import Doubt
-from sailthru_destination.purchases import doubt_log_of
+from sailthru_destination.features.commerce import CommerceSender, Purchase, PurchaseItem
+from sailthru_destination.features.purchases import doubt_log_of
+from sailthru_destination.once.doubt import Doubt
+from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import ExportResult, Status
-from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
+from sailthru_destination.transport.calllog import CallLog, CallRecord
 
 ITEM = PurchaseItem("sku-1", "Blue shirt", 2, "19.99", url="https://shop.example/sku-1")
 APPLIED_THEN_504 = Faults(error_after_apply_rate=1.0)

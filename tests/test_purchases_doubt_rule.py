@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from helpers import KEY, SECRET, VirtualClock, app_for
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
-from sailthru_destination.doubt import UNKNOWN_JOB, Doubt, InMemoryDoubtLog, may_post_again
-from sailthru_destination.purchases import doubt_log_of
+from sailthru_destination.features.commerce import CommerceSender, Purchase, PurchaseItem
+from sailthru_destination.features.purchases import doubt_log_of
+from sailthru_destination.once.doubt import UNKNOWN_JOB, Doubt, InMemoryDoubtLog, may_post_again
+from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import Status
-from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
-from sailthru_destination.sync.jobfile import dumps_line
+from sailthru_destination.sync.bulkload.jobfile import dumps_line
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 ITEM = PurchaseItem("sku-1", "Blue shirt", 1, "5.00", url="https://shop.example/sku-1")
 ORDER = Purchase("o-1", email="ann@example.com", items=(ITEM,))
@@ -160,7 +160,7 @@ def test_an_unclear_post_is_logged_with_its_order(
     fake, api = world
     fake.faults = Faults(server_error_rate=1.0)
     api.call_log.sink = lambda record: setattr(fake, "faults", Faults())
-    with caplog.at_level(logging.WARNING, logger="sailthru_destination.purchases"):
+    with caplog.at_level(logging.WARNING, logger="sailthru_destination.features.purchases"):
         result = CommerceSender(api, clock=clock).send_purchase(ORDER)
     assert result.status is Status.FAILED
     assert "purchase 'o-1': not found right after a post without a clear answer: in doubt" in (

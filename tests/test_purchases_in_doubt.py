@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from helpers import app_for
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.calllog import CallLog, CallRecord
-from sailthru_destination.commerce import CommerceSender, Purchase, PurchaseItem
+from sailthru_destination.features.commerce import CommerceSender, Purchase, PurchaseItem
+from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.results import Status
-from sailthru_destination.sentkeys import InMemorySentKeys, KeyState
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
+from sailthru_destination.transport.calllog import CallLog, CallRecord
 
 ITEM = PurchaseItem("sku-1", "Blue shirt", 2, "19.99", url="https://shop.example/sku-1")
 # Bought by an extid Sailthru has no email for: refused for certain, before any post.

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from helpers import max_in_any_window
 
-from sailthru_destination.ratelimit import (
+from sailthru_destination.transport.ratelimit import (
     DEFAULT_HEADROOM,
     MachineRateLimiter,
     MachineRateLimiterRegistry,

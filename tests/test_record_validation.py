@@ -17,10 +17,10 @@ from helpers import destination_for, fuzz_examples, make_fake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.commerce import CartChange, Purchase, PurchaseItem, Return
 from sailthru_destination.destination import SailthruDestination
-from sailthru_destination.events import Event
-from sailthru_destination.profiles import ProfileChange
+from sailthru_destination.features.commerce import CartChange, Purchase, PurchaseItem, Return
+from sailthru_destination.features.events import Event
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.results import BatchResult, ExportResult, Status
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.validation import CHECKS, RECORD_TYPES

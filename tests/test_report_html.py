@@ -12,15 +12,15 @@ import pytest
 from helpers import KEY, SECRET, app_for, make_fake
 
 from sailthru_destination.sync.config import load_config
-from sailthru_destination.sync.report_html import (
+from sailthru_destination.sync.reporting.report_html import (
     CALLS_SHOWN,
     build_report_html,
     write_report_html,
 )
-from sailthru_destination.sync.report_reasons import KNOWN_REASONS, classify
-from sailthru_destination.sync.report_timeline import MAX_BARS, Timeline
+from sailthru_destination.sync.reporting.report_reasons import KNOWN_REASONS, classify
+from sailthru_destination.sync.reporting.report_timeline import MAX_BARS, Timeline
 from sailthru_destination.sync.run import run_sync
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 
 HOSTILE = "<script>alert(1)</script>"
 

@@ -12,7 +12,7 @@ from browser import load
 from test_cli import FAST, people, run, write_csv
 from test_report_html import call, write_folder
 
-from sailthru_destination.sync.report_html import CALLS_SHOWN, build_report_html
+from sailthru_destination.sync.reporting.report_html import CALLS_SHOWN, build_report_html
 from sailthru_destination.testing import FakeSailthru
 
 

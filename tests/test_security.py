@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 from sailthru.sailthru_client import SailthruClient
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.destination import SailthruDestination, test_connection
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import AppOptions, DestinationOptions, SyncMode
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.run import run_sync
-from sailthru_destination.sync.sources import open_source
+from sailthru_destination.sync.warehouse.sources import open_source
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
 
 KEY = "sec-key-7f3a"
 SECRET = "Sup3r-S3cret-Value-9d41c0"

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from helpers import KEY, SECRET, make_fake, posted_payloads
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions, DestinationOptions
 from sailthru_destination.results import ExportResult, Status
 from sailthru_destination.segment import PRESETS, SegmentAdapter, SegmentSettings
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 PAGE = "https://shop.example.com/p/sneaker"
 SETTINGS: dict[str, Any] = {

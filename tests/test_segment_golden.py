@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from helpers import KEY, SECRET, make_fake, posted_payloads
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions, DestinationOptions
 from sailthru_destination.results import BatchResult
 from sailthru_destination.segment import SegmentAdapter
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 STREAM = Path(__file__).parent / "data" / "segment_stream.jsonl"
 SETTINGS = {

@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_segment import SETTINGS, adapter, build, fake, identify, message, product, sent, track
 
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import DestinationOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.results import Status
 from sailthru_destination.segment import SegmentAdapter, SegmentSettings
+from sailthru_destination.shaping.varnames import var_name_problem
 from sailthru_destination.testing import FakeSailthru
-from sailthru_destination.varnames import var_name_problem
 
 __all__ = ["adapter", "fake"]  # the fixtures, shared with test_segment
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from sailthru_destination._concurrency import KeyedLocks
 from sailthru_destination.coordination import CoordinationError
 from sailthru_destination.errors import InvalidRequest, OutcomeUnknown
+from sailthru_destination.once.sentkeys import InMemorySentKeys, KeyState, SentKeys, send_once
 from sailthru_destination.results import ExportResult, Status
-from sailthru_destination.sentkeys import InMemorySentKeys, KeyState, SentKeys, send_once
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.memory.state import SyncState
+from sailthru_destination.transport._concurrency import KeyedLocks
 
 
 def sent(rid: str = "r") -> ExportResult:
@@ -204,7 +204,7 @@ def test_a_send_whose_recording_fails_stays_sent_and_says_so(
             raise CoordinationError("Redis went away")
 
     store = Unrecorded()
-    with caplog.at_level(logging.ERROR, logger="sailthru_destination.sentkeys"):
+    with caplog.at_level(logging.ERROR, logger="sailthru_destination.once.sentkeys"):
         result = send_once(store, KeyedLocks(), "event", "k1", "r", sent)
     assert result.status is Status.SENT
     assert store.state("event", "k1") is KeyState.PENDING  # never sent again

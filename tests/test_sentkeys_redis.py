@@ -11,15 +11,15 @@ import test_coordination
 from helpers import KEY, app_for, make_fake
 from test_coordination import RedisServer
 
-from sailthru_destination._concurrency import KeyedLocks
-from sailthru_destination.commerce import Purchase, PurchaseItem
 from sailthru_destination.coordination import CoordinationError, RedisCoordination
 from sailthru_destination.destination import SailthruDestination
-from sailthru_destination.events import Event
+from sailthru_destination.features.commerce import Purchase, PurchaseItem
+from sailthru_destination.features.events import Event
+from sailthru_destination.once.sentkeys import KeyState, Leased, SentKeys, send_once
+from sailthru_destination.once.sentkeys_redis import RedisSentKeys
 from sailthru_destination.options import DestinationOptions
 from sailthru_destination.results import ExportResult, Status
-from sailthru_destination.sentkeys import KeyState, Leased, SentKeys, send_once
-from sailthru_destination.sentkeys_redis import RedisSentKeys
+from sailthru_destination.transport._concurrency import KeyedLocks
 
 # The coordination tests' fixtures: a redis-server for this module, a key prefix per test.
 redis_server = test_coordination.redis_server

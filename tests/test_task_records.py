@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sailthru_destination.commerce import CartChange, Purchase, PurchaseItem
 from sailthru_destination.errors import RecordError
-from sailthru_destination.events import Event
+from sailthru_destination.features.commerce import CartChange, Purchase, PurchaseItem
+from sailthru_destination.features.events import Event
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.integrations._records import KINDS, build, result_dict, user_of
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.results import ExportResult, Status
 
 ITEM = {"id": "sku-1", "title": "Shirt", "qty": 2, "price": "9.99"}

@@ -16,9 +16,9 @@ import pytest
 from helpers import app_for, make_fake
 
 from sailthru_destination import AppOptions
-from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.errors import SailthruError
-from sailthru_destination.ratelimit import RateLimiterRegistry
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
+from sailthru_destination.transport.ratelimit import RateLimiterRegistry
 
 
 def test_a_signed_post_is_written_in_one_piece(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,11 +19,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from .. import __version__
+from .._version import __version__
 from ..sync.config import ConfigError
+from ..sync.memory.state import StateError
 from ..sync.runner import RunAborted
-from ..sync.sources import SourceError
-from ..sync.state import StateError
+from ..sync.warehouse.sources import SourceError
 from . import _audit, _demo, _fake_server, _import, _report, _serve, _sync, _test_connection
 from ._common import EXIT_USAGE, UsageError, out
 from ._json import error_document

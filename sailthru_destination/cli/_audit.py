@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..options import AppOptions
-from ..sync.audit import AuditResult, audit_model, repair_drift
-from ..sync.audit_read import READ_MODES
 from ..sync.config import SyncConfig
+from ..sync.reporting.audit import AuditResult, audit_model, repair_drift
+from ..sync.reporting.audit_read import READ_MODES
 from ..sync.run import state_path
-from ..sync.sources import Row
+from ..sync.warehouse.sources import Row
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out
 from ._credentials import add_credentials
 from ._signals import sigterm_as_interrupt

@@ -11,8 +11,8 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..calllog import CallLog, CallRecord
 from ..options import DEFAULT_API_URL, AppOptions
+from ..transport.calllog import CallLog, CallRecord
 from ._common import UsageError
 
 __all__ = ["add_credentials", "app_options", "require_authentication"]
@@ -143,9 +143,9 @@ def require_authentication(args: argparse.Namespace, app: AppOptions) -> list[Ca
 
     Returns the records of the call (and its retry), for the run's call log and counts.
     """
-    from ..api import RetryPolicy, SailthruApi
-    from ..auth import check_authentication, refused_credential
     from ..errors import TransientError
+    from ..transport.api import RetryPolicy, SailthruApi
+    from ..transport.auth import check_authentication, refused_credential
 
     calls = CallLog()
     api = SailthruApi(app, concurrency=1, retry=RetryPolicy(max_attempts=2, max_total=15.0),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import AuthError, NotFound, PermissionDenied, SailthruError
-from ..imports import ImportedUser
+from ..features.imports import ImportedUser
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, reader_gone
 from ._credentials import add_credentials, app_options, require_authentication
 from ._files import replace_on_success

@@ -13,7 +13,7 @@ from ..sync.config import SyncConfig
 from ..sync.guard import DEFAULT_MAX_DELETE, DeleteLimit, remembered_users
 from ..sync.plan import plan_sync
 from ..sync.run import state_path
-from ..sync.sources import Row
+from ..sync.warehouse.sources import Row
 from ._common import EXIT_OK, EXIT_USAGE, UsageError, out
 from ._json import for_schedulers
 

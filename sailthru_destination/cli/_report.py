@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..sync.report_html import write_report_html
+from ..sync.reporting.report_html import write_report_html
 from ._common import EXIT_OK, UsageError, out
 
 __all__ = ["add_parser", "run"]

@@ -10,19 +10,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..sync.columns import empty_as_null
 from ..sync.config import OBJECTS, file_settings, load_config, name_problem
 from ..sync.config_schema import CONFIG_SCHEMA
 from ..sync.run import DEFAULT_HOME, RunInterrupted, run_sync, state_path
 from ..sync.runner import RunSummary
-from ..sync.sources import Row
-from ._columns import check_columns, parse_map, parse_types
+from ..sync.warehouse.columns import empty_as_null
+from ..sync.warehouse.sources import Row
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, out, rate_limits
 from ._credentials import add_credentials, app_options, require_authentication
-from ._defaults import with_column_defaults
 from ._json import for_schedulers
-from ._model_state import HOME_VARIABLE, check_model_state, default_home, store_identity
-from ._open import open_model
+from ._model._columns import check_columns, parse_map, parse_types
+from ._model._defaults import with_column_defaults
+from ._model._model_state import HOME_VARIABLE, check_model_state, default_home, store_identity
+from ._model._open import open_model
 from ._plan import show_plan
 from ._signals import exit_code, sigterm_as_interrupt
 

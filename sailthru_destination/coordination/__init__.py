@@ -45,7 +45,7 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
         "pip install 'sailthru-destination[redis]'"
     ) from _missing
 
-from ..lists import KnownLists
+from ..once.lists import KnownLists
 from ._health import CoordinationError
 from ._known_lists import RedisKnownLists
 from ._lock import RedisListLock

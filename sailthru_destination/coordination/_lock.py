@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import LockNotOwnedError, RedisError
 
-from ..locks import LockTimeout
+from ..once.locks import LockTimeout
 from ._health import CoordinationError, digest
 
 if TYPE_CHECKING:

@@ -11,8 +11,13 @@ from typing import TYPE_CHECKING
 
 from pyrate_limiter import GCRA, Rate, RedisStateStore
 
-from .._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
-from ..ratelimit import DEFAULT_HEADROOM, RateLimiter, RateLimiterRegistry, refusal_is_burst
+from ..transport._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
+from ..transport.ratelimit import (
+    DEFAULT_HEADROOM,
+    RateLimiter,
+    RateLimiterRegistry,
+    refusal_is_burst,
+)
 from ._health import digest
 
 if TYPE_CHECKING:
@@ -280,7 +285,7 @@ class RedisRateLimiterRegistry(RateLimiterRegistry):
     """The limiters of one or more accounts, shared by every process using one Redis.
 
     Pass it to ``SailthruApi(limiters=...)``. ``limits`` gives the starting rates (keys as in
-    :data:`~sailthru_destination._protocol.DEFAULT_RATE_LIMITS`) until replies tell the
+    :data:`~sailthru_destination.transport._protocol.DEFAULT_RATE_LIMITS`) until replies tell the
     account's real ones.
     """
 

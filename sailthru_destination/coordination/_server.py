@@ -11,7 +11,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from ..ratelimit import DEFAULT_HEADROOM
+from ..transport.ratelimit import DEFAULT_HEADROOM
 from ._health import Health
 from ._known_lists import RedisKnownLists
 from ._lock import RedisListLock
@@ -19,7 +19,7 @@ from ._pacing import RedisRateLimiterRegistry
 from ._url import is_readable, redact_url, url_secrets
 
 if TYPE_CHECKING:  # imported lazily by sent_keys: it builds on this package
-    from ..sentkeys_redis import RedisSentKeys
+    from ..once.sentkeys_redis import RedisSentKeys
 
 __all__ = ["RedisCoordination"]
 
@@ -112,7 +112,7 @@ class RedisCoordination:
 
     def sent_keys(self, scope: str = "", *, lease: float | None = None) -> RedisSentKeys:
         """The events, purchases and returns sent in account ``scope`` (use the API key)."""
-        from ..sentkeys_redis import DEFAULT_LEASE, RedisSentKeys
+        from ..once.sentkeys_redis import DEFAULT_LEASE, RedisSentKeys
 
         return RedisSentKeys(self, scope, lease=DEFAULT_LEASE if lease is None else lease)
 

@@ -12,10 +12,10 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from ..commerce import CartChange, Purchase, PurchaseItem, Return
 from ..errors import RecordError
-from ..events import Event
-from ..profiles import ProfileChange
+from ..features.commerce import CartChange, Purchase, PurchaseItem, Return
+from ..features.events import Event
+from ..features.profiles import ProfileChange
 from ..results import ExportResult
 
 __all__ = ["KINDS", "Kind", "build", "result_dict", "user_of"]

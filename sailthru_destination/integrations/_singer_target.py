@@ -25,10 +25,10 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import InvalidRecord
 
 from ..options import DEFAULT_API_URL, AppOptions
-from ..sync.column_check import check_host_columns
 from ..sync.config import ConfigError, table_config
 from ..sync.run import DEFAULT_HOME, file_safe, run_sync
-from ..sync.sources import Row, plain
+from ..sync.warehouse.column_check import check_host_columns
+from ..sync.warehouse.sources import Row, plain
 
 __all__ = ["CredentialsRefused", "SailthruSink", "TargetSailthru"]
 

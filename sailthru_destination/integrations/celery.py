@@ -53,13 +53,13 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
 from celery import Celery, Task
 from celery.exceptions import Ignore
 
-from ..api import SailthruApi
 from ..coordination import CoordinationError, RedisCoordination
 from ..destination import SailthruDestination
 from ..errors import RecordError
+from ..once.sentkeys_redis import DEFAULT_LEASE, scope_digest
 from ..options import AppOptions, DestinationOptions
 from ..results import BatchResult, ExportResult
-from ..sentkeys_redis import DEFAULT_LEASE, scope_digest
+from ..transport.api import SailthruApi
 from ._records import build, result_dict, user_of
 
 __all__ = ["WORKER_SETTINGS", "Account", "SailthruTasks", "partition_of"]
@@ -139,7 +139,7 @@ class SailthruTasks:
     its predecessor before retrying, and ``order_give_up`` how long in all before it applies
     anyway (a predecessor lost for good must not stall its partition forever).
     ``claim_lease`` is how long a worker's claim on an event, purchase or return is its own
-    (:class:`~sailthru_destination.sentkeys_redis.RedisSentKeys`): longer than one send with
+    (:class:`~sailthru_destination.once.sentkeys_redis.RedisSentKeys`): longer than one send with
     its retries, shorter than the broker's visibility timeout, so that a redelivered task
     finds the lost worker's claims lapsed and reconciles its purchases.
     """

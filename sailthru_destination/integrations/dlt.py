@@ -20,7 +20,7 @@ not retry: refused credentials, a wrong setting, an unusable state file.
 
 A column whose values change type (``plan: 5``, then ``plan: "pro"``) reaches a destination
 as a *variant* column, ``plan▶v_text``: it is folded back into ``plan``, its value read by
-the same rule as every host value (:func:`~sailthru_destination.sync.sources.plain`), so
+the same rule as every host value (:func:`~sailthru_destination.sync.warehouse.sources.plain`), so
 the source's column is what is synced, whatever type its value has today.
 """
 
@@ -39,12 +39,12 @@ from dlt.common.schema import TTableSchema
 from dlt.common.typing import VARIANT_FIELD_FORMAT, TDataItems
 
 from ..options import DEFAULT_API_URL, AppOptions
-from ..sync.column_check import check_host_columns
 from ..sync.config import ConfigError, table_config
+from ..sync.memory.state import StateError
 from ..sync.run import DEFAULT_HOME, file_safe, run_sync
 from ..sync.runner import RunAborted
-from ..sync.sources import Row, plain
-from ..sync.state import StateError
+from ..sync.warehouse.column_check import check_host_columns
+from ..sync.warehouse.sources import Row, plain
 
 __all__ = ["sailthru"]
 

@@ -8,12 +8,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._concurrency import run_in_order
 from ..destination import SailthruDestination
 from ..errors import NotFound, RecordError, SailthruError
-from ..locks import LockTimeout
-from ..mapping import InvalidValue
+from ..once.locks import LockTimeout
 from ..results import BatchResult, ExportResult, Status
+from ..shaping.mapping import InvalidValue
+from ..transport._concurrency import run_in_order
 from ._message import _failed, _kind, _Message, _named
 from ._presets import route
 from ._settings import SegmentSettings

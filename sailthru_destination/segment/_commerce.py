@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..commerce import CartChange, Purchase, Return
-from ..mapping import InvalidValue
+from ..features.commerce import CartChange, Purchase, Return
 from ..results import ExportResult
+from ..shaping.mapping import InvalidValue
 from ._message import _adjustments, _first, _Message, _product, _products
 
 if TYPE_CHECKING:

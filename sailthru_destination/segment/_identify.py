@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..mapping import InvalidValue, audience_list_name, list_name
 from ..results import ExportResult, Status
-from ..varnames import VarProblem, describe_problems
+from ..shaping.mapping import InvalidValue, audience_list_name, list_name
+from ..shaping.varnames import VarProblem, describe_problems
 from ._message import _email, _Message, _optout, _text
 from ._vars import segment_vars
 

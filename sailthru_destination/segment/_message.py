@@ -1,7 +1,7 @@
 """A Segment-spec message as the adapter reads it: ids, options, products, prices, checks.
 
 Private to :mod:`sailthru_destination.segment`; every check raises
-:class:`~sailthru_destination.mapping.InvalidValue` naming the message's own field.
+:class:`~sailthru_destination.shaping.mapping.InvalidValue` naming the message's own field.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from string import Formatter
 from typing import Any
 from urllib.parse import quote
 
-from ..commerce import PurchaseItem
 from ..errors import RecordError
-from ..mapping import InvalidValue
+from ..features.commerce import PurchaseItem
+from ..features.profiles import valid_key
 from ..options import MatchKey, OptoutLevel
-from ..profiles import valid_key
 from ..results import ExportResult
+from ..shaping.mapping import InvalidValue
 
 # -- the message -------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from string import Formatter
 from typing import Any
 
-from ..mapping import InvalidValue, list_name, reminder_time
+from ..shaping.mapping import InvalidValue, list_name, reminder_time
 from ._message import _optout
 
 __all__ = ["SegmentSettings"]

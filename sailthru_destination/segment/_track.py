@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._protocol import RESERVED_EVENT_NAMES
-from ..events import Event
-from ..mapping import InvalidValue, list_name
+from ..features.events import Event
 from ..results import ExportResult, Status
-from ..varnames import describe_problems
+from ..shaping.mapping import InvalidValue, list_name
+from ..shaping.varnames import describe_problems
+from ..transport._protocol import RESERVED_EVENT_NAMES
 from ._message import _Message, _tags, _text
 from ._vars import segment_vars
 

@@ -2,7 +2,7 @@
 
 Nobody controls the trait names a Segment source sends (``id``, ``first-name``, ``prénom``),
 so one bad name must not lose the whole message: each var Sailthru would refuse or rewrite
-is renamed by :func:`~sailthru_destination.varnames.repaired_var_name` or dropped, and the
+is renamed by :func:`~sailthru_destination.shaping.varnames.repaired_var_name` or dropped, and the
 result's detail names it.
 
 JSON has no date type, so Segment dates are ISO-8601 strings. A field whose name ends in
@@ -18,8 +18,8 @@ from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from ..mapping import InvalidValue, VarValue, flatten_vars
-from ..varnames import VarProblem
+from ..shaping.mapping import InvalidValue, VarValue, flatten_vars
+from ..shaping.varnames import VarProblem
 
 __all__ = ["iso_dates", "segment_vars"]
 

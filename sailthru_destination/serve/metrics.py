@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 
-from ..calllog import CallRecord
+from ..transport.calllog import CallRecord
 from .queue import MessageQueue
 
 __all__ = ["ServeMetrics", "available"]

@@ -4,7 +4,7 @@ A message is committed here (WAL, ``synchronous=FULL``) before the sender gets i
 an accepted message survives ``kill -9``. The worker takes messages in arrival order and
 marks each ``done`` with its result; a message not marked done when the process dies is
 taken again on restart, where the destination's sent-keys store keeps it from being sent
-twice (see :mod:`sailthru_destination.sentkeys`). A message whose ``messageId`` is already
+twice (see :mod:`sailthru_destination.once.sentkeys`). A message whose ``messageId`` is already
 queued (a sender retrying after a lost 200, as Segment's SDKs do) is not queued again: a
 stale identify replayed after a newer one would otherwise undo it. :meth:`MessageQueue.store`
 says which messages were left out so, and which of them differ from the one stored (the

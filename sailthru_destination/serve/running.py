@@ -18,14 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from ..api import SailthruApi
-from ..calllog import CallLog, CallRecord
 from ..destination import SailthruDestination
 from ..options import AppOptions, DestinationOptions
 from ..segment import SegmentSettings
-from ..sync.report import RunReport, default_report_dir
-from ..sync.state import SyncState
-from ..sync.summary import RecordNotice
+from ..sync.memory.state import SyncState
+from ..sync.reporting.report import RunReport, default_report_dir
+from ..sync.reporting.summary import RecordNotice
+from ..transport.api import SailthruApi
+from ..transport.calllog import CallLog, CallRecord
 from .app import SegmentIngest
 from .limits import QueueLimits, ServerLimits
 from .metrics import ServeMetrics, available

@@ -22,15 +22,15 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._concurrency import KeyedLocks
-from .._protocol import ErrorCode
 from ..errors import RecordError
+from ..once.sentkeys import SentKeys, send_once
 from ..results import ExportResult, Status
 from ..segment import SegmentAdapter
-from ..sentkeys import SentKeys, send_once
-from ..sync.report import RunReport
+from ..sync.reporting.report import RunReport
+from ..sync.reporting.summary import RecordNotice
 from ..sync.runner import RecordFailure
-from ..sync.summary import RecordNotice
+from ..transport._concurrency import KeyedLocks
+from ..transport._protocol import ErrorCode
 from .queue import MessageQueue
 
 __all__ = ["OnceAdapter", "Worker", "refuses_credentials"]

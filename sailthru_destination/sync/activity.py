@@ -4,7 +4,7 @@ Unlike users, these rows are facts, not a desired state: there is no diff and no
 delete. Each row's key (the primary key for an event or a return, the order id for a
 purchase: an order can have several partial returns, but is bought once) is
 claimed in the state's sent-keys store before the call and settled after it, so a re-run,
-or a run after a crash, never posts one twice (see :mod:`sailthru_destination.sentkeys`).
+or a run after a crash, never posts one twice (see :mod:`sailthru_destination.once.sentkeys`).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._json import loads_bounded
-from ..commerce import Purchase, PurchaseItem, Return
 from ..destination import SailthruDestination
-from ..events import Event
+from ..features.commerce import Purchase, PurchaseItem, Return
+from ..features.events import Event
 from ..results import ExportResult, Status
+from ..shaping._json import loads_bounded
 from .config import SyncConfig
 from .model import RowProblem, row_key, storable
 from .runner import RecordFailure, RunSummary
-from .sources import Row
+from .warehouse.sources import Row
 
 __all__ = ["Sender", "send_activity"]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..nulls import NULL_VALUES
 from ..options import DeleteBehavior, DestinationOptions, MatchKey, OptoutLevel, SyncMode
+from ..shaping.nulls import NULL_VALUES
 from .config_schema import check_settings
 
 __all__ = [
@@ -257,7 +257,7 @@ class SyncConfig:
 
 
 def _check_columns(renames: Any, types: Any) -> None:
-    from .columns import TYPES
+    from .warehouse.columns import TYPES
 
     if not isinstance(renames, Mapping) or not all(
         isinstance(k, str) and k and isinstance(v, str) and v.strip()

@@ -4,8 +4,8 @@
 the row as the model holds it now (None: gone from the model, or marked deleted), the
 record the state holds for it (None: never applied), what Sailthru is known to hold, and
 the sync's config, what happens to the user. It builds the same
-:class:`~sailthru_destination.profiles.ProfileChange` the runner exports
-(:func:`change_of`) and asks :func:`sailthru_destination.decide.decide`, the function the
+:class:`~sailthru_destination.features.profiles.ProfileChange` the runner exports
+(:func:`change_of`) and asks :func:`sailthru_destination.features.decide.decide`, the function the
 export carries out and the plan describes.
 
 The runner decides which record a row starts from (its own, or one it takes over from a
@@ -14,12 +14,12 @@ gone row sharing its user: see :mod:`.runner`); this module takes that record as
 
 from __future__ import annotations
 
-from ..decide import Action, Decision, Lookup, Sailthru, decide
-from ..profiles import ProfileChange
+from ..features.decide import Action, Decision, Lookup, Sailthru, decide
+from ..features.profiles import ProfileChange
 from .config import SyncConfig
-from .digest import RESEND, content_part
+from .memory.digest import RESEND, content_part
+from .memory.records import AppliedRecord
 from .model import UserRow
-from .records import AppliedRecord
 
 __all__ = ["Action", "Decision", "Lookup", "Sailthru", "change_of", "decide_row", "renames"]
 
@@ -92,10 +92,10 @@ def decide_row(
     ``timezone`` is the account's (``AppOptions.timezone``), for naive dates in vars.
     ``sailthru`` None means nothing is known of Sailthru: when the action depends on it,
     the answer's ``needs`` names the user to read (see
-    :class:`~sailthru_destination.decide.Decision`). An unchanged row (its content hash is
+    :class:`~sailthru_destination.features.decide.Decision`). An unchanged row (its content hash is
     the record's) is :attr:`Action.UNCHANGED` without building a change, unless ``resend``
     asks for the row whole (what a full resync or an audit's repair sends). Raises
-    :class:`~sailthru_destination.mapping.InvalidValue` for a value Sailthru cannot take.
+    :class:`~sailthru_destination.shaping.mapping.InvalidValue` for a value Sailthru cannot take.
     """
     # The state keeps "<content hash>:<row digest>"; the content hash is the row's truth.
     if (not resend and row is not None and record is not None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .summary import RecordFailure, RunSummary
+from .reporting.summary import RecordFailure, RunSummary
 
 __all__ = ["SYSTEMATIC", "ErrorBudget", "RunStopped"]
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..destination import SailthruDestination
-from ..profiles import ProfileChange
+from ..features.profiles import ProfileChange
 from ..results import ExportResult, Status
 from .config import SyncConfig
-from .intents import Intent
-from .state import AppliedRecord, SyncState
-from .summary import RecordFailure, RecordNotice, RunSummary
+from .memory.intents import Intent
+from .memory.state import AppliedRecord, SyncState
+from .reporting.summary import RecordFailure, RecordNotice, RunSummary
 
 __all__ = ["remove_gone"]
 

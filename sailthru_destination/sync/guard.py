@@ -21,7 +21,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from .state import SyncState
+from .memory.state import SyncState
 
 __all__ = ["ALWAYS_ALLOWED", "DEFAULT_MAX_DELETE", "DeleteLimit", "mass_delete_problem",
            "remembered_users"]

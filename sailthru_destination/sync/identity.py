@@ -15,7 +15,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .state import SyncState
+from .memory.state import SyncState
 
 __all__ = ["IDENTITY_KEY", "model_identity", "read_identity", "store_identity"]
 

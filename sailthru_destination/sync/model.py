@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .._invalid import InvalidValue
-from .._json import loads_bounded
 from ..options import OptoutLevel
-from ..row_contract import HASHED_FIELDS
-from ..values import sailthru_value
+from ..shaping._invalid import InvalidValue
+from ..shaping._json import loads_bounded
+from ..shaping.row_contract import HASHED_FIELDS
+from ..shaping.values import sailthru_value
 from .config import SyncConfig
-from .sources import Row
+from .warehouse.sources import Row
 
 __all__ = [
     "RowProblem", "UserRow", "is_deleted", "kept_groups", "read_user_row",
@@ -207,7 +207,8 @@ _OPTOUT_LEVELS = frozenset(str(level) for level in OptoutLevel)
 def read_user_row(row: Row, config: SyncConfig, pk: str, *, timezone: str = "UTC") -> UserRow:
     """The user a model row describes; raises :class:`RowProblem` for a bad row.
 
-    Each var column is typed by the one rule (:func:`~sailthru_destination.values.sailthru_value`;
+    Each var column is typed by the one rule
+    (:func:`~sailthru_destination.shaping.values.sailthru_value`;
     ``timezone`` is the account's, for naive dates). A NULL stays ``None``, for the nulls
     policy to settle against the old values; ``""`` is a value.
     """

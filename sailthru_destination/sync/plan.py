@@ -4,7 +4,7 @@ left as it was.
 The plan runs the very runner of a sync (the same diff, the same settling of duplicate users
 and hand-overs, the same choice of gone rows) on a copy of the state, through a destination
 that decides each change with the export's own decision function
-(:func:`~sailthru_destination.decide.decide`) and describes it instead of sending it
+(:func:`~sailthru_destination.features.decide.decide`) and describes it instead of sending it
 (:class:`PlanningDestination`). Where the decision depends on what Sailthru holds (an email
 change onto an address Sailthru may have, update mode, a clear), the plan reads the user, as
 the export does first; it never writes. So the plan is what the next ``sync`` does, as long
@@ -23,29 +23,29 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from .._invalid import InvalidValue
-from ..api import SailthruApi
-from ..calllog import CallLog
-from ..decide import Action, Decision, Sailthru, decide
 from ..destination import SailthruDestination
 from ..errors import RecordError, SailthruError
+from ..features.decide import Action, Decision, Sailthru, decide
+from ..features.profiles import ProfileChange, user_exists, valid_key
 from ..options import AppOptions
-from ..profiles import ProfileChange, user_exists, valid_key
 from ..results import ExportResult
-from .columns import model_rows
+from ..shaping._invalid import InvalidValue
+from ..transport.api import SailthruApi
+from ..transport.calllog import CallLog
 from .config import SyncConfig
-from .report import RunReport, default_report_dir
-from .runlock import RunLock
+from .memory.runlock import RunLock
+from .memory.state import SyncState
+from .reporting.report import RunReport, default_report_dir
 from .runner import SyncRunner
-from .sources import Row
-from .state import SyncState
+from .warehouse.columns import model_rows
+from .warehouse.sources import Row
 
 __all__ = ["PlanningDestination", "plan_sync"]
 
 class PlanningDestination(SailthruDestination):
     """A destination that decides each profile change as the export does, and describes it.
 
-    The decision is :func:`~sailthru_destination.decide.decide`, the very function the
+    The decision is :func:`~sailthru_destination.features.decide.decide`, the very function the
     export carries out; where it depends on what Sailthru holds (an email change, update
     mode, a clear), the plan reads the user (a GET, never a write) as the export would.
     Each described change is a line of :attr:`entries`; the result is what the export would

@@ -17,20 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..api import SailthruApi
-from ..calllog import CallLog, CallRecord
 from ..destination import SailthruDestination
 from ..options import AppOptions
-from .columns import model_rows
+from ..transport.api import SailthruApi
+from ..transport.calllog import CallLog, CallRecord
 from .config import SyncConfig
 from .errorbudget import ErrorBudget, RunStopped
+from .memory.runlock import RunLock
+from .memory.state import SyncState
 from .model import RowProblem, row_key
-from .report import RunReport, default_report_dir
-from .runlock import RunLock
+from .reporting.report import RunReport, default_report_dir
+from .reporting.summary import RecordFailure
 from .runner import RunSummary, SyncRunner
-from .sources import Row
-from .state import SyncState
-from .summary import RecordFailure
+from .warehouse.columns import model_rows
+from .warehouse.sources import Row
 
 __all__ = ["DEFAULT_HOME", "RunInterrupted", "SyncOutcome", "file_safe", "run_sync",
            "state_path"]
@@ -102,8 +102,8 @@ def run_sync(
     :meth:`SyncRunner.apply`), and the report folder, when it exists, is added to.
     ``resend`` sends rows whole even when unchanged: True for all (``--full-resync``), or
     the primary keys of some (an audit's repair); see :class:`SyncRunner`.
-    Raises :class:`~sailthru_destination.sync.state.StateError` (such as
-    :class:`~sailthru_destination.sync.runlock.RunLocked` when another run of the model is
+    Raises :class:`~sailthru_destination.sync.memory.state.StateError` (such as
+    :class:`~sailthru_destination.sync.memory.runlock.RunLocked` when another run of the model is
     still going after ``config.lock_wait`` seconds) or
     :class:`~sailthru_destination.sync.runner.RunAborted` before touching Sailthru when the
     run cannot start; record failures are counted, reported and never raised. An interrupt

@@ -11,17 +11,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._protocol import ErrorCode, signature_matches
-from ._commerce import get_purchase, post_event, post_purchase, post_return
+from ..transport._protocol import ErrorCode, signature_matches
+from ._endpoints._commerce import get_purchase, post_event, post_purchase, post_return
+from ._endpoints._jobs import EXPORT_PREFIX, download_export, get_job, post_job, run_due_jobs
+from ._endpoints._lists import delete_list, get_list, post_list
+from ._endpoints._sends import get_blast, get_send, post_blast, post_send
+from ._endpoints._tracking import PAGEVIEW_ENDPOINT, pageview
+from ._endpoints._users import delete_user, get_user, post_user
 from ._errors import ApiError, error_body
 from ._forms import Form, parse_form
-from ._jobs import EXPORT_PREFIX, download_export, get_job, post_job, run_due_jobs
-from ._lists import delete_list, get_list, post_list
 from ._ratelimit import RateLimiter
-from ._sends import get_blast, get_send, post_blast, post_send
 from ._state import State
-from ._tracking import PAGEVIEW_ENDPOINT, pageview
-from ._users import delete_user, get_user, post_user
 from ._wire import Reply, Request
 
 __all__ = ["ROUTES", "App"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._protocol import ErrorCode
+from ..transport._protocol import ErrorCode
 
 __all__ = ["ApiError", "error_body"]
 

@@ -10,9 +10,9 @@ from types import TracebackType
 from typing import Any
 
 from ._app import App
+from ._endpoints._jobs import expire_exports, run_due_jobs
 from ._faults import Faults
 from ._inferred import Inferred
-from ._jobs import expire_exports, run_due_jobs
 from ._ratelimit import DEFAULT_WINDOW, RateLimiter
 from ._server import Server
 from ._state import State

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from .._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
+from ..transport._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
 
 __all__ = ["DEFAULT_WINDOW", "RateLimiter"]
 

@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
-from sailthru_destination.calllog import CallLog, CallRecord
-from sailthru_destination.commerce import CartChange, Purchase, PurchaseItem
 from sailthru_destination.destination import SailthruDestination
-from sailthru_destination.events import Event
+from sailthru_destination.features.commerce import CartChange, Purchase, PurchaseItem
+from sailthru_destination.features.events import Event
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import AppOptions, DeleteBehavior, DestinationOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.results import BatchResult
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
+from sailthru_destination.transport.calllog import CallLog, CallRecord
 
 KEY = "chaos-key"
 SECRET = "chaos-secret-0123456789"

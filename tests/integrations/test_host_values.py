@@ -1,5 +1,5 @@
 """dlt and Singer, run by their real frameworks against the fake: columns typed by the one rule
-(``sailthru_destination.values``) and the nulls policy (``null_values`` in ``mapping``)."""
+(``sailthru_destination.shaping.values``) and the nulls policy (``null_values`` in ``mapping``)."""
 
 from __future__ import annotations
 

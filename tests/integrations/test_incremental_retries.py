@@ -19,11 +19,11 @@ import dlt
 import pytest
 from helpers import KEY, SECRET
 
-from sailthru_destination import api as api_module
 from sailthru_destination.integrations.dlt import sailthru
 from sailthru_destination.integrations.singer import TargetSailthru
-from sailthru_destination.retries import RetryPolicy
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport import api as api_module
+from sailthru_destination.transport.retries import RetryPolicy
 
 DOWN = Faults(server_error_rate=1.0)
 

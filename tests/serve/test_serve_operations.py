@@ -17,15 +17,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from segment.analytics.client import Client
 from serving import WRITE_KEY, Serve, encoded
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.cli import main
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import DestinationOptions
 from sailthru_destination.serve import MessageQueue, Worker
 from sailthru_destination.serve.worker import OnceAdapter
-from sailthru_destination.sync.report import RunReport
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.memory.state import SyncState
+from sailthru_destination.sync.reporting.report import RunReport
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 
 @pytest.fixture

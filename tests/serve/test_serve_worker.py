@@ -7,14 +7,14 @@ from pathlib import Path
 from helpers import app_for
 from serving import encoded
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import DestinationOptions
 from sailthru_destination.serve import MessageQueue, Worker
 from sailthru_destination.serve.worker import OnceAdapter
-from sailthru_destination.sync.report import RunReport
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.memory.state import SyncState
+from sailthru_destination.sync.reporting.report import RunReport
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 
 def _drain(fake: FakeSailthru, folder: Path, queue: MessageQueue) -> Worker:

@@ -21,7 +21,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.sync.sources import SourceError, open_source
+from sailthru_destination.sync.warehouse.sources import SourceError, open_source
 
 __all__ = ["arbitrary_bytes", "csv_round_trip", "jsonl_round_trip"]
 

@@ -20,7 +20,7 @@ An email claimed by two keys over its history (two rows sharing it, a row re-cre
 under a new key, a row moving onto it) may keep vars and lists another row wrote: that
 is Sailthru's one-user-per-email, not a defect, so only its existence is checked.
 
-A row carries every field of the row contract (:mod:`sailthru_destination.row_contract`),
+A row carries every field of the row contract (:mod:`sailthru_destination.shaping.row_contract`),
 and :meth:`Person.row` writes one column per field. Beyond vars and lists:
 
 * opt-out: an exact user's ``optout_email`` is the row's level; with an empty cell (which
@@ -39,8 +39,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sailthru_destination.row_contract import ROW_CONTRACT
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.shaping.row_contract import ROW_CONTRACT
+from sailthru_destination.sync.warehouse.sources import Row
 
 USER_DOMAIN = "model.example.com"
 SHOP_DOMAIN = "shop.example.com"

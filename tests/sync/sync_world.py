@@ -24,20 +24,20 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from sailthru_destination._protocol import ErrorCode
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.calllog import CallRecord
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
-from sailthru_destination.ratelimit import RateLimiterRegistry
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.testing import _app as fake_app
 from sailthru_destination.testing import _state as fake_state
 from sailthru_destination.testing._errors import ApiError
+from sailthru_destination.transport._protocol import ErrorCode
+from sailthru_destination.transport.api import SailthruApi
+from sailthru_destination.transport.calllog import CallRecord
+from sailthru_destination.transport.ratelimit import RateLimiterRegistry
 
 KEY, SECRET = "stateful-key", "stateful-secret"
 FAST = {"default": 100_000.0}

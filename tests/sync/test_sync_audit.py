@@ -13,15 +13,15 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.errors import NotFound
 from sailthru_destination.options import AppOptions
-from sailthru_destination.sync.audit import audit_model
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.plan import plan_sync
+from sailthru_destination.sync.reporting.audit import audit_model
 from sailthru_destination.sync.run import run_sync
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 100_000.0}
 MANAGED = ("A", "B")  # the lists the model's groups name

@@ -12,17 +12,17 @@ from helpers import destination_for, make_fake, posted_payloads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import AppOptions
-from sailthru_destination.profiles import ProfileChange
-from sailthru_destination.sync.bulk import BulkExporter
-from sailthru_destination.sync.bulk_choice import bulk_is_faster, bulk_seconds
+from sailthru_destination.sync.bulkload.bulk import BulkExporter
+from sailthru_destination.sync.bulkload.bulk_choice import bulk_is_faster, bulk_seconds
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 10000.0}
 
@@ -99,7 +99,7 @@ def test_a_no_change_rerun_reads_no_user_and_makes_no_call(
     fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _runner_sync(fake, tmp_path, _people(1200))
-    from sailthru_destination.sync import runner
+    from sailthru_destination.sync import _diff as runner  # pass 1 maps the rows
 
     mapped: list[str] = []
     real = runner.read_user_row
@@ -185,8 +185,8 @@ def test_a_failed_line_does_not_sink_the_bulk_file(fake: FakeSailthru, tmp_path:
 def test_a_jsonl_model_rerun_hashes_each_line_and_maps_only_what_changed(
     fake: FakeSailthru, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sailthru_destination.sync import runner
-    from sailthru_destination.sync.sources import open_source
+    from sailthru_destination.sync import _diff as runner  # pass 1 maps the rows
+    from sailthru_destination.sync.warehouse.sources import open_source
 
     model = tmp_path / "people.jsonl"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sailthru_destination._json import MAX_JSON_DEPTH, loads_bounded, too_deep_at
+from sailthru_destination.shaping._json import MAX_JSON_DEPTH, loads_bounded, too_deep_at
 from sailthru_destination.sync.model import RowProblem, parse_groups
-from sailthru_destination.sync.sources import open_source
+from sailthru_destination.sync.warehouse.sources import open_source
 
 DEEP = "[" * 5000 + "]" * 5000
 

@@ -14,15 +14,15 @@ import pytest
 from helpers import KEY, SECRET, app_for
 from test_sync_runner import ANN, BOB, FAST, _rows
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.model import is_deleted
+from sailthru_destination.sync.reporting.summary import RecordNotice
 from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import SyncState
-from sailthru_destination.sync.summary import RecordNotice
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 
 def _apply(fake: FakeSailthru, tmp_path: Path, rows: list[Row], *, whole: bool = False,

@@ -26,7 +26,7 @@ from test_sync_runner import ANN, BOB, _rows
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.model import RowProblem, is_deleted
 from sailthru_destination.sync.runner import RecordFailure
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
 
 NOTHING = ("NULL", "\\N", "None", "null", "nil", "NaN", "off", "0.0", "1.0", "2", "-1",

@@ -11,7 +11,7 @@ import pytest
 from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.config import SyncConfig
 from sailthru_destination.sync.run import run_sync
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
 
 FAST = {"default": 100_000.0}

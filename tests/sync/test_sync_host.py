@@ -10,7 +10,7 @@ import pytest
 
 from sailthru_destination.sync.config import ConfigError, table_config
 from sailthru_destination.sync.run import file_safe
-from sailthru_destination.sync.sources import plain
+from sailthru_destination.sync.warehouse.sources import plain
 
 
 def test_table_settings_layer_defaults_mapping_and_the_table() -> None:

@@ -16,16 +16,16 @@ import pytest
 from helpers import app_for
 from test_sync_runner import _rows
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.sync.config import SyncConfig
-from sailthru_destination.sync.intents import Intent
+from sailthru_destination.sync.memory.intents import Intent
+from sailthru_destination.sync.memory.settle import RESEND, settle_intents
+from sailthru_destination.sync.memory.state import AppliedRecord, SyncState
+from sailthru_destination.sync.reporting.summary import RecordNotice
 from sailthru_destination.sync.runner import RunSummary, SyncRunner
-from sailthru_destination.sync.settle import RESEND, settle_intents
-from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import AppliedRecord, SyncState
-from sailthru_destination.sync.summary import RecordNotice
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 ANN = "ann@example.com"
 BOB = "bob@example.com"
@@ -276,7 +276,7 @@ def test_every_intent_whose_read_fails_is_counted_and_logged(
         for pk in ("1", "2"):
             state.intend(Intent("upsert", "row", pk, _record(pk)))
         fake.faults = Faults(server_error_rate=1.0)
-        with caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.settle"):
+        with caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.memory.settle"):
             notices = _settle(fake, state)  # checks the count against the notices
     assert [n.record for n in notices] == ["1", "2"]
     warnings = [r.getMessage() for r in caplog.records if r.name.endswith(".settle")]

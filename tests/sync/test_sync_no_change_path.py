@@ -17,12 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sailthru_destination.options import AppOptions
-from sailthru_destination.sync.columns import shaped
 from sailthru_destination.sync.config import SyncConfig
-from sailthru_destination.sync.digest import row_digest
+from sailthru_destination.sync.memory.digest import row_digest
+from sailthru_destination.sync.memory.state import AppliedRecord, SyncState
 from sailthru_destination.sync.run import run_sync
-from sailthru_destination.sync.sources import Row, open_source
-from sailthru_destination.sync.state import AppliedRecord, SyncState
+from sailthru_destination.sync.warehouse.columns import shaped
+from sailthru_destination.sync.warehouse.sources import Row, open_source
 from sailthru_destination.testing import FakeSailthru
 
 _COLUMNS = ("id", "email", "n", "flag", "day", "id2")

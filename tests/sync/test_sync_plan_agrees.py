@@ -19,15 +19,15 @@ from helpers import KEY, SECRET, make_fake
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.plan import plan_sync
 from sailthru_destination.sync.runner import RecordFailure, SyncRunner
-from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 100_000.0}
 POOL = ("a", "b", "c", "d")  # the emails rows and outside users are drawn from
@@ -140,8 +140,8 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 def test_decide_row_asks_for_what_it_needs_then_decides() -> None:
     from sailthru_destination.sync.decide import Action, Lookup, Sailthru, decide_row
+    from sailthru_destination.sync.memory.records import AppliedRecord
     from sailthru_destination.sync.model import read_user_row
-    from sailthru_destination.sync.records import AppliedRecord
 
     config = _config(delete_behavior="delete")
     row = read_user_row(Row("line 2", {"id": "1", "email": "b@example.com", "plan": "gold"}),
@@ -172,9 +172,9 @@ def test_decide_row_asks_for_what_it_needs_then_decides() -> None:
 
 def test_decide_row_resends_unchanged_rows_only_when_asked_and_clears_gone_users() -> None:
     from sailthru_destination.sync.decide import Action, Sailthru, decide_row
-    from sailthru_destination.sync.digest import RESEND
+    from sailthru_destination.sync.memory.digest import RESEND
+    from sailthru_destination.sync.memory.records import AppliedRecord
     from sailthru_destination.sync.model import read_user_row
-    from sailthru_destination.sync.records import AppliedRecord
 
     config = _config(delete_behavior="clear")
     row = read_user_row(Row("line 2", {"id": "1", "email": "b@example.com", "plan": "gold"}),
@@ -199,9 +199,9 @@ def test_decide_row_resends_unchanged_rows_only_when_asked_and_clears_gone_users
 
 
 def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_sent() -> None:
-    from sailthru_destination.decide import Action, Lookup, Sailthru, decide
+    from sailthru_destination.features.decide import Action, Lookup, Sailthru, decide
+    from sailthru_destination.features.profiles import ProfileChange
     from sailthru_destination.options import DeleteBehavior, DestinationOptions, SyncMode
-    from sailthru_destination.profiles import ProfileChange
 
     # What a read adds to the facts keeps the other fact.
     assert Sailthru(old_user=True).knowing(Lookup.USER, False) == Sailthru(False, True)
@@ -267,8 +267,8 @@ def test_decide_says_each_action_why_with_its_plan_and_clears_vars_as_they_were_
 
 def test_a_changed_extid_renames_the_user_only_when_the_email_stays() -> None:
     from sailthru_destination.sync.decide import change_of, renames
+    from sailthru_destination.sync.memory.records import AppliedRecord
     from sailthru_destination.sync.model import UserRow
-    from sailthru_destination.sync.records import AppliedRecord
 
     config = _config(match_key="extid", match_column="extid")
     old = AppliedRecord("1", "h:d", "x1", {"email": "A@example.com "}, frozenset())
@@ -288,9 +288,9 @@ def test_a_changed_extid_renames_the_user_only_when_the_email_stays() -> None:
 
 
 def test_a_clear_leaves_the_rows_lists() -> None:
-    from sailthru_destination.decide import Action, Sailthru, decide
+    from sailthru_destination.features.decide import Action, Sailthru, decide
+    from sailthru_destination.features.profiles import ProfileChange
     from sailthru_destination.options import DeleteBehavior, DestinationOptions
-    from sailthru_destination.profiles import ProfileChange
 
     gone = ProfileChange(key="a@example.com", to_delete=True, old_properties={"plan": "gold"},
                          old_groups=frozenset({"vip"}))

@@ -12,19 +12,19 @@ from typing import Any
 import pytest
 from helpers import VirtualClock, make_fake
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
-from sailthru_destination.doubt import Doubt
+from sailthru_destination.once.doubt import Doubt
+from sailthru_destination.once.sentkeys import KeyState
 from sailthru_destination.options import AppOptions
 from sailthru_destination.results import Status
-from sailthru_destination.sentkeys import KeyState
-from sailthru_destination.sync import jobs
+from sailthru_destination.sync.bulkload import jobs
+from sailthru_destination.sync.bulkload.jobfile import dumps_line
 from sailthru_destination.sync.config import SyncConfig
-from sailthru_destination.sync.jobfile import dumps_line
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 10000.0}
 ITEM = {"id": "sku1", "title": "Shoe", "qty": 2, "price": 9.99, "url": "https://x.test/s"}
@@ -40,6 +40,8 @@ def fake() -> Iterator[FakeSailthru]:
     with make_fake(rate_limits=FAST, clock=VirtualClock()) as running:
         yield running
 
+
+_IMPORT_LOG = "sailthru_destination.sync.bulkload.purchase_import"
 
 def _later(fake: FakeSailthru, seconds: float = AGE + 1) -> None:
     """Let time pass between runs (the fake's jobs run, the doubt age goes by)."""
@@ -162,7 +164,7 @@ def test_a_refused_job_releases_its_claims_and_sends_one_by_one(
         return real(self, {**params, "job": "no_such_job"}, path, size, **kw)
 
     monkeypatch.setattr(jobs.JobRunner, "run", refused)
-    with caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.purchase_import"):
+    with caplog.at_level(logging.WARNING, logger=_IMPORT_LOG):
         summary = _sync(fake, tmp_path, _orders(5), bulk="always")
     assert summary.counts["sent"] == 5
     assert fake.calls[("GET", "purchase")] == 0  # nothing in doubt: no read-back
@@ -256,7 +258,7 @@ def test_the_lines_a_job_names_as_refused_are_sent_one_by_one_and_the_rest_are_s
         return {**status, "errors": 1, "error_lines": [{"line": 2, "error": "refused"}]}
 
     monkeypatch.setattr(jobs.JobRunner, "run", refusing_line_2)
-    with caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.purchase_import"):
+    with caplog.at_level(logging.WARNING, logger=_IMPORT_LOG):
         summary = _sync(fake, tmp_path, _orders(4), bulk="always")
     assert (summary.counts["sent"], summary.failed) == (4, 0)
     assert _extids(fake) == sorted(f"o{i}" for i in range(4))
@@ -326,7 +328,7 @@ def test_an_import_whose_post_has_no_clear_answer_is_never_doubled_by_its_slow_j
 def _importer(fake: FakeSailthru, tmp_path: Path, timezone: str = "UTC",
               **settings: Any) -> Iterator[Any]:
     """A PurchaseImporter on the fake, its state and the fake's clock."""
-    from sailthru_destination.sync.purchase_import import PurchaseImporter
+    from sailthru_destination.sync.bulkload.purchase_import import PurchaseImporter
 
     clock = fake.clock
     assert isinstance(clock, VirtualClock)
@@ -338,7 +340,7 @@ def _importer(fake: FakeSailthru, tmp_path: Path, timezone: str = "UTC",
 
 
 def _purchases(*numbers: int) -> list[Any]:
-    from sailthru_destination.commerce import Purchase, PurchaseItem
+    from sailthru_destination.features.commerce import Purchase, PurchaseItem
 
     item = PurchaseItem("sku1", "Shoe", 1, "9.99", url="https://x.test/s")
     return [Purchase(f"o{i}", email=f"p{i}@example.com", items=(item,)) for i in numbers]
@@ -376,7 +378,7 @@ def test_the_importer_polls_as_often_as_it_is_told(fake: FakeSailthru, tmp_path:
 def test_only_purchases_models_not_sent_one_by_one_have_a_bulk_path(
     fake: FakeSailthru, tmp_path: Path
 ) -> None:
-    from sailthru_destination.sync.purchase_import import bulk_purchases
+    from sailthru_destination.sync.bulkload.purchase_import import bulk_purchases
 
     app = AppOptions("test-key", "test-secret", fake.url)
     with SyncState(tmp_path / "s.db") as state, SailthruDestination(app, sent_keys=state) as dest:
@@ -419,7 +421,7 @@ def test_an_unclear_job_keeps_its_id_with_each_order_and_says_why(
 def test_the_refused_lines_are_believed_only_when_they_add_up(
     status: dict[str, Any], refused: set[int] | None
 ) -> None:
-    from sailthru_destination.sync.purchase_import import _refused_lines
+    from sailthru_destination.sync.bulkload.purchase_import import _refused_lines
 
     assert _refused_lines(status, 3) == refused
 
@@ -442,7 +444,7 @@ def test_an_importer_waits_for_its_job_as_long_as_it_is_told_then_says_why_in_do
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with make_fake(rate_limits=FAST, job_polls=None, clock=VirtualClock()) as fake, \
-            caplog.at_level(logging.WARNING, logger="sailthru_destination.sync.purchase_import"):
+            caplog.at_level(logging.WARNING, logger=_IMPORT_LOG):
         with _importer(fake, tmp_path, poll_interval=1.0, max_poll=1.0,
                        timeout=20.0) as importer:
             results = [r for _, r in importer.send(_purchases(1, 2), lambda p: p)]

@@ -1,7 +1,7 @@
 """Every field of the row contract is sent when it is the only thing that changed.
 
 The cases are keyed by the contract's sent fields: a field added to
-:data:`~sailthru_destination.row_contract.ROW_CONTRACT` without a case here fails
+:data:`~sailthru_destination.shaping.row_contract.ROW_CONTRACT` without a case here fails
 ``test_every_sent_field_has_a_case``.
 """
 
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_sync_runner import FAST, _rows, _sync
 
-from sailthru_destination.row_contract import SENT_FIELDS
+from sailthru_destination.shaping.row_contract import SENT_FIELDS
 from sailthru_destination.testing import FakeSailthru
 
 ANN = "ann@example.com"

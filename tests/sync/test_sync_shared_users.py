@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import AppliedRecord, SyncState
 from sailthru_destination.sync.runner import RecordFailure, RecordNotice, RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import AppliedRecord, SyncState
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 10000.0}
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sailthru_destination.sync import sources
-from sailthru_destination.sync.sources import SourceError, open_source
+from sailthru_destination.sync.warehouse import sources
+from sailthru_destination.sync.warehouse.sources import SourceError, open_source
 
 
 def test_csv_rows_carry_their_line_numbers(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.sentkeys import KeyState, SentKeys
-from sailthru_destination.sync.state import AppliedRecord, SyncState
+from sailthru_destination.once.sentkeys import KeyState, SentKeys
+from sailthru_destination.sync.memory.state import AppliedRecord, SyncState
 
 
 def _record(pk: str) -> AppliedRecord:

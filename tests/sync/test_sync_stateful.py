@@ -1,7 +1,7 @@
 """Random model histories synced through faults and crashes end as the reference says.
 
 A hypothesis state machine edits a users model and appends events and purchases. Its rules
-are derived from the row contract (:data:`sailthru_destination.row_contract.ROW_CONTRACT`):
+are derived from the row contract (:data:`sailthru_destination.shaping.row_contract.ROW_CONTRACT`):
 every field a row can carry has rules that change it (:data:`RULES`), and the test refuses
 to start when a field has none. So it adds a row; changes its vars (typed dates among them)
 and groups; its opt-out level (every transition, and an empty cell); its email (to a new
@@ -69,7 +69,7 @@ from sync_world import (
     sent_keys,
 )
 
-from sailthru_destination.row_contract import ROW_CONTRACT
+from sailthru_destination.shaping.row_contract import ROW_CONTRACT
 from sailthru_destination.testing import Faults
 
 _COMMON = {"deadline": None, "suppress_health_check": list(HealthCheck)}

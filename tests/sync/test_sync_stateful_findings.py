@@ -20,7 +20,7 @@ from sync_world import (
     run_model,
 )
 
-from sailthru_destination.sync.sources import Row
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru, Faults
 
 ANN = "ann@model.example.com"

@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.calllog import CallLog, CallRecord
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import AppliedRecord, SyncState
+from sailthru_destination.sync.reporting.summary import RecordNotice
 from sailthru_destination.sync.runner import RecordFailure, RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import AppliedRecord, SyncState
-from sailthru_destination.sync.summary import RecordNotice
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import SailthruApi
+from sailthru_destination.transport.calllog import CallLog, CallRecord
 
 FAST = {"default": 10000.0}
 ITEM = {"id": "sku1", "title": "Shoe", "qty": 1, "price": 9.99, "url": "https://x.test/s"}

@@ -20,16 +20,16 @@ from typing import Any
 
 import pytest
 
-from sailthru_destination.api import SailthruApi
-from sailthru_destination.calllog import CallLog, CallRecord
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
 from sailthru_destination.sync.config import SyncConfig
-from sailthru_destination.sync.runlock import RunLock, RunLocked
+from sailthru_destination.sync.memory.runlock import RunLock, RunLocked
+from sailthru_destination.sync.memory.state import StateError, SyncState
 from sailthru_destination.sync.runner import SyncRunner
-from sailthru_destination.sync.sources import Row
-from sailthru_destination.sync.state import StateError, SyncState
+from sailthru_destination.sync.warehouse.sources import Row
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
+from sailthru_destination.transport.calllog import CallLog, CallRecord
 
 FAST = {"default": 10000.0}
 SCRIPT = Path(sys.executable).with_name("sailthru-destination")

@@ -8,8 +8,8 @@ import pytest
 import requests
 from helpers import KEY, SECRET, make_fake
 
-from sailthru_destination._protocol import sign
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport._protocol import sign
 
 
 class Clock:

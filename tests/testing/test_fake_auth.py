@@ -5,8 +5,8 @@ from __future__ import annotations
 import requests
 from sailthru import SailthruClient
 
-from sailthru_destination._protocol import sign
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport._protocol import sign
 
 
 def test_unknown_api_key_is_refused_with_401_error_3(fake_sailthru: FakeSailthru) -> None:

@@ -6,8 +6,8 @@ import pytest
 import requests
 from sailthru import SailthruClient
 
-from sailthru_destination._protocol import RESERVED_EVENT_NAMES
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport._protocol import RESERVED_EVENT_NAMES
 
 ITEM = {"qty": 2, "title": "Mug", "price": 1250, "id": "sku-1", "url": "https://shop/mug"}
 

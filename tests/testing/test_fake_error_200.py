@@ -6,12 +6,12 @@ import pytest
 from helpers import KEY, SECRET, app_for
 from sailthru import SailthruClient
 
-from sailthru_destination.api import RetryPolicy, SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.errors import TransientError
+from sailthru_destination.features.profiles import ProfileChange
 from sailthru_destination.options import DestinationOptions
-from sailthru_destination.profiles import ProfileChange
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport.api import RetryPolicy, SailthruApi
 
 
 def test_the_fault_answers_200_with_an_error_body_and_applies_nothing(

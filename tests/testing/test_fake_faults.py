@@ -10,8 +10,8 @@ import requests
 from sailthru import SailthruClient
 from sailthru.sailthru_error import SailthruClientError
 
-from sailthru_destination._protocol import sign
 from sailthru_destination.testing import FakeSailthru, Faults
+from sailthru_destination.transport._protocol import sign
 
 
 def _client(fake: FakeSailthru) -> SailthruClient:

@@ -13,8 +13,8 @@ from pathlib import Path
 import requests
 from sailthru import SailthruClient
 
-from sailthru_destination._protocol import sign
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport._protocol import sign
 
 
 def _export(client: SailthruClient, name: str) -> str:

@@ -9,9 +9,9 @@ import time
 import pytest
 from sailthru import SailthruClient
 
-from sailthru_destination._protocol import DEFAULT_RATE_LIMITS
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.testing._ratelimit import RateLimiter
+from sailthru_destination.transport._protocol import DEFAULT_RATE_LIMITS
 
 
 def test_headers_report_the_per_minute_limit_on_every_reply(client: SailthruClient) -> None:

@@ -12,8 +12,8 @@ import pytest
 import requests
 from sailthru import SailthruClient
 
-from sailthru_destination._protocol import sign
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport._protocol import sign
 
 
 def _signed(payload: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """One typed model written to each engine, and what Sailthru must hold for it.
 
 Ann's row has a value of every common warehouse type; Bo's row is NULL in each column that
-can be NULL. The expected vars are the typing rule of ``sailthru_destination.values``.
+can be NULL. The expected vars are the typing rule of ``sailthru_destination.shaping.values``.
 """
 
 from __future__ import annotations

@@ -19,15 +19,15 @@ import pytest
 from models import vars_of
 from test_cli import run
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
 from sailthru_destination.options import AppOptions
-from sailthru_destination.sync.columns import empty_as_null
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import RunSummary, SyncRunner
-from sailthru_destination.sync.sources import Row, open_source
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.warehouse.columns import empty_as_null
+from sailthru_destination.sync.warehouse.sources import Row, open_source
 from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 100_000.0}
 KEY, SECRET = "cli-key", "cli-secret"  # the fake of test_cli

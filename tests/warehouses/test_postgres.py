@@ -17,7 +17,7 @@ from models import ANN_VARS, BO_VARS, count, postgres_model, unique_table, vars_
 from pg_cluster import PASSWORD, PostgresCluster
 from test_cli import COMMAND, _env, run
 
-from sailthru_destination.sync.sources import SourceError, open_source
+from sailthru_destination.sync.warehouse.sources import SourceError, open_source
 from sailthru_destination.testing import FakeSailthru
 
 

@@ -1,4 +1,4 @@
-"""The one typing rule (``sailthru_destination.values``), property-wise: whatever a source
+"""The one typing rule (``sailthru_destination.shaping.values``), property-wise: whatever a source
 hands over, Sailthru gets plain JSON typed by the rule, and never a Python ``repr``.
 
 Each example goes through a real sync run (SyncRunner over real HTTP to the fake) from each
@@ -24,17 +24,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sailthru_destination.api import SailthruApi
 from sailthru_destination.destination import SailthruDestination
-from sailthru_destination.mapping import InvalidValue, flatten_vars
 from sailthru_destination.options import AppOptions
-from sailthru_destination.sync.columns import TYPES, shaped
+from sailthru_destination.shaping.mapping import InvalidValue, flatten_vars
+from sailthru_destination.shaping.values import OutOfRange, sailthru_value
 from sailthru_destination.sync.config import SyncConfig
+from sailthru_destination.sync.memory.state import SyncState
 from sailthru_destination.sync.runner import SyncRunner
-from sailthru_destination.sync.sources import Row, open_source
-from sailthru_destination.sync.state import SyncState
+from sailthru_destination.sync.warehouse.columns import TYPES, shaped
+from sailthru_destination.sync.warehouse.sources import Row, open_source
 from sailthru_destination.testing import FakeSailthru
-from sailthru_destination.values import OutOfRange, sailthru_value
+from sailthru_destination.transport.api import SailthruApi
 
 FAST = {"default": 100_000.0}
 _REPR = re.compile(r"(Decimal|datetime|date|UUID|time|tzinfo|ZoneInfo)\(|^b'|<.* object at ")

@@ -1,0 +1,13 @@
+"""The old path of :mod:`sailthru_destination.transport.calllog`: existing imports keep working.
+
+New code imports from ``sailthru_destination.transport.calllog``.
+No ``__all__`` here: the names are documented on the new module's page;
+``X as X`` re-exports them (mypy --strict sees them as exported).
+"""
+
+from __future__ import annotations
+
+from ..transport.calllog import CallLog as CallLog
+from ..transport.calllog import CallRecord as CallRecord
+from ..transport.calllog import JsonLinesSink as JsonLinesSink
+from ..transport.calllog import mask_key as mask_key

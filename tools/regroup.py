@@ -93,7 +93,8 @@ GROUPS: tuple[Group, ...] = (
         "The SQLite state of what was applied, seen, sent, in doubt or promised (write-ahead\n"
         "intents), how promises are settled, and the lock that keeps a second run out.",
         ("sync.state", "sync._db", "sync.seen", "sync.sentstore", "sync.digest", "sync.runlock",
-         "sync.intents", "sync.settle", "sync.doubtstore", "sync.retry_memory", "sync.records"),
+         "sync.intents", "sync.settle", "sync.doubtstore", "sync.retry_memory", "sync.records",
+         "sync.readahead"),
         "sync's state modules (the SQLite memory, its stores and the run lock) sit together "
         "under sync/memory",
     ),

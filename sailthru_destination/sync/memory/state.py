@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..readahead import ReadAhead
 from ._db import BATCH, StateDb, StateError
 from .doubtstore import DoubtTable
 from .intents import Intent, IntentTable
+from .readahead import ReadAhead
 from .records import AppliedRecord, from_row, to_row
 from .retry_memory import RetryRowsTable
 from .seen import Contender, RunRows

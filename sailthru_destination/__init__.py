@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import logging
 
+from . import _moved
+from . import api as api  # api, calllog, imports: attributes of the package, as in 0.1.0
+from . import calllog as calllog
+from . import imports as imports
 from ._version import __version__  # first: api.py reads it while the package loads
 from .destination import SailthruDestination, test_connection
 from .errors import (
@@ -28,6 +32,8 @@ from .features.profiles import ProfileChange
 from .options import AppOptions, DestinationOptions
 from .results import BatchResult, ConnectionCheck, ExportResult, Status
 from .shaping.mapping import InvalidValue
+
+_moved.install()  # the module paths of 0.1.0's flat tree keep importing
 
 __all__ = [
     "AppOptions",

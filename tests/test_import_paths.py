@@ -95,3 +95,63 @@ def test_each_old_public_path_is_the_new_module_under_another_name() -> None:
 def test_no_file_names_a_path_that_moved() -> None:
     """``tools/regroup.py fix-imports --check`` finds nothing left to rewrite."""
     assert regroup().fix_imports(check=True) == []
+
+
+# Every module of 0.1.0's flat tree that moved (the released public ones, and the private ones
+# a pickle may name as a class's home), with a name each defined, as that release had it.
+RELEASED = {
+    "sailthru_destination.profiles": "ProfileExporter",
+    "sailthru_destination.profile_payload": "ProfileChange",
+    "sailthru_destination.events": "Event",
+    "sailthru_destination._commerce_records": "Purchase",
+    "sailthru_destination.retries": "RetryPolicy",
+    "sailthru_destination._postback_fields": "PostbackError",
+    "sailthru_destination.sentkeys": "SentKeys",
+    "sailthru_destination.locks": "NamedLock",
+    "sailthru_destination.mapping": "InvalidValue",
+    "sailthru_destination.sync.state": "SyncState",
+}
+
+
+@pytest.mark.parametrize("old", sorted(RELEASED))
+def test_a_module_path_of_the_flat_tree_still_imports_as_the_same_module(old: str) -> None:
+    from sailthru_destination._moved import MOVED
+
+    new = importlib.import_module(MOVED[old])
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"{old} moved to {MOVED[old]}"):
+        found = importlib.import_module(old)
+    assert found is new
+    assert getattr(found, RELEASED[old]) is getattr(new, RELEASED[old])
+    assert new.__spec__ is not None
+    assert new.__spec__.name == MOVED[old]  # its own spec kept
+
+
+def test_every_moved_path_of_the_map_is_answered() -> None:
+    from sailthru_destination._moved import MOVED
+
+    for old, new in MOVED.items():
+        assert importlib.util.find_spec(new) is not None, new
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}"):
+            found = importlib.import_module(old)
+        assert found is importlib.import_module(new)
+
+
+def test_an_object_pickled_under_its_old_module_path_loads() -> None:
+    import pickle
+
+    from sailthru_destination import ProfileChange
+    from sailthru_destination.features.events import Event
+
+    for thing in (ProfileChange("ann@example.com", new_properties={"a": 1}),
+                  Event("ann@example.com", "email", "x", {"n": 1}, "r1")):
+        text = pickle.dumps(thing, protocol=0)
+        new_home = type(thing).__module__.encode()
+        old_home = new_home.replace(b".features.", b".")
+        assert new_home in text
+        old = text.replace(new_home, old_home)  # what 0.1.0 wrote
+        sys.modules.pop(old_home.decode(), None)
+        with pytest.warns(DeprecationWarning, match="moved to"):
+            loaded = pickle.loads(old)
+        assert loaded == thing

@@ -152,7 +152,8 @@ GROUPS: tuple[Group, ...] = (
 SHIMS: tuple[str, ...] = ("api", "calllog", "imports", "postbacks")
 
 # Files the rewrite leaves alone: history, and the test that checks the old paths still work.
-KEEP = {"CHANGELOG.md", "docs/changelog.md", "tests/test_import_paths.py", "tools/regroup.py"}
+KEEP = {"CHANGELOG.md", "docs/changelog.md", "tests/test_import_paths.py", "tools/regroup.py",
+        "sailthru_destination/_moved.py"}
 TEXT_SUFFIXES = {".py", ".md", ".yml", ".yaml", ".cfg", ".toml", ".txt", ".ini", ".sh", ""}
 WHERE = ("sailthru_destination", "tests", "bench", "docs", ".ci")
 TOP_FILES = ("mkdocs.yml", "setup.cfg", "pyproject.toml", "README.md")
@@ -470,6 +471,17 @@ def write_shims() -> None:
         sort_imports([folder / "__init__.py"])
 
 
+def write_moved() -> None:
+    """``sailthru_destination/_moved.py``: every other old module path, for the import hook."""
+    pairs = sorted((old, new) for old, new in PLANNED.items()
+                   if old.removeprefix(f"{PKG}.") not in SHIMS)
+    body = "".join(f'    "{old}":\n        "{new}",\n' for old, new in pairs)
+    target = ROOT / PKG / "_moved.py"
+    text = target.read_text()
+    start = text.index("MOVED: dict[str, str] = {\n") + len("MOVED: dict[str, str] = {\n")
+    target.write_text(text[:start] + body + text[text.index("}\n", start):])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -478,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     mv = sub.add_parser("move", help="git mv the groups not moved yet")
     mv.add_argument("groups", nargs="*", help="packages such as transport sync.memory")
     mv.add_argument("--commit", action="store_true", help="one commit per group")
-    sub.add_parser("shims", help="write the compatibility packages at old public paths")
+    sub.add_parser("shims", help="write the compatibility packages at old public paths "
+                   "and the old-path map of sailthru_destination/_moved.py")
     sub.add_parser("list", help="print the map")
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -495,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{group.package}: {'moved' if move(group, args.commit) else 'already moved'}")
     elif args.command == "shims":
         write_shims()
+        write_moved()
     return 0
 
 

@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - Windows: a lock file per call instead
     fcntl = None  # type: ignore[assignment]
 from filelock import FileLock
 
-from ._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
+from ._protocol import DEFAULT_RATE_LIMITS, check_rate_limits, rate_limit_for
 from .locks import default_lock_dir
 
 __all__ = [
@@ -306,7 +306,11 @@ class RateLimiterRegistry:
         *,
         headroom: float = DEFAULT_HEADROOM,
     ) -> None:
-        self._limits: Mapping[str, float] = dict(limits) if limits else DEFAULT_RATE_LIMITS
+        # Checked here too: the Redis registry and Celery's settings come this way, not via
+        # SailthruApi.
+        self._limits: Mapping[str, float] = (
+            check_rate_limits(limits) if limits else DEFAULT_RATE_LIMITS
+        )
         self._headroom = headroom
         self._lock = threading.Lock()
         self._limiters: dict[tuple[str, str, str], RateLimiter] = {}

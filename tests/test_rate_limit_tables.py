@@ -17,6 +17,7 @@ from test_cli import run
 
 from sailthru_destination import AppOptions
 from sailthru_destination.api import SailthruApi
+from sailthru_destination.ratelimit import RateLimiterRegistry
 from sailthru_destination.testing import FakeSailthru
 from sailthru_destination.testing._ratelimit import RateLimiter as FakeCounter
 
@@ -95,3 +96,11 @@ def test_the_cli_refuses_bad_rate_limits_with_exit_2(
     assert done.returncode == 2, done.stderr
     assert named in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("table", "named"), BAD_TABLES)
+def test_a_limiter_registry_refuses_a_bad_table(table: dict[str, object], named: str) -> None:
+    # The Redis registry (Celery's settings.rate_limits) is built this way, not via SailthruApi.
+    with pytest.raises(ValueError, match="rate limit") as refused:
+        RateLimiterRegistry(table)  # type: ignore[arg-type]
+    assert named in str(refused.value)

@@ -165,6 +165,28 @@ def table(outcomes: Sequence[Outcome], *, size: str, started: datetime, host: st
     return "\n".join(lines) + "\n"
 
 
+def destination_problem(out: Path, readme: Path | None) -> str | None:
+    """Why the table could not be written to ``out`` (or copied into ``readme``), found before
+    any benchmark runs (a bad path used to crash after every benchmark had run); else None."""
+    folder = out.parent
+    if not folder.is_dir():
+        return f"--out {out}: the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        return f"--out {out}: not writable"
+    if readme is None:
+        return None
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return f"--readme {readme}: cannot be read ({error})"
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        return f"--readme {readme}: the markers {README_BEGIN!r} and {README_END!r} are missing"
+    if not os.access(readme, os.W_OK):
+        return f"--readme {readme}: not writable"
+    return None
+
+
 def write_readme(readme: Path, results: str) -> None:
     """Put ``results`` between the README's markers (which must be there already)."""
     text = readme.read_text(encoding="utf-8")
@@ -215,7 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     scripts = [entry for entry in SCRIPTS if not args.only or entry[0] in args.only]
     unknown = set(args.only or ()) - {entry[0] for entry in SCRIPTS}
     if unknown:
-        parser.error(f"no such benchmark: {', '.join(sorted(unknown))}")
+        parser.error(f"no such benchmark: {', '.join(sorted(unknown))} (registered: "
+                     f"{', '.join(entry[0] for entry in SCRIPTS)}; a script joins the "
+                     "registry once it prints FIGURE lines)")
+    problem = destination_problem(args.out, args.readme)
+    if problem is not None:
+        parser.error(problem)
     outcomes = run(scripts, size=args.size, out=args.out)
     if args.readme is not None:
         write_readme(args.readme, args.out.read_text(encoding="utf-8"))

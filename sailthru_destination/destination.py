@@ -26,7 +26,7 @@ from .transport.auth import auth_failure
 from .transport.ratelimit import machine_limiters
 from .validation import record_id_of, record_problem
 
-__all__ = ["SailthruDestination", "test_connection"]
+__all__ = ["RECORD_KINDS", "SailthruDestination", "test_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ _PROBES: dict[str, dict[str, Any]] = {
     "return": {},
 }
 DEFAULT_CONNECTION_CHECKS = ("user", "list", "job")
+
+
+RECORD_KINDS: frozenset[str] = frozenset(
+    {"ProfileChange", "Event", "Purchase", "Return", "CartChange", "segment"}
+)
+"""The kinds of record :meth:`SailthruDestination.concurrency_for` keeps a limit for."""
 
 
 class SailthruDestination:
@@ -257,7 +263,15 @@ class SailthruDestination:
 
     def concurrency_for(self, kind: str) -> int | AdaptiveLimit:
         """How many records of ``kind`` run at once: the pinned number, or the adaptive limit
-        this destination keeps for that kind of record (so batches go on where the last left)."""
+        this destination keeps for that kind of record (so batches go on where the last left).
+
+        ``kind`` is one of :data:`RECORD_KINDS` (a record class's name, or ``"segment"``);
+        any other is a ValueError (a typo would get a fresh limit, learning nothing).
+        """
+        if kind not in RECORD_KINDS:
+            raise ValueError(
+                f"unknown record kind {kind!r}; use one of {', '.join(sorted(RECORD_KINDS))}"
+            )
         if self.options.concurrency is not None:
             return self.options.concurrency
         with self._limits_guard:

@@ -130,3 +130,15 @@ def test_pinned_concurrency_is_kept(tmp_path: Path) -> None:
         app_for(fake), DestinationOptions(lock_dir=str(tmp_path), concurrency=5)
     ) as dest:
         assert dest.concurrency_for("ProfileChange") == 5
+
+
+def test_an_unknown_record_kind_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
+    # Issue 26: a typo got a fresh limit of 96 that no batch ever used.
+    with make_fake() as fake, SailthruDestination(
+        app_for(fake), DestinationOptions(lock_dir=str(tmp_path))
+    ) as dest:
+        with pytest.raises(ValueError, match="ProfileChang'") as refused:
+            dest.concurrency_for("ProfileChang")
+        kinds = ("ProfileChange", "Event", "Purchase", "Return", "CartChange", "segment")
+        assert all(kind in str(refused.value) for kind in kinds)
+        assert isinstance(dest.concurrency_for("segment"), AdaptiveLimit)

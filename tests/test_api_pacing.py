@@ -11,7 +11,7 @@ from _api_stub import Reply, stub_server
 from helpers import max_in_any_window
 
 from sailthru_destination.options import AppOptions
-from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import RetryPolicy, SailthruApi
 from sailthru_destination.transport.ratelimit import RateLimiterRegistry
 
@@ -92,11 +92,16 @@ def test_a_low_remaining_budget_slows_calls_down_until_the_reset() -> None:
     assert slept[-1] == pytest.approx(1 / (2 * 0.975), rel=0.05)
 
 
-def test_over_the_limit_calls_are_paused_and_retried_without_reaching_the_caller() -> None:
-    with FakeSailthru(api_key=KEY, api_secret=SECRET, rate_limits={"GET": 10}) as fake:
+def test_refused_calls_are_retried_without_reaching_the_caller() -> None:
+    # A wrong starting rate no longer overshoots (callers waiting on slots booked at the old
+    # pace book again once the real limit is learned), so the 429s come from burst faults.
+    with FakeSailthru(
+        api_key=KEY, api_secret=SECRET, rate_limits={"GET": 10}, seed=7,
+        faults=Faults(rate_limit_burst=0.5),
+    ) as fake:
         api = SailthruApi(
             AppOptions(KEY, SECRET, api_url=fake.url),
-            rate_limits={"GET": 1000},  # wrong on purpose: the first burst overshoots
+            rate_limits={"GET": 1000},  # wrong on purpose: learned from the first reply
             retry=RetryPolicy(initial_backoff=0.05, max_backoff=0.5),
             concurrency=16,
         )

@@ -92,3 +92,47 @@ def test_every_registered_script_accepts_its_arguments(entry: tuple[str, list[st
         assert flag in done.stdout, f"{name} has no {flag}"
     if "--size" in small:
         assert "{small,full}" in done.stdout
+
+
+def _refused_before_running(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str
+) -> str:
+    """run_all's usage error for ``argv`` (exit 2), checked to come before any benchmark."""
+
+    def no_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a benchmark ran before the arguments were checked")
+
+    monkeypatch.setattr(run_all, "run", no_run)
+    with pytest.raises(SystemExit) as exited:
+        run_all.main(list(argv))
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_an_unwritable_out_is_refused_before_any_benchmark_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 26: --out /proc/nope/x.md ran every benchmark, then crashed writing the table.
+    err = _refused_before_running(monkeypatch, capsys, "--out", "/proc/nope/x.md")
+    assert "--out /proc/nope/x.md" in err
+
+
+def test_a_readme_without_markers_is_refused_before_any_benchmark_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n", encoding="utf-8")
+    err = _refused_before_running(monkeypatch, capsys, "--out", str(tmp_path / "r.md"),
+                                  "--readme", str(readme))
+    assert "markers" in err
+    err = _refused_before_running(monkeypatch, capsys, "--out", str(tmp_path / "r.md"),
+                                  "--readme", str(tmp_path / "missing.md"))
+    assert "cannot be read" in err
+
+
+def test_an_unregistered_script_is_named_with_the_registered_ones(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _refused_before_running(monkeypatch, capsys, "--only", "mapping_cost.py")
+    assert "mapping_cost.py" in err
+    assert all(name in err for name, _, _ in run_all.SCRIPTS)

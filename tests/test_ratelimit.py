@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import multiprocessing
 import struct
 import threading
@@ -238,3 +239,61 @@ def test_the_machine_registry_keeps_keys_and_urls_off_the_disk(tmp_path: Path) -
     assert names
     assert "secret" not in names
     assert "sailthru" not in names
+
+
+def test_a_limit_learned_by_one_process_paces_every_process_of_the_machine(
+    tmp_path: Path,
+) -> None:
+    # Issue 26: a limit learned from X-Rate-Limit-Limit stayed in the process that read it, so
+    # two processes on one account together sent more than the minute's budget.
+    one = MachineRateLimiter(5.0, tmp_path / "pace", headroom=1.0)
+    two = MachineRateLimiter(5.0, tmp_path / "pace", headroom=1.0)
+    now = time.monotonic()
+    one.observe(now, limit_per_minute=120)  # 2/s, where both started at 5/s
+    slots = [two.reserve(now), two.reserve(now), two.reserve(now)]
+    assert slots == pytest.approx([now, now + 0.5, now + 1.0])
+    assert two.rate == pytest.approx(2.0)
+    # A process that starts later adopts the learned limit before its own first reply.
+    late = MachineRateLimiter(5.0, tmp_path / "pace", headroom=1.0)
+    assert late.reserve(now) == pytest.approx(now + 1.5)
+    assert late.reserve(now) == pytest.approx(now + 2.0)
+
+
+def test_a_schedule_in_the_older_two_number_layout_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "pace"
+    now = time.monotonic()
+    path.write_bytes(struct.pack("<dd", now + 1.0, -math.inf))
+    limiter = MachineRateLimiter(10.0, path, headroom=1.0)
+    assert limiter.reserve(now) == pytest.approx(now + 1.0)
+    assert limiter.rate == 10.0
+
+
+def _send_time_when_the_limit_is_learned_meanwhile(
+    waiter: RateLimiter, learner: RateLimiter, start: float
+) -> float:
+    """When ``waiter``'s second caller may send, if ``learner`` hears 120/min (2/s) while it
+    waits on a slot booked at the starting 300/s (virtual clock)."""
+    clock = [start]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+        if learner.rate > 2.0:
+            learner.observe(clock[0] - seconds / 2, limit_per_minute=120)
+
+    waiter.acquire(lambda: clock[0], sleep)
+    waiter.acquire(lambda: clock[0], sleep)
+    return clock[0] - start
+
+
+def test_a_caller_waiting_on_a_slot_booked_at_the_old_pace_books_again() -> None:
+    # Issue 26: slots booked at the default 300/s before the first reply were all honoured
+    # after the real limit was learned, a burst that spent the minute's budget.
+    limiter = RateLimiter(300.0, headroom=1.0)
+    assert _send_time_when_the_limit_is_learned_meanwhile(limiter, limiter, 0.0) >= 0.5
+
+
+def test_a_limit_learned_by_another_process_rebooks_waiting_callers(tmp_path: Path) -> None:
+    waiter = MachineRateLimiter(300.0, tmp_path / "pace", headroom=1.0)
+    learner = MachineRateLimiter(300.0, tmp_path / "pace", headroom=1.0)
+    start = time.monotonic()
+    assert _send_time_when_the_limit_is_learned_meanwhile(waiter, learner, start) >= 0.5

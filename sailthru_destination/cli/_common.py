@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from ..transport._protocol import check_rate_limits
+
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "UsageError", "out", "rate_limits",
            "reader_gone"]
 
@@ -54,6 +56,9 @@ def rate_limits(values: Sequence[str] | None) -> dict[str, float]:
             raise UsageError(
                 f"--rate-limit wants ENDPOINT=N (e.g. user=300), got {item!r}"
             ) from None
-        if not name.strip() or limits[name.strip()] <= 0:
+        if not name.strip() or not limits[name.strip()] > 0:
             raise UsageError(f"--rate-limit wants ENDPOINT=N with N > 0, got {item!r}")
-    return limits
+    try:
+        return check_rate_limits(limits)
+    except ValueError as error:
+        raise UsageError(f"--rate-limit: {error}") from None

@@ -116,13 +116,16 @@ def run(args: argparse.Namespace) -> int:
     # Ctrl-C and SIGTERM both ask for a clean stop, wherever the main thread is.
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    fake = FakeSailthru(
-        api_key=args.api_key, api_secret=args.api_secret, host=args.host, port=args.port,
-        latency=args.latency, seed=args.seed, faults=faults,
-        rate_limits=rate_limits(args.rate_limit) or None,
-        job_polls=None if args.job_polls == -1 else args.job_polls, job_fails=args.job_fails,
-        job_seconds=args.job_seconds, rate_window=args.rate_window,
-    )
+    limits = rate_limits(args.rate_limit) or None
+    try:
+        fake = FakeSailthru(
+            api_key=args.api_key, api_secret=args.api_secret, host=args.host, port=args.port,
+            latency=args.latency, seed=args.seed, faults=faults, rate_limits=limits,
+            job_polls=None if args.job_polls == -1 else args.job_polls,
+            job_fails=args.job_fails, job_seconds=args.job_seconds, rate_window=args.rate_window,
+        )
+    except ValueError as exc:  # e.g. a --rate-window too short for a --rate-limit
+        raise UsageError(f"--rate-window/--rate-limit: {exc}") from None
     fake.exports_expire = args.expire_exports
     try:
         fake.start()

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from ..transport._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
+from ..transport._protocol import DEFAULT_RATE_LIMITS, check_rate_limits, rate_limit_for
 
 __all__ = ["DEFAULT_WINDOW", "RateLimiter"]
 
@@ -40,6 +40,19 @@ DEFAULT_WINDOW = 1.0
 """The fake's default counting window, seconds: sliding, one second (quick 429s for tests)."""
 
 _Key = tuple[str, str]
+
+
+def _check_window_fits(window: float, limits: Mapping[str, float]) -> None:
+    """ValueError unless every limit allows at least one call per fixed ``window``: a window
+    counting zero calls would answer 429 to every request, forever."""
+    # Keys missing from the table fall back to the documented defaults.
+    table = dict(limits) if "default" in limits else {**DEFAULT_RATE_LIMITS, **limits}
+    for key, per_second in sorted(table.items(), key=lambda item: item[1]):
+        if math.floor(per_second * window + 1e-9) < 1:
+            raise ValueError(
+                f"the rate window of {window:g} s holds no call at the {key!r} limit of "
+                f"{per_second:g}/s (limit x window must be at least 1); use a longer window"
+            )
 
 
 class RateLimiter:
@@ -63,8 +76,10 @@ class RateLimiter:
             )
         self.window = float(window)
         self._limits: Mapping[str, float] = (
-            dict(limits) if limits is not None else (DEFAULT_RATE_LIMITS)
+            check_rate_limits(limits) if limits is not None else DEFAULT_RATE_LIMITS
         )
+        if self.window != DEFAULT_WINDOW:
+            _check_window_fits(self.window, self._limits)
         self._monotonic = monotonic
         self._wall = wall
         self._lock = threading.Lock()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any
@@ -19,9 +20,13 @@ from sailthru.sailthru_client import get_signature_hash
 __all__ = [
     "DEFAULT_RATE_LIMITS",
     "PAGEVIEW_ENDPOINT",
+    "RATE_LIMIT_ENDPOINTS",
+    "RATE_LIMIT_METHODS",
     "RESERVED_EVENT_NAMES",
     "ErrorCode",
+    "check_rate_limits",
     "is_loopback_url",
+    "known_rate_limit_keys",
     "rate_limit_for",
     "sign",
     "signature_matches",
@@ -77,6 +82,61 @@ def rate_limit_for(limits: Mapping[str, float], method: str, endpoint: str) -> f
     if limits is DEFAULT_RATE_LIMITS:
         raise KeyError("DEFAULT_RATE_LIMITS has no 'default' entry")
     return rate_limit_for(DEFAULT_RATE_LIMITS, method, endpoint)
+
+
+RATE_LIMIT_ENDPOINTS: frozenset[str] = frozenset(
+    {"user", "list", "event", "purchase", "return", "job", "send", "blast", PAGEVIEW_ENDPOINT}
+)
+"""The endpoints a rate-limit table may name (those this library calls)."""
+RATE_LIMIT_METHODS: frozenset[str] = frozenset({"GET", "POST", "DELETE"})
+
+
+def known_rate_limit_keys() -> str:
+    """The forms a rate-limit key may take, for error messages."""
+    return (
+        "ENDPOINT, 'METHOD ENDPOINT', METHOD or 'default', with ENDPOINT one of "
+        + ", ".join(sorted(RATE_LIMIT_ENDPOINTS))
+        + " and METHOD one of "
+        + ", ".join(sorted(RATE_LIMIT_METHODS))
+    )
+
+
+def check_rate_limits(limits: Mapping[str, object]) -> dict[str, float]:
+    """``limits`` as a table of calls per second, or ValueError naming the bad key or value.
+
+    Keys take the forms of :data:`DEFAULT_RATE_LIMITS` for an endpoint this library calls
+    (a typo would otherwise be ignored silently); values are positive finite numbers (a
+    string, 0, a negative number, NaN or infinity has no meaning as a pace).
+    """
+    table: dict[str, float] = {}
+    for key, value in limits.items():
+        words = key.split() if isinstance(key, str) else []
+        if len(words) == 2:
+            known = words[0] in RATE_LIMIT_METHODS and words[1].strip("/") in RATE_LIMIT_ENDPOINTS
+        elif len(words) == 1:
+            known = (
+                words[0] == "default"
+                or words[0] in RATE_LIMIT_METHODS
+                or words[0].strip("/") in RATE_LIMIT_ENDPOINTS
+            )
+        else:
+            known = False
+        if not known:
+            raise ValueError(
+                f"rate limit {key!r}: unknown key; use {known_rate_limit_keys()}"
+            )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ValueError(
+                f"rate limit {key!r}: wants a positive finite number of calls per second, "
+                f"got {value!r}"
+            )
+        table[key] = float(value)
+    return table
 
 
 def sign(params: Mapping[str, Any], secret: str) -> str:

@@ -43,7 +43,7 @@ from ._http import (
     pooled_session,
     redact_urllib3_logs,
 )
-from ._protocol import PAGEVIEW_ENDPOINT
+from ._protocol import PAGEVIEW_ENDPOINT, check_rate_limits
 from ._transport import FormTransport, Reply
 from .calllog import CallLog, CallRecord, mask_key
 from .ratelimit import RateLimiter, RateLimiterRegistry, machine_limiters
@@ -101,6 +101,9 @@ class SailthruApi:
             concurrency = MAX_IN_FLIGHT
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
+        if rate_limits is not None:
+            # A bad table would otherwise fail every record later, as "a bug".
+            rate_limits = check_rate_limits(rate_limits)
         self._app = app
         self._client = SailthruClient(app.api_key, app.api_secret, api_url=app.api_url)
         self._clock = clock

@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - Windows: a lock file per call instead
 from filelock import FileLock
 
 from ..once.locks import default_lock_dir
-from ._protocol import DEFAULT_RATE_LIMITS, rate_limit_for
+from ._protocol import DEFAULT_RATE_LIMITS, check_rate_limits, rate_limit_for
 
 __all__ = [
     "DEFAULT_HEADROOM",
@@ -61,8 +61,11 @@ DEFAULT_HEADROOM = 0.975
 """The share of a rate limit the pacer aims for (0.975: 2.5 % under it)."""
 _MIN_HEADROOM = 0.8
 _RECOVERY = 0.005
-# The machine-wide schedule: next free slot and paused-until, two doubles.
-_STATE = struct.Struct("<dd")
+# The machine-wide schedule: next free slot, paused-until and the learned limit (calls per
+# second; 0 until a reply told it), three doubles. A file of the older two-double layout
+# reads as "no limit learned yet".
+_STATE = struct.Struct("<ddd")
+_OLD_STATE = struct.Struct("<dd")
 _STALE_AFTER = 120.0
 # A 429 that resets sooner than this, while the minute has room, is a burst, not a spent minute.
 _BURST_RESET = 1.0
@@ -174,12 +177,25 @@ class RateLimiter:
 
     def acquire(self, clock: Callable[[], float], sleep: Callable[[float], object]) -> float:
         """Wait (with ``sleep``) until this caller may send; return the seconds waited."""
+        waited = 0.0
         now = clock()
-        delay = self.reserve(now) - now
-        if delay > 0:
-            sleep(delay)
-            return delay
-        return 0.0
+        while True:
+            slot = self.reserve(now)
+            booked_at = self._rate
+            if slot <= now:
+                return waited
+            sleep(slot - now)
+            waited += slot - now
+            now = clock()
+            # A reply taught a lower limit while this caller waited: its slot was booked at
+            # the old pace (the default 300/s before the first reply), so book again.
+            if not self._lowered_since(booked_at, now):
+                return waited
+
+    def _lowered_since(self, booked_at: float, now: float) -> bool:
+        """Whether the limit learned now is lower than ``booked_at`` (the one a slot was
+        booked at)."""
+        return self._rate < booked_at
 
     def slow_down(self, now: float) -> None:
         """Pace 2 % lower (down to 80 % of the limit), then creep back to the headroom.
@@ -220,8 +236,18 @@ class RateLimiter:
         the reply was a 429 (see :func:`refusal_is_burst` for what it does).
         """
         with self._lock:
-            if limit_per_minute is not None and limit_per_minute > 0:
-                self._rate = limit_per_minute / 60.0
+            if (
+                limit_per_minute is not None
+                and limit_per_minute > 0
+                and math.isfinite(limit_per_minute)
+            ):
+                learned = limit_per_minute / 60.0
+                if learned < self._rate and self._next_slot > now:
+                    # Slots booked ahead at the old pace are booked again by their callers
+                    # (see acquire); the schedule goes on from now at the learned pace.
+                    self._rate = learned
+                    self._next_slot = now + 1.0 / self._pace(now)
+                self._rate = learned
             if remaining is None or reset_in is None:
                 return False
             reset_in = min(max(reset_in, 1e-3), 60.0)
@@ -280,7 +306,11 @@ class RateLimiterRegistry:
         *,
         headroom: float = DEFAULT_HEADROOM,
     ) -> None:
-        self._limits: Mapping[str, float] = dict(limits) if limits else DEFAULT_RATE_LIMITS
+        # Checked here too: the Redis registry and Celery's settings come this way, not via
+        # SailthruApi.
+        self._limits: Mapping[str, float] = (
+            check_rate_limits(limits) if limits else DEFAULT_RATE_LIMITS
+        )
         self._headroom = headroom
         self._lock = threading.Lock()
         self._limiters: dict[tuple[str, str, str], RateLimiter] = {}
@@ -317,6 +347,8 @@ class MachineRateLimiter(RateLimiter):
     def __init__(self, rate: float, path: Path, *, headroom: float = DEFAULT_HEADROOM) -> None:
         super().__init__(rate, headroom=headroom)
         self._path = path
+        # The limit learned from replies, by this or another process (0: none yet).
+        self._learned = 0.0
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self._file_lock: contextlib.AbstractContextManager[object] = (
             _Flock(self._fd) if fcntl is not None else FileLock(f"{path}.lock")
@@ -330,12 +362,19 @@ class MachineRateLimiter(RateLimiter):
             os.close(self._fd)
 
     def _shared(self, now: float) -> tuple[float, float]:
-        """(next free slot, paused until) as the other processes left them."""
+        """(next free slot, paused until) as the other processes left them; adopts the limit
+        another process learned (lock held)."""
         os.lseek(self._fd, 0, os.SEEK_SET)
         data = os.read(self._fd, _STATE.size)
-        if len(data) < _STATE.size:
+        if len(data) < _OLD_STATE.size:
             return -math.inf, -math.inf
-        next_slot, paused_until = _STATE.unpack(data)
+        if len(data) < _STATE.size:
+            data = data[: _OLD_STATE.size] + struct.pack("<d", 0.0)
+        next_slot, paused_until, learned = _STATE.unpack(data)
+        if learned > 0 and math.isfinite(learned):
+            # Sailthru counts per account: a limit any process learned is everyone's.
+            self._rate = learned
+            self._learned = learned
         # Times far ahead come from before a reboot (the monotonic clock restarted): stale.
         if next_slot > now + _STALE_AFTER or paused_until > now + _STALE_AFTER:
             return -math.inf, -math.inf
@@ -343,7 +382,7 @@ class MachineRateLimiter(RateLimiter):
 
     def _store(self, next_slot: float, paused_until: float) -> None:
         os.lseek(self._fd, 0, os.SEEK_SET)
-        os.write(self._fd, _STATE.pack(next_slot, paused_until))
+        os.write(self._fd, _STATE.pack(next_slot, paused_until, self._learned))
 
     def reserve(self, now: float) -> float:
         """Book the machine's next send slot; return the time at which the caller may send."""
@@ -359,6 +398,45 @@ class MachineRateLimiter(RateLimiter):
         with self._lock, self._file_lock:
             next_slot, paused_until = self._shared(now)
             self._store(next_slot, max(paused_until, now + max(seconds, 0.0)))
+
+    def observe(
+        self,
+        now: float,
+        *,
+        limit_per_minute: float | None = None,
+        remaining: float | None = None,
+        reset_in: float | None = None,
+        reset_at: float | None = None,
+        refused: bool = False,
+    ) -> bool:
+        """As :meth:`RateLimiter.observe`; a newly learned limit is written to the shared file
+        so that every process of the machine (and any that starts later) paces against it."""
+        before = self._rate
+        burst = super().observe(
+            now, limit_per_minute=limit_per_minute, remaining=remaining,
+            reset_in=reset_in, reset_at=reset_at, refused=refused,
+        )
+        if (
+            limit_per_minute is not None
+            and limit_per_minute > 0
+            and math.isfinite(limit_per_minute)
+            and self._rate != self._learned
+        ):
+            with self._lock, self._file_lock:
+                learned = self._rate
+                next_slot, paused_until = self._shared(now)
+                self._rate = self._learned = learned
+                if learned < before and next_slot > now:
+                    # As in RateLimiter.observe: slots booked ahead are booked again.
+                    next_slot = now + 1.0 / self._pace(now)
+                self._store(next_slot, paused_until)
+        return burst
+
+    def _lowered_since(self, booked_at: float, now: float) -> bool:
+        """Whether any process of the machine learned a limit below ``booked_at``."""
+        with self._lock, self._file_lock:
+            self._shared(now)
+        return self._rate < booked_at
 
 
 class _Flock(contextlib.AbstractContextManager["_Flock"]):

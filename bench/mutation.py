@@ -132,6 +132,35 @@ class Outcome:
         tested = len(self.killed) + len(self.survived)
         return None if tested == 0 else len(self.killed) / tested
 
+    @property
+    def sql_case(self) -> list[str]:
+        """Survivors that only change the letter case of an SQL statement: equivalent."""
+        return [name for name in self.survived if sql_case_only(self.diffs.get(name, ""))]
+
+    @property
+    def score_without_sql_case(self) -> float | None:
+        tested = len(self.killed) + len(self.survived) - len(self.sql_case)
+        return None if tested == 0 else len(self.killed) / tested
+
+
+_SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA|BEGIN|COMMIT|ROLLBACK|"
+                  r"SAVEPOINT|RELEASE)\b", re.IGNORECASE)
+
+
+def sql_case_only(diff: str) -> bool:
+    """Whether a mutant's diff only changes the case of SQL statements' text.
+
+    SQLite reads keywords, table and column names without regard to case, so such a mutant
+    behaves exactly as the original: no test can kill it, and it is left out of the second
+    score. Any other change (a value, a string that is not SQL) keeps it counted.
+    """
+    lines = diff.splitlines()
+    removed = [line[1:] for line in lines if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:] for line in lines if line.startswith("+") and not line.startswith("+++")]
+    return bool(removed) and len(removed) == len(added) and all(
+        old != new and old.lower() == new.lower() and _SQL.search(old)
+        for old, new in zip(removed, added, strict=True))
+
 
 def _mutmut() -> str:
     exe = Path(sys.executable).with_name("mutmut")
@@ -191,8 +220,7 @@ def _verdicts(work: Path, sources: list[str]) -> dict[str, int | None]:
     return found
 
 
-def measure(module: str, sample: int, budget: float, seed: int, jobs: int,
-            survivors: bool) -> Outcome:
+def measure(module: str, sample: int, budget: float, seed: int, jobs: int) -> Outcome:
     """Mutate ``module``, test a seeded sample of its mutants within ``budget`` seconds."""
     from mutmut.stats import status_by_exit_code
 
@@ -225,11 +253,10 @@ def measure(module: str, sample: int, budget: float, seed: int, jobs: int,
                 outcome.survived.append(name)
             else:
                 outcome.unchecked.append(name)
-        if survivors:
-            for name in outcome.survived:
-                shown = subprocess.run([_mutmut(), "show", name], cwd=work, capture_output=True,
-                                       text=True, timeout=60, check=False)
-                outcome.diffs[name] = shown.stdout.strip()
+        for name in outcome.survived:  # each survivor's diff: shown, and read for SQL case
+            shown = subprocess.run([_mutmut(), "show", name], cwd=work, capture_output=True,
+                                   text=True, timeout=60, check=False)
+            outcome.diffs[name] = shown.stdout.strip()
         if chosen and not outcome.killed and not outcome.survived:
             # Nothing was tested: say why (a selected test that fails unmutated, most often).
             tail = log.read_text(errors="replace").splitlines()[-15:]
@@ -259,18 +286,20 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # mutmut reads [tool.mutmut] from the working directory's pyproject.toml
 
     outcomes = []
-    print(f"{'module':<20} {'killed/tested':>13} {'score':>6} {'unchecked':>9} "
-          f"{'generated':>9} {'seconds':>7}")
+    print(f"{'module':<20} {'killed/tested':>13} {'score':>6} {'no SQL case':>11} "
+          f"{'unchecked':>9} {'generated':>9} {'seconds':>7}")
     for module in args.modules or list(MODULES):
-        o = measure(module, args.sample, args.budget, args.seed, args.jobs, args.survivors)
+        o = measure(module, args.sample, args.budget, args.seed, args.jobs)
         outcomes.append(o)
         tested = len(o.killed) + len(o.survived)
         score = "-" if o.score is None else f"{o.score:.0%}"
-        print(f"{module:<20} {f'{len(o.killed)}/{tested}':>13} {score:>6} "
+        plain = o.score_without_sql_case
+        without = "-" if plain is None else f"{plain:.0%}"
+        print(f"{module:<20} {f'{len(o.killed)}/{tested}':>13} {score:>6} {without:>11} "
               f"{len(o.unchecked):>9} {o.generated:>9} {o.seconds:>7.0f}", flush=True)
         for name in o.survived:
-            print(f"    survived: {name}")
-            if name in o.diffs:
+            print(f"    survived: {name}" + (" (SQL case only)" if name in o.sql_case else ""))
+            if args.survivors and name in o.diffs:
                 print("        " + o.diffs[name].replace("\n", "\n        "))
     if args.json:
         args.json.write_text(json.dumps([o.__dict__ | {"score": o.score} for o in outcomes],

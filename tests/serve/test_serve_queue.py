@@ -114,6 +114,17 @@ def test_take_with_messages_waiting_returns_them_without_waiting(tmp_path: Path)
     queue.close()
 
 
+def test_a_message_twice_in_one_request_is_stored_once_and_said_left_out(tmp_path: Path) -> None:
+    # The second copy of an identical message in the same request is a duplicate (counted,
+    # silent), not "stored now" although it has the stored row's arrival time and text; a
+    # different message under a taken id is a conflict (mutation survivor, seed 3301).
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    stored = queue.store(encoded([track(1), track(1), track(1, event="other")]))
+    assert (stored.added, stored.left_out, stored.conflicts) == (1, [1, 2], [2])
+    assert [m["messageId"] for _, m in queue.take(5)] == ["m1"]
+    queue.close()
+
+
 def test_take_waits_less_than_a_second_too(tmp_path: Path) -> None:
     queue = MessageQueue(tmp_path / "deep" / "er" / "q.sqlite")  # its folders are made
     timer = threading.Timer(0.05, lambda: queue.append(encoded([track(8)])))

@@ -218,7 +218,13 @@ def run(
         if echo:
             status = "; ".join(outcome.problems) or f"{len(outcome.figures)} figures"
             print(f"  {outcome.seconds:.0f} s: {status}", flush=True)
-    out.write_text(table(outcomes, size=size, started=started, host=machine()), encoding="utf-8")
+        # After each script, not only at the end: a full run takes most of an hour, and one
+        # stopped part way keeps the figures of the scripts that finished.
+        out.write_text(table(outcomes, size=size, started=started, host=machine()),
+                       encoding="utf-8")
+    if not outcomes:
+        out.write_text(table(outcomes, size=size, started=started, host=machine()),
+                       encoding="utf-8")
     return outcomes
 
 

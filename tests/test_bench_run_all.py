@@ -136,3 +136,24 @@ def test_an_unregistered_script_is_named_with_the_registered_ones(
     err = _refused_before_running(monkeypatch, capsys, "--only", "mapping_cost.py")
     assert "mapping_cost.py" in err
     assert all(name in err for name, _, _ in run_all.SCRIPTS)
+
+
+def test_a_run_stopped_part_way_keeps_the_figures_of_the_scripts_that_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "RESULTS.md"
+    real = run_all.run_script
+    calls: list[Path] = []
+
+    def stopped_at_the_second(script: Path, *args: object, **kwargs: object) -> object:
+        calls.append(script)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C half an hour into a full run
+        return real(script, *args, **kwargs)
+
+    monkeypatch.setattr(run_all, "run_script", stopped_at_the_second)
+    scripts: list[tuple[str, list[str], list[str]]] = [
+        (STUB, ["--size", "small"], []), (STUB, ["--size", "small"], [])]
+    with pytest.raises(KeyboardInterrupt):
+        run_all.run(scripts, size="small", out=out, folder=Path(__file__).parent, echo=False)
+    assert "stub pace (small)" in out.read_text(encoding="utf-8")

@@ -185,16 +185,26 @@ def test_take_returns_empty_when_the_wait_passes(tmp_path: Path) -> None:
     assert queue.take(5, wait=0.01) == []
 
 
-def test_oldest_age_counts_from_the_oldest_waiting_message(tmp_path: Path) -> None:
+def test_oldest_age_counts_from_the_oldest_waiting_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a clock of the test's own: the wall clock made this flake on a loaded machine.
+    import types
+
+    from sailthru_destination.serve import queue as queue_module
+
+    now = [1_000.0]
+    monkeypatch.setattr(queue_module, "time", types.SimpleNamespace(time=lambda: now[0]))
     queue = MessageQueue(tmp_path / "q.sqlite")
     assert queue.oldest_age() == 0.0
     queue.append(encoded([track(0)]))
-    time.sleep(0.02)
+    now[0] += 20.0
     queue.append(encoded([track(1)]))
-    assert queue.oldest_age() >= 0.02
+    now[0] += 5.0
+    assert queue.oldest_age() == 25.0
     [(seq, _), _] = queue.take(2)
     queue.done(seq, "sent", "")
-    assert queue.oldest_age() < 0.02
+    assert queue.oldest_age() == 5.0
 
 
 def test_a_failure_marked_without_saying_retryable_is_not_replayed(tmp_path: Path) -> None:

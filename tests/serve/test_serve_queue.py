@@ -125,6 +125,22 @@ def test_a_message_twice_in_one_request_is_stored_once_and_said_left_out(tmp_pat
     queue.close()
 
 
+def test_a_resend_that_differs_only_in_sent_at_is_no_conflict(tmp_path: Path) -> None:
+    # An SDK stamps sentAt anew on each attempt: that resend is a silent duplicate. Any other
+    # difference under the same id is a conflict, reported (mutation survivors, seed 3401).
+    queue = MessageQueue(tmp_path / "q.sqlite")
+    queue.store(encoded([track(1, sentAt="2026-12-07T00:00:00Z")]))
+    resent = queue.store(encoded([track(1, sentAt="2026-12-07T00:00:09Z")]))
+    assert (resent.added, resent.left_out, resent.conflicts) == (0, [0], [])
+    spaced = [Encoded("m1", json.dumps(track(1, sentAt="x"), indent=2))]  # spaced differently
+    assert queue.store(spaced).conflicts == []
+    other = queue.store(encoded([track(1, sentAt="2026-12-07T00:00:09Z", event="other")]))
+    assert (other.left_out, other.conflicts) == ([0], [0])
+    listed = queue.store([Encoded("m1", "[1, 2]")])  # JSON, but no message at all
+    assert listed.conflicts == [0]
+    queue.close()
+
+
 def test_take_waits_less_than_a_second_too(tmp_path: Path) -> None:
     queue = MessageQueue(tmp_path / "deep" / "er" / "q.sqlite")  # its folders are made
     timer = threading.Timer(0.05, lambda: queue.append(encoded([track(8)])))

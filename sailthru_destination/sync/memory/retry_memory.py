@@ -63,7 +63,9 @@ class RetryMemory:
     """One :meth:`~.runner.SyncRunner.apply`: the rows it is given plus those to retry, and
     which of them failed retryably (told through :meth:`failed`); :meth:`done` records it."""
 
-    def __init__(self, state: RetryRowsTable, config: SyncConfig, timezone: str = "UTC") -> None:
+    def __init__(self, state: RetryRowsTable, config: SyncConfig, timezone: str) -> None:
+        # No default time zone: rows are typed as the account reads them, and a default once
+        # hid that a retried row's dates were typed in the wrong zone.
         self._state = state
         self._config = config
         self._timezone = timezone  # the account's: a remembered row is typed as it was read

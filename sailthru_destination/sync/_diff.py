@@ -73,22 +73,27 @@ class DiffPass:
         def _resends(self, pk: str) -> bool: ...
 
     def _diff(self, rows: Iterable[Row], spool: IO[str]) -> None:
+        # What every row asks for, looked up once: this loop runs a million times in a
+        # no-change re-run of a million rows, where each attribute lookup shows.
+        config, state, summary = self._config, self._state, self.summary
+        primary_key, match_column = config.primary_key, config.match_column
+        get_hash, see, resends = state.get_hash, state.see, self._resends
         for row in rows:
-            self.summary.rows += 1
+            summary.rows += 1
             try:
-                pk = storable(row_key(row, self._config), self._config.primary_key)
+                pk = storable(row_key(row, config), primary_key)
             except RowProblem as exc:
                 self._unidentified += 1
                 self._fail(RecordFailure(row.where, exc.reason, exc.field, row.where))
                 continue
             # Even a row that fails holds its user: the model still wants that user.
-            key = user_key(self._config, row.value(self._config.match_column))
+            key = user_key(config, row.value(match_column))
             try:
-                deleted = is_deleted(row, self._config)
+                deleted = is_deleted(row, config)
             except RowProblem as exc:
                 # A flag that is neither yes nor no: the row fails, and its user (held by
                 # this sighting) is neither deleted nor exported.
-                if self._state.see(pk, _storable_or_none(key), row.where, valid=False):
+                if see(pk, _storable_or_none(key), row.where, valid=False):
                     self._fail(RecordFailure(pk, exc.reason, exc.field, row.where))
                 else:
                     self._duplicate(pk, row)
@@ -97,12 +102,12 @@ class DiffPass:
                 self._marked += 1
                 self._mark_deleted(row, pk)
                 continue
-            stored = self._state.get_hash(pk)
+            stored = get_hash(pk)
             digest = row_digest(row)
-            resend = self._resends(pk)
+            resend = resends(pk)
             if not resend and unchanged_row(stored, digest) and row.clean_when_unchanged():
                 # The very row last applied: no need to map it (the no-change re-run's cost).
-                if not self._state.see(pk, key, row.where, valid=True, changed=False):
+                if not see(pk, key, row.where, valid=True, changed=False):
                     self._duplicate(pk, row)
                 continue
             user: UserRow | RowProblem

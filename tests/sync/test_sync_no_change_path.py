@@ -8,6 +8,7 @@ the long way: shaping every row, looking every hash up on its own.
 
 from __future__ import annotations
 
+import csv
 import random
 import tempfile
 from pathlib import Path
@@ -72,6 +73,38 @@ def test_a_csv_rows_digest_tells_apart_cells_and_headers(tmp_path: Path) -> None
         digests[name] = row_digest(row)
     assert digests["a"] == digests["d"]
     assert len({digests["a"], digests["b"], digests["c"]}) == 3
+
+
+_CSV_CELLS = st.sampled_from(["", "a", "b", "a\x1fb", "\x1f", "['a']", "é", "a,b", '"'])
+
+
+@settings(max_examples=150, deadline=None)
+@given(header=st.lists(st.sampled_from(["id", "name", "__problem__", "x\x1f"]), min_size=1,
+                       max_size=3, unique=True),
+       rows=st.lists(st.lists(_CSV_CELLS, min_size=1, max_size=4), min_size=1, max_size=6))
+def test_a_csv_row_reads_as_its_cells_and_its_raw_tells_rows_apart(
+    header: list[str], rows: list[list[str]],
+) -> None:
+    # A CSV row builds its data only when read, and joins its cells for its raw: each is
+    # what the cells say (short and long rows, separators and brackets in the cells).
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.csv"
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            csv.writer(handle).writerows([header, *rows])
+        read = list(open_source(str(path)))
+    assert len(read) == len(rows)
+    raws: dict[str, list[str]] = {}
+    for row, cells in zip(read, rows, strict=True):
+        if len(cells) > len(header):
+            assert "more value(s)" in row.data["__problem__"]
+            continue
+        expected = dict(zip(header, cells, strict=False))
+        for column in (*header, "__problem__", "absent"):
+            assert row.value(column) == expected.get(column), column
+        assert row.data == expected
+        assert row.clean_when_unchanged() == ("__problem__" not in expected)
+        assert row.raw is not None
+        assert raws.setdefault(row.raw, cells) == cells  # one raw, one list of cells
 
 
 def test_a_renamed_csv_column_with_the_same_cells_is_exported_again(tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ class _ShapedRow(Row):
     def value(self, column: str) -> Any:
         if column in self._shape.touched:
             return self.data.get(column)
-        return self._source.data.get(column)
+        return self._source.value(column)
 
     def clean_when_unchanged(self) -> bool:
         # Shaping follows from ``raw`` alone, and a row whose shaping (or source) gave a

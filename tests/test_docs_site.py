@@ -50,7 +50,10 @@ def public_modules() -> dict[str, list[str]]:
     for info in pkgutil.walk_packages(sailthru_destination.__path__, "sailthru_destination."):
         if any(part.startswith("_") for part in info.name.split(".")):
             continue
-        names = getattr(importlib.import_module(info.name), "__all__", None)
+        module = importlib.import_module(info.name)
+        if (module.__doc__ or "").startswith("The old path of"):
+            continue  # a compatibility package: its names are documented at their new home
+        names = getattr(module, "__all__", None)
         if names:
             found[info.name] = list(names)
     return found

@@ -155,3 +155,13 @@ def test_an_object_pickled_under_its_old_module_path_loads() -> None:
         with pytest.warns(DeprecationWarning, match="moved to"):
             loaded = pickle.loads(old)
         assert loaded == thing
+
+
+@pytest.mark.parametrize("old", ["api", "calllog", "imports", "postbacks"])
+def test_a_star_import_of_an_old_path_binds_its_names_and_nothing_else(old: str) -> None:
+    shim = importlib.import_module(f"sailthru_destination.{old}")
+    found: dict[str, object] = {}
+    exec(f"from sailthru_destination.{old} import *", found)  # the statement itself
+    found.pop("__builtins__")
+    assert set(found) == set(shim.__all__)
+    assert "annotations" not in found  # __future__'s feature object stayed home

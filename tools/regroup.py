@@ -397,12 +397,13 @@ def fix_imports(check: bool) -> list[Path]:
 
 
 def sort_imports(paths: list[Path]) -> None:
-    """Re-sort the import blocks of these files (ruff's isort rule, the project's lint)."""
+    """Re-sort the import blocks and `__all__` lists of these files (ruff's I and RUF022)."""
     python = [str(p) for p in paths if p.suffix == ".py"]
     if python:
         ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
         subprocess.run(  # noqa: S603 (our own file names)
-            [ruff, "check", "--quiet", "--fix", "--select", "I", *python], cwd=ROOT, check=False)
+            [ruff, "check", "--quiet", "--fix", "--select", "I,RUF022", *python], cwd=ROOT,
+            check=False)
 
 
 def git(*args: str) -> None:
@@ -459,12 +460,11 @@ def write_shims() -> None:
         names = all_names(new)
         dots, name_there = relative(old, True, new)
         lines = [f'"""The old path of :mod:`{new}`: existing imports keep working.\n\n'
-                 f"New code imports from ``{new}``.\n"
-                 "No ``__all__`` here: the names are documented on the new module's page;\n"
+                 f"New code imports from ``{new}``;\nthe names are documented on its page.\n"
                  '``X as X`` re-exports them (mypy --strict sees them as exported).\n"""\n',
                  "from __future__ import annotations\n"]
         lines += [f"from {dots}{name_there} import {n} as {n}" for n in names]
-        lines.append("")
+        lines += ["", "__all__ = [", *(f'    "{n}",' for n in names), "]", ""]
         folder = ROOT / PKG / name
         folder.mkdir(exist_ok=True)
         (folder / "__init__.py").write_text("\n".join(lines))

@@ -1,7 +1,7 @@
 """The old path of :mod:`sailthru_destination.transport.api`: existing imports keep working.
 
-New code imports from ``sailthru_destination.transport.api``.
-No ``__all__`` here: the names are documented on the new module's page;
+New code imports from ``sailthru_destination.transport.api``;
+the names are documented on its page.
 ``X as X`` re-exports them (mypy --strict sees them as exported).
 """
 
@@ -13,3 +13,12 @@ from ..transport.api import Download as Download
 from ..transport.api import FileData as FileData
 from ..transport.api import RetryPolicy as RetryPolicy
 from ..transport.api import SailthruApi as SailthruApi
+
+__all__ = [
+    "DEFAULT_NON_IDEMPOTENT",
+    "PAGEVIEW_ENDPOINT",
+    "Download",
+    "FileData",
+    "RetryPolicy",
+    "SailthruApi",
+]

@@ -1,7 +1,7 @@
 """The old path of :mod:`sailthru_destination.transport.calllog`: existing imports keep working.
 
-New code imports from ``sailthru_destination.transport.calllog``.
-No ``__all__`` here: the names are documented on the new module's page;
+New code imports from ``sailthru_destination.transport.calllog``;
+the names are documented on its page.
 ``X as X`` re-exports them (mypy --strict sees them as exported).
 """
 
@@ -11,3 +11,10 @@ from ..transport.calllog import CallLog as CallLog
 from ..transport.calllog import CallRecord as CallRecord
 from ..transport.calllog import JsonLinesSink as JsonLinesSink
 from ..transport.calllog import mask_key as mask_key
+
+__all__ = [
+    "CallLog",
+    "CallRecord",
+    "JsonLinesSink",
+    "mask_key",
+]

@@ -1,7 +1,7 @@
 """The old path of :mod:`sailthru_destination.features.imports`: existing imports keep working.
 
-New code imports from ``sailthru_destination.features.imports``.
-No ``__all__`` here: the names are documented on the new module's page;
+New code imports from ``sailthru_destination.features.imports``;
+the names are documented on its page.
 ``X as X`` re-exports them (mypy --strict sees them as exported).
 """
 
@@ -20,3 +20,19 @@ from ..features.imports import Rule as Rule
 from ..features.imports import apply_import as apply_import
 from ..features.imports import import_into as import_into
 from ..features.imports import iter_import_into as iter_import_into
+
+__all__ = [
+    "IGNORED_COLUMNS",
+    "KEY_COLUMNS",
+    "ExportExpired",
+    "ImportFailed",
+    "ImportMode",
+    "ImportTimeout",
+    "ImportedUser",
+    "ListImporter",
+    "PollPolicy",
+    "Rule",
+    "apply_import",
+    "import_into",
+    "iter_import_into",
+]

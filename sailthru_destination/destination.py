@@ -23,7 +23,7 @@ from .transport._adaptive import MAX_IN_FLIGHT, AdaptiveLimit
 from .transport._concurrency import KeyedLocks, run_in_order
 from .transport.api import RetryPolicy, SailthruApi
 from .transport.auth import auth_failure
-from .transport.ratelimit import machine_limiters
+from .transport.machine_pacer import machine_limiters
 from .validation import record_id_of, record_problem
 
 __all__ = ["RECORD_KINDS", "SailthruDestination", "test_connection"]

@@ -31,7 +31,7 @@ from sailthru_destination.once.locks import LocalLock, LockTimeout, NamedLock
 from sailthru_destination.options import AppOptions, DestinationOptions
 from sailthru_destination.testing import FakeSailthru, Faults
 from sailthru_destination.transport.api import RetryPolicy, SailthruApi
-from sailthru_destination.transport.ratelimit import machine_limiters
+from sailthru_destination.transport.machine_pacer import machine_limiters
 
 RACE_LIMITS = {"POST user": 60, "GET list": 40, "POST list": 10, "default": 40}
 RACE_LISTS = ("race-a", "race-b", "race-c")

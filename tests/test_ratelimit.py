@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 from helpers import max_in_any_window
 
-from sailthru_destination.transport.ratelimit import (
-    DEFAULT_HEADROOM,
+from sailthru_destination.transport.machine_pacer import (
     MachineRateLimiter,
     MachineRateLimiterRegistry,
+    machine_limiters,
+)
+from sailthru_destination.transport.ratelimit import (
+    DEFAULT_HEADROOM,
     RateLimiter,
     RateLimiterRegistry,
-    machine_limiters,
 )
 
 

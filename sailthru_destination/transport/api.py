@@ -46,7 +46,8 @@ from ._http import (
 from ._protocol import PAGEVIEW_ENDPOINT, check_rate_limits
 from ._transport import FormTransport, Reply
 from .calllog import CallLog, CallRecord, mask_key
-from .ratelimit import RateLimiter, RateLimiterRegistry, machine_limiters
+from .machine_pacer import machine_limiters
+from .ratelimit import RateLimiter, RateLimiterRegistry
 from .retries import (
     DEFAULT_NON_IDEMPOTENT,
     RetryPolicy,
@@ -79,8 +80,9 @@ class SailthruApi:
     ``clock``/``wall_clock``/``sleep`` are injectable for tests. ``rate_limits`` gives starting
     rates (calls per second, keys as in ``_protocol.DEFAULT_RATE_LIMITS``). Pacing is shared by
     every process of this machine on the same account (Sailthru counts per account), through
-    :func:`~sailthru_destination.transport.ratelimit.machine_limiters`; with an injected clock it
-    is this instance's own. ``limiters`` chooses another registry (e.g. Redis, across machines).
+    :func:`~sailthru_destination.transport.machine_pacer.machine_limiters`; with an injected
+    clock it is this instance's own. ``limiters`` chooses another registry (e.g. Redis, across
+    machines).
     """
 
     def __init__(

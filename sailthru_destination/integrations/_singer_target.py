@@ -64,6 +64,13 @@ class SailthruSink(BatchSink):
                 state=str(home / "singer" / f"{name}.db"),
                 report_dir=str(home / "reports" / f"singer-{name}-{stamp}"),
             )
+            deleted = self._sync.deleted_column
+            if deleted and deleted.startswith("_sdc_") and not config.get("add_record_metadata"):
+                # The SDK strips its _sdc_* metadata unless asked to keep it: without this,
+                # the tap's deletes would arrive as plain updates.
+                raise ConfigError(
+                    f"deleted_column {deleted!r} is Singer metadata, which the SDK passes on "
+                    "only with add_record_metadata: true in the target's config")
             check_host_columns(self._sync, (schema or {}).get("properties") or {},
                                stream_name, config.get("mapping"), config.get("streams"))
         except (ConfigError, ValueError) as exc:

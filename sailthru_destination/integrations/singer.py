@@ -37,4 +37,10 @@ def main() -> None:
     except ImportError as exc:
         sys.stderr.write(f"{MISSING_EXTRA} ({exc})\n")
         raise SystemExit(2) from None
-    TargetSailthru.cli()
+    from ..sync.config import ConfigError
+
+    try:
+        TargetSailthru.cli()
+    except ConfigError as exc:  # a setting is wrong: say which, exit 2, no traceback
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(2) from None

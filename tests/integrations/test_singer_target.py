@@ -230,3 +230,27 @@ def test_the_core_never_imports_a_host_framework() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_sdc_deleted_at_as_the_deleted_column_asks_for_add_record_metadata(
+    fake: FakeSailthru, host_home: Path
+) -> None:
+    # Red team (rt-promises, D): the SDK strips _sdc_* fields unless add_record_metadata is
+    # on; the target stopped with a traceback naming no such column. Now: exit 2 saying which
+    # setting to add, and with it a tap's delete record deletes.
+    schema = {**USERS_SCHEMA, "schema": {"properties": {
+        **USERS_SCHEMA["schema"]["properties"],
+        "_sdc_deleted_at": {"type": ["string", "null"], "format": "date-time"}}}}
+    mapping = {"delete_behavior": "delete", "deleted_column": "_sdc_deleted_at"}
+    config = _config(host_home, fake, mapping=mapping)
+    first = _run(config, _write(host_home / "m.jsonl", [schema, _user(1)]))
+    assert first.returncode == 2, first.stderr
+    assert "Traceback" not in first.stderr
+    assert "add_record_metadata: true" in first.stderr
+    assert fake.calls == {}
+    config = _config(host_home, fake, mapping=mapping, add_record_metadata=True)
+    assert _run(config, _write(host_home / "m.jsonl", [schema, _user(1), _user(2)])).returncode == 0
+    gone = _user(1, _sdc_deleted_at="2026-12-07T00:00:00Z")
+    assert _run(config, _write(host_home / "m.jsonl", [schema, gone])).returncode == 0
+    assert fake.find_user(email="u1@example.com") is None
+    assert fake.find_user(email="u2@example.com") is not None

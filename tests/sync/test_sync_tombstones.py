@@ -9,6 +9,7 @@ changes, or one un-flagged, is acted on as before.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,21 @@ def test_an_unflagged_then_reflagged_row_is_deleted_again(tmp_path: Path) -> Non
                        delete_behavior="delete")
         assert again.counts["deleted"] == 1
         assert fake.find_user(email=BOB["email"]) is None
+
+
+def test_the_cli_plan_and_sync_agree_the_repeat_is_unchanged(tmp_path: Path) -> None:
+    from test_sync_deleted_flag import _cli
+
+    model = tmp_path / "people.csv"
+    model.write_text("id,email,_deleted\n1,a@example.com,\n2,b@example.com,\n")
+    with make_fake(rate_limits={"default": 10000.0}) as fake:
+        assert _cli(fake, tmp_path, str(model)).returncode == 0
+        model.write_text("id,email,_deleted\n1,a@example.com,yes\n2,b@example.com,\n")
+        assert _cli(fake, tmp_path, str(model)).returncode == 0
+        assert fake.find_user(email="a@example.com") is None
+        for args in (("--plan",), ()):
+            done = _cli(fake, tmp_path, str(model), "--json", *args)
+            assert done.returncode == 0, done.stdout + done.stderr
+            counts = {k: v for k, v in json.loads(done.stdout)["counts"].items() if v}
+            assert counts == {"unchanged": 2}, (args, counts)
+        assert fake.calls.get(("DELETE", "user"), 0) == 1

@@ -146,11 +146,17 @@ class DiffPass:
 
     def _mark_deleted(self, row: Row, pk: str) -> None:
         """A row the model marks deleted: gone this run, with the values last applied (else,
-        never synced through this state, the row's own)."""
-        if not self._state.mark_deleted(pk):
+        never synced through this state, the row's own), unless its delete was already
+        applied (the very same flagged row: unchanged, no call)."""
+        digest = row_digest(row)
+        if not self._state.mark_deleted(pk, digest):
             self._duplicate(pk, row)
             return
         if self._state.get(pk) is not None:
+            return
+        if self._state.buried(pk) == digest:
+            # Deleting it again would delete a user who came back through another source.
+            self.summary.counts["unchanged"] += 1
             return
         try:
             user = read_user_row(row, self._config, pk)

@@ -125,6 +125,9 @@ def _record(
     summary.counts["kept" if result.status is Status.SKIPPED else str(result.status)] += 1
     if result.status is Status.DELETED:
         state.remember_removed(user.record)  # an audit can tell a user that came back
+    if result.status is not Status.SKIPPED and user.gone_pk is not None:
+        # A flagged row's delete behaviour is applied: the same row next run is unchanged.
+        state.bury(user.gone_pk)
     user.done(state)
     for twin in twins:
         notice(RecordNotice(twin.record.pk, f"the same Sailthru user as "

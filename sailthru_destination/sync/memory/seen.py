@@ -27,7 +27,7 @@ CREATE TEMP TABLE IF NOT EXISTS seen (
     pk TEXT PRIMARY KEY, key TEXT, pos INTEGER, row_where TEXT, valid INTEGER,
     changed INTEGER, loser TEXT
 ) WITHOUT ROWID;
-CREATE TEMP TABLE IF NOT EXISTS deleted (pk TEXT PRIMARY KEY);
+CREATE TEMP TABLE IF NOT EXISTS deleted (pk TEXT PRIMARY KEY, digest TEXT);
 CREATE TEMP TABLE IF NOT EXISTS handover (
     pk TEXT PRIMARY KEY, from_pk TEXT, hash TEXT, match TEXT, properties TEXT, groups TEXT,
     optout TEXT, user_key TEXT
@@ -118,11 +118,12 @@ class RunRows(StateDb):
             )
             return int(cursor.rowcount)
 
-    def mark_deleted(self, pk: str) -> bool:
-        """Note row ``pk`` as marked deleted by the model; False when already noted."""
+    def mark_deleted(self, pk: str, digest: str = "") -> bool:
+        """Note row ``pk`` as marked deleted by the model, read with row ``digest`` (see
+        :meth:`~.state.SyncState.bury`); False when already noted."""
         with self._lock:
             try:
-                self._write_temp("INSERT INTO deleted (pk) VALUES (?)", (pk,))
+                self._write_temp("INSERT INTO deleted (pk, digest) VALUES (?, ?)", (pk, digest))
             except sqlite3.IntegrityError:
                 return False
         return True

@@ -4,7 +4,9 @@ Per primary key: a hash of the row as last applied, its match value (and that va
 Sailthru compares it: the user *key*), properties and groups (the "old values" the next
 change is exported with). The users rows left behind when their key changed to another
 user's (they get the delete behaviour, as a gone row's user does). The users the sync
-deleted, with their last values (so an audit can tell a user that came back). Also the keys
+deleted, with their last values (so an audit can tell a user that came back), and the rows
+marked deleted whose delete was applied (their tombstones: the same flagged row is then
+unchanged, not deleted again, see :meth:`SyncState.bury`). Also the keys
 of events and orders already sent, so a re-run never posts one twice, and the write-ahead
 intents of user writes in flight (:mod:`.intents`): each is committed before its call leaves
 and settled in the transaction that records the reply, so a run killed at any point resumes
@@ -21,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,7 @@ CREATE TABLE IF NOT EXISTS removed_users (
     groups TEXT NOT NULL,
     optout TEXT
 );
+CREATE TABLE IF NOT EXISTS tombstones (pk TEXT PRIMARY KEY, digest TEXT NOT NULL);
 """
 _FLUSH_AFTER = 0.2
 
@@ -282,6 +285,37 @@ class SyncState(RunRows, SentKeysTable, DoubtTable, RetryRowsTable, IntentTable,
             self._write_now(
                 "INSERT OR REPLACE INTO removed_users (pk, hash, match, properties, groups, "
                 "optout, key) VALUES (?, ?, ?, ?, ?, ?, ?)", to_row(record))
+
+    def bury(self, pk: str) -> None:
+        """Remember that row ``pk``, marked deleted this run, had its delete applied.
+
+        Keeps the row's digest as read (:meth:`mark_deleted`): the next run that reads the
+        same flagged row while the state holds no record of it counts it unchanged, with no
+        call, instead of deleting its user again (who may since have come back through
+        another source: only ``audit --repair`` deletes such a user). No-op for a row not
+        marked deleted this run.
+        """
+        with self._lock:
+            self._flush()
+            self._write_now(
+                "INSERT OR REPLACE INTO tombstones (pk, digest) "
+                "SELECT pk, digest FROM temp.deleted WHERE pk = ? AND digest != ''", (pk,))
+
+    def buried(self, pk: str) -> str | None:
+        """The digest of the flagged row ``pk`` whose delete was applied, else None."""
+        with self._lock:
+            row = self._db.execute("SELECT digest FROM tombstones WHERE pk = ?",
+                                   (pk,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def unbury(self, pks: Iterable[str]) -> None:
+        """Drop the tombstones of rows ``pks``: their flagged rows are deleted again next run
+        (``audit --repair`` of a user who came back)."""
+        with self._lock:
+            self._flush()
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM tombstones WHERE pk = ?", [(pk,) for pk in pks])
+            self._db.execute("COMMIT")
 
     def removed(self) -> list[AppliedRecord]:
         """The users the sync deleted (``pk``: the row whose user it was), by user key."""

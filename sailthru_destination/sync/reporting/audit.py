@@ -72,6 +72,9 @@ class AuditResult:
     back: list[AppliedRecord] = field(default_factory=list)
     """Users the sync deleted that are in Sailthru again: ``--repair`` deletes them again.
     (The other users that should be gone or be cleared are the sync's gone rows already.)"""
+    gone: set[str] = field(default_factory=set)
+    """Primary keys of the rows with no live user that differ: ``--repair`` drops their
+    tombstones, so a flagged row whose user came back is deleted again."""
 
     @property
     def drifted(self) -> int:
@@ -131,7 +134,8 @@ def audit_model(
     report.finish(summary, page=False)  # the run page describes sync runs, not audits
     resend = {line["record"] for line in lines if line["live"]}
     back = [s.record for s, _ in found if s.removed and s.record is not None]
-    return AuditResult(summary, folder, resend, back)
+    gone = {line["record"] for line in lines if not line["live"]}
+    return AuditResult(summary, folder, resend, back, gone)
 
 
 def repair_drift(
@@ -142,11 +146,13 @@ def repair_drift(
     whole, the deleted users that came back are left to the delete behaviour (as a user a
     row left behind), gone rows get it as in any run; the state is rebuilt from the replies.
     The report goes in the audit's folder, under ``repair``."""
-    if audit.back:
+    if audit.back or audit.gone:
         with RunLock(state_file, config.name or "model", wait=config.lock_wait), \
                 SyncState(state_file) as state:
             for record in audit.back:
                 state.leave(record)
+            # A flagged row's tombstone would keep the sync from deleting its user again.
+            state.unbury(audit.gone)
     return run_sync(app, config.replace(report_dir=str(audit.folder / "repair")), rows,
                     home=home, progress=progress, resend=audit.resend)
 

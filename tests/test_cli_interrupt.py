@@ -211,3 +211,28 @@ def test_a_run_stopped_during_retries_starts_no_new_call(
         assert again.returncode == 0, again.stdout + again.stderr
         assert len(fake.users) == count
         assert json.loads(again.stdout)["counts"]["failed"] == 0
+
+
+def test_a_second_ctrl_c_while_stopping_still_counts_the_calls_in_flight(tmp_path: Path) -> None:
+    model = write_csv(tmp_path / "people.csv", people(USERS))
+    with FakeSailthru(api_key="cli-key", api_secret="cli-secret", rate_limits=FAST,
+                      latency=0.05) as fake:
+        process = subprocess.Popen(
+            [*COMMAND, "sync", str(model), "--concurrency", "8", "--bulk", "never", "--json"],
+            cwd=tmp_path, env=_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        deadline = time.monotonic() + 60
+        while len(fake.users) < 5 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.01)  # the calls in flight (50 ms each) are still out
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+        created = len(fake.users)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "already stopping" in stderr
+    summary = json.loads(stdout)
+    assert summary["status"] == "interrupted"
+    assert summary["counts"]["created"] == created
+    assert len(_state_keys(tmp_path)) == created

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_cli import COMMAND, FAST, _env, people, run, write_csv
 
-from sailthru_destination.testing import FakeSailthru
+from sailthru_destination.testing import FakeSailthru, Faults
 
 USERS = 200
 
@@ -163,3 +163,76 @@ def test_an_activity_run_that_stops_itself_counts_every_confirmed_send(tmp_path:
     document = json.loads(result.stdout)
     assert document["status"] == "stopped"
     assert document["counts"]["sent"] == sent
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_run_stopped_during_retries_starts_no_new_call(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    """Every user write answers 5xx, so each record is backing off to retry when the signal
+    comes: no retry and no unstarted record is sent after it, and the records cut short are
+    not failed for good (the next run creates everyone)."""
+    count, concurrency = 60, 4
+    model = write_csv(tmp_path / "people.csv", people(count))
+    with FakeSailthru(api_key="cli-key", api_secret="cli-secret", rate_limits=FAST) as fake:
+        process = subprocess.Popen(
+            [*COMMAND, "sync", str(model), "--concurrency", str(concurrency), "--bulk", "never",
+             "--no-progress", "--json"],
+            cwd=tmp_path, env=_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        deadline = time.monotonic() + 60
+        # The run's own checks pass; then every user write fails, and is retried.
+        while not fake.calls[("POST", "user")] and time.monotonic() < deadline:
+            time.sleep(0.001)
+        fake.faults = Faults(server_error_rate=1.0)
+        failing = fake.calls[("POST", "user")]
+        while (fake.calls[("POST", "user")] < failing + 2 * concurrency
+               and time.monotonic() < deadline):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.005)
+        process.send_signal(signum)
+        at_stop = sum(fake.calls.values())
+        stdout, stderr = process.communicate(timeout=60)
+        # Only the calls in flight at the signal (one per worker at most) may still arrive.
+        assert sum(fake.calls.values()) - at_stop <= concurrency, (at_stop, fake.calls)
+        assert process.returncode == code, stderr
+        assert "Traceback" not in stderr
+        summary = json.loads(stdout)
+        assert summary["status"] == "interrupted"
+        # A call in flight that failed is reported (retryable) as before; no record whose
+        # retries the stop cut short is failed for good.
+        errors = tmp_path / summary["report"] / "errors.jsonl"
+        failures = [json.loads(line) for line in
+                    (errors.read_text().splitlines() if errors.exists() else [])]
+        assert summary["counts"].get("failed", 0) == len(failures) <= concurrency, failures
+        assert all(failure["retryable"] for failure in failures), failures
+        fake.faults = Faults()
+        again = run(tmp_path, fake, "sync", str(model), "--json")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert len(fake.users) == count
+        assert json.loads(again.stdout)["counts"]["failed"] == 0
+
+
+def test_a_second_ctrl_c_while_stopping_still_counts_the_calls_in_flight(tmp_path: Path) -> None:
+    model = write_csv(tmp_path / "people.csv", people(USERS))
+    with FakeSailthru(api_key="cli-key", api_secret="cli-secret", rate_limits=FAST,
+                      latency=0.05) as fake:
+        process = subprocess.Popen(
+            [*COMMAND, "sync", str(model), "--concurrency", "8", "--bulk", "never", "--json"],
+            cwd=tmp_path, env=_env(fake), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        deadline = time.monotonic() + 60
+        while len(fake.users) < 5 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.01)  # the calls in flight (50 ms each) are still out
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+        created = len(fake.users)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "already stopping" in stderr
+    summary = json.loads(stdout)
+    assert summary["status"] == "interrupted"
+    assert summary["counts"]["created"] == created
+    assert len(_state_keys(tmp_path)) == created

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +21,21 @@ class Terminated(KeyboardInterrupt):
     signum = signal.SIGTERM
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
+class _StopOnce:
+    """The handler of SIGINT and SIGTERM for one command: the first signal stops the run; a
+    second one while it shuts down is ignored (said on stderr), so the calls in flight are
+    still recorded and the summary still counts them."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            print("already stopping: waiting for the calls in flight to be recorded",
+                  file=sys.stderr, flush=True)
+            return
+        self.stopping = True
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def exit_code(interrupt: BaseException) -> int:
@@ -36,12 +50,15 @@ def exit_code(interrupt: BaseException) -> int:
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt, as SIGINT
     raises): the run writes its summary with ``status: "interrupted"`` and the state is
-    closed cleanly; the process then exits 143 (130 for Ctrl-C)."""
+    closed cleanly; the process then exits 143 (130 for Ctrl-C). A second signal while the
+    run shuts down is ignored, so no call in flight goes unrecorded."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set a handler (e.g. the CLI called from a test)
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    handler = _StopOnce()
+    previous = signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])

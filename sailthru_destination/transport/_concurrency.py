@@ -18,12 +18,15 @@ from typing import Generic, TypeVar
 
 from ._adaptive import AdaptiveLimit
 
-__all__ = ["KeyedLocks", "run_in_order"]
+__all__ = ["KeyedLocks", "RunStopping", "run_in_order", "stop_event"]
 
 _READ_AHEAD = 16
 # The consumer is woken once this share of the records in flight have results in order, so
 # at 25 in flight it wakes about once per six results.
 _WAKE_SHARE = 4
+
+# Each worker thread's pool stop: a record's retries observe it (see :func:`stop_event`).
+_worker_stop = threading.local()
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,6 +41,24 @@ class KeyedLocks:
     def for_key(self, key: object) -> threading.Lock:
         """The lock that guards ``key``."""
         return self._locks[zlib.crc32(repr(key).encode("utf-8")) % len(self._locks)]
+
+
+class RunStopping(KeyboardInterrupt):
+    """A record's call not started because its run is stopping (Ctrl-C, SIGTERM).
+
+    A KeyboardInterrupt, so no sender reports it as the record's failure: the record is
+    left not done (its result is never recorded), and the next run does it.
+    """
+
+
+def stop_event() -> threading.Event | None:
+    """The event set when the run this pool worker serves stops; None outside a pool.
+
+    The retry loop checks it before each attempt and wakes its back-off sleep on it, so a
+    stopped run starts no new call while its calls in flight finish.
+    """
+    event: threading.Event | None = getattr(_worker_stop, "event", None)
+    return event
 
 
 def run_in_order(
@@ -103,6 +124,7 @@ class _Pool(Generic[T, R]):
         self._idle = 0
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        self._stopped = threading.Event()  # seen by the workers' retry loops
         self._source_done = False
 
     def _allowed(self) -> int:
@@ -186,6 +208,7 @@ class _Pool(Generic[T, R]):
 
     def stop(self) -> None:
         """Drop the queued records, let the running ones finish, and end the workers."""
+        self._stopped.set()  # wakes a back-off sleep; no retry starts after it
         with self._lock:
             self._stopping = True
             self._todo.clear()
@@ -196,6 +219,7 @@ class _Pool(Generic[T, R]):
     # -- a worker's side ----------------------------------------------------------------------
 
     def _worker(self) -> None:
+        _worker_stop.event = self._stopped
         with self._lock:
             while True:
                 while not self._stopping and not (

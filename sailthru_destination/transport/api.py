@@ -32,6 +32,7 @@ from ..errors import (
 )
 from ..options import AppOptions
 from ._adaptive import MAX_IN_FLIGHT, note_attempt
+from ._concurrency import RunStopping, stop_event
 from ._http import (
     Download,
     FileData,
@@ -247,7 +248,7 @@ class SailthruApi:
             bearer=bearer,
         )
         attempts = retrying(
-            self._retry, clock=self._clock, wall_clock=self._wall_clock, sleep=self._sleep
+            self._retry, clock=self._clock, wall_clock=self._wall_clock, sleep=self._pause
         )
         reply: dict[str, Any] = {}
         for attempt in attempts:
@@ -255,8 +256,24 @@ class SailthruApi:
                 reply = self._attempt(call, attempt.retry_state.attempt_number)
         return reply
 
+    def _pause(self, seconds: float) -> None:
+        """A back-off or pacing wait that a stopping run (Ctrl-C, SIGTERM) ends at once."""
+        stop = stop_event()
+        if stop is None:
+            self._sleep(seconds)
+        elif self._sleep is time.sleep:
+            stop.wait(seconds)
+        elif not stop.is_set():
+            self._sleep(seconds)
+
     def _attempt(self, call: _Call, number: int) -> dict[str, Any]:
-        waited = call.limiter.acquire(self._clock, self._sleep)
+        waited = call.limiter.acquire(self._clock, self._pause)
+        stop = stop_event()
+        if number > 1 and stop is not None and stop.is_set():
+            # The run is stopping: no retry starts; the record is left not done, for the next
+            # run. (A record's next call after one that succeeded still goes: a confirmed
+            # delete's read-back, say, is what records it.)
+            raise RunStopping(f"{call.method} {call.endpoint}: not sent, the run is stopping")
         started_wall = self._wall_clock()
         started = self._clock()
         try:

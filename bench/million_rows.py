@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCRIPT = Path(sys.executable).with_name("sailthru-destination")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "sailthru_destination"]
+from _cli import COMMAND, start_fake
+
 _GROUPS = ("Newsletter", "High LTV", "Churn Risk", "Beta", "Sale Alerts")
 _CITIES = ("Lyon", "Austin", "Tokyo", "Porto", "Oslo")
 _HEADER = "id,email,first_name,last_name,city,ltv,orders,vip,signed_up,groups\n"
@@ -68,16 +68,6 @@ def write_model(path: Path, rows: int, *, changed_every: int = 0) -> None:
         handle.writelines(lines)
 
 
-def start_fake() -> tuple[subprocess.Popen[str], str]:
-    """The fake in its own process, with its defaults (latency 0, user 300/s)."""
-    process = subprocess.Popen(
-        [*COMMAND, "fake-server", "--port", "0", "--api-key", "bench-key",
-         "--api-secret", "bench-secret"], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    url = process.stdout.readline().strip().rsplit(" ", 1)[-1]
-    return process, url
-
-
 def sync(url: str, model: Path, home: Path, *extra: str) -> dict[str, Any]:
     """One ``sync`` CLI run: its summary, wall time, CPU and peak RSS."""
     env = {**os.environ, "SAILTHRU_API_KEY": "bench-key", "SAILTHRU_API_SECRET": "bench-secret",
@@ -107,7 +97,7 @@ def measure(rows: int, folder: Path) -> dict[str, dict[str, Any]]:
     write_model(model, rows)
     write_model(changed, rows, changed_every=100)
     home = folder / f"home-{rows}"
-    fake, url = start_fake()
+    fake, url = start_fake()  # its defaults: latency 0, user 300/s
     try:
         return {"initial": sync(url, model, home, "--bulk", "always"),
                 "no-change": sync(url, model, home, "--bulk", "auto"),

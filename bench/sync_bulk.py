@@ -26,10 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _cli import COMMAND, start_fake
 from _figures import add_size, figure
 
-SCRIPT = Path(sys.executable).with_name("sailthru-destination")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "sailthru_destination"]
+# 50 ms a call and Sailthru's default limits.
+_FAKE_FLAGS = ("--latency", "0.05", "--rate-limit", "POST user=300", "--rate-limit", "GET=300",
+               "--rate-limit", "DELETE=40", "--rate-limit", "default=40")
 _GROUPS = ("Newsletter", "High LTV", "Churn Risk", "Beta", "Sale Alerts")
 
 
@@ -42,18 +44,6 @@ def write_model(path: Path, users: int) -> None:
                    "address": {"city": rng.choice(["Lyon", "Austin", "Tokyo"])},
                    "groups": [g for g in _GROUPS if rng.random() < 0.3]}
             handle.write(json.dumps(row) + "\n")
-
-
-def start_fake() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [*COMMAND, "fake-server", "--port", "0", "--latency", "0.05",
-         "--rate-limit", "POST user=300", "--rate-limit", "GET=300",
-         "--rate-limit", "DELETE=40", "--rate-limit", "default=40",
-         "--api-key", "bench-key", "--api-secret", "bench-secret"],
-        stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    url = process.stdout.readline().strip().rsplit(" ", 1)[-1]
-    return process, url
 
 
 def sync(url: str, model: Path, home: Path, *extra: str) -> dict[str, Any]:
@@ -109,14 +99,14 @@ def main() -> None:
         sample = base / "sample.jsonl"
         write_model(sample, per_user_size)
 
-        fake, url = start_fake()
+        fake, url = start_fake(*_FAKE_FLAGS)
         try:
             per_user = sync(url, sample, base / "a", "--bulk", "never", "--concurrency", "32",
                             "--name", "peruser")
         finally:
             fake.terminate()
             fake.wait()
-        fake, url = start_fake()
+        fake, url = start_fake(*_FAKE_FLAGS)
         try:
             bulk = sync(url, full, base / "b", "--bulk", "always", "--name", "bulk")
             again = sync(url, full, base / "b", "--bulk", "always", "--name", "bulk")
